@@ -1,0 +1,44 @@
+package io.qblk.io;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Positional I/O on one file: the only way the qcow2 engine and the raw target touch storage.
+ *
+ * <p>Implementations: {@link PosixFileBackend} (pread/pwrite through FFM), the io_uring backend
+ * of a ublk queue, and the recording/failing wrappers of the fault-injection suite.
+ *
+ * <p>Every method may be called concurrently from many (virtual) threads. A call returns only when
+ * the operation has completed; errors come back as {@link IOException} (usually {@link ErrnoException}).
+ */
+public interface IoBackend extends Closeable {
+
+    /** Fills {@code dst} from {@code offset}; bytes past end of file read as zeroes. */
+    void read(long offset, MemorySegment dst) throws IOException;
+
+    /** Writes all of {@code src} at {@code offset}, growing the file if needed. */
+    void write(long offset, MemorySegment src) throws IOException;
+
+    /** Makes every completed write durable (fdatasync semantics). */
+    void datasync() throws IOException;
+
+    /** Current file length in bytes. */
+    long size() throws IOException;
+
+    /** Sets the file length (grows with a hole or shrinks). */
+    void truncate(long length) throws IOException;
+
+    /** Reserves blocks for the range without changing its contents (fallocate mode 0 with KEEP_SIZE off). */
+    void allocate(long offset, long length) throws IOException;
+
+    /** Deallocates the range; it reads back as zeroes. File length is unchanged. */
+    void punchHole(long offset, long length) throws IOException;
+
+    /** True when the file was opened read-only. */
+    boolean readOnly();
+
+    @Override
+    void close() throws IOException;
+}

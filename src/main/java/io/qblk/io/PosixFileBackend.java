@@ -1,0 +1,145 @@
+package io.qblk.io;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+
+/** {@link IoBackend} on a file descriptor with pread/pwrite/fdatasync/fallocate through FFM. */
+public final class PosixFileBackend implements IoBackend {
+    private final int fd;
+    private final boolean readOnly;
+    private final String name;
+    private volatile boolean closed;
+
+    private PosixFileBackend(int fd, boolean readOnly, String name) {
+        this.fd = fd;
+        this.readOnly = readOnly;
+        this.name = name;
+    }
+
+    /** Opens an existing file. */
+    public static PosixFileBackend open(Path path, boolean readOnly) throws IOException {
+        return open(path, readOnly, false);
+    }
+
+    /** Opens a file, creating it (mode 0644) when {@code create} is set. */
+    public static PosixFileBackend open(Path path, boolean readOnly, boolean create) throws IOException {
+        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0);
+        int fd = LibC.open(path.toString(), flags, 0644);
+        if (fd < 0) {
+            int e = LibC.errno();
+            if (e == Errno.ENOENT) throw new java.nio.file.NoSuchFileException(path.toString());
+            throw new ErrnoException("open " + path, e);
+        }
+        return new PosixFileBackend(fd, readOnly, path.toString());
+    }
+
+    public int fd() {
+        return fd;
+    }
+
+    @Override
+    public void read(long offset, MemorySegment dst) throws IOException {
+        if (!dst.isNative()) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment bounce = a.allocate(dst.byteSize(), 4096);
+                read(offset, bounce);
+                dst.copyFrom(bounce);
+            }
+            return;
+        }
+        long done = 0, len = dst.byteSize();
+        while (done < len) {
+            long n = LibC.pread(fd, dst.asSlice(done), len - done, offset + done);
+            if (n < 0) {
+                int e = LibC.errno();
+                if (e == Errno.EINTR) continue;
+                throw new ErrnoException("pread " + name + " at " + (offset + done), e);
+            }
+            if (n == 0) { // past end of file
+                dst.asSlice(done).fill((byte) 0);
+                return;
+            }
+            done += n;
+        }
+    }
+
+    @Override
+    public void write(long offset, MemorySegment src) throws IOException {
+        if (!src.isNative()) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment bounce = a.allocate(src.byteSize(), 4096);
+                bounce.copyFrom(src);
+                write(offset, bounce);
+            }
+            return;
+        }
+        long done = 0, len = src.byteSize();
+        while (done < len) {
+            long n = LibC.pwrite(fd, src.asSlice(done), len - done, offset + done);
+            if (n < 0) {
+                int e = LibC.errno();
+                if (e == Errno.EINTR) continue;
+                throw new ErrnoException("pwrite " + name + " at " + (offset + done), e);
+            }
+            done += n;
+        }
+    }
+
+    @Override
+    public void datasync() throws IOException {
+        if (LibC.fdatasync(fd) != 0) throw new ErrnoException("fdatasync " + name, LibC.errno());
+    }
+
+    @Override
+    public long size() throws IOException {
+        long s = LibC.sizeOf(fd);
+        if (s < 0) throw new ErrnoException("lseek " + name, LibC.errno());
+        return s;
+    }
+
+    @Override
+    public void truncate(long length) throws IOException {
+        if (LibC.ftruncate(fd, length) != 0) throw new ErrnoException("ftruncate " + name, LibC.errno());
+    }
+
+    @Override
+    public void allocate(long offset, long length) throws IOException {
+        if (length == 0) return;
+        if (LibC.fallocate(fd, 0, offset, length) != 0) throw new ErrnoException("fallocate " + name, LibC.errno());
+    }
+
+    @Override
+    public void punchHole(long offset, long length) throws IOException {
+        if (length == 0) return;
+        int mode = LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE;
+        if (LibC.fallocate(fd, mode, offset, length) != 0) {
+            int e = LibC.errno();
+            if (e != Errno.EOPNOTSUPP) throw new ErrnoException("punch hole " + name, e);
+            // The filesystem cannot punch holes: write zeroes instead so the range still reads as zero.
+            try (Arena a = Arena.ofConfined()) {
+                long chunk = Math.min(length, 1 << 20);
+                MemorySegment z = a.allocate(chunk, 4096);
+                for (long o = 0; o < length; o += chunk) write(offset + o, z.asSlice(0, Math.min(chunk, length - o)));
+            }
+        }
+    }
+
+    @Override
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    @Override
+    public synchronized void close() throws IOException {
+        if (closed) return;
+        closed = true;
+        if (LibC.close(fd) != 0) throw new ErrnoException("close " + name, LibC.errno());
+    }
+
+    @Override
+    public String toString() {
+        return name;
+    }
+}
