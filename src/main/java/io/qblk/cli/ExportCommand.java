@@ -240,7 +240,8 @@ public class ExportCommand implements Callable<Integer> {
         public boolean preprocess(Stack<String> args, CommandSpec commandSpec, ArgSpec argSpec, Map<String, Object> info) {
             String separator = (String) info.get("separator");
             String value = DEFAULT_NBD_ADDRESS;
-            if (separator != null && !separator.isEmpty()) value = args.pop();         // --nbd=VALUE
+            boolean attached = separator != null && !separator.isBlank();             // --nbd=VALUE
+            if (attached) value = args.pop();
             else if (!args.isEmpty() && looksLikeAddress(args.peek())) value = args.pop();
             argSpec.setValue(value);
             return true;
