@@ -1155,7 +1155,8 @@ public final class Qcow2Image implements Closeable {
                 switch (typeOf(e)) {
                     case NORMAL -> add(out, new MapEntry(pos, n, 0, true, false, true, (e & OFFSET_MASK) + (pos & (cs - 1))));
                     case COMPRESSED_CLUSTER -> add(out, new MapEntry(pos, n, 0, true, false, true, -1));
-                    case ZERO_ALLOC, ZERO_PLAIN -> add(out, new MapEntry(pos, n, 0, true, true, false, -1));
+                    case ZERO_ALLOC -> add(out, new MapEntry(pos, n, 0, true, true, false, (e & OFFSET_MASK) + (pos & (cs - 1))));
+                    case ZERO_PLAIN -> add(out, new MapEntry(pos, n, 0, true, true, false, -1));
                     default -> {
                         if (!hasBacking()) add(out, new MapEntry(pos, n, 0, false, true, false, -1));
                         else {
