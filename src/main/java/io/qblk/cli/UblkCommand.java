@@ -1,9 +1,7 @@
 package io.qblk.cli;
 
-import io.qblk.io.PosixFileBackend;
 import io.qblk.target.BlockTarget;
-import io.qblk.target.NullTarget;
-import io.qblk.target.RawTarget;
+import io.qblk.target.TargetOpener;
 import io.qblk.ublk.UblkControl;
 import io.qblk.ublk.UblkDeviceInfo;
 import io.qblk.ublk.UblkException;
@@ -20,11 +18,9 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 import java.util.concurrent.Callable;
 
 /** {@code qblk ublk export|list|del|recover}: ublk devices on this kernel. */
@@ -49,46 +45,16 @@ public class UblkCommand {
         }
     }
 
-    /** Opens FILE as the given target type (qcow2 arrives with the engine). */
+    /** Opens FILE as the given target type (qcow2, raw; null takes --size), like {@code qblk export}. */
     static BlockTarget openTarget(String type, Path file, long nullSize) throws IOException {
-        switch (type.toLowerCase(Locale.ROOT)) {
-            case "null":
-                return new NullTarget(nullSize);
-            case "raw": {
-                if (file == null) throw new IllegalArgumentException("raw needs an image FILE");
-                if (!Files.exists(file)) throw new NoSuchFileException(file.toString());
-                PosixFileBackend f = PosixFileBackend.open(file, false);
-                try {
-                    return new RawTarget(f);
-                } catch (IOException | RuntimeException e) {
-                    f.close();
-                    throw e;
-                }
-            }
-            case "qcow2":
-                return Qcow2Opener.open(file);
-            default:
-                throw new IllegalArgumentException("unknown target type '" + type + "' (expected qcow2, raw or null)");
-        }
+        TargetOpener.Format format = TargetOpener.Format.parse(type);
+        if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
+        if (file == null) throw new IllegalArgumentException("missing FILE");
+        return TargetOpener.open(file, format, false);
     }
 
     static long parseSize(String s) {
-        String t = s.trim().toUpperCase(Locale.ROOT);
-        long mult = 1;
-        char last = t.isEmpty() ? ' ' : t.charAt(t.length() - 1);
-        switch (last) {
-            case 'K' -> mult = 1L << 10;
-            case 'M' -> mult = 1L << 20;
-            case 'G' -> mult = 1L << 30;
-            case 'T' -> mult = 1L << 40;
-            default -> { }
-        }
-        if (mult != 1) t = t.substring(0, t.length() - 1);
-        try {
-            return Math.multiplyExact(Long.parseLong(t), mult);
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new IllegalArgumentException("bad size '" + s + "' (examples: 1G, 512M, 1048576)");
-        }
+        return ExportCommand.parseSize(s);
     }
 
     static void requireDriver() throws UblkException {
@@ -103,7 +69,7 @@ public class UblkCommand {
             description = "Serve FILE as a new /dev/ublkbN in the foreground (prints the device); SIGTERM stops it.")
     public static class Export implements Callable<Integer> {
         @Spec CommandSpec spec;
-        @Option(names = {"-t", "--type"}, defaultValue = "qcow2", description = "qcow2, raw or null (default ${DEFAULT-VALUE})") String type;
+        @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
         @Option(names = {"-q", "--queues"}, defaultValue = "1", description = "hardware queues (default ${DEFAULT-VALUE})") int queues;
         @Option(names = {"-d", "--depth"}, defaultValue = "64", description = "queue depth (default ${DEFAULT-VALUE})") int depth;
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
@@ -183,7 +149,7 @@ public class UblkCommand {
             description = "Re-attach to device ID after its server died (kill -9) and serve FILE on the same /dev/ublkbN.")
     public static class Recover implements Callable<Integer> {
         @Spec CommandSpec spec;
-        @Option(names = {"-t", "--type"}, defaultValue = "qcow2", description = "qcow2, raw or null (default ${DEFAULT-VALUE})") String type;
+        @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
         @Parameters(index = "0", paramLabel = "ID") int id;
         @Parameters(index = "1", arity = "0..1", paramLabel = "FILE") Path file;

@@ -31,6 +31,7 @@ class UblkCommandTest {
                 {"ublk", "del", "0"},
                 {"ublk", "export", "-t", "null"},
                 {"ublk", "recover", "3", "-t", "null"},
+                {"export", "--ublk", "-t", "null", "--size", "64M"},
         };
         for (String[] c : commands) {
             LaunchResult r = launcher.launch(c);
