@@ -81,7 +81,10 @@ vm_initramfs() {
 # Serial console -> caller: drops firmware/boot noise and carriage returns, keeps what the command
 # printed (and kernel warnings printed while it ran). QBLK_VM_VERBOSE=1 shows everything.
 vm_console_filter() {
-  if [ "${QBLK_VM_VERBOSE:-0}" = 1 ]; then tr -d '\r'; return; fi
-  tr -d '\r' | awk '/@@qblk-vm-start@@/ {on=1; next} /@@qblk-vm-end@@/ {on=0; next}
-                    on {print; fflush()} !on && /(Kernel panic|BUG:|Oops|init:)/ {print; fflush()}'
+  # awk (not tr) strips the CRs: tr would block-buffer into the pipe and hold the output back.
+  awk -v all="${QBLK_VM_VERBOSE:-0}" '{ sub(/\r+$/, "") }
+       all == 1 { print; fflush(); next }
+       /@@qblk-vm-start@@/ { on = 1; next } /@@qblk-vm-end@@/ { on = 0; next }
+       on { print; fflush(); next }
+       /(Kernel panic|BUG:|Oops|init:)/ { print; fflush() }'
 }
