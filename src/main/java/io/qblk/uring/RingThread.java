@@ -77,6 +77,7 @@ public final class RingThread implements AutoCloseable {
     private volatile boolean eventFdClosed;
     private final AtomicInteger wakers = new AtomicInteger();
     private volatile long enterCalls, sqesSubmitted;
+    private final java.util.concurrent.atomic.LongAdder wakeWrites = new java.util.concurrent.atomic.LongAdder();
     private final MemorySegment wakeValue = Arena.ofAuto().allocate(ValueLayout.JAVA_LONG);
     private int eventFd = -1; // published by the start handshake
 
@@ -150,6 +151,11 @@ public final class RingThread implements AutoCloseable {
 
     public long submittedSqes() {
         return sqesSubmitted;
+    }
+
+    /** Number of eventfd writes submitters made to wake a sleeping owner. */
+    public long wakeUps() {
+        return wakeWrites.sum();
     }
 
     public boolean isClosed() {
@@ -380,7 +386,10 @@ public final class RingThread implements AutoCloseable {
         if (!WAKE_PENDING.compareAndSet(this, 0, 1)) return;
         wakers.incrementAndGet();
         try {
-            if (!eventFdClosed) UringSyscalls.write(eventFd, wakeValue, 8);
+            if (!eventFdClosed) {
+                UringSyscalls.write(eventFd, wakeValue, 8);
+                wakeWrites.increment();
+            }
         } finally {
             wakers.decrementAndGet();
         }
