@@ -120,4 +120,25 @@ class IoUringTest {
         assertEquals(Errno.EINVAL, e.errno());
         assertTrue(e.getMessage().contains("EINVAL"), e.getMessage());
     }
+
+    @Test
+    void singleIssuerRingRefusesOtherThreads() throws Exception {
+        try (IoUring ring = IoUring.create(4, IoUring.SETUP_SINGLE_ISSUER)) {
+            ring.nextSqe().prepNop().userData(1);
+            assertEquals(1, ring.submitAndWait(1));
+            assertEquals(1, reapAll(ring).size());
+            ring.nextSqe().prepNop().userData(2);
+            java.util.concurrent.atomic.AtomicReference<Throwable> other = new java.util.concurrent.atomic.AtomicReference<>();
+            Thread t = Thread.ofPlatform().start(() -> {
+                try {
+                    ring.submitAndWait(1);
+                } catch (Throwable e) {
+                    other.set(e);
+                }
+            });
+            t.join();
+            assertTrue(other.get() instanceof io.qblk.io.ErrnoException ee && ee.errno() == Errno.EEXIST,
+                    "another thread entering a SINGLE_ISSUER ring gets EEXIST, got " + other.get());
+        }
+    }
 }

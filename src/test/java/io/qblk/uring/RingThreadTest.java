@@ -361,4 +361,50 @@ class RingThreadTest {
             UringSyscalls.close(efd);
         }
     }
+
+    @Test
+    void ublkStyleRingCarriesFileIoAndCommandsAndOnlyTheOwnerEnters() throws Exception {
+        // SINGLE_ISSUER makes the kernel refuse io_uring_enter from any task but the creator (EEXIST),
+        // so this proves that neither submitters nor close ever enter the ring themselves.
+        RingOptions opts = RingOptions.forUblk(16).withSetupFlags(
+                IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32 | IoUring.SETUP_SINGLE_ISSUER);
+        try (RingThread q = RingThread.start("ublk-style", opts);
+             UringFileBackend data = UringFileBackend.open(q, dir.resolve("img"), false, true)) {
+            assertTrue(q.callOnOwner(() -> q.ring().sqe128() && q.ring().cqe32()));
+            try (ExecutorService vts = Executors.newVirtualThreadPerTaskExecutor()) {
+                List<Future<?>> fs = new ArrayList<>();
+                for (int i = 0; i < 64; i++) {
+                    final int id = i;
+                    fs.add(vts.submit(() -> {
+                        try (Arena a = Arena.ofConfined()) {
+                            MemorySegment buf = a.allocate(4096, 4096);
+                            buf.fill((byte) (id * 3));
+                            data.write(id * 4096L, buf);
+                            MemorySegment back = a.allocate(4096, 4096);
+                            data.read(id * 4096L, back);
+                            assertEquals(-1, buf.mismatch(back));
+                        }
+                        return null;
+                    }));
+                }
+                for (Future<?> f : fs) f.get(30, TimeUnit.SECONDS);
+            }
+            data.datasync();
+            // A URING_CMD with an 80-byte payload goes out in a 128-byte SQE; a plain file refuses it.
+            MemorySegment payload = arena.allocate(80);
+            payload.fill((byte) 0x5a);
+            var e = assertThrows(ErrnoException.class, () -> q.uringCmd(data.fd(), 0x1234, payload));
+            assertTrue(e.getMessage().startsWith("io_uring cmd 0x1234"), e.getMessage());
+        }
+    }
+
+    @Test
+    void callOnOwnerPropagatesResultsAndExceptions() throws IOException {
+        assertEquals("q", ring.callOnOwner(() -> ring.isOwnerThread() ? "q" : "not owner"));
+        var e = assertThrows(ErrnoException.class, () -> ring.callOnOwner(() -> {
+            throw new ErrnoException("from owner", Errno.EIO);
+        }));
+        assertEquals("EIO", e.errnoName());
+        assertThrows(IllegalStateException.class, ring::ring, "the ring is not reachable from other threads");
+    }
 }

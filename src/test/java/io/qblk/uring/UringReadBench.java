@@ -38,7 +38,8 @@ public final class UringReadBench {
                 w.datasync();
             }
             for (int round = 0; round < 2; round++) {
-                try (RingThread ring = RingThread.start("bench-ring", RingOptions.defaults().withEntries(64));
+                int flags = Integer.getInteger("bench.flags", 0);
+                try (RingThread ring = RingThread.start("bench-ring", RingOptions.defaults().withEntries(64).withSetupFlags(flags));
                      UringFileBackend b = UringFileBackend.open(ring, file, true, false)) {
                     double iops = run(b, true, seconds);
                     System.out.printf("uring  (32 virtual threads, 1 ring owner): %,10.0f IOPS  (%.1f SQEs per io_uring_enter, %.2f eventfd wake-ups per I/O)%n",
