@@ -35,6 +35,10 @@ public final class UringFileBackend implements IoBackend {
 
     /** Opens {@code path} (creating it with mode 0644 when {@code create}) on an existing ring thread. */
     public static UringFileBackend open(RingThread ring, Path path, boolean readOnly, boolean create) throws IOException {
+        return new UringFileBackend(ring, false, openFd(path, readOnly, create), readOnly, path.toString());
+    }
+
+    private static int openFd(Path path, boolean readOnly, boolean create) throws IOException {
         int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0);
         int fd = LibC.open(path.toString(), flags, 0644);
         if (fd < 0) {
@@ -42,15 +46,14 @@ public final class UringFileBackend implements IoBackend {
             if (e == Errno.ENOENT) throw new NoSuchFileException(path.toString());
             throw new ErrnoException("open " + path, e);
         }
-        return new UringFileBackend(ring, false, fd, readOnly, path.toString());
+        return fd;
     }
 
     /** Opens {@code path} on a ring thread of its own (64 entries), closed together with the file. */
     public static UringFileBackend open(Path path, boolean readOnly) throws IOException {
         RingThread ring = RingThread.start("uring-" + path.getFileName(), RingOptions.defaults().withEntries(64));
         try {
-            UringFileBackend b = open(ring, path, readOnly, false);
-            return new UringFileBackend(ring, true, b.fd, readOnly, b.name);
+            return new UringFileBackend(ring, true, openFd(path, readOnly, false), readOnly, path.toString());
         } catch (IOException | RuntimeException e) {
             ring.close();
             throw e;

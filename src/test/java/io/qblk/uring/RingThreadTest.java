@@ -407,4 +407,57 @@ class RingThreadTest {
         assertEquals("EIO", e.errnoName());
         assertThrows(IllegalStateException.class, ring::ring, "the ring is not reachable from other threads");
     }
+
+    @Test
+    void sequentialSubmittersNeverMissAWakeUp() throws Exception {
+        // Each NOP lets the owner fall asleep again, so every call exercises the eventfd wake-up race.
+        for (int i = 0; i < 3000; i++) ring.nop();
+        try (ExecutorService vts = Executors.newVirtualThreadPerTaskExecutor()) {
+            List<Future<?>> fs = new ArrayList<>();
+            for (int t = 0; t < 4; t++) {
+                fs.add(vts.submit(() -> {
+                    for (int i = 0; i < 1500; i++) ring.nop();
+                    return null;
+                }));
+            }
+            for (Future<?> f : fs) f.get(30, TimeUnit.SECONDS);
+        }
+        assertTrue(ring.wakeUps() > 0, "the owner slept and was woken through the eventfd");
+    }
+
+    @Test
+    void closeUnderLoadEndsEverySubmitter() throws Exception {
+        RingThread r2 = RingThread.start("busy-ring", RingOptions.defaults().withEntries(8));
+        AtomicInteger completed = new AtomicInteger(), refused = new AtomicInteger();
+        ConcurrentLinkedQueue<Throwable> unexpected = new ConcurrentLinkedQueue<>();
+        try (ExecutorService vts = Executors.newVirtualThreadPerTaskExecutor()) {
+            for (int t = 0; t < 100; t++) {
+                vts.submit(() -> {
+                    try (Arena a = Arena.ofConfined()) {
+                        MemorySegment buf = a.allocate(4096, 4096);
+                        while (true) {
+                            try {
+                                r2.write(file.fd(), buf, 0);
+                                completed.incrementAndGet();
+                            } catch (RingClosedException e) {
+                                refused.incrementAndGet();
+                                return;
+                            } catch (ErrnoException e) {
+                                if (e.errno() != Errno.ECANCELED) unexpected.add(e);
+                                refused.incrementAndGet();
+                                return;
+                            }
+                        }
+                    } catch (Throwable e) {
+                        unexpected.add(e);
+                    }
+                });
+            }
+            Thread.sleep(300);
+            r2.close();
+        } // waits for all 100 submitters: a lost request would hang here (and hit @Timeout)
+        assertTrue(unexpected.isEmpty(), () -> "unexpected: " + unexpected.peek());
+        assertEquals(100, refused.get(), "every submitter saw the close");
+        assertTrue(completed.get() > 100, "work was done before the close: " + completed.get());
+    }
 }
