@@ -1,0 +1,47 @@
+package io.qblk.target;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * What a frontend (ublk, NBD) serves: a block device of {@link #size()} bytes.
+ *
+ * <p>Offsets and lengths are bytes; frontends check them against the size and the 512-byte sector
+ * before calling. All methods may be called concurrently from many virtual threads and block until
+ * the operation is complete. Implementations: {@link NullTarget}, {@link RawTarget}, {@link Qcow2Target}.
+ */
+public interface BlockTarget extends Closeable {
+
+    /** Virtual size in bytes (a multiple of 512). */
+    long size();
+
+    boolean readOnly();
+
+    void read(long offset, MemorySegment dst) throws IOException;
+
+    /** Writes {@code src}; with {@code fua} the data is durable when this returns. */
+    void write(long offset, MemorySegment src, boolean fua) throws IOException;
+
+    /** Makes every completed write durable. */
+    void flush() throws IOException;
+
+    /** The range's contents become unspecified (zeroes where the target can), space may be freed. */
+    void discard(long offset, long length) throws IOException;
+
+    /** The range reads as zeroes; with {@code mayUnmap} the target may free the space. */
+    void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException;
+
+    /**
+     * Allocation status of {@code [offset, offset + length)} as consecutive extents covering at
+     * least the first byte (they may stop early, never overlap, never pass offset + length).
+     */
+    List<Extent> blockStatus(long offset, long length) throws IOException;
+
+    /** A run of bytes with one allocation status. */
+    record Extent(long offset, long length, boolean hole, boolean zero) {}
+
+    @Override
+    void close() throws IOException;
+}

@@ -1,0 +1,44 @@
+package io.qblk.target;
+
+import io.qblk.io.IoBackend;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/** A raw image file served as is (the "loop" target). */
+public final class RawTarget implements BlockTarget {
+    private final IoBackend file;
+    private final long size;
+
+    public RawTarget(IoBackend file) throws IOException {
+        this.file = file;
+        long s = file.size();
+        this.size = s - s % 512;
+    }
+
+    @Override public long size() { return size; }
+    @Override public boolean readOnly() { return file.readOnly(); }
+    @Override public void read(long offset, MemorySegment dst) throws IOException { file.read(offset, dst); }
+
+    @Override
+    public void write(long offset, MemorySegment src, boolean fua) throws IOException {
+        file.write(offset, src);
+        if (fua) file.datasync();
+    }
+
+    @Override public void flush() throws IOException { file.datasync(); }
+    @Override public void discard(long offset, long length) throws IOException { file.punchHole(offset, length); }
+
+    @Override
+    public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        file.punchHole(offset, length);
+        if (!mayUnmap) file.allocate(offset, length);
+    }
+
+    @Override
+    public List<Extent> blockStatus(long offset, long length) {
+        return List.of(new Extent(offset, length, false, false));
+    }
+
+    @Override public void close() throws IOException { file.close(); }
+}
