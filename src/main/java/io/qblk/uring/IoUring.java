@@ -31,7 +31,9 @@ public final class IoUring implements AutoCloseable {
     /** cqe->flags bits. */
     public static final int CQE_F_MORE = 1 << 1;
     /** io_uring_register opcodes. */
-    static final int REGISTER_BUFFERS = 0, UNREGISTER_BUFFERS = 1;
+    static final int REGISTER_BUFFERS = 0, UNREGISTER_BUFFERS = 1, REGISTER_FILES = 2, UNREGISTER_FILES = 3,
+            REGISTER_PROBE = 8;
+    private static final int OP_SUPPORTED = 1;
 
     private static final long OFF_SQ_RING = 0L, OFF_CQ_RING = 0x8000000L, OFF_SQES = 0x10000000L;
     private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
@@ -259,6 +261,38 @@ public final class IoUring implements AutoCloseable {
     public void unregisterBuffers() throws ErrnoException {
         if (UringSyscalls.register(fd, UNREGISTER_BUFFERS, MemorySegment.NULL, 0) < 0) {
             throw new ErrnoException("io_uring_register unregister buffers", UringSyscalls.errno());
+        }
+    }
+
+    /**
+     * Registers {@code fds} as fixed files 0..n-1 (IORING_REGISTER_FILES); an SQE then names file
+     * {@code i} with fd = i and the {@link Sqe#FIXED_FILE} flag.
+     */
+    public void registerFiles(int... fds) throws ErrnoException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment arr = a.allocateFrom(ValueLayout.JAVA_INT, fds);
+            if (UringSyscalls.register(fd, REGISTER_FILES, arr, fds.length) < 0) {
+                throw new ErrnoException("io_uring_register files", UringSyscalls.errno());
+            }
+        }
+    }
+
+    public void unregisterFiles() throws ErrnoException {
+        if (UringSyscalls.register(fd, UNREGISTER_FILES, MemorySegment.NULL, 0) < 0) {
+            throw new ErrnoException("io_uring_register unregister files", UringSyscalls.errno());
+        }
+    }
+
+    /** Whether the running kernel supports {@code opcode} (IORING_REGISTER_PROBE, kernel 5.6+). */
+    public boolean supports(int opcode) throws ErrnoException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment probe = a.allocate(PROBE);
+            if (UringSyscalls.register(fd, REGISTER_PROBE, probe, 256) < 0) {
+                throw new ErrnoException("io_uring_register probe", UringSyscalls.errno());
+            }
+            int opsLen = Byte.toUnsignedInt((byte) PROBE_OPS_LEN.get(probe, 0L));
+            if (opcode < 0 || opcode >= opsLen) return false;
+            return ((short) PROBE_OP_FLAGS.get(probe, 0L, (long) opcode) & OP_SUPPORTED) != 0;
         }
     }
 

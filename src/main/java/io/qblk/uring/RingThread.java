@@ -270,6 +270,19 @@ public final class RingThread implements AutoCloseable {
         });
     }
 
+    /** Registers fixed files 0..n-1 (use fd = index and {@link Sqe#FIXED_FILE} in SQEs). */
+    public void registerFiles(int... fds) throws IOException {
+        callOnOwner(() -> {
+            ring.registerFiles(fds);
+            return null;
+        });
+    }
+
+    /** Whether the kernel supports {@code opcode} (e.g. {@link Opcode#URING_CMD} for ublk). */
+    public boolean supports(int opcode) throws IOException {
+        return callOnOwner(() -> ring.supports(opcode));
+    }
+
     public void unregisterBuffers() throws IOException {
         callOnOwner(() -> {
             ring.unregisterBuffers();

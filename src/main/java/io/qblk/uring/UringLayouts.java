@@ -91,6 +91,20 @@ public final class UringLayouts {
     public static final StructLayout IOVEC = MemoryLayout.structLayout(
             ValueLayout.ADDRESS.withName("iov_base"), U64.withName("iov_len")).withName("iovec");
 
+    /** struct io_uring_probe_op (8 bytes). */
+    public static final StructLayout PROBE_OP = MemoryLayout.structLayout(
+            U8.withName("op"), U8.withName("resv"), U16.withName("flags"), U32.withName("resv2")).withName("io_uring_probe_op");
+
+    /** struct io_uring_probe with room for 256 operations (16 + 256 * 8 bytes). */
+    public static final StructLayout PROBE = MemoryLayout.structLayout(
+            U8.withName("last_op"), U8.withName("ops_len"), U16.withName("resv"),
+            MemoryLayout.sequenceLayout(3, U32).withName("resv2"),
+            MemoryLayout.sequenceLayout(256, PROBE_OP).withName("ops")).withName("io_uring_probe");
+
+    static final VarHandle PROBE_OPS_LEN = PROBE.varHandle(groupElement("ops_len"));
+    static final VarHandle PROBE_OP_FLAGS = PROBE.varHandle(groupElement("ops"),
+            MemoryLayout.PathElement.sequenceElement(), groupElement("flags"));
+
     public static SequenceLayout iovecArray(long count) {
         return MemoryLayout.sequenceLayout(count, IOVEC);
     }

@@ -460,4 +460,21 @@ class RingThreadTest {
         assertEquals(100, refused.get(), "every submitter saw the close");
         assertTrue(completed.get() > 100, "work was done before the close: " + completed.get());
     }
+
+    @Test
+    void probeAndFixedFiles() throws IOException {
+        assertTrue(ring.supports(Opcode.NOP));
+        assertTrue(ring.supports(Opcode.READ));
+        assertTrue(ring.supports(Opcode.URING_CMD), "kernel 5.19+ has URING_CMD");
+        assertFalse(ring.supports(255));
+        MemorySegment src = pattern(4096, 21), dst = arena.allocate(4096, 4096);
+        ring.write(file.fd(), src, 0);
+        ring.registerFiles(file.fd());
+        UringRequest r = new UringRequest();
+        ring.execute(r.prepRead(0, dst, 0).sqeFlags(Sqe.FIXED_FILE)); // fd 0 = fixed file index 0
+        assertEquals(4096, r.checkedResult("fixed-file read"));
+        assertEquals(-1, src.mismatch(dst));
+        ring.execute(r.prepRead(1, dst, 0).sqeFlags(Sqe.FIXED_FILE));
+        assertEquals(-Errno.EBADF, r.result(), "no fixed file 1");
+    }
 }
