@@ -9,8 +9,10 @@ import java.io.IOException;
  * ublk queue routes its URING_CMD completions through the same owner loop as file I/O).
  *
  * <p>Contract: {@link #prepare} and {@link #complete} run on the owner thread, must be quick and must
- * not block (they may submit further operations; that never blocks on the owner thread). An
- * operation object may be submitted again after its last completion arrived.
+ * not block. {@link #complete} may submit further operations (that never blocks on the owner thread)
+ * and may even call the blocking {@link RingThread#execute}; {@link #prepare} must only fill its SQE.
+ * An operation object may be submitted again after its last completion arrived, not before. Buffers
+ * an operation names must stay alive until its completion (or failure) has been delivered.
  */
 public abstract class UringOp {
     /** Link in the ring thread's lock-free submission stack. */
