@@ -2,18 +2,17 @@ package io.qblk.ublk;
 
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
-import io.qblk.io.LibC;
 import io.qblk.target.BlockTarget;
+import io.qblk.uring.RingClosedException;
+import io.qblk.uring.RingOptions;
+import io.qblk.uring.RingThread;
+import io.qblk.uring.UringRequest;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.locks.LockSupport;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
@@ -21,16 +20,18 @@ import java.util.logging.Logger;
  * One ublk hardware queue.
  *
  * <pre>
- *   owner (platform thread)                    tag t (virtual thread), for each tag
- *   ───────────────────────                    ────────────────────────────────────
- *   drains the submission list ◄── enqueue ─── FETCH_REQ, park
- *   fills URING_CMD SQEs, one io_uring_enter      │
- *   reaps CQEs ──────────── unpark(t) ─────────► read iod[t], run the target on buf[t]
- *   eventfd read re-armed (wake-up)  ◄── enqueue + eventfd ── COMMIT_AND_FETCH_REQ(result), park
+ *   RingThread "ublk-qN" (platform thread,            tag t (virtual thread), for each tag
+ *   owns the queue's SQE128 io_uring)                 ─────────────────────────────────────
+ *   ─────────────────────────────────                 execute(FETCH_REQ t) ──────────┐ park
+ *   batches every pending command into one  ◄─────────────────────────────────────────┘
+ *   io_uring_enter, reaps CQEs, unparks ────────────► read iod[t], run the target on buf[t]
+ *                                           ◄──────── execute(COMMIT_AND_FETCH_REQ t, result), park
  * </pre>
  *
- * The kernel requires every io command of a queue to come from one task, so only the owner touches
- * the ring; tags hand it commands through a lock-free list and sleep until their completion.
+ * The kernel requires every io command of a queue to come from one task: only the ring's owner
+ * thread ({@link RingThread}) submits, and the tags hand it their commands and park until the
+ * completion arrives. A completion of 0 means iod[t] holds a new request; -ENODEV (UBLK_IO_RES_ABORT)
+ * means the device is stopping and the tag ends.
  */
 final class UblkQueue {
     private static final Logger LOG = Logger.getLogger(UblkQueue.class.getName());
@@ -38,7 +39,6 @@ final class UblkQueue {
     static final int IOD_BYTES = 24, MAX_QUEUE_DEPTH = 4096;
     static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_ZEROES = 5;
     static final int F_FUA = 1 << 13, F_NOUNMAP = 1 << 15;
-    private static final long WAKE_USER_DATA = 1L << 40;
     /** QBLK_UBLK_TRACE=1 prints every io command and completion to stderr (debugging only). */
     private static final boolean TRACE = "1".equals(System.getenv("QBLK_UBLK_TRACE"));
 
@@ -46,60 +46,36 @@ final class UblkQueue {
         if (TRACE) System.err.println("ublk-trace " + s);
     }
 
-    private final int qid, depth, cdevFd, maxIoBytes;
-    private final long deviceFlags;
+    private final int qid, depth, cdevFd, maxIoBytes, fetchOp, commitOp;
     private final BlockTarget target;
     private final MemorySegment iods;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment buffers;
-    private final Tag[] tags;
-    private final ConcurrentLinkedQueue<Tag> submissions = new ConcurrentLinkedQueue<>();
-    private final AtomicBoolean ownerSleeping = new AtomicBoolean();
-    private final AtomicInteger liveTags = new AtomicInteger();
+    private final Thread[] tagThreads;
     private final CountDownLatch fetchesQueued;
-    private final int wakeFd;
-    private final MemorySegment wakeBuf = arena.allocate(8, 8);
-    private final MemorySegment wakeReadBuf = arena.allocate(8, 8);
-    private Thread owner;
+    private RingThread ring;
     private volatile Throwable failure;
     private volatile boolean stopping;
-
-    /** Per-tag state shared between its virtual thread and the owner. */
-    private static final class Tag {
-        final int tag;
-        final MemorySegment buf;
-        volatile Thread thread;
-        int cmd;            // written by the tag before enqueue, read by the owner
-        int result;         // ditto
-        volatile int cqeResult;
-        volatile boolean done;
-
-        Tag(int tag, MemorySegment buf) {
-            this.tag = tag;
-            this.buf = buf;
-        }
-    }
 
     UblkQueue(int qid, int depth, int maxIoBytes, long deviceFlags, int cdevFd, BlockTarget target) throws UblkException {
         this.qid = qid;
         this.depth = depth;
         this.maxIoBytes = maxIoBytes;
-        this.deviceFlags = deviceFlags;
         this.cdevFd = cdevFd;
         this.target = target;
+        this.fetchOp = UblkControl.ioOp(IO_FETCH_REQ, deviceFlags);
+        this.commitOp = UblkControl.ioOp(IO_COMMIT_AND_FETCH_REQ, deviceFlags);
         long page = 4096;
         long iodStride = roundUp((long) MAX_QUEUE_DEPTH * IOD_BYTES, page);
         long iodSize = roundUp((long) depth * IOD_BYTES, page);
         try {
             iods = UblkSyscalls.mmap(iodSize, UblkSyscalls.PROT_READ, UblkSyscalls.MAP_SHARED | UblkSyscalls.MAP_POPULATE,
                     cdevFd, qid * iodStride, "ublk io descriptors of queue " + qid);
-            wakeFd = UblkSyscalls.eventfd();
         } catch (ErrnoException e) {
             throw UblkException.fromErrno("queue " + qid + " setup", e.errno());
         }
         buffers = arena.allocate((long) depth * maxIoBytes, page);
-        tags = new Tag[depth];
-        for (int t = 0; t < depth; t++) tags[t] = new Tag(t, buffers.asSlice((long) t * maxIoBytes, maxIoBytes));
+        tagThreads = new Thread[depth];
         fetchesQueued = new CountDownLatch(depth);
     }
 
@@ -107,24 +83,19 @@ final class UblkQueue {
         return (v + a - 1) / a * a;
     }
 
-    /** Starts the owner thread and one virtual thread per tag; returns once every FETCH_REQ is queued. */
+    /** Starts the ring's owner thread and one virtual thread per tag; returns once every FETCH_REQ is handed over. */
     void start() throws UblkException {
-        CountDownLatch ringReady = new CountDownLatch(1);
-        owner = Thread.ofPlatform().name("ublk-q" + qid).daemon(true).start(() -> ownerLoop(ringReady));
+        int entries = Integer.highestOneBit(Math.max(depth + 4, 8) - 1) << 1;
         try {
-            ringReady.await();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new UblkException("interrupted while starting queue " + qid);
+            ring = RingThread.start("ublk-q" + qid, RingOptions.forUblk(entries));
+        } catch (IOException e) {
+            throw new UblkException("queue " + qid + ": cannot set up its io_uring: " + e.getMessage());
         }
-        if (failure != null) throw new UblkException("queue " + qid + ": " + failure.getMessage());
-        liveTags.set(depth);
-        for (Tag t : tags) {
-            t.thread = Thread.ofVirtual().name("ublk-q" + qid + "-t" + t.tag).unstarted(() -> tagLoop(t));
+        for (int t = 0; t < depth; t++) {
+            int tag = t;
+            tagThreads[t] = Thread.ofVirtual().name("ublk-q" + qid + "-t" + t).unstarted(() -> tagLoop(tag));
         }
-        for (Tag t : tags) {
-            t.thread.start();
-        }
+        for (Thread th : tagThreads) th.start();
         try {
             fetchesQueued.await();
         } catch (InterruptedException e) {
@@ -136,84 +107,78 @@ final class UblkQueue {
         return failure;
     }
 
-    /** Waits until the owner and every tag thread have ended (after STOP_DEV aborted the fetches). */
+    /** Waits until every tag thread has ended (after STOP_DEV aborted the fetches), then closes the ring. */
     void join(long millis) throws InterruptedException {
         long deadline = System.currentTimeMillis() + millis;
-        for (Tag t : tags) {
-            Thread th = t.thread;
+        for (Thread th : tagThreads) {
             if (th != null) th.join(Math.max(1, deadline - System.currentTimeMillis()));
         }
         stopping = true;
-        wakeOwner(true);
-        if (owner != null) owner.join(Math.max(1, deadline - System.currentTimeMillis()));
+        if (ring != null) ring.close();
     }
 
     void close() {
+        stopping = true;
+        if (ring != null) ring.close();
         UblkSyscalls.munmap(iods);
-        LibC.close(wakeFd);
         arena.close();
     }
 
     // ---------------------------------------------------------------- tag side (virtual threads)
 
-    private void tagLoop(Tag t) {
+    private void tagLoop(int tag) {
+        MemorySegment buf = buffers.asSlice((long) tag * maxIoBytes, maxIoBytes);
+        MemorySegment cmd = arena.allocate(16, 8);
+        UringRequest request = new UringRequest();
+        boolean counted = false;
         try {
-            int res = exchange(t, IO_FETCH_REQ, 0);
-            while (res == 0) { // UBLK_IO_RES_OK: iod[t] holds a request
-                int result = serve(t);
-                res = exchange(t, IO_COMMIT_AND_FETCH_REQ, result);
+            cmd.set(ValueLayout.JAVA_SHORT, 0, (short) qid);
+            cmd.set(ValueLayout.JAVA_SHORT, 2, (short) tag);
+            cmd.set(ValueLayout.JAVA_INT, 4, 0);
+            cmd.set(ValueLayout.JAVA_LONG, 8, buf.address());
+            fetchesQueued.countDown(); // START_DEV (another thread) waits in the kernel for the FETCH itself
+            counted = true;
+            int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
+            while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
+                int result = serve(tag, buf);
+                cmd.set(ValueLayout.JAVA_INT, 4, result);
+                res = ring.execute(request.prepUringCmd(cdevFd, commitOp, cmd));
             }
             if (res != -Errno.ENODEV && !stopping) { // -ENODEV = UBLK_IO_RES_ABORT: device stopping
-                LOG.warning("ublk queue " + qid + " tag " + t.tag + ": io command failed: " + Errno.name(-res));
+                LOG.warning("ublk queue " + qid + " tag " + tag + ": io command failed: " + Errno.name(-res));
             }
+        } catch (RingClosedException e) {
+            // the queue is being torn down
         } catch (Throwable e) {
-            failure = e;
-            LOG.log(Level.SEVERE, "ublk queue " + qid + " tag " + t.tag + " failed", e);
-        } finally {
-            fetchesQueued.countDown();
-            if (liveTags.decrementAndGet() == 0) {
-                stopping = true;
-                wakeOwner(true);
+            if (!stopping) {
+                failure = e;
+                LOG.log(Level.SEVERE, "ublk queue " + qid + " tag " + tag + " failed", e);
             }
+        } finally {
+            if (!counted) fetchesQueued.countDown();
         }
     }
 
-    /** Hands a FETCH or COMMIT_AND_FETCH to the owner and parks until its completion arrives. */
-    private int exchange(Tag t, int cmd, int result) {
-        t.cmd = cmd;
-        t.result = result;
-        t.done = false;
-        submissions.add(t);
-        wakeOwner(false);
-        if (cmd == IO_FETCH_REQ) fetchesQueued.countDown();
-        while (!t.done) LockSupport.park(this);
-        return t.cqeResult;
-    }
-
-    private void wakeOwner(boolean always) {
-        if (always || ownerSleeping.compareAndSet(true, false)) UblkSyscalls.eventfdSignal(wakeFd, wakeBuf);
-    }
-
-    /** Executes the request in iod[t] against the target; returns bytes done or -errno. */
-    private int serve(Tag t) {
-        long base = (long) t.tag * IOD_BYTES;
+    /** Executes the request in iod[tag] against the target; returns bytes done or -errno. */
+    private int serve(int tag, MemorySegment tagBuf) {
+        long base = (long) tag * IOD_BYTES;
         int opFlags = iods.get(ValueLayout.JAVA_INT, base);
         long sectors = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4));
         long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
         long length = sectors << 9;
         int op = opFlags & 0xff;
-        trace("q" + qid + " tag " + t.tag + " op " + op + " off " + offset + " len " + length);
+        trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
         try {
             if (offset < 0 || length < 0 || offset + length > target.size()) return -Errno.EIO;
             switch (op) {
                 case OP_READ -> {
                     if (length > maxIoBytes) return -Errno.EIO;
-                    target.read(offset, t.buf.asSlice(0, length));
+                    target.read(offset, tagBuf.asSlice(0, length));
                     return (int) length;
                 }
                 case OP_WRITE -> {
                     if (length > maxIoBytes) return -Errno.EIO;
-                    target.write(offset, t.buf.asSlice(0, length), (opFlags & F_FUA) != 0);
+                    target.write(offset, tagBuf.asSlice(0, length), (opFlags & F_FUA) != 0);
                     return (int) length;
                 }
                 case OP_FLUSH -> {
@@ -236,82 +201,5 @@ final class UblkQueue {
             LOG.warning("ublk queue " + qid + ": op " + op + " at " + offset + "+" + length + " failed: " + e.getMessage());
             return -Errno.EIO;
         }
-    }
-
-    // ---------------------------------------------------------------- owner side (platform thread)
-
-    private void ownerLoop(CountDownLatch ringReady) {
-        CommandRing ring;
-        int entries = Integer.highestOneBit(Math.max(depth + 2, 4) - 1) << 1;
-        try {
-            ring = new CommandRing(entries, entries * 2);
-        } catch (Throwable e) {
-            failure = e;
-            ringReady.countDown();
-            return;
-        }
-        ringReady.countDown();
-        int fetchOp = UblkControl.ioOp(IO_FETCH_REQ, deviceFlags);
-        int commitOp = UblkControl.ioOp(IO_COMMIT_AND_FETCH_REQ, deviceFlags);
-        try {
-            armWake(ring);
-            while (true) {
-                Tag t;
-                while ((t = submissions.peek()) != null) {
-                    MemorySegment sqe = ring.nextSqe();
-                    if (sqe == null) break;
-                    submissions.poll();
-                    trace("q" + qid + " submit tag " + t.tag + " cmd " + Integer.toHexString(t.cmd) + " res " + t.result);
-                    CommandRing.prepUringCmd(sqe, cdevFd, t.cmd == IO_FETCH_REQ ? fetchOp : commitOp, t.tag);
-                    long c = CommandRing.SQE_CMD;
-                    sqe.set(ValueLayout.JAVA_SHORT, c, (short) qid);
-                    sqe.set(ValueLayout.JAVA_SHORT, c + 2, (short) t.tag);
-                    sqe.set(ValueLayout.JAVA_INT, c + 4, t.result);
-                    sqe.set(ValueLayout.JAVA_LONG, c + 8, t.buf.address());
-                }
-                if (stopping && liveTags.get() == 0) break;
-                ownerSleeping.set(true);
-                int wait = submissions.isEmpty() ? 1 : 0;
-                if (wait == 0) ownerSleeping.set(false);
-                int r = ring.submitAndWait(wait);
-                trace("q" + qid + " enter wait=" + wait + " -> " + r);
-                ownerSleeping.set(false);
-                if (r < 0 && r != -4 && r != -11 && r != -16) break;
-                ring.reap(this::onCompletion);
-                if (wakeFired && armWake(ring)) wakeFired = false;
-            }
-        } catch (Throwable e) {
-            failure = e;
-            LOG.log(Level.SEVERE, "ublk queue " + qid + " owner failed", e);
-            for (Tag t : tags) { // nothing hangs: wake every tag with an abort
-                t.cqeResult = -Errno.ENODEV;
-                t.done = true;
-                Thread th = t.thread;
-                if (th != null) LockSupport.unpark(th);
-            }
-        } finally {
-            ring.close();
-        }
-    }
-
-    private boolean wakeFired;
-
-    private boolean armWake(CommandRing ring) {
-        MemorySegment sqe = ring.nextSqe();
-        if (sqe == null) return false; // re-armed on the next pass
-        CommandRing.prepRead(sqe, wakeFd, wakeReadBuf, 0, WAKE_USER_DATA);
-        return true;
-    }
-
-    private void onCompletion(long userData, int res) {
-        trace("q" + qid + " cqe " + Long.toHexString(userData) + " res " + res);
-        if (userData == WAKE_USER_DATA) {
-            wakeFired = true;
-            return;
-        }
-        Tag t = tags[(int) userData];
-        t.cqeResult = res;
-        t.done = true;
-        LockSupport.unpark(t.thread);
     }
 }
