@@ -81,10 +81,17 @@ vm_initramfs() {
 # Serial console -> caller: drops firmware/boot noise and carriage returns, keeps what the command
 # printed (and kernel warnings printed while it ran). QBLK_VM_VERBOSE=1 shows everything.
 vm_console_filter() {
-  # awk (not tr) strips the CRs: tr would block-buffer into the pipe and hold the output back.
-  awk -v all="${QBLK_VM_VERBOSE:-0}" '{ sub(/\r+$/, "") }
-       all == 1 { print; fflush(); next }
-       /@@qblk-vm-start@@/ { on = 1; next } /@@qblk-vm-end@@/ { on = 0; next }
-       on { print; fflush(); next }
-       /(Kernel panic|BUG:|Oops|init:)/ { print; fflush() }'
+  # A bash loop, not tr/awk: both block-buffer on pipes (Debian's awk is mawk) and would hold the
+  # output back until the guest ends.
+  local line on=0 all=${QBLK_VM_VERBOSE:-0}
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%$'\r'}
+    if [ "$all" = 1 ]; then printf '%s\n' "$line"; continue; fi
+    case "$line" in
+      *@@qblk-vm-start@@*) on=1 ;;
+      *@@qblk-vm-end@@*) on=0 ;;
+      *) if [ $on = 1 ]; then printf '%s\n' "$line"
+         else case "$line" in *"Kernel panic"*|*BUG:*|*Oops*|*init:*) printf '%s\n' "$line" ;; esac; fi ;;
+    esac
+  done
 }
