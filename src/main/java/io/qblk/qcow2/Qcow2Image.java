@@ -79,7 +79,7 @@ public final class Qcow2Image implements Closeable {
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
     final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<Long, CompletableFuture<CachedTable>> loading = new ConcurrentHashMap<>();
-    private long cachedBytes;
+    private volatile long cachedBytes; // written under meta, read without it
     private final long cacheBudget;
     private final HashMap<Long, InFlight> inflight = new HashMap<>();
     final HashMap<Long, MetadataKind> metaKinds = new HashMap<>();
@@ -412,12 +412,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private boolean overBudget() {
-        meta.lock();
-        try {
-            return cachedBytes > cacheBudget;
-        } finally {
-            meta.unlock();
-        }
+        return cachedBytes > cacheBudget;
     }
 
     /** Under meta: the L2 table for guest cluster g, allocating an empty one when the L1 entry is 0. */
