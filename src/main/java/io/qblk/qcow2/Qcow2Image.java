@@ -131,8 +131,14 @@ public final class Qcow2Image implements Closeable {
         }
     }
 
+    /** Opens an image on a backend the caller keeps owning; a relative backing file name resolves against the current directory. */
     public static Qcow2Image open(IoBackend file, OpenOptions options) throws IOException {
         return new Qcow2Image(file, false, file.toString(), null, options, 0);
+    }
+
+    /** Like {@link #open(IoBackend, OpenOptions)}, with {@code imagePath} naming the image and locating relative backing files. */
+    public static Qcow2Image open(IoBackend file, OpenOptions options, Path imagePath) throws IOException {
+        return new Qcow2Image(file, false, imagePath.toString(), imagePath.toAbsolutePath().getParent(), options, 0);
     }
 
     private Qcow2Image(IoBackend file, boolean ownsFile, String filename, Path dir, OpenOptions o, int depth) throws IOException {
