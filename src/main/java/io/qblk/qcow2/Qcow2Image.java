@@ -705,8 +705,8 @@ public final class Qcow2Image implements Closeable {
                             run += Math.min(cs, len - pos - run);
                             next++;
                         }
-                        unsyncedWrites = true;
                         file.write(host + in, src.asSlice(pos, run));
+                        unsyncedWrites = true; // after completion: a flush that starts later must sync
                         pos += run;
                         continue;
                     }
@@ -777,8 +777,8 @@ public final class Qcow2Image implements Closeable {
                 buf.asSlice(in, part.byteSize()).copyFrom(part);
                 out = buf;
             }
-            unsyncedWrites = true;
             file.write(host, out);
+            unsyncedWrites = true;
         } catch (Throwable ex) {
             meta.lock();
             try {
