@@ -1252,6 +1252,14 @@ public final class Qcow2Image implements Closeable {
             freeHint = Math.max(freeHint, fileClustersLocked());
             long off = allocClusterLocked(MetadataKind.REFCOUNT_BLOCK);
             freeHint = saved;
+            if ((rt[(int) bi] & RT_MASK) != 0) {
+                // the allocator itself placed a block for this range (self-describing): use that one
+                refblockLocked(off >>> clusterBits).setRefcount((int) ((off >>> clusterBits) & rbMask), rOrder, 0);
+                metaKinds.remove(off);
+                CachedTable b = refblockLocked(clusterIndex);
+                b.setRefcount((int) (clusterIndex & rbMask), rOrder, value);
+                return;
+            }
             CachedTable b = CachedTable.refblock(off, null, cs);
             b.fresh = true;
             rbCache.put(off, b);
