@@ -113,7 +113,7 @@ public final class DeviceSpecs {
     /** Drafts for every {@code qblk.devices.<name>} entry. */
     public static List<Draft> drafts(Map<String, QblkConfig.DeviceConfig> devices) {
         List<Draft> out = new ArrayList<>();
-        devices.forEach((name, c) -> out.add(new Draft(name, c.image().orElse(null), c.target().id(), c.frontend().id(),
+        devices.forEach((name, c) -> out.add(new Draft(name, c.image().orElse(null), c.target(), c.frontend(),
                 c.queues(), c.depth(), c.readOnly(), c.nbdAddress().orElse(null), c.createSize().orElse(null))));
         return out;
     }

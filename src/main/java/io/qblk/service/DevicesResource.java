@@ -18,7 +18,6 @@ import org.eclipse.microprofile.openapi.annotations.Operation;
 /** {@code /devices}: list, add, inspect, delete and recover served devices. */
 @Path("/devices")
 @Produces(MediaType.APPLICATION_JSON)
-@Consumes(MediaType.APPLICATION_JSON)
 @RunOnVirtualThread
 public class DevicesResource {
     @Inject DeviceManager devices;
@@ -32,6 +31,7 @@ public class DevicesResource {
     }
 
     @POST
+    @Consumes(MediaType.APPLICATION_JSON)
     @Operation(summary = "Add a device: open (or create) an image and serve it")
     public Response add(DeviceRequest body) {
         if (body == null) throw ApiException.badRequest("request body is missing (expected a JSON device definition)");
