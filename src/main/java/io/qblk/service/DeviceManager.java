@@ -107,17 +107,26 @@ public class DeviceManager {
                     .map(io.smallrye.config.ConfigValidationException.Problem::new)
                     .toArray(io.smallrye.config.ConfigValidationException.Problem[]::new));
         if (specs.isEmpty()) {
-            startDefault(defaultAddress);
+            try {
+                startDefault(defaultAddress);
+            } catch (ApiException e) {
+                throw startFailure("default device (no qblk.devices configured): " + e.detail());
+            }
             return;
         }
         for (DeviceSpec s : specs) {
             try {
                 add(s);
             } catch (ApiException e) {
-                throw new io.smallrye.config.ConfigValidationException(new io.smallrye.config.ConfigValidationException.Problem[]{
-                        new io.smallrye.config.ConfigValidationException.Problem("qblk.devices." + s.name() + ": " + e.detail())});
+                throw startFailure("qblk.devices." + s.name() + ": " + e.detail());
             }
         }
+    }
+
+    /** Printed by Quarkus as one clean line per problem, without a stack trace. */
+    private static RuntimeException startFailure(String problem) {
+        return new io.smallrye.config.ConfigValidationException(new io.smallrye.config.ConfigValidationException.Problem[]{
+                new io.smallrye.config.ConfigValidationException.Problem(problem)});
     }
 
     private void startDefault(String address) {
