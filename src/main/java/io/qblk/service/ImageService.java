@@ -38,7 +38,7 @@ public class ImageService {
     /** qemu-img info style description of an image. */
     public Object info(Path path) throws IOException {
         Format f = detect(path);
-        if (f == Format.QCOW2) return Qcow2Support.info(path);
+        if (f == Format.QCOW2) return json(Qcow2Support.info(path));
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("filename", path.toString());
         m.put("format", "raw");
@@ -48,7 +48,7 @@ public class ImageService {
 
     public Object check(Path path, RepairMode mode) throws IOException {
         if (detect(path) != Format.QCOW2) throw ApiException.badRequest(path + ": only qcow2 images can be checked (this one is raw)");
-        return Qcow2Support.check(path, mode.name().toLowerCase(Locale.ROOT));
+        return json(Qcow2Support.check(path, mode.name().toLowerCase(Locale.ROOT)));
     }
 
     /** Opens the target a device serves; creates the image first when it is missing and createSize > 0. */
@@ -64,6 +64,12 @@ public class ImageService {
             return Qcow2Support.open(image, spec.readOnly());
         }
         return new RawTarget(PosixFileBackend.open(image, spec.readOnly()));
+    }
+
+    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
+
+    private static Object json(Object o) throws IOException {
+        return o instanceof String s ? JSON.readTree(s) : o;
     }
 
     /** QCOW2 when the file starts with the qcow2 magic, RAW otherwise. */
