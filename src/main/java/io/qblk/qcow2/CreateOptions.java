@@ -1,0 +1,56 @@
+package io.qblk.qcow2;
+
+/**
+ * Parameters of a new qcow2 image (qemu-img create -f qcow2 -o ...).
+ *
+ * @param size          virtual size in bytes
+ * @param version       2 (compat=0.10) or 3 (compat=1.1)
+ * @param clusterSize   512 .. 2 MiB, a power of two
+ * @param refcountBits  1 .. 64, a power of two; version 2 only allows 16
+ * @param lazyRefcounts sets the lazy-refcounts compatible feature bit (version 3 only)
+ */
+public record CreateOptions(long size, int version, int clusterSize, int refcountBits, Preallocation preallocation,
+        boolean lazyRefcounts) {
+
+    public CreateOptions {
+        if (preallocation == null) throw new IllegalArgumentException("preallocation must not be null");
+    }
+
+    /** qemu-img's defaults: compat 1.1, 64 KiB clusters, 16-bit refcounts, no preallocation. */
+    public static CreateOptions defaults(long size) {
+        return new CreateOptions(size, 3, 65536, 16, Preallocation.OFF, false);
+    }
+
+    public CreateOptions withSize(long s) { return new CreateOptions(s, version, clusterSize, refcountBits, preallocation, lazyRefcounts); }
+    public CreateOptions withVersion(int v) { return new CreateOptions(size, v, clusterSize, refcountBits, preallocation, lazyRefcounts); }
+    /** "0.10" = version 2, "1.1" (or "v3") = version 3. */
+    public CreateOptions withCompat(String compat) {
+        return switch (compat) {
+            case "0.10", "v2" -> withVersion(2);
+            case "1.1", "v3" -> withVersion(3);
+            default -> throw new IllegalArgumentException("compat must be 0.10 or 1.1: " + compat);
+        };
+    }
+    public CreateOptions withClusterSize(int c) { return new CreateOptions(size, version, c, refcountBits, preallocation, lazyRefcounts); }
+    public CreateOptions withRefcountBits(int r) { return new CreateOptions(size, version, clusterSize, r, preallocation, lazyRefcounts); }
+    public CreateOptions withPreallocation(Preallocation p) { return new CreateOptions(size, version, clusterSize, refcountBits, p, lazyRefcounts); }
+    public CreateOptions withLazyRefcounts(boolean l) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, l); }
+
+    /** Throws IllegalArgumentException naming the first bad option. */
+    public void validate() {
+        if (version != 2 && version != 3) throw new IllegalArgumentException("compat must be 0.10 (version 2) or 1.1 (version 3), got version " + version);
+        if (clusterSize < 512 || clusterSize > (2 << 20) || Integer.bitCount(clusterSize) != 1)
+            throw new IllegalArgumentException("cluster_size must be a power of two between 512 and 2M: " + clusterSize);
+        if (refcountBits < 1 || refcountBits > 64 || Integer.bitCount(refcountBits) != 1)
+            throw new IllegalArgumentException("refcount_bits must be a power of two between 1 and 64: " + refcountBits);
+        if (version == 2 && refcountBits != 16)
+            throw new IllegalArgumentException("refcount_bits other than 16 needs compat=1.1 (version 3)");
+        if (version == 2 && lazyRefcounts)
+            throw new IllegalArgumentException("lazy_refcounts needs compat=1.1 (version 3)");
+        if (size < 0) throw new IllegalArgumentException("size must not be negative: " + size);
+        long maxL1Entries = Qcow2Header.MAX_L1_ENTRIES;
+        long bytesPerL2 = (long) clusterSize * (clusterSize / 8);
+        if (Long.divideUnsigned(size + bytesPerL2 - 1, bytesPerL2) > maxL1Entries || size > Qcow2Header.MAX_VIRTUAL_SIZE)
+            throw new IllegalArgumentException("size " + size + " is too large for cluster_size " + clusterSize);
+    }
+}

@@ -1,0 +1,324 @@
+package io.qblk.qcow2;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Consistency check and repair like {@code qemu-img check}: rebuilds the refcount every cluster
+ * should have by walking header, L1/L2 tables (active and snapshots), refcount table and blocks,
+ * snapshot table and bitmaps, then compares with the stored refcounts.
+ *
+ * <ul>
+ * <li>stored &lt; expected: corruption (refcount too low; also two structures sharing a cluster)</li>
+ * <li>stored &gt; expected: leak</li>
+ * <li>entries misaligned or past the end of the file, OFLAG_COPIED wrong: corruption</li>
+ * </ul>
+ * Runs with the image's exclusive lock held: no I/O runs meanwhile.
+ */
+final class ImageCheck {
+    private final Qcow2Image img;
+    private final int cs;
+    private final long fileClusters;
+    private final int[] expected;
+    private final List<String> messages = new ArrayList<>();
+    private long corruptions, leaks, checkErrors;
+    private long allocated, fragmented, compressed;
+    private long nextContiguous = -1;
+    /** Cluster index → stored refcount, filled by compare(). */
+    private long[] stored;
+    private final List<long[]> tooHigh = new ArrayList<>(); // {cluster, expected}
+    private final List<long[]> tooLow = new ArrayList<>();
+    private final List<long[]> badCopied = new ArrayList<>(); // {l2 offset or -1 for L1, index, fixed entry}
+    private long highest = -1;
+
+    private ImageCheck(Qcow2Image img) throws IOException {
+        this.img = img;
+        this.cs = img.cs;
+        long size = img.file.size();
+        this.fileClusters = (size + cs - 1) / cs;
+        if (fileClusters > Integer.MAX_VALUE - 16) throw new Qcow2Exception(img.filename + ": image too large to check");
+        this.expected = new int[(int) fileClusters];
+    }
+
+    static CheckReport run(Qcow2Image img, RepairMode mode) throws IOException {
+        img.exclusive.writeLock().lock();
+        try {
+            boolean repair = mode != RepairMode.NONE;
+            img.repairing = repair;
+            try {
+                img.flushFully();
+                ImageCheck first = new ImageCheck(img);
+                first.analyze();
+                if (!repair || (first.leaks == 0 && first.corruptions == 0)) {
+                    if (mode == RepairMode.ALL && first.corruptions == 0 && first.checkErrors == 0) img.clearCorrupt();
+                    return first.report(0, 0);
+                }
+                first.fix(mode);
+                img.flushFully();
+                ImageCheck second = new ImageCheck(img);
+                second.analyze();
+                long leaksFixed = Math.max(0, first.leaks - second.leaks);
+                long corrFixed = mode == RepairMode.ALL ? Math.max(0, first.corruptions - second.corruptions) : 0;
+                if (mode == RepairMode.ALL && second.corruptions == 0 && second.checkErrors == 0) img.clearCorrupt();
+                second.messages.addAll(0, first.messages.stream().map(m -> "(before repair) " + m).toList());
+                return second.report(leaksFixed, corrFixed);
+            } finally {
+                img.repairing = false;
+            }
+        } finally {
+            img.exclusive.writeLock().unlock();
+        }
+    }
+
+    private CheckReport report(long leaksFixed, long corrFixed) {
+        long total = (img.vsize + cs - 1) / cs;
+        return new CheckReport(img.filename, "qcow2", checkErrors, corruptions, leaks, leaksFixed, corrFixed,
+                (highest + 1) * cs, total, allocated, fragmented, compressed, List.copyOf(messages));
+    }
+
+    private void corruption(String m) {
+        corruptions++;
+        if (messages.size() < 1000) messages.add("ERROR " + m);
+    }
+
+    /** Counts one reference to every cluster of [off, off+len). */
+    private void ref(long off, long len, String what) {
+        if (len <= 0) return;
+        for (long c = off / cs; c <= (off + len - 1) / cs; c++) {
+            if (c >= fileClusters) {
+                corruption(what + " at " + off + " lies past the end of the file");
+                return;
+            }
+            expected[(int) c]++;
+        }
+    }
+
+    private MemorySegment readCluster(Arena a, long off, long len) throws IOException {
+        MemorySegment s = a.allocate(Math.max(len, 8), 4096).asSlice(0, len);
+        img.file.read(off, s);
+        return s;
+    }
+
+    private void analyze() throws IOException {
+        Qcow2Header h = img.h;
+        ref(0, cs, "header");
+        try (Arena a = Arena.ofConfined()) {
+            // active L1
+            ref(h.l1TableOffset, (long) img.l1.length * 8, "L1 table");
+            walkL1(a, readLongs(a, h.l1TableOffset, img.l1.length), true);
+            // snapshots
+            if (h.nbSnapshots > 0) ref(h.snapshotsOffset, img.snapshotTableBytes, "snapshot table");
+            for (long[] s : img.snapshotL1s) {
+                ref(s[0], s[1] * 8, "snapshot L1 table");
+                walkL1(a, readLongs(a, s[0], (int) s[1]), false);
+            }
+            // refcount structures
+            ref(img.rtOffset, (long) img.rtClusters * cs, "refcount table");
+            for (int i = 0; i < img.rt.length; i++) {
+                long boff = img.rt[i] & Qcow2Image.RT_MASK;
+                if (boff == 0) continue;
+                if (boff % cs != 0) corruption("refcount block " + i + " at " + boff + " is not cluster aligned");
+                else ref(boff, cs, "refcount block " + i);
+            }
+            // bitmaps
+            if (h.nbBitmaps > 0) walkBitmaps(a, h);
+        }
+        compare();
+        checkCopiedFlags();
+    }
+
+    private long[] readLongs(Arena a, long off, int n) throws IOException {
+        long[] out = new long[n];
+        if (n == 0) return out;
+        MemorySegment s = readCluster(a, off, (long) n * 8);
+        for (int i = 0; i < n; i++) out[i] = s.get(CachedTable.BE_LONG, i * 8L);
+        return out;
+    }
+
+    private void walkL1(Arena a, long[] l1, boolean active) throws IOException {
+        MemorySegment l2 = a.allocate(cs, 4096);
+        for (int i = 0; i < l1.length; i++) {
+            long l2off = l1[i] & Qcow2Image.OFFSET_MASK;
+            if (l2off == 0) continue;
+            if (l2off % cs != 0) {
+                corruption("L1 entry " + i + ": L2 table offset " + l2off + " is not cluster aligned");
+                continue;
+            }
+            if (l2off / cs >= fileClusters) {
+                corruption("L1 entry " + i + ": L2 table at " + l2off + " lies past the end of the file");
+                continue;
+            }
+            ref(l2off, cs, "L2 table");
+            img.file.read(l2off, l2);
+            for (int j = 0; j < cs / 8; j++) {
+                long e = l2.get(CachedTable.BE_LONG, j * 8L);
+                long guest = (((long) i << (img.clusterBits - 3)) + j) * cs;
+                switch (img.typeOf(e)) {
+                    case Qcow2Image.NORMAL, Qcow2Image.ZERO_ALLOC -> {
+                        long off = e & Qcow2Image.OFFSET_MASK;
+                        if (off % cs != 0) {
+                            corruption("L2 entry for guest offset " + guest + ": host offset " + off + " is not cluster aligned");
+                            continue;
+                        }
+                        if (off / cs >= fileClusters) {
+                            corruption("L2 entry for guest offset " + guest + ": host cluster " + off + " lies past the end of the file");
+                            continue;
+                        }
+                        ref(off, cs, "data cluster");
+                        if (active) {
+                            allocated++;
+                            if (nextContiguous >= 0 && off != nextContiguous) fragmented++;
+                            nextContiguous = off + cs;
+                        }
+                    }
+                    case Qcow2Image.COMPRESSED_CLUSTER -> {
+                        long[] r = img.compressedRange(e);
+                        ref(r[0], r[1], "compressed cluster");
+                        if (active) {
+                            allocated++;
+                            compressed++;
+                            if (nextContiguous >= 0 && (r[0] & ~(long) (cs - 1)) != nextContiguous) fragmented++;
+                            nextContiguous = (r[0] + r[1] + cs - 1) & ~(long) (cs - 1);
+                        }
+                    }
+                    default -> {}
+                }
+            }
+        }
+    }
+
+    private void walkBitmaps(Arena a, Qcow2Header h) throws IOException {
+        ref(h.bitmapDirectoryOffset, h.bitmapDirectorySize, "bitmap directory");
+        if (h.bitmapDirectoryOffset / cs >= fileClusters) return;
+        MemorySegment dir = readCluster(a, h.bitmapDirectoryOffset, h.bitmapDirectorySize);
+        ByteBuffer b = dir.asByteBuffer().order(ByteOrder.BIG_ENDIAN);
+        int pos = 0;
+        for (int i = 0; i < h.nbBitmaps && pos + 24 <= b.limit(); i++) {
+            long tableOff = b.getLong(pos);
+            long tableSize = Integer.toUnsignedLong(b.getInt(pos + 8));
+            int nameSize = b.getShort(pos + 18) & 0xffff;
+            long extra = Integer.toUnsignedLong(b.getInt(pos + 20));
+            if (tableOff % cs != 0 || tableSize > (1L << 24)) {
+                corruption("bitmap " + i + " has a bad bitmap table (" + tableOff + ", " + tableSize + " entries)");
+            } else if (tableSize > 0) {
+                ref(tableOff, tableSize * 8, "bitmap table");
+                if (tableOff / cs < fileClusters) {
+                    for (long e : readLongs(a, tableOff, (int) tableSize)) {
+                        long off = e & Qcow2Image.OFFSET_MASK;
+                        if (off != 0) ref(off, cs, "bitmap data");
+                    }
+                }
+            }
+            pos += (int) ((24 + extra + nameSize + 7) & ~7L);
+        }
+    }
+
+    private void compare() throws IOException {
+        int order = img.rOrder;
+        long perBlock = 1L << img.rbBits;
+        long covered = (long) img.rt.length * perBlock;
+        long limit = Math.max(fileClusters, 0);
+        stored = new long[(int) fileClusters];
+        long max = img.maxRefcount();
+        for (int bi = 0; bi < img.rt.length && (long) bi * perBlock < limit; bi++) {
+            long boff = img.rt[bi] & Qcow2Image.RT_MASK;
+            CachedTable b = null;
+            if (boff != 0 && boff % cs == 0 && boff / cs < fileClusters) b = img.load(boff, CachedTable.Kind.REFBLOCK);
+            for (long i = 0; i < perBlock; i++) {
+                long c = bi * perBlock + i;
+                if (c >= limit) break;
+                long have = b == null ? 0 : b.refcount((int) i, order);
+                stored[(int) c] = have;
+                compareOne(c, have, max);
+            }
+        }
+        for (long c = covered; c < limit; c++) compareOne(c, 0, max);
+    }
+
+    private void compareOne(long c, long have, long max) {
+        long want = expected[(int) c];
+        if (have > 0 || want > 0) highest = Math.max(highest, c);
+        if (want > max) {
+            corruption("cluster " + c + " is referenced " + want + " times, more than " + img.h.refcountBits() + "-bit refcounts can hold");
+            return;
+        }
+        if (have < want) {
+            corruption("refcount too low for cluster " + c + " (offset " + c * cs + "): refcount " + have + ", referenced " + want + " times");
+            tooLow.add(new long[] {c, want});
+        } else if (have > want) {
+            leaks++;
+            if (messages.size() < 1000) messages.add("Leaked cluster " + c + " (offset " + c * cs + ") refcount=" + have + " reference=" + want);
+            tooHigh.add(new long[] {c, want});
+        }
+    }
+
+    /** OFLAG_COPIED must be set exactly when the refcount is 1 (active L1 and its L2 tables). */
+    private void checkCopiedFlags() throws IOException {
+        if (!img.snapshotL1s.isEmpty() && img.openedReadOnly()) return;
+        try (Arena a = Arena.ofConfined()) {
+            long[] l1 = readLongs(a, img.h.l1TableOffset, img.l1.length);
+            MemorySegment l2 = a.allocate(cs, 4096);
+            for (int i = 0; i < l1.length; i++) {
+                long l2off = l1[i] & Qcow2Image.OFFSET_MASK;
+                if (l2off == 0 || l2off % cs != 0 || l2off / cs >= fileClusters) continue;
+                boolean should = stored[(int) (l2off / cs)] == 1;
+                if (should != ((l1[i] & Qcow2Image.COPIED) != 0)) {
+                    corruption("OFLAG_COPIED L2 table at " + l2off + ": refcount " + stored[(int) (l2off / cs)]);
+                }
+                boolean fixed = expected[(int) (l2off / cs)] == 1;
+                if (fixed != ((l1[i] & Qcow2Image.COPIED) != 0)) {
+                    badCopied.add(new long[] {-1, i, fixed ? l1[i] | Qcow2Image.COPIED : l1[i] & ~Qcow2Image.COPIED});
+                }
+                img.file.read(l2off, l2);
+                for (int j = 0; j < cs / 8; j++) {
+                    long e = l2.get(CachedTable.BE_LONG, j * 8L);
+                    int t = img.typeOf(e);
+                    if (t != Qcow2Image.NORMAL && t != Qcow2Image.ZERO_ALLOC) continue;
+                    long off = e & Qcow2Image.OFFSET_MASK;
+                    if (off % cs != 0 || off / cs >= fileClusters) continue;
+                    boolean want = stored[(int) (off / cs)] == 1;
+                    if (want != ((e & Qcow2Image.COPIED) != 0)) {
+                        corruption("OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e) + " refcount=" + stored[(int) (off / cs)]);
+                    }
+                    boolean fixedL2 = expected[(int) (off / cs)] == 1;
+                    if (fixedL2 != ((e & Qcow2Image.COPIED) != 0)) {
+                        badCopied.add(new long[] {l2off, j, fixedL2 ? e | Qcow2Image.COPIED : e & ~Qcow2Image.COPIED});
+                    }
+                }
+            }
+        }
+    }
+
+    private void fix(RepairMode mode) throws IOException {
+        for (long[] f : tooHigh) img.withMeta(() -> {
+            img.setRefcountLocked(f[0], f[1]);
+            return null;
+        });
+        if (mode != RepairMode.ALL) return;
+        long max = img.maxRefcount();
+        for (long[] f : tooLow) img.withMeta(() -> {
+            img.setRefcountLocked(f[0], Math.min(f[1], max));
+            return null;
+        });
+        // Fix OFLAG_COPIED after refcounts are right: re-derive from the repaired refcounts on the next pass.
+        for (long[] f : badCopied) {
+            if (f[0] < 0) {
+                img.withMeta(() -> {
+                    img.setL1EntryLocked((int) f[1], f[2]);
+                    return null;
+                });
+            } else {
+                CachedTable t = img.load(f[0], CachedTable.Kind.L2);
+                img.withMeta(() -> {
+                    img.setL2EntryLocked(t, (int) f[1], f[2]);
+                    return null;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+package io.qblk.qcow2;
+
+/**
+ * One extent of {@code qemu-img map --output=json}.
+ *
+ * @param start   guest offset
+ * @param length  bytes
+ * @param depth   0 = this image, 1 = its backing file, ...; for unallocated ranges the chain length
+ * @param present data (or zeroes) come from some image of the chain
+ * @param zero    the range reads as zeroes
+ * @param data    host clusters hold the data
+ * @param offset  host offset of the data in the image at {@code depth}, -1 when there is none
+ */
+public record MapEntry(long start, long length, int depth, boolean present, boolean zero, boolean data, long offset) {
+
+    /** The JSON object qemu-img prints for this entry. */
+    public String toJson() {
+        StringBuilder b = new StringBuilder();
+        b.append("{ \"start\": ").append(start).append(", \"length\": ").append(length)
+                .append(", \"depth\": ").append(depth).append(", \"present\": ").append(present)
+                .append(", \"zero\": ").append(zero).append(", \"data\": ").append(data);
+        if (offset >= 0) b.append(", \"offset\": ").append(offset);
+        return b.append("}").toString();
+    }
+}

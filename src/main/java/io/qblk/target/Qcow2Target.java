@@ -1,0 +1,60 @@
+package io.qblk.target;
+
+import io.qblk.qcow2.MapEntry;
+import io.qblk.qcow2.Qcow2Image;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+
+/** A qcow2 image served as a block device through the pure-Java engine. */
+public final class Qcow2Target implements BlockTarget {
+    private final Qcow2Image image;
+    private final long size;
+
+    public Qcow2Target(Qcow2Image image) {
+        this.image = image;
+        this.size = image.virtualSize() / 512 * 512;
+    }
+
+    public Qcow2Image image() { return image; }
+
+    @Override public long size() { return size; }
+    @Override public boolean readOnly() { return image.readOnly(); }
+    @Override public void read(long offset, MemorySegment dst) throws IOException { image.read(offset, dst); }
+
+    @Override
+    public void write(long offset, MemorySegment src, boolean fua) throws IOException {
+        image.write(offset, src);
+        if (fua) image.flush();
+    }
+
+    @Override public void flush() throws IOException { image.flush(); }
+    @Override public void discard(long offset, long length) throws IOException { image.discard(offset, length); }
+
+    @Override
+    public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        image.writeZeroes(offset, length, mayUnmap);
+    }
+
+    /** From {@link Qcow2Image#map}: hole = no data anywhere in the chain, zero = reads as zeroes. */
+    @Override
+    public List<Extent> blockStatus(long offset, long length) throws IOException {
+        List<Extent> out = new ArrayList<>();
+        for (MapEntry m : image.map(offset, length)) {
+            boolean hole = !m.data();
+            Extent e = new Extent(m.start(), m.length(), hole, m.zero());
+            if (!out.isEmpty()) {
+                Extent p = out.getLast();
+                if (p.hole() == e.hole() && p.zero() == e.zero() && p.offset() + p.length() == e.offset()) {
+                    out.set(out.size() - 1, new Extent(p.offset(), p.length() + e.length(), p.hole(), p.zero()));
+                    continue;
+                }
+            }
+            out.add(e);
+        }
+        return out;
+    }
+
+    @Override public void close() throws IOException { image.close(); }
+}
