@@ -52,6 +52,12 @@ public class ProblemMappers {
         return problem(400, "Bad Request", detail, path(uri), List.of());
     }
 
+    /** More specific than Quarkus' built-in mapper, which answers with an empty body. */
+    @ServerExceptionMapper
+    public Response mismatched(MismatchedInputException e, UriInfo uri) {
+        return json(e, uri);
+    }
+
     @ServerExceptionMapper
     public Response web(WebApplicationException e, UriInfo uri) {
         int status = e.getResponse().getStatus();

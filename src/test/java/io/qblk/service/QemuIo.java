@@ -14,6 +14,7 @@ final class QemuIo {
 
     static Result run(String uri, String... commands) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of("qemu-io", "-f", "raw"));
+        if (java.util.Arrays.stream(commands).allMatch(c -> c.startsWith("read"))) cmd.add("-r");
         for (String c : commands) { cmd.add("-c"); cmd.add(c); }
         cmd.add(uri);
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
