@@ -1,6 +1,7 @@
 package io.qblk.service;
 
 /** Bodies of the {@code /images} endpoints. */
+@io.quarkus.runtime.annotations.RegisterForReflection(targets = {ImageRequests.Create.class, ImageRequests.Check.class, ApiException.FieldError.class})
 public final class ImageRequests {
     private ImageRequests() {}
 
