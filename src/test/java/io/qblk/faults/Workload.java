@@ -33,7 +33,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     static Workload generate(String kind, int clusterSize, long seed) {
         Random r = new Random(seed ^ (kind.hashCode() * 31L + clusterSize));
         int refBits = clusterSize == 512 ? 64 : 16;
-        long vsize = clusterSize == 512 ? 4L << 20 : 16L << 20;
+        long vsize = clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
         long maxLen = Math.min(1L << 20, vsize / 4);
         List<Planned> ops = new ArrayList<>();
         int n = 14 + r.nextInt(6);
