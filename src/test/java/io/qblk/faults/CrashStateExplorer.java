@@ -201,6 +201,38 @@ final class CrashStateExplorer {
                 explored - before, (System.nanoTime() - t0) / 1e9, corrupt + lost + foreign + leaksAfterRepair > bad0 ? "  FAILURES" : "");
     }
 
+    /**
+     * A few states at every crash point after {@code fromTick} (for the I/O error injector): the
+     * state with every in-flight write, then random subsets; the final crash point gets one state.
+     */
+    void exploreFrom(Recorded r, long fromTick, int statesPerPoint) throws IOException {
+        Workload w = r.workload();
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        List<CrashPoint> points = crashPoints(r, exp);
+        MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
+        int applied = 0;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment disk = arena.allocate(w.virtualSize(), 4096);
+            for (CrashPoint p : points) {
+                if (p.crashTick() <= fromTick) continue;
+                for (; applied < p.durablePrefix(); applied++) apply(durable, r.log().get(applied));
+                byte[] base = durable.snapshot();
+                ExpectedContents.Expectation e = exp.at(p.flushId(), p.crashTick());
+                Random rnd = new Random(seed * 1_000_003L + w.name().hashCode() * 7919L + p.index());
+                int n = p.inflight().size();
+                boolean[] all = new boolean[n];
+                Arrays.fill(all, true);
+                checkState(r, p, base, e, disk, all, -1, null, rnd, "after-failure all-in-flight");
+                int k = p.crashTick() == Long.MAX_VALUE || n == 0 ? 1 : statesPerPoint;
+                for (int i = 1; i < k; i++) {
+                    boolean[] inc = new boolean[n];
+                    for (int j = 0; j < n; j++) inc[j] = rnd.nextBoolean();
+                    checkState(r, p, base, e, disk, inc, -1, null, rnd, "after-failure sample=" + i);
+                }
+            }
+        }
+    }
+
     private static boolean[] mask(long m, int n) {
         boolean[] b = new boolean[n];
         for (int i = 0; i < n; i++) b[i] = ((m >>> i) & 1) != 0;
@@ -313,7 +345,7 @@ final class CrashStateExplorer {
         }
     }
 
-    private void report(String where, String msg) {
+    void report(String where, String msg) {
         if (reported++ < 20) out.println("  FAIL " + where + ": " + msg);
     }
 

@@ -17,6 +17,7 @@ final class RecordingBackend implements IoBackend {
     private final List<IoEvent> log = new ArrayList<>();
     private long clock;
     private boolean recording = true;
+    private final List<Long> failures = new ArrayList<>();
 
     RecordingBackend(IoBackend inner) {
         this.inner = inner;
@@ -33,6 +34,15 @@ final class RecordingBackend implements IoBackend {
 
     synchronized int logSize() {
         return log.size();
+    }
+
+    /** Submission ticks of the calls that failed (they are not in the log: nothing reached the disk). */
+    synchronized List<Long> failures() {
+        return List.copyOf(failures);
+    }
+
+    private synchronized void failed(long tick) {
+        failures.add(tick);
     }
 
     synchronized void recording(boolean on) {
@@ -56,14 +66,24 @@ final class RecordingBackend implements IoBackend {
     public void write(long offset, MemorySegment src) throws IOException {
         long s = tick();
         byte[] copy = src.toArray(ValueLayout.JAVA_BYTE);
-        inner.write(offset, src);
+        try {
+            inner.write(offset, src);
+        } catch (IOException e) {
+            failed(s);
+            throw e;
+        }
         add(new IoEvent(IoEvent.Kind.WRITE, offset, copy.length, copy, s, tick()));
     }
 
     @Override
     public void datasync() throws IOException {
         long s = tick();
-        inner.datasync();
+        try {
+            inner.datasync();
+        } catch (IOException e) {
+            failed(s);
+            throw e;
+        }
         add(new IoEvent(IoEvent.Kind.SYNC, 0, 0, null, s, tick()));
     }
 
@@ -72,7 +92,12 @@ final class RecordingBackend implements IoBackend {
     @Override
     public void truncate(long length) throws IOException {
         long s = tick();
-        inner.truncate(length);
+        try {
+            inner.truncate(length);
+        } catch (IOException e) {
+            failed(s);
+            throw e;
+        }
         add(new IoEvent(IoEvent.Kind.TRUNCATE, 0, length, null, s, tick()));
     }
 
@@ -80,7 +105,12 @@ final class RecordingBackend implements IoBackend {
     public void allocate(long offset, long length) throws IOException {
         long s = tick();
         long before = inner.size();
-        inner.allocate(offset, length);
+        try {
+            inner.allocate(offset, length);
+        } catch (IOException e) {
+            failed(s);
+            throw e;
+        }
         if (inner.size() != before) add(new IoEvent(IoEvent.Kind.TRUNCATE, 0, inner.size(), null, s, tick()));
     }
 

@@ -31,12 +31,17 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     }
 
     static Workload generate(String kind, int clusterSize, long seed) {
+        return generate(kind, clusterSize, seed, false);
+    }
+
+    /** {@code small}: fewer and shorter operations (at most 64 KiB), for exhaustive I/O error injection. */
+    static Workload generate(String kind, int clusterSize, long seed, boolean small) {
         Random r = new Random(seed ^ (kind.hashCode() * 31L + clusterSize));
         int refBits = clusterSize == 512 ? 64 : 16;
         long vsize = clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
-        long maxLen = Math.min(1L << 20, vsize / 4);
+        long maxLen = small ? 65536 : Math.min(1L << 20, vsize / 4);
         List<Planned> ops = new ArrayList<>();
-        int n = 14 + r.nextInt(6);
+        int n = small ? 6 + r.nextInt(3) : 14 + r.nextInt(6);
         // a hot region that later operations keep coming back to
         long hot = align(r.nextLong(vsize - maxLen), 512);
         for (int i = 0; i < n; i++) {
