@@ -40,7 +40,15 @@ public class QblkMain implements QuarkusApplication {
         CommandLine cl = new CommandLine(QblkCommand.class, factory);
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             cmd.getErr().println("qblk: " + CliErrors.message(ex));
+            cmd.getErr().flush();
             return CliErrors.exitCode(ex);
+        });
+        cl.setParameterExceptionHandler((ex, args) -> {
+            CommandLine cmd = ex.getCommandLine();
+            String name = cmd.getCommandSpec().qualifiedName();
+            cmd.getErr().println(name + ": " + CliErrors.message(ex) + " (see '" + name + " --help')");
+            cmd.getErr().flush();
+            return 1;
         });
         return cl;
     }

@@ -1,6 +1,8 @@
 package io.qblk.target;
 
 import io.qblk.io.PosixFileBackend;
+import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.Qcow2Image;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -72,6 +74,6 @@ public final class TargetOpener {
     }
 
     private static BlockTarget openQcow2(Path file, boolean readOnly) throws IOException {
-        throw new IOException(file + ": qcow2 images need the qcow2 engine, which this build does not contain yet");
+        return new Qcow2Target(Qcow2Image.open(file, OpenOptions.defaults().withReadOnly(readOnly)));
     }
 }
