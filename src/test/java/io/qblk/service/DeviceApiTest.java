@@ -137,6 +137,15 @@ class DeviceApiTest {
     }
 
     @Test
+    void ublkWithoutKernelSupportIsUnavailable() {
+        org.junit.jupiter.api.Assumptions.assumeFalse(Files.exists(Path.of("/dev/ublk-control")), "this machine has ublk");
+        given().contentType(ContentType.JSON).body(Map.of("name", name("ub"), "target", "null", "frontend", "ublk"))
+                .post("/devices").then().statusCode(503).contentType("application/problem+json")
+                .body("detail", is("frontend ublk is not available: /dev/ublk-control does not exist (modprobe ublk_drv)"));
+        given().get("/devices/" + name("ub")).then().statusCode(404);
+    }
+
+    @Test
     void imagePathsStayInsideTheAllowedDirectory() throws Exception {
         given().contentType(ContentType.JSON).body(Map.of("path", "../escape.qcow2", "size", "1M"))
                 .post("/images").then().statusCode(403).contentType("application/problem+json")
