@@ -19,8 +19,14 @@ public class QblkMain implements QuarkusApplication {
 
     public static void main(String... args) {
         boolean serve = args.length > 0 && args[0].equals("serve");
-        if (!serve && System.getProperty(HTTP_ENABLED) == null) System.setProperty(HTTP_ENABLED, "false");
-        Quarkus.run(QblkMain.class, args);
+        boolean disableHttp = !serve && System.getProperty(HTTP_ENABLED) == null;
+        if (disableHttp) System.setProperty(HTTP_ENABLED, "false");
+        try {
+            Quarkus.run(QblkMain.class, args);
+        } finally {
+            // Launched in-process (tests), the next launch may be `serve`: never leak the switch.
+            if (disableHttp) System.clearProperty(HTTP_ENABLED);
+        }
     }
 
     @Override
