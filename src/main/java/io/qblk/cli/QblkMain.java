@@ -25,6 +25,9 @@ public class QblkMain implements QuarkusApplication {
 
     @Override
     public int run(String... args) {
+        // ./mvnw quarkus:dev passes no arguments: dev mode is the service.
+        if (args.length == 0 && io.quarkus.runtime.LaunchMode.current() == io.quarkus.runtime.LaunchMode.DEVELOPMENT)
+            args = new String[]{"serve"};
         return commandLine(factory).execute(args);
     }
 
