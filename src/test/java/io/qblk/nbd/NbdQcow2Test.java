@@ -118,7 +118,7 @@ class NbdQcow2Test {
         try (Served s = serve(img, false)) {
             Proc.Result r = Proc.run(120, "fio", "--name=q", "--ioengine=nbd", "--uri=" + s.uri(), "--rw=randwrite",
                     "--bssplit=4k/50:64k/50", "--iodepth=32", "--numjobs=2", "--size=16m", "--offset_increment=16m",
-                    "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting",
+                    "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting",
                     "--output-format=terse", "--terse-version=3").ok("fio");
             String[] l = r.out().strip().split("\n");
             String[] t = l[l.length - 1].split(";");
