@@ -45,6 +45,8 @@ class NbdClientsTest {
         server.addExport("sparse", sparse, false);
         server.addExport("disk-ro", raw, true);
         base = "nbd://127.0.0.1:" + a.getPort() + "/";
+        assertEquals(List.of(base + "disk", "nbd+unix:///disk?socket=" + socket), server.uris("disk"));
+        assertEquals(base + "a%20b", server.uris("a b").getFirst());
     }
 
     @AfterEach
