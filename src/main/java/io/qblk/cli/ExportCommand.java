@@ -3,6 +3,9 @@ package io.qblk.cli;
 import io.qblk.nbd.NbdServer;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.TargetOpener;
+import io.qblk.ublk.UblkExport;
+import io.qblk.ublk.UblkServer;
+import io.qblk.ublk.UblkUnavailableException;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.net.InetSocketAddress;
@@ -27,7 +30,7 @@ import picocli.CommandLine.Spec;
  * opening the image is {@link TargetOpener}'s job, shared with the other frontends.
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
-        description = "Serve an image in the foreground (NBD); prints the URI to connect to. "
+        description = "Serve an image in the foreground over NBD (prints the URI) or ublk (--ublk, prints /dev/ublkbN). "
                 + "SIGTERM or Ctrl-C flushes and closes the image.")
 public class ExportCommand implements Callable<Integer> {
     public static final String DEFAULT_NBD_ADDRESS = "127.0.0.1:" + NbdServer.DEFAULT_PORT;
@@ -35,6 +38,15 @@ public class ExportCommand implements Callable<Integer> {
     @Option(names = "--nbd", arity = "0..1", paramLabel = "ADDR:PORT|unix:PATH", preprocessor = OptionalAddress.class,
             description = "Serve over NBD on a TCP address (default " + DEFAULT_NBD_ADDRESS + ") or a unix socket.")
     String nbd;
+
+    @Option(names = "--ublk", description = "Serve as a local block device /dev/ublkbN (root, CONFIG_BLK_DEV_UBLK); prints the device.")
+    boolean ublk;
+
+    @Option(names = {"-q", "--queues"}, paramLabel = "N", description = "ublk: hardware queues (default 1, at most one per CPU).")
+    int queues = 1;
+
+    @Option(names = {"-d", "--depth"}, paramLabel = "DEPTH", description = "ublk: queue depth (default 64, at most 4096).")
+    int depth = 64;
 
     @Option(names = "--name", paramLabel = "NAME", description = "Export name (default: empty, the default export).")
     String name = "";
@@ -60,15 +72,28 @@ public class ExportCommand implements Callable<Integer> {
     private volatile Runnable stopAction;
 
     /** The frontends {@code export} can serve through. */
-    enum Frontend { NBD }
+    enum Frontend { NBD, UBLK }
 
     @Override
     public Integer call() throws Exception {
         Frontend frontend = selectFrontend();
+        UblkServer.Options ublkOptions = null;
+        if (frontend == Frontend.UBLK) {
+            ublkOptions = UblkServer.Options.defaults().withQueues(queues).withDepth(depth);
+            try {
+                UblkServer.checkLimits(ublkOptions);
+                UblkCommand.requireDriver();
+            } catch (UblkUnavailableException e) {
+                spec.commandLine().getErr().println("qblk: " + e.getMessage());
+                spec.commandLine().getErr().flush();
+                return UblkUnavailableException.EXIT_CODE;
+            }
+        }
         BlockTarget target = openTarget();
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);
+                case UBLK -> UblkExport.serve(target, ublkOptions, System.out);
             };
         } finally {
             ready.countDown();
@@ -76,8 +101,11 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     private Frontend selectFrontend() {
-        // --nbd is the default (and today the only) frontend; --ublk joins here as an exclusive choice.
-        return Frontend.NBD;
+        // --nbd is the default; --ublk is the exclusive alternative.
+        if (ublk && nbd != null) throw new CommandLine.ParameterException(spec.commandLine(), "choose one of --nbd and --ublk");
+        if (!ublk && (queues != 1 || depth != 64))
+            throw new CommandLine.ParameterException(spec.commandLine(), "-q/--queues and -d/--depth are ublk options (add --ublk)");
+        return ublk ? Frontend.UBLK : Frontend.NBD;
     }
 
     /** Opens FILE (or the null device) as -t/--read-only/--size say. */

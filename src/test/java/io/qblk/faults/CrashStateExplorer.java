@@ -1,0 +1,376 @@
+package io.qblk.faults;
+
+import io.qblk.qcow2.CheckReport;
+import io.qblk.qcow2.CreateOptions;
+import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.Qcow2Image;
+import io.qblk.qcow2.RepairMode;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Random;
+
+/**
+ * Power-loss crash states of recorded workloads, CrashMonkey/ACE style, and their checks.
+ *
+ * <p>For each barrier (datasync) of a workload's log, a crash just before the barrier completes
+ * leaves on disk everything that completed before the previous barrier was submitted, plus any
+ * subset of the writes in flight since then, each possibly torn at 512-byte granularity. Every
+ * such state (exhaustively when the epoch is small, else sampled with a seeded random) is
+ * materialised in memory and checked:
+ * <ol>
+ * <li>the engine opens it;</li>
+ * <li>the engine's check finds no corruption (leaks are allowed); on a sample, so does
+ *     {@code qemu-img check} (exit 0 or 3, never 1 or 2); after {@code check(ALL)} it is clean;</li>
+ * <li>every guest sector reads a value the crash model allows ({@link ExpectedContents}).</li>
+ * </ol>
+ */
+final class CrashStateExplorer {
+    private final long seed;
+    private final long budget;
+    private final List<Workload> workloads;
+    private final int qemuEvery;
+    private final PrintStream out;
+    private final boolean qemu;
+
+    long explored, corrupt, lost, foreign, leaksAfterRepair, qemuChecked, torn, exhaustiveEpochs, sampledEpochs;
+    private int reported;
+
+    CrashStateExplorer(long seed, long budget, List<Workload> workloads, int qemuEvery, PrintStream out) {
+        this.seed = seed;
+        this.budget = budget;
+        this.workloads = workloads;
+        this.qemuEvery = qemuEvery;
+        this.out = out;
+        this.qemu = qemuEvery > 0 && QemuImgCheck.available();
+    }
+
+    static List<Workload> workloads(String filter, long seed) {
+        List<Workload> ws = new ArrayList<>();
+        for (String k : Workload.KINDS)
+            for (int cs : Workload.CLUSTER_SIZES) {
+                Workload w = Workload.generate(k, cs, seed);
+                if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
+            }
+        if (ws.isEmpty()) throw new IllegalArgumentException("no workload matches " + filter + " (kinds " + Workload.KINDS + ", or kind-clustersize like mixed-64k)");
+        return ws;
+    }
+
+    private static double weight(Workload w) {
+        return w.clusterSize() >= (1 << 20) ? 0.25 : 1.0;
+    }
+
+    String summary() {
+        return "crash-states: explored=" + explored + " corrupt=" + corrupt + " lost=" + lost + " foreign=" + foreign
+                + " leaks-after-repair=" + leaksAfterRepair;
+    }
+
+    /** A workload's run: the image it started from, the backend log and the guest ops. */
+    record Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops) {}
+
+    static Recorded record(Workload w) throws IOException {
+        MemoryBackend mem = new MemoryBackend();
+        Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
+        byte[] base = mem.snapshot();
+        RecordingBackend rec = new RecordingBackend(mem);
+        Qcow2Image img = Qcow2Image.open(rec, OpenOptions.defaults());
+        List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
+        for (GuestOp op : ops) if (!op.ok()) throw new IOException("workload " + w.name() + ": " + op + " failed on a healthy backend");
+        long start = rec.clock();
+        img.close();
+        ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock())); // close flushes
+        return new Recorded(w, base, rec.log(), List.copyOf(ops));
+    }
+
+    /** One crash point: durable log prefix, in-flight writes, and the last completed guest flush. */
+    record CrashPoint(int index, int durablePrefix, List<IoEvent> inflight, long crashTick, int flushId) {
+        /** Number of states an exhaustive walk of the subsets needs (capped). */
+        long exhaustiveCost() {
+            return inflight.size() >= 40 ? Long.MAX_VALUE / 4 : 1L << inflight.size();
+        }
+    }
+
+    /**
+     * Test of the checker itself: a disk that acknowledges every datasync but persists only up to
+     * the barrier before it. The guest's expectations stay those of the honest disk, so states of
+     * this model must be reported as broken.
+     */
+    boolean lyingDisk;
+
+    List<CrashPoint> crashPoints(Recorded r, ExpectedContents exp) {
+        List<IoEvent> log = r.log();
+        List<IoEvent> syncs = log.stream().filter(IoEvent::isSync).sorted(Comparator.comparingLong(IoEvent::submit)).toList();
+        List<CrashPoint> points = new ArrayList<>();
+        for (int k = 0; k <= syncs.size(); k++) {
+            long crashTick = k < syncs.size() ? syncs.get(k).submit() : Long.MAX_VALUE;
+            IoEvent prev = null;
+            for (IoEvent s : syncs) if (s.complete() < crashTick && (prev == null || s.complete() > prev.complete())) prev = s;
+            IoEvent persisted = prev;
+            if (lyingDisk && prev != null) {
+                IoEvent pp = null;
+                for (IoEvent s : syncs) if (s.complete() < prev.submit() && (pp == null || s.complete() > pp.complete())) pp = s;
+                persisted = pp;
+            }
+            int prefix = 0;
+            if (persisted != null) while (prefix < log.size() && log.get(prefix).complete() < persisted.submit()) prefix++;
+            List<IoEvent> inflight = new ArrayList<>();
+            for (int i = prefix; i < log.size(); i++) {
+                IoEvent e = log.get(i);
+                if (!e.isSync() && e.submit() < crashTick) inflight.add(e);
+            }
+            int flush = prev == null ? -1 : exp.lastCompletedFlush(prev.complete());
+            points.add(new CrashPoint(k, prefix, List.copyOf(inflight), crashTick, flush));
+        }
+        return points;
+    }
+
+    void run() throws IOException {
+        long t0 = System.nanoTime();
+        out.println("crash-states: seed=" + seed + " budget=" + budget + " workloads=" + workloads.size()
+                + (qemu ? " qemu-img check on every " + qemuEvery + "th state" : " (qemu-img check off)"));
+        // 2 MiB clusters cost several times more per state (16 MiB guest disk, 2 MiB cluster copies): a quarter share
+        double weights = 0;
+        for (Workload w : workloads) weights += weight(w);
+        long remaining = budget;
+        for (int i = 0; i < workloads.size(); i++) {
+            long share = Math.round(remaining * weight(workloads.get(i)) / weights);
+            weights -= weight(workloads.get(i));
+            long before = explored;
+            explore(record(workloads.get(i)), share);
+            remaining -= explored - before;
+        }
+        out.printf("crash-states: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %.1f s%n",
+                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, (System.nanoTime() - t0) / 1e9);
+    }
+
+    void explore(Recorded r, long share) throws IOException {
+        Workload w = r.workload();
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        List<CrashPoint> points = crashPoints(r, exp);
+        // Allot the budget: small epochs exhaustively first, what they leave to the big ones.
+        long[] allot = new long[points.size()];
+        List<CrashPoint> byCost = new ArrayList<>(points);
+        byCost.sort(Comparator.comparingLong(CrashPoint::exhaustiveCost));
+        long left = share;
+        for (int i = 0; i < byCost.size(); i++) {
+            CrashPoint p = byCost.get(i);
+            long s = Math.max(1, left / (byCost.size() - i));
+            boolean tearable = p.inflight().stream().anyMatch(e -> e.sectors() > 1);
+            long a = p.exhaustiveCost() <= s && !tearable ? p.exhaustiveCost() : s;
+            allot[p.index()] = a;
+            left -= a;
+        }
+        long t0 = System.nanoTime();
+        long before = explored, writes = r.log().stream().filter(e -> !e.isSync()).count();
+        long syncs = r.log().size() - writes;
+        MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
+        int applied = 0;
+        long bad0 = corrupt + lost + foreign + leaksAfterRepair;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment disk = arena.allocate(w.virtualSize(), 4096);
+            for (CrashPoint p : points) {
+                for (; applied < p.durablePrefix(); applied++) apply(durable, r.log().get(applied));
+                byte[] base = durable.snapshot();
+                ExpectedContents.Expectation e = exp.at(p.flushId(), p.crashTick());
+                Random rnd = new Random(seed * 1_000_003L + w.name().hashCode() * 7919L + p.index());
+                List<IoEvent> fl = p.inflight();
+                int n = fl.size();
+                if (p.exhaustiveCost() <= allot[p.index()]) {
+                    exhaustiveEpochs++;
+                    for (long mask = 0; mask < (1L << n); mask++) checkState(r, p, base, e, disk, mask(mask, n), -1, null, rnd, "mask=" + Long.toBinaryString(mask));
+                    for (long k = p.exhaustiveCost(); k < allot[p.index()]; k++) tornState(r, p, base, e, disk, rnd, k);
+                } else {
+                    sampledEpochs++;
+                    for (long k = 0; k < allot[p.index()]; k++) {
+                        if (rnd.nextInt(4) == 0) tornState(r, p, base, e, disk, rnd, k);
+                        else {
+                            boolean[] inc = new boolean[n];
+                            for (int i = 0; i < n; i++) inc[i] = rnd.nextBoolean();
+                            checkState(r, p, base, e, disk, inc, -1, null, rnd, "sample=" + k);
+                        }
+                    }
+                }
+            }
+        }
+        out.printf("  %-14s %5d writes %3d barriers %3d crash points %7d states %6.1f s%s%n", w.name(), writes, syncs, points.size(),
+                explored - before, (System.nanoTime() - t0) / 1e9, corrupt + lost + foreign + leaksAfterRepair > bad0 ? "  FAILURES" : "");
+    }
+
+    /**
+     * A few states at every crash point after {@code fromTick} (for the I/O error injector): the
+     * state with every in-flight write, then random subsets; the final crash point gets one state.
+     */
+    void exploreFrom(Recorded r, long fromTick, int statesPerPoint) throws IOException {
+        Workload w = r.workload();
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        List<CrashPoint> points = crashPoints(r, exp);
+        MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
+        int applied = 0;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment disk = arena.allocate(w.virtualSize(), 4096);
+            for (CrashPoint p : points) {
+                if (p.crashTick() <= fromTick) continue;
+                for (; applied < p.durablePrefix(); applied++) apply(durable, r.log().get(applied));
+                byte[] base = durable.snapshot();
+                ExpectedContents.Expectation e = exp.at(p.flushId(), p.crashTick());
+                Random rnd = new Random(seed * 1_000_003L + w.name().hashCode() * 7919L + p.index());
+                int n = p.inflight().size();
+                boolean[] all = new boolean[n];
+                Arrays.fill(all, true);
+                checkState(r, p, base, e, disk, all, -1, null, rnd, "after-failure all-in-flight");
+                int k = p.crashTick() == Long.MAX_VALUE || n == 0 ? 1 : statesPerPoint;
+                for (int i = 1; i < k; i++) {
+                    boolean[] inc = new boolean[n];
+                    for (int j = 0; j < n; j++) inc[j] = rnd.nextBoolean();
+                    checkState(r, p, base, e, disk, inc, -1, null, rnd, "after-failure sample=" + i);
+                }
+            }
+        }
+    }
+
+    private static boolean[] mask(long m, int n) {
+        boolean[] b = new boolean[n];
+        for (int i = 0; i < n; i++) b[i] = ((m >>> i) & 1) != 0;
+        return b;
+    }
+
+    /** A random subset in which one included multi-sector write persisted only in part. */
+    private void tornState(Recorded r, CrashPoint p, byte[] base, ExpectedContents.Expectation e, MemorySegment disk, Random rnd, long k) throws IOException {
+        List<IoEvent> fl = p.inflight();
+        List<Integer> multi = new ArrayList<>();
+        for (int i = 0; i < fl.size(); i++) if (fl.get(i).sectors() > 1) multi.add(i);
+        boolean[] inc = new boolean[fl.size()];
+        for (int i = 0; i < inc.length; i++) inc[i] = rnd.nextBoolean();
+        if (multi.isEmpty()) {
+            checkState(r, p, base, e, disk, inc, -1, null, rnd, "sample=" + k);
+            return;
+        }
+        int t = multi.get(rnd.nextInt(multi.size()));
+        int sectors = fl.get(t).sectors();
+        boolean[] keep = new boolean[sectors];
+        switch (rnd.nextInt(3)) {
+            case 0 -> { int c = 1 + rnd.nextInt(sectors - 1); for (int i = 0; i < c; i++) keep[i] = true; }      // prefix
+            case 1 -> { int c = 1 + rnd.nextInt(sectors - 1); for (int i = c; i < sectors; i++) keep[i] = true; } // suffix
+            default -> { for (int i = 0; i < sectors; i++) keep[i] = rnd.nextBoolean(); }
+        }
+        inc[t] = true;
+        torn++;
+        checkState(r, p, base, e, disk, inc, t, keep, rnd, "torn=" + k + " write#" + t);
+    }
+
+    private static void apply(MemoryBackend m, IoEvent ev) {
+        switch (ev.kind()) {
+            case WRITE -> m.write(ev.offset(), MemorySegment.ofArray(ev.data()));
+            case TRUNCATE -> { if (ev.length() > m.size()) m.truncate(ev.length()); }
+            case SYNC -> {}
+        }
+    }
+
+    private void checkState(Recorded r, CrashPoint p, byte[] base, ExpectedContents.Expectation e, MemorySegment disk,
+            boolean[] inc, int tornIdx, boolean[] keep, Random rnd, String what) throws IOException {
+        explored++;
+        OverlayBackend st = new OverlayBackend(base, base.length, "crash-state");
+        List<IoEvent> fl = p.inflight();
+        for (int i = 0; i < fl.size(); i++) {
+            if (!inc[i]) continue;
+            IoEvent ev = fl.get(i);
+            if (ev.kind() == IoEvent.Kind.TRUNCATE) {
+                if (ev.length() > st.size()) st.allocate(0, ev.length());
+            } else if (i == tornIdx) {
+                for (int s = 0; s < keep.length; s++) {
+                    if (!keep[s]) continue;
+                    int off = s * 512, len = (int) Math.min(512, ev.length() - off);
+                    st.put(ev.offset() + off, ev.data(), off, len);
+                }
+            } else if (ev.kind() == IoEvent.Kind.WRITE) st.put(ev.offset(), ev.data(), 0, (int) ev.length());
+        }
+        String where = r.workload().name() + " seed=" + seed + " crash-point=" + p.index() + " " + what;
+        if (qemu && explored % qemuEvery == 0) {
+            qemuChecked++;
+            String[] o = new String[1];
+            int rc = QemuImgCheck.check(st, o);
+            if (rc != 0 && rc != 3) {
+                corrupt++;
+                report(where, "qemu-img check exit " + rc + ": " + o[0].strip());
+                return;
+            }
+        }
+        Qcow2Image img;
+        try {
+            img = Qcow2Image.open(st, OpenOptions.defaults());
+        } catch (IOException ex) {
+            corrupt++;
+            report(where, "open failed: " + ex.getMessage());
+            return;
+        }
+        try {
+            CheckReport c = img.check(RepairMode.NONE);
+            if (c.corruptions() > 0 || c.checkErrors() > 0) {
+                corrupt++;
+                report(where, "check: " + c.corruptions() + " corruptions, " + c.checkErrors() + " errors: " + c.messages());
+                return;
+            }
+            img.read(0, disk);
+            ExpectedContents.Verdict v = e.verify(disk);
+            if (v != null) {
+                if (v.lostSectors() > 0) lost++;
+                if (v.foreignSectors() > 0) foreign++;
+                report(where, v.lostSectors() + " lost, " + v.foreignSectors() + " foreign sectors (last completed flush: op #"
+                        + e.flushId + "); first: " + v.first());
+            }
+            // check(ALL) re-analyses after repairing: its report describes the repaired image
+            CheckReport after = c.clean() ? c : img.check(RepairMode.ALL);
+            CheckReport fixed = after;
+            if (!after.clean()) {
+                if (after.corruptions() > 0 || after.checkErrors() > 0) corrupt++;
+                else leaksAfterRepair++;
+                report(where, "after check(ALL): " + after.leaks() + " leaks, " + after.corruptions() + " corruptions: " + after.messages()
+                        + " (repair said " + fixed.leaksFixed() + " leaks fixed)");
+            }
+        } catch (IOException ex) {
+            corrupt++;
+            report(where, "engine error: " + ex);
+        } finally {
+            try {
+                img.close();
+            } catch (IOException ex) {
+                corrupt++;
+                report(where, "close failed: " + ex.getMessage());
+            }
+        }
+    }
+
+    void report(String where, String msg) {
+        if (reported++ < 20) out.println("  FAIL " + where + ": " + msg);
+    }
+
+    // ------------------------------------------------------------------ command line
+
+    public static void main(String[] args) throws Exception {
+        long states = 20_000, seed = System.nanoTime() & 0xffffffL;
+        int qemuEvery = 0;
+        String workload = "all";
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--states" -> states = Long.parseLong(args[++i]);
+                case "--seed" -> seed = Long.parseLong(args[++i]);
+                case "--workload" -> workload = args[++i];
+                case "--qemu-every" -> qemuEvery = Integer.parseInt(args[++i]);
+                default -> {
+                    System.err.println("usage: CrashStateExplorer [--states N] [--seed S] [--workload W] [--qemu-every K]");
+                    System.exit(2);
+                }
+            }
+        }
+        if (qemuEvery == 0) qemuEvery = (int) Math.max(20, states / 400);
+        CrashStateExplorer x = new CrashStateExplorer(seed, states, workloads(workload, seed), qemuEvery, System.out);
+        x.run();
+        System.out.println(x.summary());
+        System.exit(x.corrupt + x.lost + x.foreign + x.leaksAfterRepair == 0 ? 0 : 1);
+    }
+}

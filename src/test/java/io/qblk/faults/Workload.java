@@ -1,0 +1,114 @@
+package io.qblk.faults;
+
+import io.qblk.qcow2.Qcow2Image;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.function.LongSupplier;
+
+/**
+ * A reproducible sequence of guest operations on a fresh image of one cluster size: random
+ * 4 KiB–1 MiB writes (allocating data clusters, L2 tables, refcount blocks; with 512-byte clusters
+ * and 64-bit refcounts also growing the refcount table), rewrites of allocated clusters, write
+ * zeroes, discard, and flushes.
+ */
+record Workload(String kind, int clusterSize, int refcountBits, long virtualSize, long seed, List<Planned> ops) {
+
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed");
+    static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
+
+    record Planned(GuestOp.Type type, long offset, long length) {}
+
+    String name() {
+        return kind + "-" + sizeName(clusterSize);
+    }
+
+    static String sizeName(int cs) {
+        return cs >= (1 << 20) ? (cs >> 20) + "M" : cs >= 1024 ? (cs >> 10) + "k" : String.valueOf(cs);
+    }
+
+    static Workload generate(String kind, int clusterSize, long seed) {
+        return generate(kind, clusterSize, seed, false);
+    }
+
+    /** {@code small}: fewer and shorter operations (at most 64 KiB), for exhaustive I/O error injection. */
+    static Workload generate(String kind, int clusterSize, long seed, boolean small) {
+        Random r = new Random(seed ^ (kind.hashCode() * 31L + clusterSize));
+        int refBits = clusterSize == 512 ? 64 : 16;
+        long vsize = clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
+        long maxLen = small ? 65536 : Math.min(1L << 20, vsize / 4);
+        List<Planned> ops = new ArrayList<>();
+        int n = small ? 6 + r.nextInt(3) : 14 + r.nextInt(6);
+        // a hot region that later operations keep coming back to
+        long hot = align(r.nextLong(vsize - maxLen), 512);
+        for (int i = 0; i < n; i++) {
+            GuestOp.Type t = switch (kind) {
+                case "alloc" -> GuestOp.Type.WRITE;
+                case "rewrite" -> GuestOp.Type.WRITE;
+                case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
+                case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
+                case "mixed" -> switch (r.nextInt(8)) {
+                    case 0 -> GuestOp.Type.WRITE_ZEROES;
+                    case 1 -> GuestOp.Type.ZERO_UNMAP;
+                    case 2 -> GuestOp.Type.DISCARD;
+                    default -> GuestOp.Type.WRITE;
+                };
+                default -> throw new IllegalArgumentException("unknown workload " + kind + " (one of " + KINDS + ")");
+            };
+            long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
+            boolean nearHot = !kind.equals("alloc") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
+            long off = nearHot ? hot + align(r.nextLong(maxLen), 512) - maxLen / 2 : align(r.nextLong(vsize), 512);
+            off = Math.max(0, Math.min(off, vsize - len));
+            if (r.nextInt(4) == 0) off = align(off, clusterSize); // sometimes cluster aligned, to hit the full-cluster paths
+            off = Math.min(off, vsize - len);
+            ops.add(new Planned(t, off, len));
+            if (r.nextInt(3) == 0 || i == n / 2) ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
+        }
+        ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
+        // writes after the final flush: the last epoch is never flushed
+        ops.add(new Planned(GuestOp.Type.WRITE, align(r.nextLong(vsize - 65536), 512), 8192));
+        return new Workload(kind, clusterSize, refBits, vsize, seed, List.copyOf(ops));
+    }
+
+    private static long align(long v, long a) {
+        return v / a * a;
+    }
+
+    /**
+     * Runs every op on {@code img}. An op that throws is recorded as failed; with
+     * {@code stopOnError} the run ends there, otherwise it goes on with the next op.
+     */
+    List<GuestOp> run(Qcow2Image img, LongSupplier clock, boolean stopOnError, List<IOException> errors) {
+        List<GuestOp> done = new ArrayList<>();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(1L << 20, 4096);
+            for (Planned p : ops) {
+                int id = done.size();
+                long start = clock.getAsLong();
+                boolean ok = true;
+                try {
+                    switch (p.type()) {
+                        case WRITE -> {
+                            MemorySegment s = buf.asSlice(0, p.length());
+                            SectorTags.fill(s, id, p.offset() / 512);
+                            img.write(p.offset(), s);
+                        }
+                        case WRITE_ZEROES -> img.writeZeroes(p.offset(), p.length(), false);
+                        case ZERO_UNMAP -> img.writeZeroes(p.offset(), p.length(), true);
+                        case DISCARD -> img.discard(p.offset(), p.length());
+                        case FLUSH -> img.flush();
+                    }
+                } catch (IOException e) {
+                    ok = false;
+                    if (errors != null) errors.add(e);
+                }
+                done.add(new GuestOp(id, p.type(), p.offset(), p.length(), ok, start, clock.getAsLong()));
+                if (!ok && stopOnError) break;
+            }
+        }
+        return done;
+    }
+}
