@@ -79,6 +79,14 @@ class NbdQcow2Test {
         assertEquals(b.size(), a.size(), "nbd map " + nbdMap + "\nfile map " + fileMap);
         for (int i = 0; i < a.size(); i++) assertArrayEquals(b.get(i), a.get(i), "run " + i);
         assertTrue(a.size() >= 6, "three data runs separated by holes: " + nbdMap);
+        // and `qblk map` of the file tells the same story
+        java.io.StringWriter qmap = new java.io.StringWriter();
+        picocli.CommandLine cl = io.qblk.cli.QblkMain.commandLine(picocli.CommandLine.defaultFactory());
+        cl.setOut(new java.io.PrintWriter(qmap, true));
+        assertEquals(0, cl.execute("map", "--output=json", img.toString()));
+        List<long[]> c = dataRuns(qmap.toString());
+        assertEquals(a.size(), c.size(), "qblk map " + qmap);
+        for (int i = 0; i < a.size(); i++) assertArrayEquals(a.get(i), c.get(i), "qblk map run " + i);
         Proc.Result verify = Proc.run(30, "qemu-io", "-r", "-f", "qcow2", img.toString(), "-c", "read -P 0xab 0 64k",
                 "-c", "read -P 0x34 10M 4k").ok("qemu-io on the file");
         assertFalse(verify.out().contains("Pattern verification failed"), verify.out());
