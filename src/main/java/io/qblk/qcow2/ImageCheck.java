@@ -155,6 +155,7 @@ final class ImageCheck {
             }
             ref(l2off, cs, "L2 table");
             img.file.read(l2off, l2);
+            nextContiguous = -1; // qemu counts fragmentation within each L2 table
             for (int j = 0; j < cs / 8; j++) {
                 long e = l2.get(CachedTable.BE_LONG, j * 8L);
                 long guest = (((long) i << (img.clusterBits - 3)) + j) * cs;
@@ -182,8 +183,7 @@ final class ImageCheck {
                         if (active) {
                             allocated++;
                             compressed++;
-                            if (nextContiguous >= 0 && (r[0] & ~(long) (cs - 1)) != nextContiguous) fragmented++;
-                            nextContiguous = (r[0] + r[1] + cs - 1) & ~(long) (cs - 1);
+                            fragmented++; // like qemu: compressed clusters count as fragmented by nature
                         }
                     }
                     default -> {}
@@ -313,8 +313,9 @@ final class ImageCheck {
                     return null;
                 });
             } else {
-                CachedTable t = img.load(f[0], CachedTable.Kind.L2);
                 img.withMeta(() -> {
+                    CachedTable t = img.l2Cache.get(f[0]);
+                    if (t == null) throw new NeedLoad(f[0], CachedTable.Kind.L2);
                     img.setL2EntryLocked(t, (int) f[1], f[2]);
                     return null;
                 });

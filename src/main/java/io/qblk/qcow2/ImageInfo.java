@@ -25,10 +25,12 @@ public record ImageInfo(long virtualSize, String filename, int clusterSize, Stri
         b.append("            \"compression-type\": ").append(Json.quote(compressionType)).append(",\n");
         if ("1.1".equals(compat)) {
             b.append("            \"lazy-refcounts\": ").append(lazyRefcounts).append(",\n");
+            b.append("            \"refcount-bits\": ").append(refcountBits).append(",\n");
             b.append("            \"corrupt\": ").append(corrupt).append(",\n");
-            b.append("            \"extended-l2\": ").append(extendedL2).append(",\n");
+            b.append("            \"extended-l2\": ").append(extendedL2).append("\n");
+        } else {
+            b.append("            \"refcount-bits\": ").append(refcountBits).append("\n");
         }
-        b.append("            \"refcount-bits\": ").append(refcountBits).append("\n");
         b.append("        }\n    },\n");
         b.append("    \"dirty-flag\": ").append(dirtyFlag).append("\n}");
         return b.toString();

@@ -79,7 +79,7 @@ public final class Qcow2Image implements Closeable {
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
     final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<Long, CompletableFuture<CachedTable>> loading = new ConcurrentHashMap<>();
-    private long cachedBytes;
+    private volatile long cachedBytes; // written under meta, read without it
     private final long cacheBudget;
     private final HashMap<Long, InFlight> inflight = new HashMap<>();
     final HashMap<Long, MetadataKind> metaKinds = new HashMap<>();
@@ -131,8 +131,14 @@ public final class Qcow2Image implements Closeable {
         }
     }
 
+    /** Opens an image on a backend the caller keeps owning; a relative backing file name resolves against the current directory. */
     public static Qcow2Image open(IoBackend file, OpenOptions options) throws IOException {
         return new Qcow2Image(file, false, file.toString(), null, options, 0);
+    }
+
+    /** Like {@link #open(IoBackend, OpenOptions)}, with {@code imagePath} naming the image and locating relative backing files. */
+    public static Qcow2Image open(IoBackend file, OpenOptions options, Path imagePath) throws IOException {
+        return new Qcow2Image(file, false, imagePath.toString(), imagePath.toAbsolutePath().getParent(), options, 0);
     }
 
     private Qcow2Image(IoBackend file, boolean ownsFile, String filename, Path dir, OpenOptions o, int depth) throws IOException {
@@ -412,12 +418,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private boolean overBudget() {
-        meta.lock();
-        try {
-            return cachedBytes > cacheBudget;
-        } finally {
-            meta.unlock();
-        }
+        return cachedBytes > cacheBudget;
     }
 
     /** Under meta: the L2 table for guest cluster g, allocating an empty one when the L1 entry is 0. */
@@ -704,8 +705,8 @@ public final class Qcow2Image implements Closeable {
                             run += Math.min(cs, len - pos - run);
                             next++;
                         }
-                        unsyncedWrites = true;
                         file.write(host + in, src.asSlice(pos, run));
+                        unsyncedWrites = true; // after completion: a flush that starts later must sync
                         pos += run;
                         continue;
                     }
@@ -776,8 +777,8 @@ public final class Qcow2Image implements Closeable {
                 buf.asSlice(in, part.byteSize()).copyFrom(part);
                 out = buf;
             }
-            unsyncedWrites = true;
             file.write(host, out);
+            unsyncedWrites = true;
         } catch (Throwable ex) {
             meta.lock();
             try {
@@ -1251,6 +1252,14 @@ public final class Qcow2Image implements Closeable {
             freeHint = Math.max(freeHint, fileClustersLocked());
             long off = allocClusterLocked(MetadataKind.REFCOUNT_BLOCK);
             freeHint = saved;
+            if ((rt[(int) bi] & RT_MASK) != 0) {
+                // the allocator itself placed a block for this range (self-describing): use that one
+                refblockLocked(off >>> clusterBits).setRefcount((int) ((off >>> clusterBits) & rbMask), rOrder, 0);
+                metaKinds.remove(off);
+                CachedTable b = refblockLocked(clusterIndex);
+                b.setRefcount((int) (clusterIndex & rbMask), rOrder, value);
+                return;
+            }
             CachedTable b = CachedTable.refblock(off, null, cs);
             b.fresh = true;
             rbCache.put(off, b);

@@ -64,6 +64,16 @@ class Qcow2HeaderTest {
     @Test void refcountOrder() throws Exception { rejects("bad refcount_order 7", 3, b -> b.putInt(96, 7)); }
     @Test void headerLength() throws Exception { rejects("bad header_length", 3, b -> b.putInt(100, 100)); }
     @Test void unknownIncompatibleBit() throws Exception { rejects("unsupported incompatible qcow2 feature: bit 5", 3, b -> b.putLong(72, 1L << 5)); }
+    @Test void unknownIncompatibleBitNamedByFeatureTable() throws Exception {
+        rejects("unsupported incompatible qcow2 feature: shiny new thing (bit 5)", 3, b -> {
+            int entry = 112 + 8; // first feature table entry of our images
+            b.put(entry, (byte) 0).put(entry + 1, (byte) 5);
+            byte[] name = new byte[46];
+            System.arraycopy("shiny new thing".getBytes(), 0, name, 0, 15);
+            b.put(entry + 2, name);
+            b.putLong(72, 1L << 5);
+        });
+    }
     @Test void externalDataFile() throws Exception { rejects("external data file", 3, b -> b.putLong(72, 1L << 2)); }
     @Test void compressionType() throws Exception { rejects("compression type", 3, b -> b.putLong(72, 1L << 3)); }
     @Test void extendedL2() throws Exception { rejects("extended L2 entries", 3, b -> b.putLong(72, 1L << 4)); }

@@ -131,6 +131,8 @@ class Qcow2MetadataTest {
             assertEquals(256, r.totalClusters());
             TestImages.Result q = qemuImg("check", "-f", "qcow2", p.toString());
             assertEquals(3, q.exit(), q.out()); // qemu: leaks only
+            String qj = qemuImg("check", "--output=json", p.toString()).out();
+            assertEquals(qj.substring(qj.indexOf('{')).trim(), r.toJson());
             r = img.check(RepairMode.LEAKS);
             assertEquals(1, r.leaksFixed());
             assertEquals(0, r.leaks());
@@ -273,5 +275,87 @@ class Qcow2MetadataTest {
                 assertEquals(0, read(img, 12345, 1)[0]);
             }
         }
+    }
+
+    @Test
+    void checkAndInfoJsonMatchQemu() throws Exception {
+        Path p = dir.resolve("json.qcow2");
+        Qcow2Image.create(p, CreateOptions.defaults(40L << 20).withClusterSize(4096));
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            for (int i = 0; i < 50; i++) img.write((i * 7919L * 4096) % (40L << 20), filled(6000, i + 1));
+        }
+        Path c = dir.resolve("json-c.qcow2");
+        assertEquals(0, qemuImg("convert", "-c", "-O", "qcow2", p.toString(), c.toString()).exit());
+        for (Path x : List.of(p, c)) {
+            try (Qcow2Image img = Qcow2Image.open(x, OpenOptions.defaults().withReadOnly(true))) {
+                assertEquals(qemuImg("check", "--output=json", x.toString()).out().trim(), img.check(RepairMode.NONE).toJson());
+                String info = qemuImg("info", "--output=json", x.toString()).out().trim().replaceAll("\"actual-size\": \\d+", "A");
+                assertEquals(info, img.info().toJson().replaceAll("\"actual-size\": \\d+", "A"));
+            }
+        }
+    }
+
+    @Test
+    void qcow2TargetServesTheImage() throws Exception {
+        Path p = dir.resolve("t.qcow2");
+        Qcow2Image.create(p, CreateOptions.defaults(1L << 20));
+        try (io.qblk.target.Qcow2Target t = new io.qblk.target.Qcow2Target(Qcow2Image.open(p, OpenOptions.defaults()))) {
+            assertEquals(1L << 20, t.size());
+            t.write(65536, filled(4096, 9), true);
+            t.writeZeroes(131072, 65536, true);
+            var ext = t.blockStatus(0, 1L << 20);
+            assertEquals(new io.qblk.target.BlockTarget.Extent(0, 65536, true, true), ext.get(0));
+            assertEquals(new io.qblk.target.BlockTarget.Extent(65536, 65536, false, false), ext.get(1));
+            assertEquals(new io.qblk.target.BlockTarget.Extent(131072, (1L << 20) - 131072, true, true), ext.get(2));
+            var back = java.lang.foreign.Arena.ofAuto().allocate(4096);
+            t.read(65536, back);
+            assertEquals(9, back.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 4095));
+        }
+        assertEquals(0, qemuIo(p, "read -P 9 65536 4096").exit());
+    }
+
+    @Test
+    void repairRebuildsAMissingRefcountBlock() throws Exception {
+        Path p = dir.resolve("norb.qcow2");
+        Qcow2Image.create(p, CreateOptions.defaults(8L << 20).withClusterSize(4096));
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.write(0, pattern(1 << 20, 3));
+        }
+        writeLong(p, 4096, 0); // refcount table entry 0: the only refcount block is gone
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(true))) {
+            assertTrue(img.check(RepairMode.NONE).corruptions() > 100);
+        }
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            CheckReport r = img.check(RepairMode.ALL);
+            assertEquals(0, r.corruptions(), r.messages().toString());
+            assertTrue(r.corruptionsFixed() > 100);
+            img.write(2 << 20, filled(8192, 1));
+            assertArrayEquals(pattern(1 << 20, 3).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), read(img, 0, 1 << 20));
+        }
+        TestImages.Result q = qemuImg("check", p.toString());
+        assertTrue(q.exit() == 0 || q.exit() == 3, q.out()); // leaks (the old block) are acceptable, corruptions are not
+    }
+
+    @Test
+    void writingIntoCompressedClustersRewritesThem() throws Exception {
+        Path raw = dir.resolve("r.raw");
+        byte[] base = new byte[1 << 20];
+        for (int i = 0; i < base.length; i++) base[i] = (byte) (i / 1000);
+        Files.write(raw, base);
+        Path c = dir.resolve("cw.qcow2");
+        assertEquals(0, qemuImg("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw.toString(), c.toString()).exit());
+        try (Qcow2Image img = Qcow2Image.open(c, OpenOptions.defaults())) {
+            for (int k = 0; k < 40; k++) {
+                long off = k * 20000L + 17;
+                img.write(off, filled(300, 0xee));
+                java.util.Arrays.fill(base, (int) off, (int) off + 300, (byte) 0xee);
+            }
+            img.discard(100 * 4096, 10 * 4096);
+            java.util.Arrays.fill(base, 100 * 4096, 110 * 4096, (byte) 0);
+            assertArrayEquals(base, read(img, 0, base.length));
+        }
+        assertQemuClean(c);
+        Files.write(raw, base);
+        assertEquals(0, qemuImg("compare", "-f", "raw", "-F", "qcow2", raw.toString(), c.toString()).exit());
     }
 }
