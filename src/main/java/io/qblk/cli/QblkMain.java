@@ -25,6 +25,9 @@ public class QblkMain implements QuarkusApplication {
 
     @Override
     public int run(String... args) {
+        // ./mvnw quarkus:dev passes no arguments: dev mode is the service.
+        if (args.length == 0 && io.quarkus.runtime.LaunchMode.current() == io.quarkus.runtime.LaunchMode.DEVELOPMENT)
+            args = new String[]{"serve"};
         return commandLine(factory).execute(args);
     }
 
@@ -33,7 +36,15 @@ public class QblkMain implements QuarkusApplication {
         CommandLine cl = new CommandLine(QblkCommand.class, factory);
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             cmd.getErr().println("qblk: " + CliErrors.message(ex));
+            cmd.getErr().flush();
             return CliErrors.exitCode(ex);
+        });
+        cl.setParameterExceptionHandler((ex, args) -> {
+            CommandLine cmd = ex.getCommandLine();
+            String name = cmd.getCommandSpec().qualifiedName();
+            cmd.getErr().println(name + ": " + CliErrors.message(ex) + " (see '" + name + " --help')");
+            cmd.getErr().flush();
+            return 1;
         });
         return cl;
     }

@@ -1,0 +1,145 @@
+package io.qblk.cli;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code qblk bench}: the request stream of {@code qemu-img bench} (COUNT requests of SIZE bytes, DEPTH in
+ * flight, offsets OFFSET, OFFSET+STEP, ... modulo the image size) issued by DEPTH virtual threads
+ * straight into the engine.
+ */
+@Command(name = "bench", description = "Measure the engine with a qemu-img bench style request stream.")
+public class BenchCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+
+    @Option(names = "-c", paramLabel = "COUNT", description = "number of requests (default 75000)")
+    long count = 75000;
+
+    @Option(names = "-d", paramLabel = "DEPTH", description = "requests in flight = virtual threads (default 64)")
+    int depth = 64;
+
+    @Option(names = "-s", paramLabel = "SIZE", description = "bytes per request (default 4k)")
+    String sizeText = "4k";
+
+    @Option(names = "-S", paramLabel = "STEP", description = "offset increment (default: SIZE)")
+    String stepText;
+
+    @Option(names = "-o", paramLabel = "OFFSET", description = "first offset (default 0)")
+    String offsetText = "0";
+
+    @Option(names = "-w", description = "write instead of read")
+    boolean write;
+
+    @Option(names = "--pattern", paramLabel = "N", description = "byte written by -w (default 0)")
+    int pattern;
+
+    @Option(names = "--random", description = "uniformly random SIZE-aligned offsets instead of OFFSET+i*STEP")
+    boolean random;
+
+    @Option(names = "--seed", paramLabel = "N", description = "seed for --random (default 1)")
+    long seed = 1;
+
+    @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
+    String format;
+
+    @Option(names = {"-t", "-i"}, paramLabel = "MODE", description = "accepted for qemu-img compatibility, ignored")
+    String ignored;
+
+    @Option(names = "-q", description = "quiet: only the result lines")
+    boolean quiet;
+
+    @Parameters(index = "0", paramLabel = "FILE")
+    Path file;
+
+    @Override
+    public Integer call() throws Exception {
+        long size = Sizes.parse(sizeText);
+        long step = stepText == null ? size : Sizes.parse(stepText);
+        long offset0 = Sizes.parse(offsetText);
+        if (count < 1) throw new IllegalArgumentException("-c must be at least 1");
+        if (depth < 1 || depth > 4096) throw new IllegalArgumentException("-d must be between 1 and 4096");
+        if (size < 1 || size > (64 << 20)) throw new IllegalArgumentException("-s must be between 1 and 64M");
+        if (pattern < 0 || pattern > 255) throw new IllegalArgumentException("--pattern must be 0..255");
+        PrintWriter out = spec.commandLine().getOut();
+        ImageFormat fmt = ImageFormat.resolve(format, file);
+        try (ImageHandle img = ImageHandle.open(file, fmt, !write)) {
+            long imageSize = img.virtualSize();
+            if (imageSize < size) throw new IllegalArgumentException("image is smaller than one request");
+            if (offset0 + size > imageSize) throw new IllegalArgumentException("-o is past the end of the image");
+            if (!quiet) {
+                out.println(String.format("Sending %d %s requests, %d bytes each, %d in parallel (starting at offset %d, step size %d)",
+                        count, write ? "write" : "read", size, depth, offset0, random ? 0 : step)
+                        + (random ? " [random offsets, seed " + seed + "]" : ""));
+                out.flush();
+            }
+            long[] offsets = offsets(count, offset0, step, size, imageSize, random, seed);
+            AtomicLong next = new AtomicLong();
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            List<Thread> threads = new ArrayList<>(depth);
+            long t0 = System.nanoTime();
+            for (int d = 0; d < depth; d++) {
+                threads.add(Thread.ofVirtual().name("bench-" + d).start(() -> {
+                    try (Arena a = Arena.ofConfined()) {
+                        MemorySegment buf = a.allocate(size, 4096);
+                        if (write) buf.fill((byte) pattern);
+                        long i;
+                        while (failure.get() == null && (i = next.getAndIncrement()) < count) {
+                            if (write) img.write(offsets[(int) i], buf);
+                            else img.read(offsets[(int) i], buf);
+                        }
+                    } catch (Throwable t) {
+                        failure.compareAndSet(null, t);
+                    }
+                }));
+            }
+            for (Thread t : threads) t.join();
+            double secs = (System.nanoTime() - t0) / 1e9;
+            if (failure.get() != null) {
+                Throwable f = failure.get();
+                throw f instanceof IOException io ? io : new IOException("request failed: " + CliErrors.message(f), f);
+            }
+            out.println(String.format(Locale.ROOT, "Run completed in %.3f seconds.", secs));
+            out.println(String.format(Locale.ROOT, "IOPS: %.0f, bandwidth: %.2f MiB/s", count / secs,
+                    count * (double) size / secs / (1 << 20)));
+        }
+        return 0;
+    }
+
+    /**
+     * The offsets in the order qemu-img bench issues them: OFFSET, then each previous plus STEP modulo
+     * the image size (qemu 7.2's rule); or seeded uniform random SIZE-aligned offsets.
+     */
+    static long[] offsets(long count, long offset0, long step, long size, long imageSize, boolean random, long seed) {
+        if (count > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("-c is too large");
+        long[] o = new long[(int) count];
+        if (random) {
+            SplittableRandom r = new SplittableRandom(seed);
+            long slots = imageSize / size;
+            for (int i = 0; i < o.length; i++) o[i] = r.nextLong(slots) * size;
+            return o;
+        }
+        long off = offset0;
+        for (int i = 0; i < o.length; i++) {
+            if (off + size > imageSize) throw new IllegalArgumentException("request " + i + " at offset " + off
+                    + " would pass the end of the image (choose -S so offsets stay SIZE-aligned)");
+            o[i] = off;
+            off = (off + step) % imageSize;
+        }
+        return o;
+    }
+}

@@ -1,0 +1,278 @@
+package io.qblk.cli;
+
+import io.qblk.nbd.NbdServer;
+import io.qblk.target.BlockTarget;
+import io.qblk.target.TargetOpener;
+import io.qblk.ublk.UblkExport;
+import io.qblk.ublk.UblkServer;
+import io.qblk.ublk.UblkUnavailableException;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Stack;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.regex.Pattern;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.ArgSpec;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code qblk export}: serves one image in the foreground until SIGTERM/Ctrl-C (like qemu-nbd),
+ * then flushes and closes it. The frontend is a choice ({@code --nbd} today, {@code --ublk} next);
+ * opening the image is {@link TargetOpener}'s job, shared with the other frontends.
+ */
+@Command(name = "export", mixinStandardHelpOptions = true,
+        description = "Serve an image in the foreground over NBD (prints the URI) or ublk (--ublk, prints /dev/ublkbN). "
+                + "SIGTERM or Ctrl-C flushes and closes the image.")
+public class ExportCommand implements Callable<Integer> {
+    public static final String DEFAULT_NBD_ADDRESS = "127.0.0.1:" + NbdServer.DEFAULT_PORT;
+
+    @Option(names = "--nbd", arity = "0..1", paramLabel = "ADDR:PORT|unix:PATH", preprocessor = OptionalAddress.class,
+            description = "Serve over NBD on a TCP address (default " + DEFAULT_NBD_ADDRESS + ") or a unix socket.")
+    String nbd;
+
+    @Option(names = "--ublk", description = "Serve as a local block device /dev/ublkbN (root, CONFIG_BLK_DEV_UBLK); prints the device.")
+    boolean ublk;
+
+    @Option(names = {"-q", "--queues"}, paramLabel = "N", description = "ublk: hardware queues (default 1, at most one per CPU).")
+    int queues = 1;
+
+    @Option(names = {"-d", "--depth"}, paramLabel = "DEPTH", description = "ublk: queue depth (default 64, at most 4096).")
+    int depth = 64;
+
+    @Option(names = "--name", paramLabel = "NAME", description = "Export name (default: empty, the default export).")
+    String name = "";
+
+    @Option(names = {"-r", "--read-only"}, description = "Refuse writes.")
+    boolean readOnly;
+
+    @Option(names = {"-t", "--type"}, paramLabel = "qcow2|raw|null", description = "Image format (default: detected from the file).")
+    String type = "auto";
+
+    @Option(names = "--size", paramLabel = "SIZE", description = "Size of a null target (e.g. 1G, 512M).")
+    String size;
+
+    @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
+    Path file;
+
+    @Spec
+    CommandSpec spec;
+
+    private final CountDownLatch ready = new CountDownLatch(1);
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private volatile String uri;
+    private volatile Runnable stopAction;
+
+    /** The frontends {@code export} can serve through. */
+    enum Frontend { NBD, UBLK }
+
+    @Override
+    public Integer call() throws Exception {
+        Frontend frontend = selectFrontend();
+        UblkServer.Options ublkOptions = null;
+        if (frontend == Frontend.UBLK) {
+            ublkOptions = UblkServer.Options.defaults().withQueues(queues).withDepth(depth);
+            try {
+                UblkServer.checkLimits(ublkOptions);
+                UblkCommand.requireDriver();
+            } catch (UblkUnavailableException e) {
+                spec.commandLine().getErr().println("qblk: " + e.getMessage());
+                spec.commandLine().getErr().flush();
+                return UblkUnavailableException.EXIT_CODE;
+            }
+        }
+        BlockTarget target = openTarget();
+        try {
+            return switch (frontend) {
+                case NBD -> serveNbd(target);
+                case UBLK -> UblkExport.serve(target, ublkOptions, System.out);
+            };
+        } finally {
+            ready.countDown();
+        }
+    }
+
+    private Frontend selectFrontend() {
+        // --nbd is the default; --ublk is the exclusive alternative.
+        if (ublk && nbd != null) throw new CommandLine.ParameterException(spec.commandLine(), "choose one of --nbd and --ublk");
+        if (!ublk && (queues != 1 || depth != 64))
+            throw new CommandLine.ParameterException(spec.commandLine(), "-q/--queues and -d/--depth are ublk options (add --ublk)");
+        return ublk ? Frontend.UBLK : Frontend.NBD;
+    }
+
+    /** Opens FILE (or the null device) as -t/--read-only/--size say. */
+    BlockTarget openTarget() throws IOException {
+        TargetOpener.Format format = TargetOpener.Format.parse(type);
+        if (format == TargetOpener.Format.NULL) {
+            if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
+            if (size == null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target needs --size");
+            return TargetOpener.openNull(parseSize(size));
+        }
+        if (size != null) throw new CommandLine.ParameterException(spec.commandLine(), "--size is only for -t null");
+        if (file == null) throw new CommandLine.ParameterException(spec.commandLine(), "missing FILE");
+        return TargetOpener.open(file, format, readOnly);
+    }
+
+    private int serveNbd(BlockTarget target) throws IOException {
+        NbdServer server = new NbdServer();
+        String address = nbd == null ? DEFAULT_NBD_ADDRESS : nbd;
+        try {
+            if (address.startsWith("unix:")) {
+                Path socket = Path.of(address.substring(5)).toAbsolutePath();
+                server.bindUnix(socket);
+                uri = "nbd+unix:///" + encode(name) + "?socket=" + socket;
+            } else {
+                InetSocketAddress want = parseTcp(address);
+                InetSocketAddress a = server.bindTcp(want.getHostString(), want.getPort());
+                String host = a.getHostString().contains(":") ? "[" + a.getHostString() + "]" : a.getHostString();
+                uri = "nbd://" + host + ":" + a.getPort() + "/" + encode(name);
+            }
+            server.addExport(name, target, readOnly);
+        } catch (IOException | RuntimeException e) {
+            server.close();
+            target.close();
+            throw e;
+        }
+        return runUntilStopped(() -> {
+            server.close();
+            try {
+                if (!target.readOnly()) target.flush();
+            } finally {
+                target.close();
+            }
+        });
+    }
+
+    /** Prints the URI, then blocks until SIGTERM/SIGINT (a JVM shutdown hook) or {@link #stop()}. */
+    private int runUntilStopped(IoAction shutdown) throws IOException {
+        Object lock = new Object();
+        IOException[] failure = new IOException[1];
+        boolean[] done = new boolean[1];
+        Runnable closeOnce = () -> {
+            synchronized (lock) {
+                if (done[0]) return;
+                done[0] = true;
+                try {
+                    shutdown.run();
+                } catch (IOException e) {
+                    failure[0] = e;
+                } finally {
+                    stopped.countDown();
+                }
+            }
+        };
+        Thread hook = new Thread(closeOnce, "qblk-export-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        stopAction = () -> {
+            closeOnce.run();
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException ignored) {
+                // already shutting down
+            }
+        };
+        PrintWriter out = spec.commandLine().getOut();
+        out.println(uri);
+        out.flush();
+        ready.countDown();
+        try {
+            stopped.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            stopAction.run();
+        }
+        synchronized (lock) {
+            if (failure[0] != null) throw failure[0];
+        }
+        return 0;
+    }
+
+    @FunctionalInterface
+    private interface IoAction {
+        void run() throws IOException;
+    }
+
+    /** For tests and embedding: the URI once serving (null if startup failed); waits until then. */
+    String awaitUri() throws InterruptedException {
+        ready.await();
+        return uri;
+    }
+
+    /** Stops serving as SIGTERM would: answers in-flight requests, flushes and closes the image. */
+    void stop() {
+        Runnable a = stopAction;
+        if (a != null) a.run();
+    }
+
+    // ------------------------------------------------------------------ parsing
+
+    private static final Pattern TCP = Pattern.compile("^(\\[[0-9A-Fa-f:.]+]|[A-Za-z0-9.\\-]*):(\\d{1,5})$");
+
+    /** True for what --nbd accepts as its optional value (so FILE is not taken for an address). */
+    static boolean looksLikeAddress(String s) {
+        return s.startsWith("unix:") || TCP.matcher(s).matches();
+    }
+
+    static InetSocketAddress parseTcp(String s) {
+        var m = TCP.matcher(s);
+        if (!m.matches()) throw new IllegalArgumentException("bad NBD address '" + s + "' (expected ADDR:PORT or unix:PATH)");
+        String host = m.group(1);
+        if (host.isEmpty()) host = "127.0.0.1";
+        if (host.startsWith("[")) host = host.substring(1, host.length() - 1);
+        int port = Integer.parseInt(m.group(2));
+        if (port > 65535) throw new IllegalArgumentException("bad port " + port);
+        return InetSocketAddress.createUnresolved(host, port);
+    }
+
+    /** Bytes from "4096", "64K", "512M", "1G", "2T" (binary units, optional "iB"/"B"); a multiple of 512. */
+    static long parseSize(String s) {
+        var m = Pattern.compile("^(\\d+)\\s*([KMGTP]?)(i?B)?$", Pattern.CASE_INSENSITIVE).matcher(s.trim());
+        if (!m.matches()) throw new IllegalArgumentException("bad size '" + s + "' (e.g. 1G, 512M, 65536)");
+        int shift = switch (m.group(2).toUpperCase(Locale.ROOT)) {
+            case "K" -> 10; case "M" -> 20; case "G" -> 30; case "T" -> 40; case "P" -> 50; default -> 0;
+        };
+        long v;
+        try {
+            v = Long.parseLong(m.group(1));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("size '" + s + "' is too large");
+        }
+        if (v > (Long.MAX_VALUE >> shift)) throw new IllegalArgumentException("size '" + s + "' is too large");
+        v <<= shift;
+        if (v <= 0 || v % 512 != 0) throw new IllegalArgumentException("size must be a positive multiple of 512: " + s);
+        return v;
+    }
+
+    private static String encode(String name) {
+        StringBuilder b = new StringBuilder();
+        for (byte x : name.getBytes(StandardCharsets.UTF_8)) {
+            char c = (char) (x & 0xff);
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || "-._~/".indexOf(c) >= 0) b.append(c);
+            else b.append('%').append(String.format("%02X", x & 0xff));
+        }
+        return b.toString();
+    }
+
+    /** Lets {@code --nbd} stand alone before FILE: it takes the next word only if that is an address. */
+    public static final class OptionalAddress implements CommandLine.IParameterPreprocessor {
+        @Override
+        public boolean preprocess(Stack<String> args, CommandSpec commandSpec, ArgSpec argSpec, Map<String, Object> info) {
+            String separator = (String) info.get("separator");
+            String value = DEFAULT_NBD_ADDRESS;
+            boolean attached = separator != null && !separator.isBlank();             // --nbd=VALUE
+            if (attached) value = args.pop();
+            else if (!args.isEmpty() && looksLikeAddress(args.peek())) value = args.pop();
+            argSpec.setValue(value);
+            return true;
+        }
+    }
+}

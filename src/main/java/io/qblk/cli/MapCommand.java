@@ -1,0 +1,97 @@
+package io.qblk.cli;
+
+import io.qblk.qcow2.MapEntry;
+import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.Qcow2Image;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/** {@code qblk map}: which guest ranges are allocated, zero or data, and where they live in the file. */
+@Command(name = "map", description = "Show the allocation map of an image, like qemu-img map.")
+public class MapCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+
+    @Option(names = "--output", paramLabel = "human|json", converter = OutputFormat.Converter.class)
+    OutputFormat output = OutputFormat.HUMAN;
+
+    @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
+    String format;
+
+    @Parameters(index = "0", paramLabel = "FILE")
+    Path file;
+
+    @Override
+    public Integer call() throws IOException {
+        ImageFormat fmt = ImageFormat.resolve(format, file);
+        List<MapEntry> entries;
+        if (fmt == ImageFormat.RAW) {
+            long size = Files.size(file);
+            entries = size == 0 ? List.of() : List.of(new MapEntry(0, size, 0, true, false, true, 0));
+        } else {
+            try (Qcow2Image img = Images.openQcow2(file, true)) {
+                entries = merge(img.map(0, img.virtualSize()));
+            }
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        if (output == OutputFormat.JSON) out.println(json(entries));
+        else human(out, entries);
+        return 0;
+    }
+
+    /** Joins neighbours qemu-img would print as one line (same flags, file offsets contiguous). */
+    static List<MapEntry> merge(List<MapEntry> in) {
+        List<MapEntry> out = new ArrayList<>();
+        for (MapEntry e : in) {
+            if (!out.isEmpty()) {
+                MapEntry p = out.getLast();
+                boolean sameKind = p.depth() == e.depth() && p.present() == e.present() && p.zero() == e.zero()
+                        && p.data() == e.data() && p.start() + p.length() == e.start();
+                boolean offsets = (p.offset() < 0 && e.offset() < 0)
+                        || (p.offset() >= 0 && e.offset() == p.offset() + p.length());
+                if (sameKind && offsets) {
+                    out.set(out.size() - 1, new MapEntry(p.start(), p.length() + e.length(), p.depth(), p.present(),
+                            p.zero(), p.data(), p.offset()));
+                    continue;
+                }
+            }
+            out.add(e);
+        }
+        return out;
+    }
+
+    static String json(List<MapEntry> entries) {
+        StringBuilder sb = new StringBuilder("[");
+        for (int i = 0; i < entries.size(); i++) {
+            MapEntry e = entries.get(i);
+            if (i > 0) sb.append(",\n");
+            sb.append("{ \"start\": ").append(e.start()).append(", \"length\": ").append(e.length())
+                    .append(", \"depth\": ").append(e.depth()).append(", \"present\": ").append(e.present())
+                    .append(", \"zero\": ").append(e.zero()).append(", \"data\": ").append(e.data());
+            if (e.offset() >= 0) sb.append(", \"offset\": ").append(e.offset());
+            sb.append('}');
+        }
+        return sb.append(']').toString();
+    }
+
+    private void human(PrintWriter out, List<MapEntry> entries) {
+        out.println(String.format("%-16s%-16s%-16s%s", "Offset", "Length", "Mapped to", "File"));
+        for (MapEntry e : entries) {
+            if (!e.data() || e.offset() < 0) continue;
+            out.println(String.format("%-16s%-16s%-16s%s", hex(e.start()), hex(e.length()), hex(e.offset()), file));
+        }
+    }
+
+    private static String hex(long v) {
+        return v == 0 ? "0" : "0x" + Long.toHexString(v);
+    }
+}

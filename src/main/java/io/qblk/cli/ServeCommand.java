@@ -1,0 +1,24 @@
+package io.qblk.cli;
+
+import io.qblk.service.DeviceManager;
+import io.quarkus.runtime.Quarkus;
+import jakarta.inject.Inject;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+
+/** {@code qblk serve}: runs the service (REST API, configured devices) until SIGINT/SIGTERM. */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = {"Run the qblk service: REST API on quarkus.http.host:port (default 127.0.0.1:8420),",
+                "devices from qblk.devices.* (or the default ./data/default.qcow2 over NBD on 127.0.0.1:10809).",
+                "Configuration: application.properties, -Dkey=value or QBLK_* environment variables."})
+public class ServeCommand implements Callable<Integer> {
+    @Inject DeviceManager devices;
+
+    @Override
+    public Integer call() {
+        // Devices were started by DeviceManager at start-up; list them so the operator sees what runs.
+        devices.list().forEach(d -> System.err.println("qblk: device " + d.name() + " " + d.state() + " at " + String.join(", ", d.endpoints())));
+        Quarkus.waitForExit();
+        return 0;
+    }
+}

@@ -1,0 +1,166 @@
+package io.qblk.cli;
+
+import io.qblk.target.BlockTarget;
+import io.qblk.target.TargetOpener;
+import io.qblk.ublk.UblkControl;
+import io.qblk.ublk.UblkDeviceInfo;
+import io.qblk.ublk.UblkException;
+import io.qblk.ublk.UblkExport;
+import io.qblk.ublk.UblkServer;
+import io.qblk.ublk.UblkUnavailableException;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** {@code qblk ublk export|list|del|recover}: ublk devices on this kernel. */
+@Command(name = "ublk", mixinStandardHelpOptions = true,
+        description = "Serve images as /dev/ublkbN and manage ublk devices (needs root and CONFIG_BLK_DEV_UBLK).",
+        subcommands = {UblkCommand.Export.class, UblkCommand.ListDevices.class, UblkCommand.Delete.class, UblkCommand.Recover.class})
+public class UblkCommand {
+
+    /** Runs a ublk action with the ublk exit codes: 0, 1 error, 69 no ublk driver. */
+    static int guarded(CommandSpec spec, Callable<Integer> action) {
+        PrintWriter err = spec.commandLine().getErr();
+        try {
+            return action.call();
+        } catch (UblkUnavailableException e) {
+            err.println("qblk: " + e.getMessage());
+            return UblkUnavailableException.EXIT_CODE;
+        } catch (Exception e) {
+            err.println("qblk: " + CliErrors.message(e));
+            return 1;
+        } finally {
+            err.flush();
+        }
+    }
+
+    /** Opens FILE as the given target type (qcow2, raw; null takes --size), like {@code qblk export}. */
+    static BlockTarget openTarget(String type, Path file, long nullSize) throws IOException {
+        TargetOpener.Format format = TargetOpener.Format.parse(type);
+        if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
+        if (file == null) throw new IllegalArgumentException("missing FILE");
+        return TargetOpener.open(file, format, false);
+    }
+
+    static long parseSize(String s) {
+        return ExportCommand.parseSize(s);
+    }
+
+    static void requireDriver() throws UblkException {
+        if (!UblkControl.available()) {
+            try (UblkControl ignored = UblkControl.open()) {
+                // modprobe may have loaded it
+            }
+        }
+    }
+
+    @Command(name = "export", mixinStandardHelpOptions = true,
+            description = "Serve FILE as a new /dev/ublkbN in the foreground (prints the device); SIGTERM stops it.")
+    public static class Export implements Callable<Integer> {
+        @Spec CommandSpec spec;
+        @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
+        @Option(names = {"-q", "--queues"}, defaultValue = "1", description = "hardware queues (default ${DEFAULT-VALUE})") int queues;
+        @Option(names = {"-d", "--depth"}, defaultValue = "64", description = "queue depth (default ${DEFAULT-VALUE})") int depth;
+        @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
+        @Option(names = "--id", defaultValue = "-1", description = "device id to ask for (default: any)") int id;
+        @Parameters(arity = "0..1", paramLabel = "FILE", description = "image file (not for -t null)") Path file;
+
+        @Override
+        public Integer call() {
+            return guarded(spec, () -> {
+                UblkServer.Options o = UblkServer.Options.defaults().withQueues(queues).withDepth(depth).withDevId(id);
+                UblkServer.checkLimits(o);
+                requireDriver();
+                BlockTarget target = openTarget(type, file, parseSize(size));
+                return UblkExport.serve(target, o, System.out);
+            });
+        }
+    }
+
+    @Command(name = "list", mixinStandardHelpOptions = true, description = "List ublk devices: id, state, queues, depth, server pid, block device.")
+    public static class ListDevices implements Callable<Integer> {
+        @Spec CommandSpec spec;
+
+        @Override
+        public Integer call() {
+            return guarded(spec, () -> {
+                try (UblkControl c = UblkControl.open()) {
+                    PrintWriter out = spec.commandLine().getOut();
+                    List<Integer> ids = new ArrayList<>();
+                    try (DirectoryStream<Path> ds = Files.newDirectoryStream(Path.of("/dev"), "ublkc*")) {
+                        for (Path p : ds) {
+                            try {
+                                ids.add(Integer.parseInt(p.getFileName().toString().substring(5)));
+                            } catch (NumberFormatException ignored) {
+                                // not ours
+                            }
+                        }
+                    }
+                    ids.sort(null);
+                    out.printf("%-4s %-9s %6s %6s %8s  %s%n", "ID", "STATE", "QUEUES", "DEPTH", "PID", "DEVICE");
+                    for (int id : ids) {
+                        UblkDeviceInfo i;
+                        try {
+                            i = c.deviceInfo(id);
+                        } catch (UblkException e) {
+                            continue; // deleted meanwhile
+                        }
+                        out.printf("%-4d %-9s %6d %6d %8d  %s%n", id, i.stateName(), i.queues(), i.queueDepth(),
+                                i.serverPid(), Files.exists(Path.of("/dev/ublkb" + id)) ? "/dev/ublkb" + id : "-");
+                    }
+                    out.flush();
+                    return 0;
+                }
+            });
+        }
+    }
+
+    @Command(name = "del", mixinStandardHelpOptions = true, description = "Stop and delete ublk device ID (its server, if alive, exits).")
+    public static class Delete implements Callable<Integer> {
+        @Spec CommandSpec spec;
+        @Parameters(paramLabel = "ID") int id;
+
+        @Override
+        public Integer call() {
+            return guarded(spec, () -> {
+                try (UblkControl c = UblkControl.open()) {
+                    c.deviceInfo(id);
+                    c.stopDevice(id);
+                    // a live server closes /dev/ublkcN after the stop; DEL_DEV waits for that
+                    c.deleteDevice(id);
+                    return 0;
+                }
+            });
+        }
+    }
+
+    @Command(name = "recover", mixinStandardHelpOptions = true,
+            description = "Re-attach to device ID after its server died (kill -9) and serve FILE on the same /dev/ublkbN.")
+    public static class Recover implements Callable<Integer> {
+        @Spec CommandSpec spec;
+        @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
+        @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
+        @Parameters(index = "0", paramLabel = "ID") int id;
+        @Parameters(index = "1", arity = "0..1", paramLabel = "FILE") Path file;
+
+        @Override
+        public Integer call() {
+            return guarded(spec, () -> {
+                requireDriver();
+                BlockTarget target = openTarget(type, file, parseSize(size));
+                return UblkExport.recover(id, target, System.out);
+            });
+        }
+    }
+}

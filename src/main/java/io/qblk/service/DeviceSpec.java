@@ -1,0 +1,14 @@
+package io.qblk.service;
+
+import java.nio.file.Path;
+
+/**
+ * A validated device definition, from configuration or from {@code POST /devices}.
+ *
+ * @param image      the image file (real path for API requests); null for the null target
+ * @param nbdAddress host:port the NBD export listens on (NBD frontend only)
+ * @param createSize create the image with this size when it is missing; 0 = never create
+ */
+public record DeviceSpec(String name, Path image, TargetType target, FrontendType frontend, int queues, int depth,
+                         boolean readOnly, String nbdAddress, long createSize) {
+}

@@ -1,0 +1,61 @@
+package io.qblk.service;
+
+import io.qblk.qcow2.CreateOptions;
+import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.Qcow2Exception;
+import io.qblk.qcow2.Qcow2Image;
+import io.qblk.qcow2.RepairMode;
+import io.qblk.target.BlockTarget;
+import io.qblk.target.Qcow2Target;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Locale;
+
+/** The service's only contact with the qcow2 engine (io.qblk.qcow2). Info and check answer qemu-img's JSON. */
+final class Qcow2Support {
+    private Qcow2Support() {}
+
+    static BlockTarget open(Path path, boolean readOnly) throws IOException {
+        Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(readOnly));
+        return new Qcow2Target(image);
+    }
+
+    static void create(Path path, long size, Integer clusterSize) throws IOException {
+        CreateOptions o = CreateOptions.defaults(size);
+        if (clusterSize != null) o = o.withClusterSize(clusterSize);
+        try {
+            o.validate();
+        } catch (IllegalArgumentException e) {
+            throw ApiException.badRequest(e.getMessage());
+        }
+        Qcow2Image.create(path, o);
+    }
+
+    /** qemu-img info --output=json fields. */
+    static String info(Path path) throws IOException {
+        try (Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(true))) {
+            return image.info().toJson();
+        }
+    }
+
+    /** qemu-img check --output=json fields, plus "messages" and "clean". */
+    static String check(Path path, String repair) throws IOException {
+        RepairMode mode = RepairMode.valueOf(repair.toUpperCase(Locale.ROOT));
+        try (Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(mode == RepairMode.NONE))) {
+            var report = image.check(mode);
+            String json = report.toJson();
+            StringBuilder msgs = new StringBuilder("[");
+            for (String m : report.messages()) {
+                if (msgs.length() > 1) msgs.append(", ");
+                msgs.append(com.fasterxml.jackson.databind.node.JsonNodeFactory.instance.textNode(m).toString());
+            }
+            msgs.append("]");
+            return json.substring(0, json.lastIndexOf('}')).stripTrailing() + ",\n    \"clean\": " + report.clean()
+                    + ",\n    \"messages\": " + msgs + "\n}";
+        }
+    }
+
+    static boolean isFormatError(IOException e) {
+        return e instanceof Qcow2Exception;
+    }
+}

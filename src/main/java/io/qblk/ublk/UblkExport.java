@@ -1,0 +1,98 @@
+package io.qblk.ublk;
+
+import io.qblk.target.BlockTarget;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * Foreground export of one target over ublk, shared by {@code qblk export --ublk} and
+ * {@code qblk ublk export|recover}: prints /dev/ublkbN, serves until SIGTERM/SIGINT (or until the
+ * device is deleted by someone else), then stops the device and flushes and closes the target
+ * (for qcow2 that clears the dirty bit).
+ */
+public final class UblkExport {
+    private UblkExport() {}
+
+    /** Serves a new device; returns the process exit code. */
+    public static int serve(BlockTarget target, UblkServer.Options options, PrintStream out) throws IOException {
+        UblkServer server;
+        try {
+            server = UblkServer.start(target, options);
+        } catch (UblkException e) {
+            target.close();
+            throw e;
+        }
+        return run(server, target, out);
+    }
+
+    /** Re-attaches to device {@code devId} (after kill -9 of its server) and serves it. */
+    public static int recover(int devId, BlockTarget target, PrintStream out) throws IOException {
+        UblkServer server;
+        try {
+            server = UblkServer.recover(devId, target);
+        } catch (UblkException e) {
+            target.close();
+            throw e;
+        }
+        return run(server, target, out);
+    }
+
+    private static int run(UblkServer server, BlockTarget target, PrintStream out) throws IOException {
+        out.println(server.blockDevice());
+        out.flush();
+        AtomicBoolean shuttingDown = new AtomicBoolean();
+        CountDownLatch cleaned = new CountDownLatch(1);
+        Thread hook = new Thread(() -> {
+            shuttingDown.set(true);
+            shutdown(server, target);
+            cleaned.countDown();
+        }, "ublk-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            server.awaitTermination();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (shuttingDown.get()) { // SIGTERM: the hook does the work; the JVM waits for it
+            try {
+                cleaned.await();
+            } catch (InterruptedException ignored) {
+                Thread.currentThread().interrupt();
+            }
+            return 143;
+        }
+        try {
+            Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException ignored) {
+            // shutdown began meanwhile
+        }
+        shutdown(server, target);
+        System.err.println("qblk: ublk device " + server.devId() + " was stopped from outside");
+        return 0;
+    }
+
+    private static final Object SHUTDOWN_LOCK = new Object();
+
+    private static void shutdown(UblkServer server, BlockTarget target) {
+        synchronized (SHUTDOWN_LOCK) {
+            try {
+                server.stop();
+            } catch (IOException e) {
+                System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
+            }
+            try {
+                target.flush();
+            } catch (IOException e) {
+                System.err.println("qblk: flush failed: " + e.getMessage());
+            }
+            try {
+                target.close();
+            } catch (IOException e) {
+                System.err.println("qblk: close failed: " + e.getMessage());
+            }
+        }
+    }
+}

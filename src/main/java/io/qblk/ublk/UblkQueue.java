@@ -1,0 +1,205 @@
+package io.qblk.ublk;
+
+import io.qblk.io.Errno;
+import io.qblk.io.ErrnoException;
+import io.qblk.target.BlockTarget;
+import io.qblk.uring.RingClosedException;
+import io.qblk.uring.RingOptions;
+import io.qblk.uring.RingThread;
+import io.qblk.uring.UringRequest;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.concurrent.CountDownLatch;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * One ublk hardware queue.
+ *
+ * <pre>
+ *   RingThread "ublk-qN" (platform thread,            tag t (virtual thread), for each tag
+ *   owns the queue's SQE128 io_uring)                 ─────────────────────────────────────
+ *   ─────────────────────────────────                 execute(FETCH_REQ t) ──────────┐ park
+ *   batches every pending command into one  ◄─────────────────────────────────────────┘
+ *   io_uring_enter, reaps CQEs, unparks ────────────► read iod[t], run the target on buf[t]
+ *                                           ◄──────── execute(COMMIT_AND_FETCH_REQ t, result), park
+ * </pre>
+ *
+ * The kernel requires every io command of a queue to come from one task: only the ring's owner
+ * thread ({@link RingThread}) submits, and the tags hand it their commands and park until the
+ * completion arrives. A completion of 0 means iod[t] holds a new request; -ENODEV (UBLK_IO_RES_ABORT)
+ * means the device is stopping and the tag ends.
+ */
+final class UblkQueue {
+    private static final Logger LOG = Logger.getLogger(UblkQueue.class.getName());
+    static final int IO_FETCH_REQ = 0x20, IO_COMMIT_AND_FETCH_REQ = 0x21;
+    static final int IOD_BYTES = 24, MAX_QUEUE_DEPTH = 4096;
+    static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_ZEROES = 5;
+    static final int F_FUA = 1 << 13, F_NOUNMAP = 1 << 15;
+    /** QBLK_UBLK_TRACE=1 prints every io command and completion to stderr (debugging only). */
+    private static final boolean TRACE = "1".equals(System.getenv("QBLK_UBLK_TRACE"));
+
+    private static void trace(String s) {
+        if (TRACE) System.err.println("ublk-trace " + s);
+    }
+
+    private final int qid, depth, cdevFd, maxIoBytes, fetchOp, commitOp;
+    private final BlockTarget target;
+    private final MemorySegment iods;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment buffers;
+    private final Thread[] tagThreads;
+    private final CountDownLatch fetchesQueued;
+    private RingThread ring;
+    private volatile Throwable failure;
+    private volatile boolean stopping;
+
+    UblkQueue(int qid, int depth, int maxIoBytes, long deviceFlags, int cdevFd, BlockTarget target) throws UblkException {
+        this.qid = qid;
+        this.depth = depth;
+        this.maxIoBytes = maxIoBytes;
+        this.cdevFd = cdevFd;
+        this.target = target;
+        this.fetchOp = UblkControl.ioOp(IO_FETCH_REQ, deviceFlags);
+        this.commitOp = UblkControl.ioOp(IO_COMMIT_AND_FETCH_REQ, deviceFlags);
+        long page = 4096;
+        long iodStride = roundUp((long) MAX_QUEUE_DEPTH * IOD_BYTES, page);
+        long iodSize = roundUp((long) depth * IOD_BYTES, page);
+        try {
+            iods = UblkSyscalls.mmap(iodSize, UblkSyscalls.PROT_READ, UblkSyscalls.MAP_SHARED | UblkSyscalls.MAP_POPULATE,
+                    cdevFd, qid * iodStride, "ublk io descriptors of queue " + qid);
+        } catch (ErrnoException e) {
+            throw UblkException.fromErrno("queue " + qid + " setup", e.errno());
+        }
+        buffers = arena.allocate((long) depth * maxIoBytes, page);
+        tagThreads = new Thread[depth];
+        fetchesQueued = new CountDownLatch(depth);
+    }
+
+    private static long roundUp(long v, long a) {
+        return (v + a - 1) / a * a;
+    }
+
+    /** Starts the ring's owner thread and one virtual thread per tag; returns once every FETCH_REQ is handed over. */
+    void start() throws UblkException {
+        int entries = Integer.highestOneBit(Math.max(depth + 4, 8) - 1) << 1;
+        try {
+            ring = RingThread.start("ublk-q" + qid, RingOptions.forUblk(entries));
+        } catch (IOException e) {
+            throw new UblkException("queue " + qid + ": cannot set up its io_uring: " + e.getMessage());
+        }
+        for (int t = 0; t < depth; t++) {
+            int tag = t;
+            tagThreads[t] = Thread.ofVirtual().name("ublk-q" + qid + "-t" + t).unstarted(() -> tagLoop(tag));
+        }
+        for (Thread th : tagThreads) th.start();
+        try {
+            fetchesQueued.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    Throwable failure() {
+        return failure;
+    }
+
+    /** Waits until every tag thread has ended (after STOP_DEV aborted the fetches), then closes the ring. */
+    void join(long millis) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + millis;
+        for (Thread th : tagThreads) {
+            if (th != null) th.join(Math.max(1, deadline - System.currentTimeMillis()));
+        }
+        stopping = true;
+        if (ring != null) ring.close();
+    }
+
+    void close() {
+        stopping = true;
+        if (ring != null) ring.close();
+        UblkSyscalls.munmap(iods);
+        arena.close();
+    }
+
+    // ---------------------------------------------------------------- tag side (virtual threads)
+
+    private void tagLoop(int tag) {
+        MemorySegment buf = buffers.asSlice((long) tag * maxIoBytes, maxIoBytes);
+        MemorySegment cmd = arena.allocate(16, 8);
+        UringRequest request = new UringRequest();
+        boolean counted = false;
+        try {
+            cmd.set(ValueLayout.JAVA_SHORT, 0, (short) qid);
+            cmd.set(ValueLayout.JAVA_SHORT, 2, (short) tag);
+            cmd.set(ValueLayout.JAVA_INT, 4, 0);
+            cmd.set(ValueLayout.JAVA_LONG, 8, buf.address());
+            fetchesQueued.countDown(); // START_DEV (another thread) waits in the kernel for the FETCH itself
+            counted = true;
+            int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
+            while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
+                int result = serve(tag, buf);
+                cmd.set(ValueLayout.JAVA_INT, 4, result);
+                res = ring.execute(request.prepUringCmd(cdevFd, commitOp, cmd));
+            }
+            if (res != -Errno.ENODEV && !stopping) { // -ENODEV = UBLK_IO_RES_ABORT: device stopping
+                LOG.warning("ublk queue " + qid + " tag " + tag + ": io command failed: " + Errno.name(-res));
+            }
+        } catch (RingClosedException e) {
+            // the queue is being torn down
+        } catch (Throwable e) {
+            if (!stopping) {
+                failure = e;
+                LOG.log(Level.SEVERE, "ublk queue " + qid + " tag " + tag + " failed", e);
+            }
+        } finally {
+            if (!counted) fetchesQueued.countDown();
+        }
+    }
+
+    /** Executes the request in iod[tag] against the target; returns bytes done or -errno. */
+    private int serve(int tag, MemorySegment tagBuf) {
+        long base = (long) tag * IOD_BYTES;
+        int opFlags = iods.get(ValueLayout.JAVA_INT, base);
+        long sectors = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4));
+        long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
+        long length = sectors << 9;
+        int op = opFlags & 0xff;
+        trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
+        try {
+            if (offset < 0 || length < 0 || offset + length > target.size()) return -Errno.EIO;
+            switch (op) {
+                case OP_READ -> {
+                    if (length > maxIoBytes) return -Errno.EIO;
+                    target.read(offset, tagBuf.asSlice(0, length));
+                    return (int) length;
+                }
+                case OP_WRITE -> {
+                    if (length > maxIoBytes) return -Errno.EIO;
+                    target.write(offset, tagBuf.asSlice(0, length), (opFlags & F_FUA) != 0);
+                    return (int) length;
+                }
+                case OP_FLUSH -> {
+                    target.flush();
+                    return 0;
+                }
+                case OP_DISCARD -> {
+                    target.discard(offset, length);
+                    return 0;
+                }
+                case OP_WRITE_ZEROES -> {
+                    target.writeZeroes(offset, length, (opFlags & F_NOUNMAP) == 0);
+                    return 0;
+                }
+                default -> {
+                    return -Errno.EOPNOTSUPP;
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.warning("ublk queue " + qid + ": op " + op + " at " + offset + "+" + length + " failed: " + e.getMessage());
+            return -Errno.EIO;
+        }
+    }
+}

@@ -1,0 +1,38 @@
+package io.qblk.uring;
+
+import java.time.Duration;
+
+/**
+ * How to set up a {@link RingThread}'s ring.
+ *
+ * @param entries      SQ entries (power of two; the kernel clamps and rounds), CQ gets twice as many
+ * @param setupFlags   extra IORING_SETUP_* bits, e.g. {@link IoUring#SETUP_SQE128} | {@link IoUring#SETUP_CQE32}
+ * @param closeTimeout how long close() waits for in-flight operations before failing them
+ */
+public record RingOptions(int entries, int setupFlags, Duration closeTimeout) {
+    public RingOptions {
+        if (entries < 1 || entries > 32768) throw new IllegalArgumentException("ring entries " + entries);
+    }
+
+    /** 128 entries, 64-byte SQEs and 16-byte CQEs, 5 s close timeout. */
+    public static RingOptions defaults() {
+        return new RingOptions(128, 0, Duration.ofSeconds(5));
+    }
+
+    /** A ring for a ublk queue: SQE128 (80-byte command area) and CQE32. */
+    public static RingOptions forUblk(int entries) {
+        return new RingOptions(entries, IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32, Duration.ofSeconds(5));
+    }
+
+    public RingOptions withEntries(int n) {
+        return new RingOptions(n, setupFlags, closeTimeout);
+    }
+
+    public RingOptions withSetupFlags(int flags) {
+        return new RingOptions(entries, flags, closeTimeout);
+    }
+
+    public RingOptions withCloseTimeout(Duration d) {
+        return new RingOptions(entries, setupFlags, d);
+    }
+}

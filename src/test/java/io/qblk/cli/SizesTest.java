@@ -1,0 +1,38 @@
+package io.qblk.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import org.junit.jupiter.api.Test;
+
+class SizesTest {
+    @Test
+    void parsesSuffixesAndHex() {
+        assertEquals(512, Sizes.parse("512"));
+        assertEquals(65536, Sizes.parse("64k"));
+        assertEquals(65536, Sizes.parse("64K"));
+        assertEquals(64L << 20, Sizes.parse("64M"));
+        assertEquals(2L << 30, Sizes.parse("2G"));
+        assertEquals(1L << 40, Sizes.parse("1T"));
+        assertEquals(0x1000, Sizes.parse("0x1000"));
+        assertEquals(1536, Sizes.parse("1.5k"));
+        assertEquals(100, Sizes.parse("100b"));
+        for (String bad : new String[] {"", "x", "-1", "12Q", "1.5.5k", "99999999999999999999", "16E"})
+            assertThrows(IllegalArgumentException.class, () -> Sizes.parse(bad), bad);
+    }
+
+    @Test
+    void humanSizesLikeQemu() {
+        assertEquals("64 MiB", Sizes.human(64L << 20));
+        assertEquals("1 GiB", Sizes.human(1L << 30));
+        assertEquals("324 KiB", Sizes.human(331776));
+        assertEquals("196 KiB", Sizes.human(200704));
+        assertEquals("512 B", Sizes.human(512));
+        assertEquals("0 B", Sizes.human(0));
+        assertEquals("1.5 GiB", Sizes.human(3L << 29));
+        assertEquals("0.977 KiB", Sizes.human(1000));
+        assertEquals("64 KiB", Sizes.ioHuman(65536));
+        assertEquals("1.500 MiB", Sizes.ioHuman(1.5 * (1 << 20)));
+        assertEquals("512 bytes", Sizes.ioHuman(512));
+    }
+}

@@ -1,0 +1,178 @@
+package io.qblk.service;
+
+import static io.restassured.RestAssured.given;
+import static org.hamcrest.Matchers.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.quarkus.test.junit.QuarkusTest;
+import io.restassured.http.ContentType;
+import io.restassured.response.Response;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** The REST API against the real application: images, devices over NBD, errors, health, metrics. */
+@QuarkusTest
+class DeviceApiTest {
+    static final Path DATA = Path.of("target/test-data").toAbsolutePath();
+    static final String RUN = Long.toString(System.nanoTime() % 1_000_000_000L, 36);
+
+    static String name(String base) { return base + "-" + RUN; }
+
+    @Test
+    void defaultDeviceIsServedOverNbd() throws Exception {
+        String endpoint = given().get("/devices/default").then().statusCode(200)
+                .body("state", is("running"))
+                .body("target", is("qcow2"))
+                .body("frontend", is("nbd"))
+                .body("size", is(8L << 30))
+                .body("image", is(DATA.toRealPath().resolve("default.qcow2").toString()))
+                .extract().path("endpoint");
+        assertTrue(endpoint.matches("nbd://127\\.0\\.0\\.1:\\d+/default"), endpoint);
+        assertFalse(endpoint.contains(":10809/"), "tests must not use the fixed NBD port");
+        QemuIo.Result r = QemuIo.run(endpoint, "read 0 4k");
+        assertEquals(0, r.exit(), r.output());
+    }
+
+    @Test
+    void qcow2DeviceLifecycle() throws Exception {
+        String image = name("life") + ".qcow2";
+        String dev = name("life");
+        given().contentType(ContentType.JSON).body(Map.of("path", image, "size", "64M"))
+                .post("/images").then().statusCode(201);
+        String endpoint = given().contentType(ContentType.JSON).body(Map.of("name", dev, "image", image))
+                .post("/devices").then().statusCode(201)
+                .header("Location", endsWith("/devices/" + dev))
+                .body("state", is("running"))
+                .body("size", is(64 << 20))
+                .extract().path("endpoint");
+
+        QemuIo.Result w = QemuIo.run(endpoint, "write -P 0xab 0 1M", "write -P 0xcd 32M 64k", "flush");
+        assertEquals(0, w.exit(), w.output());
+        QemuIo.Result r = QemuIo.run(endpoint, "read -P 0xab 0 1M", "read -P 0xcd 32M 64k", "read -P 0 2M 64k");
+        assertEquals(0, r.exit(), r.output());
+        assertFalse(r.output().contains("Pattern verification failed"), r.output());
+
+        given().queryParam("path", image).get("/images/info").then().statusCode(200)
+                .body(containsString("65536"));
+        given().contentType(ContentType.JSON).body(Map.of("path", image)).post("/images/check").then().statusCode(200);
+        given().contentType(ContentType.JSON).body(Map.of("path", image, "repair", "all")).post("/images/check")
+                .then().statusCode(409).contentType("application/problem+json")
+                .body("detail", containsString("served by device '" + dev + "'"));
+
+        String metrics = given().get("/q/metrics").then().statusCode(200).extract().asString();
+        assertTrue(counter(metrics, "qblk_io_seconds_count", dev, "write") >= 2, metrics);
+        assertTrue(counter(metrics, "qblk_io_bytes_total", dev, "write") >= (1 << 20) + (64 << 10), metrics);
+        assertTrue(counter(metrics, "qblk_io_bytes_total", dev, "read") >= (1 << 20) + (64 << 10), metrics);
+        assertTrue(metrics.contains("qblk_io_seconds_bucket{device=\"" + dev + "\""), "latency histogram");
+        assertTrue(metrics.contains("qblk_io_inflight{device=\"" + dev + "\"}"), "in-flight gauge");
+
+        given().delete("/devices/" + dev).then().statusCode(204);
+        given().get("/devices/" + dev).then().statusCode(404).contentType("application/problem+json");
+        String after = given().get("/q/metrics").then().extract().asString();
+        assertFalse(after.contains("device=\"" + dev + "\""), "meters of a deleted device are removed");
+
+        // Closed cleanly: a fresh check finds no errors, and the data is still there when served again.
+        given().contentType(ContentType.JSON).body(Map.of("path", image)).post("/images/check").then().statusCode(200);
+        String again = given().contentType(ContentType.JSON).body(Map.of("name", dev, "image", image, "readOnly", true))
+                .post("/devices").then().statusCode(201).extract().path("endpoint");
+        QemuIo.Result r2 = QemuIo.run(again, "read -P 0xab 0 1M");
+        assertEquals(0, r2.exit(), r2.output());
+        assertFalse(r2.output().contains("Pattern verification failed"), r2.output());
+        given().delete("/devices/" + dev).then().statusCode(204);
+    }
+
+    static double counter(String metrics, String metric, String device, String op) {
+        String prefix = metric + "{device=\"" + device + "\",op=\"" + op + "\"}";
+        return metrics.lines().filter(l -> l.startsWith(prefix)).mapToDouble(l -> Double.parseDouble(l.substring(prefix.length()).trim()))
+                .findFirst().orElse(-1);
+    }
+
+    @Test
+    void rawDeviceReadinessFollowsItsBackingFile() throws Exception {
+        String image = name("ready") + ".img";
+        String dev = name("ready");
+        given().contentType(ContentType.JSON).body(Map.of("path", image, "size", "1M", "format", "raw"))
+                .post("/images").then().statusCode(201).body("format", is("raw"));
+        given().contentType(ContentType.JSON).body(Map.of("name", dev, "image", image, "target", "raw"))
+                .post("/devices").then().statusCode(201);
+        given().get("/q/health/ready").then().statusCode(200).body("status", is("UP"));
+        Path file = DATA.resolve(image);
+        Path moved = DATA.resolve(image + ".moved");
+        Files.move(file, moved);
+        try {
+            given().get("/q/health/ready").then().statusCode(503).body("status", is("DOWN"))
+                    .body(containsString("backing file"));
+            given().get("/q/health/live").then().statusCode(200);
+        } finally {
+            Files.move(moved, file);
+        }
+        given().get("/q/health/ready").then().statusCode(200);
+        given().delete("/devices/" + dev).then().statusCode(204);
+    }
+
+    @Test
+    void problemDetailsForUnknownAndInvalid() {
+        given().get("/devices/nope").then().statusCode(404).contentType("application/problem+json")
+                .body("status", is(404)).body("title", is("Not Found"))
+                .body("detail", is("no device named 'nope'")).body("instance", is("/devices/nope"));
+        Response r = given().contentType(ContentType.JSON)
+                .body(Map.of("name", "Bad_Name", "image", "x.qcow2", "target", "vhd", "frontend", "iscsi", "queues", 0, "createSize", "lots"))
+                .post("/devices");
+        r.then().statusCode(400).contentType("application/problem+json")
+                .body("errors.field", hasItems("name", "target", "frontend", "queues", "createSize"))
+                .body("errors.find { it.field == 'target' }.message", containsString("qcow2, raw, null"))
+                .body("errors.find { it.field == 'queues' }.message", containsString("between 1 and 64"));
+        given().contentType(ContentType.JSON).body("{\"name\": \"x\", \"bogus\": 1}").post("/devices")
+                .then().statusCode(400).contentType("application/problem+json").body("detail", containsString("bogus"));
+        given().contentType(ContentType.JSON).body("{not json").post("/devices")
+                .then().statusCode(400).contentType("application/problem+json");
+        given().contentType(ContentType.JSON).body(Map.of("name", "x", "queues", "many")).post("/devices")
+                .then().statusCode(400).contentType("application/problem+json").body("detail", containsString("queues"));
+        given().contentType(ContentType.JSON).body(Map.of("path", "big.qcow2", "size", "12Q")).post("/images")
+                .then().statusCode(400).body("errors[0].field", is("size"));
+        given().contentType(ContentType.JSON).body(Map.of("name", "missing-img", "image", "nothing-here.qcow2")).post("/devices")
+                .then().statusCode(400).body("errors[0].field", is("image")).body("errors[0].message", containsString("no such file"));
+    }
+
+    @Test
+    void imagePathsStayInsideTheAllowedDirectory() throws Exception {
+        given().contentType(ContentType.JSON).body(Map.of("path", "../escape.qcow2", "size", "1M"))
+                .post("/images").then().statusCode(403).contentType("application/problem+json")
+                .body("detail", containsString("'..'"));
+        assertFalse(Files.exists(DATA.resolveSibling("escape.qcow2")));
+        given().queryParam("path", "/dev/null").get("/images/info").then().statusCode(403)
+                .body("detail", containsString("outside the allowed image directories"));
+        given().contentType(ContentType.JSON).body(Map.of("name", name("devnull"), "image", "/dev/null", "target", "raw"))
+                .post("/devices").then().statusCode(400).body("errors[0].field", is("image"))
+                .body("errors[0].message", containsString("outside"));
+
+        Path outside = Files.createTempFile("qblk-outside", ".img");
+        Path link = DATA.resolve(name("link") + ".img");
+        Files.createSymbolicLink(link, outside);
+        Path devLink = DATA.resolve(name("devlink") + ".img");
+        Files.createSymbolicLink(devLink, Path.of("/dev/zero"));
+        try {
+            given().queryParam("path", link.getFileName().toString()).get("/images/info").then().statusCode(403)
+                    .body("detail", containsString("resolves to " + outside.toRealPath()));
+            given().contentType(ContentType.JSON).body(Map.of("path", devLink.getFileName().toString())).post("/images/check")
+                    .then().statusCode(403);
+            given().contentType(ContentType.JSON).body(Map.of("path", link.getFileName().toString(), "size", "1M"))
+                    .post("/images").then().statusCode(409);
+        } finally {
+            Files.delete(link);
+            Files.delete(devLink);
+            Files.delete(outside);
+        }
+        Path sub = Files.createDirectories(DATA.resolve(name("dir")));
+        given().queryParam("path", sub.getFileName().toString()).get("/images/info").then().statusCode(400)
+                .body("detail", containsString("not a regular file"));
+        Files.delete(sub);
+    }
+
+    @Test
+    void openApiDescribesTheApi() {
+        given().get("/q/openapi").then().statusCode(200).body(containsString("/devices/{name}/recover"));
+    }
+}

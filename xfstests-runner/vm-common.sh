@@ -1,0 +1,97 @@
+# Shared helpers for vm-kernel and vm-run (sourced, not executed).
+VM_CACHE=${QBLK_VM_CACHE:-/var/cache/qblk-vm}
+VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VM_FRAGMENT="$VM_HERE/guest.config"
+VM_SRC_TARBALL=/usr/src/linux-source-6.1.tar.xz
+
+vm_log() { echo "vm: $*" >&2; }
+
+# Installs the Debian packages the harness needs when one is missing.
+vm_ensure_packages() {
+  local want=(linux-source-6.1 busybox-static qemu-system-x86 bc flex bison libelf-dev libssl-dev
+              cpio make gcc xz-utils e2fsprogs xfsprogs fio qemu-utils)
+  local missing=()
+  local p
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    vm_log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+vm_kernel_key() {
+  local ver
+  ver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
+  { cat "$VM_FRAGMENT"; echo "linux-source-6.1=$ver"; } | sha256sum | cut -c1-16
+}
+
+# vm_build_kernel DIR: unpack, configure, verify, build; leaves DIR/bzImage and DIR/config.
+vm_build_kernel() {
+  local dir=$1 work
+  work="$dir/build"
+  rm -rf "$work"; mkdir -p "$work"
+  vm_log "unpacking $VM_SRC_TARBALL"
+  tar -xJf "$VM_SRC_TARBALL" -C "$work" --strip-components=1
+  cd "$work"
+  make -s tinyconfig
+  ./scripts/kconfig/merge_config.sh -m .config "$VM_FRAGMENT" >/dev/null
+  make -s olddefconfig
+  local line sym val bad=0
+  while IFS= read -r line; do
+    case "$line" in CONFIG_*=*) ;; *) continue ;; esac
+    sym=${line%%=*}; val=${line#*=}
+    if [ "$val" = n ]; then
+      if grep -q "^$sym=y" .config; then vm_log "$sym is y, wanted n"; bad=1; fi
+    elif ! grep -qx "$sym=$val" .config; then
+      vm_log "$sym: wanted $val, got: $(grep "^$sym=" .config || echo unset)"; bad=1
+    fi
+  done <"$VM_FRAGMENT"
+  [ $bad -eq 0 ] || { vm_log "kernel config check failed"; return 1; }
+  vm_log "building bzImage (8-20 min on 2 cores)"
+  make -s -j"${QBLK_VM_JOBS:-3}" bzImage
+  cp .config "$dir/config"
+  cp arch/x86/boot/bzImage "$dir/bzImage.tmp" && mv "$dir/bzImage.tmp" "$dir/bzImage"
+  cd /; rm -rf "$work"
+  vm_log "kernel cached in $dir"
+}
+
+# Builds (once, cached by content) the busybox initramfs and prints its path.
+vm_initramfs() {
+  local bb key dir img tmp
+  bb=$(command -v busybox || echo /bin/busybox)
+  key=$( { cat "$VM_HERE/guest-init"; sha256sum <"$bb"; } | sha256sum | cut -c1-16)
+  dir="$VM_CACHE/initramfs"; mkdir -p "$dir"
+  img="$dir/initramfs-$key.cpio.gz"
+  if [ ! -s "$img" ]; then
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/bin"
+    cp "$bb" "$tmp/bin/busybox"
+    cp "$VM_HERE/guest-init" "$tmp/init"; chmod 755 "$tmp/init"
+    (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1) >"$img.tmp" && mv "$img.tmp" "$img"
+    rm -rf "$tmp"
+  fi
+  echo "$img"
+}
+
+# Serial console -> caller: drops firmware/boot noise and carriage returns, keeps what the command
+# printed (and kernel warnings printed while it ran). QBLK_VM_VERBOSE=1 shows everything.
+vm_console_filter() {
+  # A bash loop, not tr/awk: both block-buffer on pipes (Debian's awk is mawk) and would hold the
+  # output back until the guest ends.
+  local line on=0 all=${QBLK_VM_VERBOSE:-0}
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%$'\r'}
+    if [ "$all" = 1 ]; then printf '%s\n' "$line"; continue; fi
+    case "$line" in
+      *@@qblk-vm-start@@*) on=1 ;;
+      *@@qblk-vm-end@@*) on=0 ;;
+      *) if [ $on = 1 ]; then printf '%s\n' "$line"
+         else case "$line" in *"Kernel panic"*|*BUG:*|*Oops*|*init:*) printf '%s\n' "$line" ;; esac; fi ;;
+    esac
+  done
+}
