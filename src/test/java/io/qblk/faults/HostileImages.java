@@ -408,11 +408,11 @@ final class HostileImages {
         List<Seed> seeds = seeds(scratch);
         Files.deleteIfExists(scratch);
         HostileImages h = new HostileImages();
-        System.out.println("hostile-images: seed=" + seed + " seeds=" + seeds.stream().map(Seed::name).toList());
+        System.out.println("hostile: seed=" + seed + " seeds=" + seeds.stream().map(Seed::name).toList());
         Random r = new Random(seed);
         for (long i = 0; i < n; i++) h.tryOne(seeds, r.nextLong(), System.out);
         h.close();
-        System.out.println("hostile-images: rejected with a clear error=" + h.rejected + " overwrote live metadata=" + h.overwrites);
+        System.out.println("hostile: rejected with a clear error=" + h.rejected + " overwrote live metadata=" + h.overwrites);
         System.out.println(h.summary());
         System.exit(h.crashes + h.hangs + h.overwrites == 0 ? 0 : 1);
     }
