@@ -79,6 +79,7 @@ fs_suite() {
     umount "$mnt" || ok=0
     mount "$d" "$mnt" && (cd "$mnt" && sha256sum -c --quiet "$WORK/sums") && umount "$mnt" || ok=0
     [ $ok = 1 ] && pass "$label: xfs files written, synced, remounted, checksums match" || fail "$label: xfs file round trip"
+    mountpoint -q "$mnt" && umount -l "$mnt"
   else
     fail "$label: mount xfs"
   fi

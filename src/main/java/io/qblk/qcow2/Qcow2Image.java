@@ -176,7 +176,7 @@ public final class Qcow2Image implements Closeable {
         this.rt = readLongs(file, rtOffset, (int) ((long) rtClusters * cs / 8));
         for (int i = 0; i < rt.length; i++) {
             long off = rt[i] & RT_MASK;
-            if ((off & (cs - 1)) != 0 || off >= Qcow2Header.MAX_HOST_OFFSET)
+            if ((off & (cs - 1)) != 0 || off < 0 || off >= Qcow2Header.MAX_HOST_OFFSET)
                 throw new Qcow2Exception("corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
         }
         readSnapshotTable();
@@ -705,6 +705,8 @@ public final class Qcow2Image implements Closeable {
                             run += Math.min(cs, len - pos - run);
                             next++;
                         }
+                        String overlap = dataOverlap(host, in + run);
+                        if (overlap != null) throw new MetadataCorruption(overlap);
                         file.write(host + in, src.asSlice(pos, run));
                         unsyncedWrites = true; // after completion: a flush that starts later must sync
                         pos += run;
@@ -748,6 +750,8 @@ public final class Qcow2Image implements Closeable {
                     if (type == NORMAL && (old & COPIED) != 0) return false;
                     if (type == ZERO_ALLOC && (old & COPIED) != 0) {
                         host = hostOf(old, g);
+                        MetadataKind k = metaKinds.get(host);
+                        if (k != null) throw new MetadataCorruption("guest data write at host offset " + host + " would overwrite the " + k.label);
                         fresh = false;
                     } else {
                         host = allocClusterLocked(null);
@@ -1059,6 +1063,20 @@ public final class Qcow2Image implements Closeable {
         MemorySegment s = arena.allocate(Math.max(8L * n, 8), 4096).asSlice(0, 8L * n);
         for (int i = 0; i < n; i++) s.set(CachedTable.BE_LONG, 8L * i, (long) LONGS.getAcquire(src, from + i));
         return s;
+    }
+
+    /** Null if a guest data write to the clusters of [host, host+len) hits no live metadata, else why not. */
+    private String dataOverlap(long host, long len) {
+        meta.lock();
+        try {
+            for (long c = host & ~(long) (cs - 1); c < host + len; c += cs) {
+                MetadataKind k = metaKinds.get(c);
+                if (k != null) return "guest data write at host offset " + c + " would overwrite the " + k.label;
+            }
+            return null;
+        } finally {
+            meta.unlock();
+        }
     }
 
     /** Under meta: null if writing {@code kind} at [off, off+len) hits no other live metadata, else why not. */

@@ -159,6 +159,11 @@ final class UblkQueue {
         }
     }
 
+    private int tooLarge(int op, long length) {
+        LOG.warning("ublk queue " + qid + ": op " + op + " of " + length + " bytes exceeds the " + maxIoBytes + "-byte buffer");
+        return -Errno.EIO;
+    }
+
     /** Executes the request in iod[tag] against the target; returns bytes done or -errno. */
     private int serve(int tag, MemorySegment tagBuf) {
         long base = (long) tag * IOD_BYTES;
@@ -169,15 +174,18 @@ final class UblkQueue {
         int op = opFlags & 0xff;
         trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
         try {
-            if (offset < 0 || length < 0 || offset + length > target.size()) return -Errno.EIO;
+            if (op != OP_FLUSH && (offset < 0 || length < 0 || offset + length > target.size())) {
+                LOG.warning("ublk queue " + qid + ": op " + op + " at " + offset + "+" + length + " is beyond the device");
+                return -Errno.EIO;
+            }
             switch (op) {
                 case OP_READ -> {
-                    if (length > maxIoBytes) return -Errno.EIO;
+                    if (length > maxIoBytes) return tooLarge(op, length);
                     target.read(offset, tagBuf.asSlice(0, length));
                     return (int) length;
                 }
                 case OP_WRITE -> {
-                    if (length > maxIoBytes) return -Errno.EIO;
+                    if (length > maxIoBytes) return tooLarge(op, length);
                     target.write(offset, tagBuf.asSlice(0, length), (opFlags & F_FUA) != 0);
                     return (int) length;
                 }

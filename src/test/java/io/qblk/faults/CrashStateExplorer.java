@@ -263,7 +263,7 @@ final class CrashStateExplorer {
         checkState(r, p, base, e, disk, inc, t, keep, rnd, "torn=" + k + " write#" + t);
     }
 
-    private static void apply(MemoryBackend m, IoEvent ev) {
+    private static void apply(MemoryBackend m, IoEvent ev) throws IOException {
         switch (ev.kind()) {
             case WRITE -> m.write(ev.offset(), MemorySegment.ofArray(ev.data()));
             case TRUNCATE -> { if (ev.length() > m.size()) m.truncate(ev.length()); }
