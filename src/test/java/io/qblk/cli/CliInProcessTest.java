@@ -37,5 +37,6 @@ class CliInProcessTest {
     @Test void mapJsonOnce() throws Exception { CliScenarios.mapJsonOnce(IN_PROCESS, dir); }
     @Test void ioOnce() throws Exception { CliScenarios.ioOnce(IN_PROCESS, dir); }
     @Test void benchOnce() throws Exception { CliScenarios.benchOnce(IN_PROCESS, dir); }
+    @Test void rawMap() throws Exception { CliScenarios.rawMapMatchesQemu(IN_PROCESS, dir); }
     @Test void missingFileAndUsage() { CliScenarios.missingFile(IN_PROCESS, dir); }
 }

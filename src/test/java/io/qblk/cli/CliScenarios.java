@@ -307,6 +307,19 @@ final class CliScenarios {
         LaunchResult r = launcher.launch("check", "--output=json", img.toString());
         assertEquals(3, r.exitCode(), r.getOutput() + r.getErrorOutput());
         assertEquals(1, JSON.readTree(r.getOutput()).get("leaks").asInt());
+        // the whole report, field by field, as qemu-img prints it
+        assertEquals(JSON.readTree(QemuTools.run("qemu-img", "check", "--output=json", img.toString()).expect(3).out()),
+                JSON.readTree(r.getOutput()));
+    }
+
+    static void rawMapMatchesQemu(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path raw = dir.resolve("sparse.raw");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "raw", raw.toString(), "2M").expect(0);
+        QemuTools.run("qemu-io", "-f", "raw", "-c", "write -P 1 0 4k", "-c", "write -P 2 1M 64k", raw.toString()).expect(0);
+        LaunchResult r = launcher.launch("map", "--output=json", raw.toString());
+        assertEquals(0, r.exitCode(), r.getErrorOutput());
+        assertEquals(JSON.readTree(QemuTools.run("qemu-img", "map", "--output=json", raw.toString()).expect(0).out()),
+                JSON.readTree(r.getOutput()));
     }
 
     static void mapJsonOnce(QuarkusMainLauncher launcher, Path dir) throws Exception {
