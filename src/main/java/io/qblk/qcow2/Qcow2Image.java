@@ -75,6 +75,7 @@ public final class Qcow2Image implements Closeable {
 
     final ReentrantLock meta = new ReentrantLock();
     private final ReentrantLock flushLock = new ReentrantLock();
+    private final EngineStats stats = new EngineStats();
     final ReentrantReadWriteLock exclusive = new ReentrantReadWriteLock();
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
     final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
@@ -298,6 +299,9 @@ public final class Qcow2Image implements Closeable {
     // ------------------------------------------------------------------ properties
 
     public long virtualSize() { return vsize; }
+
+    /** Live counters of this image's metadata work (cache, allocations, flushes). */
+    public EngineStats stats() { return stats; }
     public int clusterSize() { return cs; }
     public boolean readOnly() { return openedReadOnly || writeRefusal != null; }
     int version() { return h.version; }
@@ -341,7 +345,10 @@ public final class Qcow2Image implements Closeable {
         if (off == 0) return 0;
         CachedTable t = l2Cache.get(off);
         if (t == null) t = load(off, CachedTable.Kind.L2);
-        else if (!t.referenced) t.referenced = true;
+        else {
+            stats.cacheHits.increment();
+            if (!t.referenced) t.referenced = true;
+        }
         return t.entry((int) (g & l2Mask));
     }
 
@@ -369,6 +376,7 @@ public final class Qcow2Image implements Closeable {
                         throw new MetadataCorruption((kind == CachedTable.Kind.L2 ? "L2 table" : "refcount block") + " offset " + off + " is invalid");
                     MemorySegment buf = clusterPool.acquire();
                     try {
+                        stats.cacheMisses.increment();
                         file.read(off, buf);
                         t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, buf, cs) : CachedTable.refblock(off, buf, cs);
                     } finally {
@@ -490,6 +498,7 @@ public final class Qcow2Image implements Closeable {
                     if (existing != null)
                         throw new MetadataCorruption("cluster at " + off + " holds the " + existing.label + " but its refcount is 0");
                     b.setRefcount((int) (idx & rbMask), rOrder, 1);
+                    stats.allocations.increment();
                     if (kind != null) metaKinds.put(off, kind);
                     freeHint = idx + 1;
                     return off;
@@ -938,6 +947,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private void flushLocked() throws IOException {
+        stats.flushes.increment();
         IOException p = poisoned;
         if (p != null) throw new IOException(filename + ": an earlier flush failed (" + p.getMessage() + "); reopen the image", p);
         if (writeRefusal != null && !repairing) {
@@ -1096,6 +1106,7 @@ public final class Qcow2Image implements Closeable {
 
     private void sync() throws IOException {
         unsyncedWrites = false;
+        stats.datasyncs.increment();
         try {
             file.datasync();
         } catch (IOException e) {
