@@ -35,7 +35,7 @@ PID=$!
 start=$(date +%s)
 until curl -fsS "$URL/q/health/ready" >/dev/null 2>&1; do
   kill -0 "$PID" 2>/dev/null || fail "service exited before becoming ready"
-  [ $(( $(date +%s) - start )) -lt 60 ] || fail "not ready after 60 s"
+  [ $(( $(date +%s) - start )) -lt 120 ] || fail "not ready after 120 s"
   sleep 0.5
 done
 echo "serve-smoke: ready after $(( $(date +%s) - start )) s (http $HTTP_PORT, nbd $NBD_PORT)"

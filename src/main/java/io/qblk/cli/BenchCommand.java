@@ -54,6 +54,10 @@ public class BenchCommand implements Callable<Integer> {
     @Option(names = "--seed", paramLabel = "N", description = "seed for --random (default 1)")
     long seed = 1;
 
+    @Option(names = "--warmup", paramLabel = "N", description = "before the timed run, N writes then N reads on a "
+            + "scratch image of the same format next to FILE (JIT warm-up; not timed, FILE untouched; default 0)")
+    long warmup;
+
     @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
     String format;
 
@@ -87,37 +91,75 @@ public class BenchCommand implements Callable<Integer> {
                         + (random ? " [random offsets, seed " + seed + "]" : ""));
                 out.flush();
             }
+            if (warmup > 0) warmUp(fmt, img, size);
             long[] offsets = offsets(count, offset0, step, size, imageSize, random, seed);
-            AtomicLong next = new AtomicLong();
-            AtomicReference<Throwable> failure = new AtomicReference<>();
-            List<Thread> threads = new ArrayList<>(depth);
-            long t0 = System.nanoTime();
-            for (int d = 0; d < depth; d++) {
-                threads.add(Thread.ofVirtual().name("bench-" + d).start(() -> {
-                    try (Arena a = Arena.ofConfined()) {
-                        MemorySegment buf = a.allocate(size, 4096);
-                        if (write) buf.fill((byte) pattern);
-                        long i;
-                        while (failure.get() == null && (i = next.getAndIncrement()) < count) {
-                            if (write) img.write(offsets[(int) i], buf);
-                            else img.read(offsets[(int) i], buf);
-                        }
-                    } catch (Throwable t) {
-                        failure.compareAndSet(null, t);
-                    }
-                }));
-            }
-            for (Thread t : threads) t.join();
-            double secs = (System.nanoTime() - t0) / 1e9;
-            if (failure.get() != null) {
-                Throwable f = failure.get();
-                throw f instanceof IOException io ? io : new IOException("request failed: " + CliErrors.message(f), f);
-            }
+            double secs = run(img, offsets, size, write, depth, (byte) pattern);
             out.println(String.format(Locale.ROOT, "Run completed in %.3f seconds.", secs));
             out.println(String.format(Locale.ROOT, "IOPS: %.0f, bandwidth: %.2f MiB/s", count / secs,
                     count * (double) size / secs / (1 << 20)));
         }
         return 0;
+    }
+
+    /** Issues every offset once with {@code depth} virtual threads; returns the seconds from start to last completion. */
+    static double run(ImageHandle img, long[] offsets, long size, boolean write, int depth, byte pattern) throws IOException {
+        AtomicLong next = new AtomicLong();
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        List<Thread> threads = new ArrayList<>(depth);
+        long t0 = System.nanoTime();
+        for (int d = 0; d < depth; d++) {
+            threads.add(Thread.ofVirtual().name("bench-" + d).start(() -> {
+                try (Arena a = Arena.ofConfined()) {
+                    MemorySegment buf = a.allocate(size, 4096);
+                    if (write) buf.fill(pattern);
+                    long i;
+                    while (failure.get() == null && (i = next.getAndIncrement()) < offsets.length) {
+                        if (write) img.write(offsets[(int) i], buf);
+                        else img.read(offsets[(int) i], buf);
+                    }
+                } catch (Throwable t) {
+                    failure.compareAndSet(null, t);
+                }
+            }));
+        }
+        try {
+            for (Thread t : threads) t.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted");
+        }
+        double secs = (System.nanoTime() - t0) / 1e9;
+        Throwable f = failure.get();
+        if (f != null) throw f instanceof IOException io ? io : new IOException("request failed: " + CliErrors.message(f), f);
+        return secs;
+    }
+
+    /** JIT warm-up on a 64 MiB scratch image of the same format (and qcow2 options) beside the measured one. */
+    private void warmUp(ImageFormat fmt, ImageHandle measured, long size) throws IOException {
+        long scratchSize = Math.max(1, (64L << 20) / size) * size;
+        scratchSize = (scratchSize + 511) / 512 * 512;
+        Path dir = file.toAbsolutePath().getParent();
+        Path scratch = java.nio.file.Files.createTempFile(dir, ".qblk-bench-warmup-", "." + fmt.label());
+        try {
+            java.nio.file.Files.delete(scratch);
+            if (fmt == ImageFormat.QCOW2 && measured instanceof ImageHandle.Qcow2Handle q) {
+                io.qblk.qcow2.ImageInfo info = q.image().info();
+                io.qblk.qcow2.Qcow2Image.create(scratch, io.qblk.qcow2.CreateOptions.defaults(scratchSize)
+                        .withCompat(info.compat()).withClusterSize(info.clusterSize())
+                        .withRefcountBits(info.refcountBits()).withLazyRefcounts(info.lazyRefcounts()));
+            } else {
+                try (var f = io.qblk.io.PosixFileBackend.open(scratch, false, true)) {
+                    f.truncate(scratchSize);
+                }
+            }
+            long[] offsets = offsets(warmup, 0, size, size, scratchSize, false, 0);
+            try (ImageHandle img = ImageHandle.open(scratch, fmt, false)) {
+                run(img, offsets, size, true, depth, (byte) 1);
+                run(img, offsets, size, false, depth, (byte) 1);
+            }
+        } finally {
+            java.nio.file.Files.deleteIfExists(scratch);
+        }
     }
 
     /**

@@ -64,20 +64,21 @@ public class CheckCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** qemu-img check's JSON: its field order, zero counters left out as qemu does. */
     private Map<String, Object> json(CheckReport r) {
         Map<String, Object> j = QemuJson.object();
         j.put("image-end-offset", r.imageEndOffset());
-        j.put("total-clusters", r.totalClusters());
-        if (r.corruptions() > 0) j.put("corruptions", r.corruptions());
-        if (r.leaks() > 0) j.put("leaks", r.leaks());
-        if (r.corruptionsFixed() > 0) j.put("corruptions-fixed", r.corruptionsFixed());
-        if (r.leaksFixed() > 0) j.put("leaks-fixed", r.leaksFixed());
-        j.put("check-errors", r.checkErrors());
-        if (r.allocatedClusters() > 0) j.put("allocated-clusters", r.allocatedClusters());
-        if (r.fragmentedClusters() > 0) j.put("fragmented-clusters", r.fragmentedClusters());
         if (r.compressedClusters() > 0) j.put("compressed-clusters", r.compressedClusters());
+        j.put("total-clusters", r.totalClusters());
+        if (r.corruptionsFixed() > 0) j.put("corruptions-fixed", r.corruptionsFixed());
+        if (r.corruptions() > 0) j.put("corruptions", r.corruptions());
+        j.put("check-errors", r.checkErrors());
+        if (r.leaksFixed() > 0) j.put("leaks-fixed", r.leaksFixed());
+        if (r.leaks() > 0) j.put("leaks", r.leaks());
+        if (r.allocatedClusters() > 0) j.put("allocated-clusters", r.allocatedClusters());
         j.put("filename", file.toString());
         j.put("format", "qcow2");
+        if (r.fragmentedClusters() > 0) j.put("fragmented-clusters", r.fragmentedClusters());
         return j;
     }
 

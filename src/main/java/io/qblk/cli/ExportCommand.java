@@ -9,7 +9,6 @@ import io.qblk.ublk.UblkUnavailableException;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Map;
@@ -127,16 +126,13 @@ public class ExportCommand implements Callable<Integer> {
         String address = nbd == null ? DEFAULT_NBD_ADDRESS : nbd;
         try {
             if (address.startsWith("unix:")) {
-                Path socket = Path.of(address.substring(5)).toAbsolutePath();
-                server.bindUnix(socket);
-                uri = "nbd+unix:///" + encode(name) + "?socket=" + socket;
+                server.bindUnix(Path.of(address.substring(5)).toAbsolutePath());
             } else {
                 InetSocketAddress want = parseTcp(address);
-                InetSocketAddress a = server.bindTcp(want.getHostString(), want.getPort());
-                String host = a.getHostString().contains(":") ? "[" + a.getHostString() + "]" : a.getHostString();
-                uri = "nbd://" + host + ":" + a.getPort() + "/" + encode(name);
+                server.bindTcp(want.getHostString(), want.getPort());
             }
             server.addExport(name, target, readOnly);
+            uri = server.uris(name).getFirst();
         } catch (IOException | RuntimeException e) {
             server.close();
             target.close();
@@ -250,16 +246,6 @@ public class ExportCommand implements Callable<Integer> {
         v <<= shift;
         if (v <= 0 || v % 512 != 0) throw new IllegalArgumentException("size must be a positive multiple of 512: " + s);
         return v;
-    }
-
-    private static String encode(String name) {
-        StringBuilder b = new StringBuilder();
-        for (byte x : name.getBytes(StandardCharsets.UTF_8)) {
-            char c = (char) (x & 0xff);
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || "-._~/".indexOf(c) >= 0) b.append(c);
-            else b.append('%').append(String.format("%02X", x & 0xff));
-        }
-        return b.toString();
     }
 
     /** Lets {@code --nbd} stand alone before FILE: it takes the next word only if that is an address. */

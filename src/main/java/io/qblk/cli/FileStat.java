@@ -15,16 +15,53 @@ public final class FileStat {
     private FileStat() {}
 
     private static final MethodHandle STAT;
+    private static final MethodHandle LSEEK;
+    private static final int SEEK_DATA = 3, SEEK_HOLE = 4;
     static {
         Linker l = Linker.nativeLinker();
-        MethodHandle h = null;
+        MethodHandle h = null, s = null;
         try {
             h = l.downcallHandle(l.defaultLookup().find("stat").orElseThrow(),
                     FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS));
+            s = l.downcallHandle(l.defaultLookup().find("lseek").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT));
         } catch (RuntimeException e) {
-            h = null;
+            // leave null: callers fall back
         }
         STAT = h;
+        LSEEK = s;
+    }
+
+    /**
+     * The data ranges {start, end} of a sparse file, from lseek SEEK_DATA/SEEK_HOLE; the whole file
+     * as one range when the filesystem cannot tell.
+     */
+    public static java.util.List<long[]> dataRanges(Path path) throws IOException {
+        long size = Files.size(path);
+        java.util.List<long[]> out = new java.util.ArrayList<>();
+        if (size == 0) return out;
+        try (io.qblk.io.PosixFileBackend f = io.qblk.io.PosixFileBackend.open(path, true)) {
+            int fd = f.fd();
+            if (LSEEK == null || (long) LSEEK.invokeExact(fd, 0L, SEEK_HOLE) < 0) {
+                out.add(new long[] {0, size});
+                return out;
+            }
+            long pos = 0;
+            while (pos < size) {
+                long data = (long) LSEEK.invokeExact(fd, pos, SEEK_DATA);
+                if (data < 0 || data >= size) break;  // ENXIO: only a hole remains
+                long hole = (long) LSEEK.invokeExact(fd, data, SEEK_HOLE);
+                if (hole < 0 || hole > size) hole = size;
+                out.add(new long[] {data, hole});
+                pos = hole;
+            }
+        } catch (IOException e) {
+            throw e;
+        } catch (Throwable t) {
+            out.clear();
+            out.add(new long[] {0, size});
+        }
+        return out;
     }
 
     /** Allocated bytes of the file; falls back to its length where stat is unavailable. */

@@ -35,8 +35,7 @@ public class MapCommand implements Callable<Integer> {
         ImageFormat fmt = ImageFormat.resolve(format, file);
         List<MapEntry> entries;
         if (fmt == ImageFormat.RAW) {
-            long size = Files.size(file);
-            entries = size == 0 ? List.of() : List.of(new MapEntry(0, size, 0, true, false, true, 0));
+            entries = rawEntries(file);
         } else {
             try (Qcow2Image img = Images.openQcow2(file, true)) {
                 entries = merge(img.map(0, img.virtualSize()));
@@ -46,6 +45,19 @@ public class MapCommand implements Callable<Integer> {
         if (output == OutputFormat.JSON) out.println(json(entries));
         else human(out, entries);
         return 0;
+    }
+
+    /** A raw file maps to itself: data ranges as data, holes as zeroes (like qemu-img map on raw). */
+    static List<MapEntry> rawEntries(Path file) throws IOException {
+        long size = Files.size(file), pos = 0;
+        List<MapEntry> out = new ArrayList<>();
+        for (long[] d : FileStat.dataRanges(file)) {
+            if (d[0] > pos) out.add(new MapEntry(pos, d[0] - pos, 0, true, true, false, pos));
+            out.add(new MapEntry(d[0], d[1] - d[0], 0, true, false, true, d[0]));
+            pos = d[1];
+        }
+        if (pos < size) out.add(new MapEntry(pos, size - pos, 0, true, true, false, pos));
+        return out;
     }
 
     /** Joins neighbours qemu-img would print as one line (same flags, file offsets contiguous). */

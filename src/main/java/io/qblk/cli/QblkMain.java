@@ -18,16 +18,20 @@ public class QblkMain implements QuarkusApplication {
     CommandLine.IFactory factory;
 
     public static void main(String... args) {
+        // ./mvnw quarkus:dev passes "serve" too (argsString in pom.xml).
         boolean serve = args.length > 0 && args[0].equals("serve");
-        if (!serve && System.getProperty(HTTP_ENABLED) == null) System.setProperty(HTTP_ENABLED, "false");
-        Quarkus.run(QblkMain.class, args);
+        boolean disabled = !serve && System.getProperty(HTTP_ENABLED) == null;
+        if (disabled) System.setProperty(HTTP_ENABLED, "false");
+        try {
+            Quarkus.run(QblkMain.class, args);
+        } finally {
+            // @QuarkusMainTest calls main in the test JVM: don't leak the setting into later tests.
+            if (disabled) System.clearProperty(HTTP_ENABLED);
+        }
     }
 
     @Override
     public int run(String... args) {
-        // ./mvnw quarkus:dev passes no arguments: dev mode is the service.
-        if (args.length == 0 && io.quarkus.runtime.LaunchMode.current() == io.quarkus.runtime.LaunchMode.DEVELOPMENT)
-            args = new String[]{"serve"};
         return commandLine(factory).execute(args);
     }
 

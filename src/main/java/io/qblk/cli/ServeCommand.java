@@ -16,6 +16,10 @@ public class ServeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (!DeviceManager.serving()) {
+            System.err.println("qblk: serve needs the HTTP server, but quarkus.http.host-enabled is false");
+            return 1;
+        }
         // Devices were started by DeviceManager at start-up; list them so the operator sees what runs.
         devices.list().forEach(d -> System.err.println("qblk: device " + d.name() + " " + d.state() + " at " + String.join(", ", d.endpoints())));
         Quarkus.waitForExit();

@@ -57,6 +57,9 @@ final class NbdConnection implements Runnable {
     private boolean baseAllocation;
 
     private ArrayBlockingQueue<Slot> slots;
+    /** Read-ahead: one socket read often brings several request headers and small payloads. */
+    private final ByteBuffer inbox = ByteBuffer.allocateDirect(INBOX_SIZE).flip();
+    private static final int INBOX_SIZE = 128 << 10;
 
     /** Per in-flight request: a reusable native buffer for reply headers. */
     private static final class Slot {
@@ -548,19 +551,43 @@ final class NbdConnection implements Runnable {
     }
 
     private void readFully(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            if (channel.read(b) < 0) throw new EOFException("client closed the connection mid-message");
-        }
+        if (!fill(b)) throw new EOFException("client closed the connection mid-message");
     }
 
     /** Reads a whole message; false on end of stream before its first byte. */
     private boolean readFullyOrEof(ByteBuffer b) throws IOException {
-        int start = b.position();
-        while (b.hasRemaining()) {
-            if (channel.read(b) < 0) {
-                if (b.position() == start) return false;
-                throw new EOFException("client closed the connection mid-request");
+        return fill(b);
+    }
+
+    /**
+     * Fills {@code dst} from the read-ahead buffer, then the socket: small reads go through the
+     * read-ahead buffer, large payloads straight into {@code dst}. False on end of stream before
+     * the first byte; EOFException on end of stream after it.
+     */
+    private boolean fill(ByteBuffer dst) throws IOException {
+        boolean started = false;
+        while (dst.hasRemaining()) {
+            if (inbox.hasRemaining()) {
+                int n = Math.min(inbox.remaining(), dst.remaining());
+                int limit = inbox.limit();
+                dst.put(inbox.limit(inbox.position() + n));
+                inbox.limit(limit);
+                started = true;
+                continue;
             }
+            int r;
+            if (dst.remaining() >= INBOX_SIZE / 2) {
+                r = channel.read(dst);
+            } else {
+                inbox.clear();
+                r = channel.read(inbox);
+                inbox.flip();
+            }
+            if (r < 0) {
+                if (!started) return false;
+                throw new EOFException("client closed the connection mid-message");
+            }
+            if (r > 0) started = true;
         }
         return true;
     }

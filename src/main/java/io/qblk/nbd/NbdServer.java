@@ -175,6 +175,34 @@ public final class NbdServer implements Closeable {
         return listeners.stream().map(Listener::address).toList();
     }
 
+    /**
+     * The URIs a client uses to reach {@code exportName} on each listener, e.g.
+     * {@code nbd://127.0.0.1:10809/vm1} and {@code nbd+unix:///vm1?socket=/run/qblk/nbd.sock}.
+     */
+    public List<String> uris(String exportName) {
+        String name = encodeName(exportName);
+        List<String> out = new ArrayList<>();
+        for (Listener l : listeners) {
+            if (l.address() instanceof InetSocketAddress a) {
+                String host = a.getHostString().contains(":") ? "[" + a.getHostString() + "]" : a.getHostString();
+                out.add("nbd://" + host + ":" + a.getPort() + "/" + name);
+            } else if (l.address() instanceof UnixDomainSocketAddress u) {
+                out.add("nbd+unix:///" + name + "?socket=" + u.getPath());
+            }
+        }
+        return out;
+    }
+
+    private static String encodeName(String name) {
+        StringBuilder b = new StringBuilder();
+        for (byte x : name.getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
+            char c = (char) (x & 0xff);
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || "-._~".indexOf(c) >= 0) b.append(c);
+            else b.append('%').append(String.format("%02X", x & 0xff));
+        }
+        return b.toString();
+    }
+
     public int connectionCount() {
         return connections.size();
     }

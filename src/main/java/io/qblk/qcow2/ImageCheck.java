@@ -313,8 +313,9 @@ final class ImageCheck {
                     return null;
                 });
             } else {
-                CachedTable t = img.load(f[0], CachedTable.Kind.L2);
                 img.withMeta(() -> {
+                    CachedTable t = img.l2Cache.get(f[0]);
+                    if (t == null) throw new NeedLoad(f[0], CachedTable.Kind.L2);
                     img.setL2EntryLocked(t, (int) f[1], f[2]);
                     return null;
                 });

@@ -12,7 +12,7 @@ import java.lang.foreign.MemorySegment;
  * cluster 0          header (+ feature name table)
  * cluster 1..        refcount table (rtc clusters)
  * then               refcount blocks (rbc clusters) covering every cluster below
- * then               L1 table (zeroes, l1c clusters; at least one)
+ * then               L1 table (zeroes; none for an empty image)
  * </pre>
  */
 final class ImageLayout {
@@ -25,7 +25,7 @@ final class ImageLayout {
         long l2Entries = cs / 8;
         long bytesPerL1 = (long) cs * l2Entries;
         long l1Size = (size + bytesPerL1 - 1) / bytesPerL1;
-        long l1c = Math.max(1, (l1Size * 8 + cs - 1) / cs);
+        long l1c = (l1Size * 8 + cs - 1) / cs; // an empty image has no L1 table (offset 0), like qemu's
         long rbEntries = (long) cs * 8 / o.refcountBits();
         long rtc = 1, rbc = 1;
         while (true) {
@@ -37,7 +37,7 @@ final class ImageLayout {
             rtc = needRt;
         }
         long total = 1 + rtc + rbc + l1c;
-        long rtOff = (long) cs, rbOff = (1 + rtc) * cs, l1Off = (1 + rtc + rbc) * cs;
+        long rtOff = (long) cs, rbOff = (1 + rtc) * cs, l1Off = l1Size == 0 ? 0 : (1 + rtc + rbc) * cs;
 
         Qcow2Header h = new Qcow2Header();
         h.version = o.version();
@@ -70,8 +70,10 @@ final class ImageLayout {
                 file.write(rbOff + (long) i * cs, rb);
             }
             // The L1 table: zeroes; write it so the file covers it.
-            MemorySegment l1 = a.allocate(l1c * cs, 4096);
-            file.write(l1Off, l1.asSlice(0, Math.max(8, l1Size * 8)));
+            if (l1Size > 0) {
+                MemorySegment l1 = a.allocate(l1c * cs, 4096);
+                file.write(l1Off, l1.asSlice(0, l1Size * 8));
+            }
             file.datasync();
         }
     }

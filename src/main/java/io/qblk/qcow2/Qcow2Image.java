@@ -75,6 +75,7 @@ public final class Qcow2Image implements Closeable {
 
     final ReentrantLock meta = new ReentrantLock();
     private final ReentrantLock flushLock = new ReentrantLock();
+    private final EngineStats stats = new EngineStats();
     final ReentrantReadWriteLock exclusive = new ReentrantReadWriteLock();
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
     final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
@@ -176,7 +177,7 @@ public final class Qcow2Image implements Closeable {
         this.rt = readLongs(file, rtOffset, (int) ((long) rtClusters * cs / 8));
         for (int i = 0; i < rt.length; i++) {
             long off = rt[i] & RT_MASK;
-            if ((off & (cs - 1)) != 0 || off >= Qcow2Header.MAX_HOST_OFFSET)
+            if ((off & (cs - 1)) != 0 || off < 0 || off >= Qcow2Header.MAX_HOST_OFFSET)
                 throw new Qcow2Exception("corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
         }
         readSnapshotTable();
@@ -298,6 +299,9 @@ public final class Qcow2Image implements Closeable {
     // ------------------------------------------------------------------ properties
 
     public long virtualSize() { return vsize; }
+
+    /** Live counters of this image's metadata work (cache, allocations, flushes). */
+    public EngineStats stats() { return stats; }
     public int clusterSize() { return cs; }
     public boolean readOnly() { return openedReadOnly || writeRefusal != null; }
     int version() { return h.version; }
@@ -341,7 +345,10 @@ public final class Qcow2Image implements Closeable {
         if (off == 0) return 0;
         CachedTable t = l2Cache.get(off);
         if (t == null) t = load(off, CachedTable.Kind.L2);
-        else if (!t.referenced) t.referenced = true;
+        else {
+            stats.cacheHits.increment();
+            if (!t.referenced) t.referenced = true;
+        }
         return t.entry((int) (g & l2Mask));
     }
 
@@ -369,6 +376,7 @@ public final class Qcow2Image implements Closeable {
                         throw new MetadataCorruption((kind == CachedTable.Kind.L2 ? "L2 table" : "refcount block") + " offset " + off + " is invalid");
                     MemorySegment buf = clusterPool.acquire();
                     try {
+                        stats.cacheMisses.increment();
                         file.read(off, buf);
                         t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, buf, cs) : CachedTable.refblock(off, buf, cs);
                     } finally {
@@ -490,6 +498,7 @@ public final class Qcow2Image implements Closeable {
                     if (existing != null)
                         throw new MetadataCorruption("cluster at " + off + " holds the " + existing.label + " but its refcount is 0");
                     b.setRefcount((int) (idx & rbMask), rOrder, 1);
+                    stats.allocations.increment();
                     if (kind != null) metaKinds.put(off, kind);
                     freeHint = idx + 1;
                     return off;
@@ -705,6 +714,8 @@ public final class Qcow2Image implements Closeable {
                             run += Math.min(cs, len - pos - run);
                             next++;
                         }
+                        String overlap = dataOverlap(host, in + run);
+                        if (overlap != null) throw new MetadataCorruption(overlap);
                         file.write(host + in, src.asSlice(pos, run));
                         unsyncedWrites = true; // after completion: a flush that starts later must sync
                         pos += run;
@@ -748,6 +759,8 @@ public final class Qcow2Image implements Closeable {
                     if (type == NORMAL && (old & COPIED) != 0) return false;
                     if (type == ZERO_ALLOC && (old & COPIED) != 0) {
                         host = hostOf(old, g);
+                        MetadataKind k = metaKinds.get(host);
+                        if (k != null) throw new MetadataCorruption("guest data write at host offset " + host + " would overwrite the " + k.label);
                         fresh = false;
                     } else {
                         host = allocClusterLocked(null);
@@ -934,6 +947,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private void flushLocked() throws IOException {
+        stats.flushes.increment();
         IOException p = poisoned;
         if (p != null) throw new IOException(filename + ": an earlier flush failed (" + p.getMessage() + "); reopen the image", p);
         if (writeRefusal != null && !repairing) {
@@ -1061,6 +1075,20 @@ public final class Qcow2Image implements Closeable {
         return s;
     }
 
+    /** Null if a guest data write to the clusters of [host, host+len) hits no live metadata, else why not. */
+    private String dataOverlap(long host, long len) {
+        meta.lock();
+        try {
+            for (long c = host & ~(long) (cs - 1); c < host + len; c += cs) {
+                MetadataKind k = metaKinds.get(c);
+                if (k != null) return "guest data write at host offset " + c + " would overwrite the " + k.label;
+            }
+            return null;
+        } finally {
+            meta.unlock();
+        }
+    }
+
     /** Under meta: null if writing {@code kind} at [off, off+len) hits no other live metadata, else why not. */
     String overlapLocked(long off, long len, MetadataKind kind) {
         for (long c = off & ~(long) (cs - 1); c < off + len; c += cs) {
@@ -1078,6 +1106,7 @@ public final class Qcow2Image implements Closeable {
 
     private void sync() throws IOException {
         unsyncedWrites = false;
+        stats.datasyncs.increment();
         try {
             file.datasync();
         } catch (IOException e) {

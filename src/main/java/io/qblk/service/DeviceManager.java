@@ -66,7 +66,7 @@ public class DeviceManager {
     }
 
     /** True for {@code serve}, dev mode and tests; false for one-shot CLI commands (HTTP disabled there). */
-    static boolean serving() {
+    public static boolean serving() {
         return ConfigProvider.getConfig().getOptionalValue("quarkus.http.host-enabled", Boolean.class).orElse(true);
     }
 

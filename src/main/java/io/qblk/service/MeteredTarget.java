@@ -1,6 +1,7 @@
 package io.qblk.service;
 
 import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -46,6 +47,21 @@ public final class MeteredTarget implements BlockTarget {
         }
         add(Gauge.builder("qblk.io.inflight", inflight, AtomicInteger::get).description("Requests in progress")
                 .tags("device", device).register(registry));
+        if (inner instanceof io.qblk.target.Qcow2Target q) registerEngineMeters(device, q.image().stats());
+    }
+
+    /** The qcow2 engine's own work: metadata cache hits/misses, cluster allocations, flushes, datasyncs. */
+    private void registerEngineMeters(String device, io.qblk.qcow2.EngineStats s) {
+        add(FunctionCounter.builder("qblk.engine.cache.hits", s, io.qblk.qcow2.EngineStats::cacheHits)
+                .description("L2 lookups answered from the metadata cache").tags("device", device).register(registry));
+        add(FunctionCounter.builder("qblk.engine.cache.misses", s, io.qblk.qcow2.EngineStats::cacheMisses)
+                .description("L2 tables and refcount blocks read from the image").tags("device", device).register(registry));
+        add(FunctionCounter.builder("qblk.engine.allocations", s, io.qblk.qcow2.EngineStats::allocations)
+                .description("Host clusters allocated").tags("device", device).register(registry));
+        add(FunctionCounter.builder("qblk.engine.flushes", s, io.qblk.qcow2.EngineStats::flushes)
+                .description("Metadata write-backs (flush requests)").tags("device", device).register(registry));
+        add(FunctionCounter.builder("qblk.engine.datasyncs", s, io.qblk.qcow2.EngineStats::datasyncs)
+                .description("fdatasync calls issued by the engine").tags("device", device).register(registry));
     }
 
     private <M extends Meter> M add(M m) {

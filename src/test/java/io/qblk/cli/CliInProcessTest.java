@@ -32,5 +32,11 @@ class CliInProcessTest {
     @Test void io() throws Exception { CliScenarios.ioWritesReadsVerifiesAndReportsMismatch(IN_PROCESS, dir); }
     @Test void bench() throws Exception { CliScenarios.benchReportsIops(IN_PROCESS, dir); }
     @Test void badInput() throws Exception { CliScenarios.badOutputFormatAndNotQcow2(IN_PROCESS, dir); }
+    @Test void infoJsonOnce() throws Exception { CliScenarios.infoJsonOnce(IN_PROCESS, dir); }
+    @Test void checkLeakOnce() throws Exception { CliScenarios.checkLeakOnce(IN_PROCESS, dir); }
+    @Test void mapJsonOnce() throws Exception { CliScenarios.mapJsonOnce(IN_PROCESS, dir); }
+    @Test void ioOnce() throws Exception { CliScenarios.ioOnce(IN_PROCESS, dir); }
+    @Test void benchOnce() throws Exception { CliScenarios.benchOnce(IN_PROCESS, dir); }
+    @Test void rawMap() throws Exception { CliScenarios.rawMapMatchesQemu(IN_PROCESS, dir); }
     @Test void missingFileAndUsage() { CliScenarios.missingFile(IN_PROCESS, dir); }
 }

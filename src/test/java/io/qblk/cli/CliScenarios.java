@@ -288,4 +288,70 @@ final class CliScenarios {
         assertEquals(1, r.exitCode());
         assertOneErrorLine(r, raw.toString());
     }
+
+    // ---- one launch each, for the Quarkus main test (a Quarkus launch costs seconds on a loaded machine) ----
+
+    static void infoJsonOnce(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path img = dir.resolve("i.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k,refcount_bits=32", img.toString(), "3M").expect(0);
+        LaunchResult r = launcher.launch("info", "--output=json", img.toString());
+        assertEquals(0, r.exitCode(), r.getErrorOutput());
+        JsonNode mine = JSON.readTree(r.getOutput());
+        JsonNode qemu = JSON.readTree(QemuTools.run("qemu-img", "info", "--output=json", img.toString()).expect(0).out());
+        for (String k : List.of("virtual-size", "filename", "cluster-size", "format", "dirty-flag", "format-specific"))
+            assertEquals(qemu.get(k), mine.get(k), k);
+    }
+
+    static void checkLeakOnce(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path img = leakyImage(dir);
+        LaunchResult r = launcher.launch("check", "--output=json", img.toString());
+        assertEquals(3, r.exitCode(), r.getOutput() + r.getErrorOutput());
+        assertEquals(1, JSON.readTree(r.getOutput()).get("leaks").asInt());
+        // the whole report, field by field, as qemu-img prints it
+        assertEquals(JSON.readTree(QemuTools.run("qemu-img", "check", "--output=json", img.toString()).expect(3).out()),
+                JSON.readTree(r.getOutput()));
+    }
+
+    static void rawMapMatchesQemu(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path raw = dir.resolve("sparse.raw");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "raw", raw.toString(), "2M").expect(0);
+        QemuTools.run("qemu-io", "-f", "raw", "-c", "write -P 1 0 4k", "-c", "write -P 2 1M 64k", raw.toString()).expect(0);
+        LaunchResult r = launcher.launch("map", "--output=json", raw.toString());
+        assertEquals(0, r.exitCode(), r.getErrorOutput());
+        assertEquals(JSON.readTree(QemuTools.run("qemu-img", "map", "--output=json", raw.toString()).expect(0).out()),
+                JSON.readTree(r.getOutput()));
+    }
+
+    static void mapJsonOnce(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path img = dir.resolve("m.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "4M").expect(0);
+        QemuTools.qemuIo(img, false, "write -P 1 0 64k", "write -z 1M 64k").expect(0);
+        LaunchResult r = launcher.launch("map", "--output=json", img.toString());
+        assertEquals(0, r.exitCode(), r.getErrorOutput());
+        assertEquals(JSON.readTree(QemuTools.run("qemu-img", "map", "--output=json", img.toString()).expect(0).out()),
+                JSON.readTree(r.getOutput()));
+    }
+
+    static void ioOnce(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path img = dir.resolve("io.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "8M").expect(0);
+        LaunchResult r = launcher.launch("io", "-c", "write -P 0xab 0 64k", "-c", "read -P 0xab 0 64k",
+                "-c", "read -P 0xab 4k 64k", img.toString());
+        assertEquals(1, r.exitCode(), r.getErrorOutput()); // the last read runs past the pattern
+        List<String> out = r.getOutput().lines().toList();
+        assertEquals("wrote 65536/65536 bytes at offset 0", out.get(0));
+        assertEquals("read 65536/65536 bytes at offset 0", out.get(2));
+        assertEquals("Pattern verification failed at offset 65536, 65536 bytes", out.get(4));
+        QemuTools.qemuIo(img, true, "read -P 0xab 0 64k").expect(0);
+    }
+
+    static void benchOnce(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path img = dir.resolve("bench.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "16M").expect(0);
+        LaunchResult r = launcher.launch("bench", "-c", "1000", "-d", "4", "-w", "--pattern", "9", img.toString());
+        assertEquals(0, r.exitCode(), r.getErrorOutput());
+        assertTrue(r.getOutput().contains("Run completed in "), r.getOutput());
+        assertTrue(r.getOutput().contains("IOPS: "), r.getOutput());
+        QemuTools.qemuIo(img, true, "read -P 9 0 4000k").expect(0);
+    }
 }

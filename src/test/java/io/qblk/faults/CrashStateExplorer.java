@@ -131,7 +131,7 @@ final class CrashStateExplorer {
 
     void run() throws IOException {
         long t0 = System.nanoTime();
-        out.println("crash-states: seed=" + seed + " budget=" + budget + " workloads=" + workloads.size()
+        out.println("explorer: seed=" + seed + " budget=" + budget + " workloads=" + workloads.size()
                 + (qemu ? " qemu-img check on every " + qemuEvery + "th state" : " (qemu-img check off)"));
         // 2 MiB clusters cost several times more per state (16 MiB guest disk, 2 MiB cluster copies): a quarter share
         double weights = 0;
@@ -144,7 +144,7 @@ final class CrashStateExplorer {
             explore(record(workloads.get(i)), share);
             remaining -= explored - before;
         }
-        out.printf("crash-states: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %.1f s%n",
+        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %.1f s%n",
                 torn, exhaustiveEpochs, sampledEpochs, qemuChecked, (System.nanoTime() - t0) / 1e9);
     }
 
@@ -263,7 +263,7 @@ final class CrashStateExplorer {
         checkState(r, p, base, e, disk, inc, t, keep, rnd, "torn=" + k + " write#" + t);
     }
 
-    private static void apply(MemoryBackend m, IoEvent ev) {
+    private static void apply(MemoryBackend m, IoEvent ev) throws IOException {
         switch (ev.kind()) {
             case WRITE -> m.write(ev.offset(), MemorySegment.ofArray(ev.data()));
             case TRUNCATE -> { if (ev.length() > m.size()) m.truncate(ev.length()); }

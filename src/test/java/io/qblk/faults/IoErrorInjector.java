@@ -55,7 +55,7 @@ final class IoErrorInjector {
             out.printf("  %-14s %6d injections%s%n", w.name(), injected - before, corrupt() + silent + checker.lost > bad ? "  FAILURES" : "");
         }
         preallocation();
-        out.printf("io-errors: %d runs, %d crash states checked after failures, silent successes=%d, corrupt=%d, foreign=%d, leaks after repair=%d, lost=%d, %.1f s%n",
+        out.printf("injector: %d runs, %d crash states checked after failures, silent successes=%d, corrupt=%d, foreign=%d, leaks after repair=%d, lost=%d, %.1f s%n",
                 runs, checker.explored, silent, checker.corrupt, checker.foreign, checker.leaksAfterRepair, checker.lost, (System.nanoTime() - t0) / 1e9);
     }
 
@@ -159,7 +159,7 @@ final class IoErrorInjector {
             }
         }
         IoErrorInjector x = new IoErrorInjector(seed, System.out);
-        System.out.println("io-errors: seed=" + seed);
+        System.out.println("injector: seed=" + seed);
         x.run(workloads(workload, seed), perPoint);
         System.out.println(x.summary());
         System.exit(x.corrupt() + x.silent + x.checker.lost == 0 ? 0 : 1);

@@ -1,6 +1,8 @@
 package io.qblk.faults;
 
 import io.qblk.io.IoBackend;
+import io.qblk.io.Errno;
+import io.qblk.io.ErrnoException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -26,7 +28,8 @@ final class MemoryBackend implements IoBackend {
     }
 
     @Override
-    public synchronized void read(long offset, MemorySegment dst) {
+    public synchronized void read(long offset, MemorySegment dst) throws ErrnoException {
+        if (offset < 0) throw new ErrnoException("pread at " + offset, Errno.EINVAL);
         long n = dst.byteSize();
         long have = Math.max(0, Math.min(n, size - offset));
         if (have > 0) MemorySegment.copy(data, (int) offset, dst, ValueLayout.JAVA_BYTE, 0, (int) have);
@@ -34,15 +37,17 @@ final class MemoryBackend implements IoBackend {
     }
 
     @Override
-    public synchronized void write(long offset, MemorySegment src) {
+    public synchronized void write(long offset, MemorySegment src) throws ErrnoException {
+        if (offset < 0) throw new ErrnoException("pwrite at " + offset, Errno.EINVAL);
         long end = offset + src.byteSize();
         ensure(end);
         MemorySegment.copy(src, ValueLayout.JAVA_BYTE, 0, data, (int) offset, (int) src.byteSize());
         size = Math.max(size, end);
     }
 
-    private void ensure(long end) {
-        if (end > Integer.MAX_VALUE - 64) throw new IllegalStateException("memory image too large: " + end);
+    /** Files past 1 GiB are refused like a file system without space: EFBIG. */
+    private void ensure(long end) throws ErrnoException {
+        if (end > (1L << 30) || end < 0) throw new ErrnoException("pwrite at " + end, Errno.EFBIG);
         if (end > data.length) data = Arrays.copyOf(data, (int) Math.max(end, Math.min(Integer.MAX_VALUE - 64, data.length * 3L / 2)));
     }
 
@@ -51,14 +56,14 @@ final class MemoryBackend implements IoBackend {
     @Override public synchronized long size() { return size; }
 
     @Override
-    public synchronized void truncate(long length) {
+    public synchronized void truncate(long length) throws ErrnoException {
         ensure(length);
         if (length < size) Arrays.fill(data, (int) length, (int) size, (byte) 0);
         size = length;
     }
 
     @Override
-    public synchronized void allocate(long offset, long length) {
+    public synchronized void allocate(long offset, long length) throws ErrnoException {
         if (offset + length > size) truncate(offset + length);
     }
 

@@ -45,6 +45,8 @@ class NbdClientsTest {
         server.addExport("sparse", sparse, false);
         server.addExport("disk-ro", raw, true);
         base = "nbd://127.0.0.1:" + a.getPort() + "/";
+        assertEquals(List.of(base + "disk", "nbd+unix:///disk?socket=" + socket), server.uris("disk"));
+        assertEquals(base + "a%20b", server.uris("a b").getFirst());
     }
 
     @AfterEach
@@ -159,7 +161,7 @@ class NbdClientsTest {
         assertTrue(engines.out().contains("nbd"), "this fio has no nbd engine: " + engines.out());
         Proc.Result r = Proc.run(120, "fio", "--name=nbdverify", "--ioengine=nbd", "--uri=" + base + "disk",
                 "--rw=randwrite", "--bssplit=4k/50:64k/50", "--iodepth=32", "--numjobs=2", "--size=16m",
-                "--offset_increment=16m", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting",
+                "--offset_increment=16m", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting",
                 "--output-format=terse", "--terse-version=3").ok("fio nbd verify");
         assertFalse(r.out().contains("verify:"), r.out());
         String[] f = r.out().strip().split("\n");

@@ -79,6 +79,14 @@ class NbdQcow2Test {
         assertEquals(b.size(), a.size(), "nbd map " + nbdMap + "\nfile map " + fileMap);
         for (int i = 0; i < a.size(); i++) assertArrayEquals(b.get(i), a.get(i), "run " + i);
         assertTrue(a.size() >= 6, "three data runs separated by holes: " + nbdMap);
+        // and `qblk map` of the file tells the same story
+        java.io.StringWriter qmap = new java.io.StringWriter();
+        picocli.CommandLine cl = io.qblk.cli.QblkMain.commandLine(picocli.CommandLine.defaultFactory());
+        cl.setOut(new java.io.PrintWriter(qmap, true));
+        assertEquals(0, cl.execute("map", "--output=json", img.toString()));
+        List<long[]> c = dataRuns(qmap.toString());
+        assertEquals(a.size(), c.size(), "qblk map " + qmap);
+        for (int i = 0; i < a.size(); i++) assertArrayEquals(a.get(i), c.get(i), "qblk map run " + i);
         Proc.Result verify = Proc.run(30, "qemu-io", "-r", "-f", "qcow2", img.toString(), "-c", "read -P 0xab 0 64k",
                 "-c", "read -P 0x34 10M 4k").ok("qemu-io on the file");
         assertFalse(verify.out().contains("Pattern verification failed"), verify.out());
@@ -118,7 +126,7 @@ class NbdQcow2Test {
         try (Served s = serve(img, false)) {
             Proc.Result r = Proc.run(120, "fio", "--name=q", "--ioengine=nbd", "--uri=" + s.uri(), "--rw=randwrite",
                     "--bssplit=4k/50:64k/50", "--iodepth=32", "--numjobs=2", "--size=16m", "--offset_increment=16m",
-                    "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting",
+                    "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting",
                     "--output-format=terse", "--terse-version=3").ok("fio");
             String[] l = r.out().strip().split("\n");
             String[] t = l[l.length - 1].split(";");

@@ -143,4 +143,53 @@ class Qcow2CrashTest {
         assertTrue(e.getMessage().contains("reopen"), e.getMessage());
         img.close();
     }
+
+    @Test
+    void crashDuringConcurrentWritesDiscardsAndFlushes() throws Exception {
+        CrashBackend be = new CrashBackend();
+        long size = 2L << 20;
+        Qcow2Image.create(be, CreateOptions.defaults(size).withClusterSize(1024).withRefcountBits(8));
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.ConcurrentLinkedQueue<Throwable> errors = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        Random r = new Random(42);
+        int checked = 0;
+        try (Qcow2Image img = Qcow2Image.open(be, OpenOptions.defaults().withCacheBytes(64 * 1024));
+                var ex = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
+            for (int t = 0; t < 16; t++) {
+                final int id = t;
+                ex.submit(() -> {
+                    Random tr = new Random(id);
+                    try {
+                        while (!stop.get()) {
+                            long off = tr.nextInt((int) size - 9000);
+                            switch (tr.nextInt(8)) {
+                                case 0 -> img.discard(off, 8192);
+                                case 1 -> img.writeZeroes(off, 5000, tr.nextBoolean());
+                                case 2 -> img.flush();
+                                default -> img.write(off, filled(1 + tr.nextInt(8000), id));
+                            }
+                        }
+                    } catch (Throwable e) {
+                        errors.add(e);
+                    }
+                    return null;
+                });
+            }
+            for (int k = 0; k < 60; k++) {
+                Thread.sleep(2);
+                byte[] crash = be.crashImage(r);
+                Path p = dir.resolve("cc.qcow2");
+                Files.write(p, crash);
+                try (Qcow2Image c = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(true))) {
+                    CheckReport rep = c.check(RepairMode.NONE);
+                    assertEquals(0, rep.corruptions(), "crash image " + k + ": " + rep.messages());
+                }
+                Files.delete(p);
+                checked++;
+            }
+            stop.set(true);
+        }
+        assertTrue(errors.isEmpty(), () -> errors.peek().toString());
+        assertEquals(60, checked);
+    }
 }

@@ -335,4 +335,27 @@ class Qcow2MetadataTest {
         TestImages.Result q = qemuImg("check", p.toString());
         assertTrue(q.exit() == 0 || q.exit() == 3, q.out()); // leaks (the old block) are acceptable, corruptions are not
     }
+
+    @Test
+    void writingIntoCompressedClustersRewritesThem() throws Exception {
+        Path raw = dir.resolve("r.raw");
+        byte[] base = new byte[1 << 20];
+        for (int i = 0; i < base.length; i++) base[i] = (byte) (i / 1000);
+        Files.write(raw, base);
+        Path c = dir.resolve("cw.qcow2");
+        assertEquals(0, qemuImg("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw.toString(), c.toString()).exit());
+        try (Qcow2Image img = Qcow2Image.open(c, OpenOptions.defaults())) {
+            for (int k = 0; k < 40; k++) {
+                long off = k * 20000L + 17;
+                img.write(off, filled(300, 0xee));
+                java.util.Arrays.fill(base, (int) off, (int) off + 300, (byte) 0xee);
+            }
+            img.discard(100 * 4096, 10 * 4096);
+            java.util.Arrays.fill(base, 100 * 4096, 110 * 4096, (byte) 0);
+            assertArrayEquals(base, read(img, 0, base.length));
+        }
+        assertQemuClean(c);
+        Files.write(raw, base);
+        assertEquals(0, qemuImg("compare", "-f", "raw", "-F", "qcow2", raw.toString(), c.toString()).exit());
+    }
 }

@@ -78,4 +78,13 @@ class Qcow2RoundTripTest {
         }
         assertQemuClean(p);
     }
+
+    @ParameterizedTest(name = "compat {0}, {1} bytes, cluster {2}")
+    @CsvSource({"1.1, 1073741824, 65536", "0.10, 1073741824, 65536", "1.1, 5000000, 2097152", "1.1, 0, 65536"})
+    void createIsByteIdenticalToQemuImg(String compat, long size, int cluster) throws Exception {
+        Path ours = dir.resolve("ours.qcow2"), theirs = dir.resolve("theirs.qcow2");
+        Qcow2Image.create(ours, CreateOptions.defaults(size).withCompat(compat).withClusterSize(cluster));
+        assertEquals(0, qemuImg("create", "-f", "qcow2", "-o", "compat=" + compat + ",cluster_size=" + cluster, theirs.toString(), Long.toString(size)).exit());
+        assertArrayEquals(java.nio.file.Files.readAllBytes(theirs), java.nio.file.Files.readAllBytes(ours));
+    }
 }

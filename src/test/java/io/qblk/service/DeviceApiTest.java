@@ -67,6 +67,12 @@ class DeviceApiTest {
         assertTrue(counter(metrics, "qblk_io_bytes_total", dev, "read") >= (1 << 20) + (64 << 10), metrics);
         assertTrue(metrics.contains("qblk_io_seconds_bucket{device=\"" + dev + "\""), "latency histogram");
         assertTrue(metrics.contains("qblk_io_inflight{device=\"" + dev + "\"}"), "in-flight gauge");
+        // Engine meters: the writes above allocated clusters (1M + 64k of 64k clusters, plus an L2
+        // table) and the qemu-io flush reached the engine's write-back.
+        assertTrue(engine(metrics, "qblk_engine_allocations_total", dev) >= 17, metrics);
+        assertTrue(engine(metrics, "qblk_engine_flushes_total", dev) >= 1, metrics);
+        assertTrue(engine(metrics, "qblk_engine_datasyncs_total", dev) >= 1, metrics);
+        assertTrue(engine(metrics, "qblk_engine_cache_hits_total", dev) >= 1, metrics);
 
         given().delete("/devices/" + dev).then().statusCode(204);
         given().get("/devices/" + dev).then().statusCode(404).contentType("application/problem+json");
@@ -81,6 +87,12 @@ class DeviceApiTest {
         assertEquals(0, r2.exit(), r2.output());
         assertFalse(r2.output().contains("Pattern verification failed"), r2.output());
         given().delete("/devices/" + dev).then().statusCode(204);
+    }
+
+    static double engine(String metrics, String metric, String device) {
+        String prefix = metric + "{device=\"" + device + "\"}";
+        return metrics.lines().filter(l -> l.startsWith(prefix)).mapToDouble(l -> Double.parseDouble(l.substring(prefix.length()).trim()))
+                .findFirst().orElse(-1);
     }
 
     static double counter(String metrics, String metric, String device, String op) {
@@ -134,6 +146,15 @@ class DeviceApiTest {
                 .then().statusCode(400).body("errors[0].field", is("size"));
         given().contentType(ContentType.JSON).body(Map.of("name", "missing-img", "image", "nothing-here.qcow2")).post("/devices")
                 .then().statusCode(400).body("errors[0].field", is("image")).body("errors[0].message", containsString("no such file"));
+    }
+
+    @Test
+    void ublkWithoutKernelSupportIsUnavailable() {
+        org.junit.jupiter.api.Assumptions.assumeFalse(Files.exists(Path.of("/dev/ublk-control")), "this machine has ublk");
+        given().contentType(ContentType.JSON).body(Map.of("name", name("ub"), "target", "null", "frontend", "ublk"))
+                .post("/devices").then().statusCode(503).contentType("application/problem+json")
+                .body("detail", is("frontend ublk is not available: /dev/ublk-control does not exist (modprobe ublk_drv)"));
+        given().get("/devices/" + name("ub")).then().statusCode(404);
     }
 
     @Test

@@ -1,0 +1,30 @@
+package io.qblk.qcow2;
+
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * Counters of one open image's metadata work, for metrics: cache hits and misses of L2 tables and
+ * refcount blocks, clusters allocated, flushes and datasyncs. Cheap to bump from many threads.
+ */
+public final class EngineStats {
+    final LongAdder cacheHits = new LongAdder();
+    final LongAdder cacheMisses = new LongAdder();
+    final LongAdder allocations = new LongAdder();
+    final LongAdder flushes = new LongAdder();
+    final LongAdder datasyncs = new LongAdder();
+
+    /** Lookups of an L2 table answered from the metadata cache. */
+    public long cacheHits() { return cacheHits.sum(); }
+
+    /** L2 tables and refcount blocks read from the image because they were not cached. */
+    public long cacheMisses() { return cacheMisses.sum(); }
+
+    /** Host clusters allocated (data, L2 tables, refcount blocks). */
+    public long allocations() { return allocations.sum(); }
+
+    /** Calls of {@link Qcow2Image#flush()} (and of close) that reached the write-back. */
+    public long flushes() { return flushes.sum(); }
+
+    /** fdatasync calls issued by the engine. */
+    public long datasyncs() { return datasyncs.sum(); }
+}
