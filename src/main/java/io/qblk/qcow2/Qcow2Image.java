@@ -200,6 +200,7 @@ public final class Qcow2Image implements Closeable {
             if (depth >= MAX_CHAIN_DEPTH) throw new Qcow2Exception("backing chain deeper than " + MAX_CHAIN_DEPTH + " images (a loop?)");
             Path bp = Path.of(h.backingFile);
             if (!bp.isAbsolute() && dir != null) bp = dir.resolve(bp);
+            bp = o.backingPolicy().admit(h.backingFile, bp);
             if (!Files.exists(bp))
                 throw new Qcow2Exception("backing file " + h.backingFile + " not found (looked at " + bp + ")");
             String fmt = h.backingFormat;
@@ -211,7 +212,7 @@ public final class Qcow2Image implements Closeable {
             }
             switch (fmt) {
                 case "qcow2" -> {
-                    bImg = open(bp, OpenOptions.defaults().withReadOnly(true).withCacheBytes(Math.max(cacheBudget / 2, 8L * cs)), depth + 1);
+                    bImg = open(bp, o.withReadOnly(true).withCacheBytes(Math.max(cacheBudget / 2, 8L * cs)), depth + 1);
                     bSize = bImg.virtualSize();
                 }
                 case "raw" -> {

@@ -35,6 +35,27 @@ public class ImagePaths {
 
     public List<Path> allowedDirs() { return List.copyOf(allowed); }
 
+    /**
+     * The rule for backing files named inside images the service opens: the same as for paths given
+     * to the API. The resolved file (symlinks followed) must lie under an allowed directory and be a
+     * regular file; anything else is refused before it is opened.
+     */
+    public io.qblk.qcow2.BackingPolicy backingPolicy() {
+        return (name, resolved) -> {
+            Path p = resolved.toAbsolutePath().normalize();
+            Path real = p;
+            if (Files.exists(p)) {
+                real = p.toRealPath();
+                if (!Files.isRegularFile(real))
+                    throw new io.qblk.qcow2.Qcow2Exception("backing file " + name + " is not a regular file (device nodes, directories and FIFOs are refused)");
+            }
+            Path check = real;
+            if (allowed.stream().noneMatch(check::startsWith))
+                throw new io.qblk.qcow2.Qcow2Exception("backing file " + name + " (" + real + ") lies outside the allowed image directories " + allowed);
+            return real;
+        };
+    }
+
     /** An existing image the API may open. */
     public Path existing(String raw) {
         Path p = lexical(raw);

@@ -5,6 +5,7 @@ import io.qblk.target.BlockTarget;
 import io.qblk.target.NullTarget;
 import io.qblk.target.RawTarget;
 import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Inject;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -15,6 +16,10 @@ import java.util.Map;
 /** Creates, inspects, checks and opens images. Paths reaching here are already vetted by {@link ImagePaths}. */
 @ApplicationScoped
 public class ImageService {
+
+    /** Backing files named inside images obey the same directory rules as API paths. */
+    @Inject
+    ImagePaths paths;
 
     public enum Format { QCOW2, RAW }
 
@@ -38,7 +43,7 @@ public class ImageService {
     /** qemu-img info style description of an image. */
     public Object info(Path path) throws IOException {
         Format f = detect(path);
-        if (f == Format.QCOW2) return json(Qcow2Support.info(path));
+        if (f == Format.QCOW2) return json(Qcow2Support.info(path, paths.backingPolicy()));
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("filename", path.toString());
         m.put("format", "raw");
@@ -48,7 +53,7 @@ public class ImageService {
 
     public Object check(Path path, RepairMode mode) throws IOException {
         if (detect(path) != Format.QCOW2) throw ApiException.badRequest(path + ": only qcow2 images can be checked (this one is raw)");
-        return json(Qcow2Support.check(path, mode.name().toLowerCase(Locale.ROOT)));
+        return json(Qcow2Support.check(path, mode.name().toLowerCase(Locale.ROOT), paths.backingPolicy()));
     }
 
     /** Opens the target a device serves; creates the image first when it is missing and createSize > 0. */
@@ -61,7 +66,7 @@ public class ImageService {
         }
         if (spec.target() == TargetType.QCOW2) {
             if (detect(image) != Format.QCOW2) throw ApiException.unprocessable(image + ": not a qcow2 image (use target raw for raw files)");
-            return Qcow2Support.open(image, spec.readOnly());
+            return Qcow2Support.open(image, spec.readOnly(), paths.backingPolicy());
         }
         return new RawTarget(PosixFileBackend.open(image, spec.readOnly()));
     }

@@ -1,5 +1,6 @@
 package io.qblk.service;
 
+import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Exception;
@@ -15,8 +16,8 @@ import java.util.Locale;
 final class Qcow2Support {
     private Qcow2Support() {}
 
-    static BlockTarget open(Path path, boolean readOnly) throws IOException {
-        Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(readOnly));
+    static BlockTarget open(Path path, boolean readOnly, BackingPolicy backing) throws IOException {
+        Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing));
         return new Qcow2Target(image);
     }
 
@@ -32,16 +33,16 @@ final class Qcow2Support {
     }
 
     /** qemu-img info --output=json fields. */
-    static String info(Path path) throws IOException {
-        try (Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(true))) {
+    static String info(Path path, BackingPolicy backing) throws IOException {
+        try (Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(true).withBackingPolicy(backing))) {
             return image.info().toJson();
         }
     }
 
     /** qemu-img check --output=json fields, plus "messages" and "clean". */
-    static String check(Path path, String repair) throws IOException {
+    static String check(Path path, String repair, BackingPolicy backing) throws IOException {
         RepairMode mode = RepairMode.valueOf(repair.toUpperCase(Locale.ROOT));
-        try (Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(mode == RepairMode.NONE))) {
+        try (Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(mode == RepairMode.NONE).withBackingPolicy(backing))) {
             var report = image.check(mode);
             String json = report.toJson();
             StringBuilder msgs = new StringBuilder("[");

@@ -89,6 +89,52 @@ class DeviceApiTest {
         given().delete("/devices/" + dev).then().statusCode(204);
     }
 
+    @Test
+    void backingFilesObeyTheImageDirectories() throws Exception {
+        Path dir = Path.of("target/test-data").toAbsolutePath();
+        // A backing file outside the allowed directories, named by an image inside them.
+        Path outside = Files.createTempFile("qblk-secret", ".raw");
+        try {
+            Files.write(outside, new byte[1 << 20]);
+            String evil = name("evil") + ".qcow2";
+            qemuImg("create", "-q", "-f", "qcow2", "-b", outside.toString(), "-F", "raw", dir.resolve(evil).toString(), "1M");
+            byte[] before = Files.readAllBytes(dir.resolve(evil));
+            given().contentType(ContentType.JSON).body(Map.of("name", name("evil"), "image", evil))
+                    .post("/devices").then().statusCode(422).contentType("application/problem+json")
+                    .body("detail", containsString("outside the allowed image directories"));
+            given().queryParam("path", evil).get("/images/info").then().statusCode(422)
+                    .body("detail", containsString("outside the allowed image directories"));
+            given().contentType(ContentType.JSON).body(Map.of("path", evil)).post("/images/check").then().statusCode(422);
+            given().get("/devices/" + name("evil")).then().statusCode(404);
+            assertArrayEquals(before, Files.readAllBytes(dir.resolve(evil)), "a refused image is left untouched");
+        } finally {
+            Files.deleteIfExists(outside);
+        }
+
+        // A backing file beside the image (relative name) is served through the chain.
+        String base = name("base") + ".raw";
+        byte[] pattern = new byte[1 << 20];
+        java.util.Arrays.fill(pattern, (byte) 0x5a);
+        Files.write(dir.resolve(base), pattern);
+        String child = name("child") + ".qcow2";
+        qemuImg("create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", dir.resolve(child).toString(), "1M");
+        String endpoint = given().contentType(ContentType.JSON).body(Map.of("name", name("child"), "image", child))
+                .post("/devices").then().statusCode(201).extract().path("endpoint");
+        QemuIo.Result r = QemuIo.run(endpoint, "read -P 0x5a 0 1M");
+        assertEquals(0, r.exit(), r.output());
+        assertFalse(r.output().contains("Pattern verification failed"), r.output());
+        given().delete("/devices/" + name("child")).then().statusCode(204);
+    }
+
+    private static void qemuImg(String... args) throws Exception {
+        String[] cmd = new String[args.length + 1];
+        cmd[0] = "qemu-img";
+        System.arraycopy(args, 0, cmd, 1, args.length);
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertEquals(0, p.waitFor(), String.join(" ", cmd) + ": " + out);
+    }
+
     static double engine(String metrics, String metric, String device) {
         String prefix = metric + "{device=\"" + device + "\"}";
         return metrics.lines().filter(l -> l.startsWith(prefix)).mapToDouble(l -> Double.parseDouble(l.substring(prefix.length()).trim()))
