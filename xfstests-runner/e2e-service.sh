@@ -6,11 +6,16 @@
 #      device added over REST with frontend=ublk gets /dev/ublkbN, fio verifies data on it (crc32c),
 #      readiness is UP, the metrics counters moved; DELETE removes the node and leaves a clean image;
 #      SIGTERM removes every ublk device and leaves clean images.
-#   2. a ublk device declared in configuration (qblk.devices.boot.*) starts at boot; data written
-#      through it is in the image after SIGTERM, which must be clean.
+#   2. forced exit: the default device (NBD + ublk) with a NBD client that stops reading: still
+#      draining 3 s after SIGTERM, a second SIGTERM ends it with status 75; data flushed through
+#      ublk is in the image; ublk devices the forced exit left are deleted with `qblk ublk del`.
+#   3. a ublk device declared in configuration (qblk.devices.boot.*) starts at boot; data written
+#      through it is in the image after SIGTERM, which must be clean; the image of run 2 is served
+#      again (over NBD) and is clean after this run's SIGTERM (repaired on open).
 # Prints PASS/FAIL per check, exits 1 if any failed (2 if not in a ublk guest).
 set -u
 cd "$(dirname "$0")/.."
+. src/test/sh/serve-lib.sh   # nbd_stuck_client (its fail/wait helpers are replaced below)
 QBLK="$PWD/qblk"
 WORK=${E2E_WORK:-/scratch/svc}
 PORT=${E2E_HTTP_PORT:-8420}
@@ -146,18 +151,58 @@ if start_service "$WORK/serve1.log"; then
   check "default.qcow2 passes qemu-img check, dirty flag clear" clean_image "$WORK/data/default.qcow2"
 fi
 
-# ---------------------------------------------------------------- run 2: configured ublk device
-say "=== run 2: ublk device declared in configuration"
-if start_service "$WORK/serve2.log" -Dqblk.devices.boot.image="$WORK/data/boot.qcow2" -Dqblk.devices.boot.create-size=512M \
-    -Dqblk.devices.boot.frontend=ublk -Dqblk.devices.boot.queues=2 -Dqblk.devices.boot.depth=32; then
+# ---------------------------------------------------------------- run 2: forced exit
+say "=== run 2: second SIGTERM while the shutdown waits for a stuck NBD client"
+rm -f "$WORK/data/default.qcow2"
+if start_service "$WORK/serve2.log"; then
+  dev=$(api "$URL/devices/default" | jq -r '.endpoints[] | select(startswith("/dev/ublkb"))')
+  nbd_port=$(api "$URL/devices/default" | jq -r '.endpoints[] | select(startswith("nbd://"))' | sed 's|.*:\([0-9]*\)/.*|\1|')
+  check "write a pattern through $dev with fsync" sh -c "head -c 1048576 /dev/urandom >$WORK/pattern3 && dd if=$WORK/pattern3 of=$dev bs=1M seek=20 oflag=direct conv=fsync status=none"
+  if nbd_stuck_client "$nbd_port" default; then
+    sleep 1
+    kill -TERM "$svc_pid"
+    sleep 3
+    if kill -0 "$svc_pid" 2>/dev/null; then pass "still draining 3 s after the first SIGTERM (stuck NBD client)"; else fail "the first SIGTERM did not wait for the stuck client"; fi
+    kill -TERM "$svc_pid"
+    rc=0; start=$(date +%s)
+    wait "$svc_pid" || rc=$?
+    svc_pid=""
+    [ $rc -eq 75 ] && pass "second SIGTERM: exit status 75 after $(( $(date +%s) - start )) s" || { fail "second SIGTERM: exit status $rc"; tail -20 "$WORK/serve2.log"; }
+    grep -q "second SIGTERM: forcing exit (status 75)" "$WORK/serve2.log" && pass "log: forcing exit line" || fail "no forcing exit line"
+  else
+    fail "NBD handshake of the stuck client on port $nbd_port"
+  fi
+  exec 3>&-
+  sleep 1
+  left=$(ls /dev/ublkb* /dev/ublkc* 2>/dev/null | tr '\n' ' ')
+  say "ublk nodes after the forced exit: ${left:-none}"
+  if [ -n "$left" ]; then
+    "$QBLK" ublk list >"$WORK/ublk-list.txt" 2>&1; cat "$WORK/ublk-list.txt"
+    for c in /dev/ublkc*; do [ -e "$c" ] && "$QBLK" ublk del "${c#/dev/ublkc}" >>"$WORK/ublk-del.txt" 2>&1; done
+    sleep 1
+    if ls /dev/ublkb* /dev/ublkc* >/dev/null 2>&1; then fail "qblk ublk del left: $(ls /dev/ublk[bc]* | tr '\n' ' ') $(cat "$WORK/ublk-del.txt")"
+    else pass "qblk ublk del removed what the forced exit left"; fi
+  fi
+  say "default.qcow2 after the forced exit: $(qemu-img check "$WORK/data/default.qcow2" 2>&1 | tr '\n' ' ')"
+  check "data flushed before the forced exit is in default.qcow2" \
+    sh -c "qemu-img convert -O raw $WORK/data/default.qcow2 $WORK/def.raw && cmp -i 0:20971520 -n 1048576 $WORK/pattern3 $WORK/def.raw"
+  rm -f "$WORK/def.raw"
+fi
+
+# ---------------------------------------------------------------- run 3: configured ublk device
+say "=== run 3: ublk device declared in configuration"
+if start_service "$WORK/serve3.log" -Dqblk.devices.boot.image="$WORK/data/boot.qcow2" -Dqblk.devices.boot.create-size=512M \
+    -Dqblk.devices.boot.frontend=ublk -Dqblk.devices.boot.queues=2 -Dqblk.devices.boot.depth=32 \
+    -Dqblk.devices.old.image="$WORK/data/default.qcow2"; then
   dev=$(api "$URL/devices/boot" | jq -r '.endpoint // empty')
   if [[ "$dev" == /dev/ublkb* ]] && [ -b "$dev" ]; then pass "configured device boot served at boot as $dev"; else fail "configured ublk device: $(api "$URL/devices")"; dev=""; fi
-  [ "$(api "$URL/devices" | jq 'length')" = 1 ] && pass "only the configured device runs (no default)" || fail "devices: $(api "$URL/devices")"
+  [ "$(api "$URL/devices" | jq -r '[.[].name] | join(",")')" = boot,old ] && pass "the configured devices run (boot, old; no default)" || fail "devices: $(api "$URL/devices")"
   if [ -n "$dev" ]; then
     check "fio 16k randwrite depth 16 on $dev + crc32c verify" fio_verify b16k "$dev" --rw=randwrite --bs=16k --iodepth=16 --size=16M
     check "write a pattern with dd (O_DIRECT, no fsync)" sh -c "head -c 2097152 /dev/urandom >$WORK/pattern2 && dd if=$WORK/pattern2 of=$dev bs=1M seek=100 oflag=direct status=none"
   fi
-  stop_service "$WORK/serve2.log"
+  stop_service "$WORK/serve3.log"
+  check "default.qcow2 of the forced exit is clean after being served again" clean_image "$WORK/data/default.qcow2"
   check "boot.qcow2 passes qemu-img check, dirty flag clear" clean_image "$WORK/data/boot.qcow2"
   [ -n "$dev" ] && check "unflushed data written before SIGTERM is in boot.qcow2" \
     sh -c "qemu-img convert -O raw $WORK/data/boot.qcow2 $WORK/boot.raw && cmp -i 0:104857600 -n 2097152 $WORK/pattern2 $WORK/boot.raw"

@@ -33,3 +33,24 @@ wait_exit() {
     sleep 0.1
   done
 }
+
+# nbd_stuck_client PORT EXPORT: opens fd 3 to the NBD server on 127.0.0.1:PORT, does the fixed
+# newstyle handshake with NBD_OPT_EXPORT_NAME, then sends four 32 MiB READ requests and never reads
+# the replies: the server's reply writers block once the socket buffers are full, so a graceful
+# shutdown waits for this client. Close fd 3 (exec 3>&-) to let go. Returns 1 on a bad greeting.
+nbd_stuck_client() {
+  local port=$1 name=$2 i
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  head -c 18 <&3 >"$WORK/nbd-greeting"                  # NBDMAGIC IHAVEOPT handshake-flags
+  [ "$(head -c 8 "$WORK/nbd-greeting")" = NBDMAGIC ] || return 1
+  printf '\x00\x00\x00\x03' >&3                          # client flags: FIXED_NEWSTYLE | NO_ZEROES
+  printf 'IHAVEOPT\x00\x00\x00\x01' >&3                  # NBD_OPT_EXPORT_NAME
+  printf "\\x00\\x00\\x00\\x$(printf %02x ${#name})%s" "$name" >&3
+  head -c 10 <&3 >/dev/null                              # export size, transmission flags
+  for i in 0 1 2 3; do                                   # READ handle=i offset=i*32M length=32M
+    printf '\x25\x60\x95\x13\x00\x00\x00\x00' >&3
+    printf "\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x0$i" >&3
+    printf "\\x00\\x00\\x00\\x00\\x0$(( 2 * i ))\\x00\\x00\\x00" >&3
+    printf '\x02\x00\x00\x00' >&3
+  done
+}

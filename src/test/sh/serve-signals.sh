@@ -45,28 +45,10 @@ qemu_io() { # qemu_io WHAT ARGS...: fails the test unless qemu-io succeeds and e
   if grep -q "Pattern verification failed" "$WORK/qemu-io.log"; then fail "$what: wrong data"; fi
 }
 
-# NBD client that stops reading: fixed newstyle handshake, NBD_OPT_EXPORT_NAME, then READ requests
-# whose 32 MiB replies fill the socket buffers (the server's reply writers block).
-stuck_client() {
-  exec 3<>"/dev/tcp/127.0.0.1/$NBD_PORT"
-  head -c 18 <&3 >"$WORK/greeting"                      # NBDMAGIC IHAVEOPT flags
-  [ "$(head -c 8 "$WORK/greeting")" = NBDMAGIC ] || fail "NBD greeting: $(od -c "$WORK/greeting" | head -2)"
-  printf '\x00\x00\x00\x03' >&3                          # client flags: FIXED_NEWSTYLE | NO_ZEROES
-  printf 'IHAVEOPT\x00\x00\x00\x01\x00\x00\x00\x04disk' >&3   # NBD_OPT_EXPORT_NAME "disk"
-  head -c 10 <&3 >"$WORK/export"                         # size, transmission flags
-  local i
-  for i in 0 1 2 3; do                                   # READ handle=i offset=i*32M length=32M
-    printf '\x25\x60\x95\x13\x00\x00\x00\x00' >&3
-    printf "\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x0$i" >&3
-    printf "\\x00\\x00\\x00\\x00\\x0$(( 2 * i ))\\x00\\x00\\x00" >&3
-    printf '\x02\x00\x00\x00' >&3
-  done
-}
-
 # --- 1-3: forced exit
 start_serve
 qemu_io "qemu-io write" -f raw -c 'write -P 0x3c 0 4M' -c flush "$NBD"
-stuck_client
+nbd_stuck_client "$NBD_PORT" disk || fail "NBD handshake with the stuck client: $(od -c "$WORK/nbd-greeting" | head -2)"
 sleep 1
 kill -TERM "$PID"
 wait_exit "$PID" 3; rc=$RC
