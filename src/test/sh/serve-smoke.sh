@@ -12,16 +12,9 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-fail() { echo "serve-smoke: FAIL: $*" >&2; echo "--- service log ---" >&2; cat "$WORK/serve.log" >&2 || true; exit 1; }
+NAME=serve-smoke
+. "$ROOT/src/test/sh/serve-lib.sh"
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$(( 20000 + RANDOM % 40000 ))
-    if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
-  done
-  echo "serve-smoke: no free port" >&2; exit 1
-}
 HTTP_PORT=$(free_port); NBD_PORT=$(free_port)
 URL="http://127.0.0.1:$HTTP_PORT"
 
@@ -32,13 +25,7 @@ cd "$WORK"
 QBLK_NO_BUILD=1 QBLK_JAVA_OPTS="-Dquarkus.http.port=$HTTP_PORT -Dqblk.nbd.address=127.0.0.1:$NBD_PORT" \
   "$ROOT/qblk" serve >serve.log 2>&1 &
 PID=$!
-start=$(date +%s)
-until curl -fsS "$URL/q/health/ready" >/dev/null 2>&1; do
-  kill -0 "$PID" 2>/dev/null || fail "service exited before becoming ready"
-  [ $(( $(date +%s) - start )) -lt 120 ] || fail "not ready after 120 s"
-  sleep 0.5
-done
-echo "serve-smoke: ready after $(( $(date +%s) - start )) s (http $HTTP_PORT, nbd $NBD_PORT)"
+wait_ready "$URL" "$PID"
 [ -f data/default.qcow2 ] || fail "data/default.qcow2 was not created"
 grep -q "qemu-io" serve.log || fail "log does not say how to connect"
 

@@ -100,7 +100,7 @@ public class DeviceCommand {
             String endpoints = d.has("endpoints") && d.get("endpoints").isArray() && !d.get("endpoints").isEmpty()
                     ? String.join(",", iterable(d.get("endpoints"))) : text(d, "endpoint");
             rows.add(new String[]{text(d, "name"), text(d, "state"), text(d, "target"), text(d, "frontend"),
-                    io.qblk.service.Sizes.format(d.path("size").asLong()), endpoints, text(d, "image")});
+                    Sizes.exact(d.path("size").asLong()), endpoints, text(d, "image")});
         }
         int[] w = new int[head.length];
         for (String[] r : rows) for (int i = 0; i < r.length; i++) w[i] = Math.max(w[i], r[i].length());

@@ -2,46 +2,56 @@ package io.qblk.cli;
 
 import java.math.BigDecimal;
 import java.math.MathContext;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
-/** Parses sizes and offsets the way qemu-img/qemu-io accept them and prints them the way they do. */
+/**
+ * The one size grammar of qblk (CLI arguments, qemu-io style offsets, service configuration and REST
+ * bodies) and qemu-style printing.
+ *
+ * <pre>
+ *   size   = number [unit]                       no spaces, case-insensitive
+ *   number = digits | digits "." digits          a fraction must come to whole bytes: 1.5k, not 0.1k
+ *          | "0x" hexdigits                      hex takes no unit
+ *   unit   = "b"                                 bytes
+ *          | ("k"|"m"|"g"|"t"|"p"|"e") ["ib"]    powers of 1024: 8G = 8g = 8GiB
+ * </pre>
+ *
+ * Refused: "8GB"/"8KB" (decimal or binary? qemu reads them as binary, other tools do not), "8 G",
+ * negative numbers, more than 2^63-1 bytes.
+ */
 public final class Sizes {
     private Sizes() {}
 
+    private static final Pattern GRAMMAR =
+            Pattern.compile("(?i)(?:0x(?<hex>[0-9a-f]+)|(?<dec>[0-9]+(?:\\.[0-9]+)?)(?<unit>b|[kmgtpe](?:ib)?)?)");
     private static final String UNITS = "kmgtpe";
 
-    /**
-     * Parses a byte count: decimal or 0x-hex, optionally followed by one suffix of
-     * b (bytes), k/K, M, G, T, P, E (powers of 1024). Throws {@link IllegalArgumentException} with
-     * a message naming the bad text.
-     */
+    /** Parses a size or offset; throws {@link IllegalArgumentException} with a message naming the bad text. */
     public static long parse(String text) {
         if (text == null || text.isBlank()) throw new IllegalArgumentException("empty size");
-        String s = text.trim();
-        long mult = 1;
-        char last = Character.toLowerCase(s.charAt(s.length() - 1));
-        boolean hex = s.startsWith("0x") || s.startsWith("0X");
-        if (!hex || last == 'k' || last == 'm' || last == 'g' || last == 't' || last == 'p') {
-            int u = UNITS.indexOf(last);
-            if (u >= 0) {
-                mult = 1L << (10 * (u + 1));
-                s = s.substring(0, s.length() - 1);
-            } else if (last == 'b' && !hex) {
-                s = s.substring(0, s.length() - 1);
-            }
-        }
+        Matcher m = GRAMMAR.matcher(text);
+        if (!m.matches()) throw new IllegalArgumentException("'" + text + "' is not a size (e.g. 4096, 512M, 8G, 8GiB, 1.5G, 0x1000)");
         try {
-            long v;
-            if (s.startsWith("0x") || s.startsWith("0X")) v = Long.parseLong(s.substring(2), 16);
-            else if (s.contains(".")) {
-                BigDecimal d = new BigDecimal(s).multiply(BigDecimal.valueOf(mult));
-                if (d.signum() < 0) throw new NumberFormatException();
-                return d.longValueExact();
-            } else v = Long.parseLong(s);
-            if (v < 0) throw new NumberFormatException();
-            return Math.multiplyExact(v, mult);
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new IllegalArgumentException("invalid size '" + text + "'");
+            if (m.group("hex") != null) return Long.parseLong(m.group("hex"), 16);
+            String unit = m.group("unit");
+            int shift = unit == null || unit.equalsIgnoreCase("b") ? 0 : 10 * (UNITS.indexOf(Character.toLowerCase(unit.charAt(0))) + 1);
+            BigDecimal bytes = new BigDecimal(m.group("dec")).multiply(BigDecimal.TWO.pow(shift));
+            if (bytes.stripTrailingZeros().scale() > 0) throw new IllegalArgumentException("'" + text + "' is not a whole number of bytes");
+            if (bytes.compareTo(BigDecimal.valueOf(Long.MAX_VALUE)) > 0) throw new IllegalArgumentException("'" + text + "' is too large");
+            return bytes.longValueExact();
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("'" + text + "' is too large");
         }
+    }
+
+    /** Exact, in the largest binary unit that divides it: "8 GiB", "1536 KiB", "1000 B" (for tables). */
+    public static String exact(long bytes) {
+        String[] units = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+        int u = 0;
+        long v = bytes;
+        while (u < units.length - 1 && v >= 1024 && v % 1024 == 0) { v /= 1024; u++; }
+        return v + " " + units[u];
     }
 
     /** qemu's size_to_str: three significant digits and a binary unit, e.g. "64 MiB", "1.5 GiB", "512 B". */

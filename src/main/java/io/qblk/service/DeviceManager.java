@@ -247,7 +247,11 @@ public class DeviceManager {
 
     private static ApiException imageError(DeviceSpec spec, IOException e) {
         String what = spec.image() == null ? "target" : spec.image().toString();
-        if (e instanceof java.nio.file.NoSuchFileException) return ApiException.notFound(what + ": " + message(e));
+        if (e instanceof java.nio.file.NoSuchFileException nf) {
+            // The engine names the missing file as the whole message: say what it is.
+            String file = nf.getFile() == null || nf.getFile().equals(what) ? "" : " (" + nf.getFile() + ")";
+            return ApiException.notFound(what + ": no such file or directory" + file);
+        }
         if (Qcow2Support.isFormatError(e)) return ApiException.unprocessable(what + ": " + message(e));
         return ApiException.conflict("cannot open " + what + ": " + message(e));
     }

@@ -1,5 +1,6 @@
 package io.qblk.service;
 
+import io.qblk.cli.Sizes;
 import io.qblk.service.ApiException.FieldError;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -1,5 +1,6 @@
 package io.qblk.service;
 
+import io.qblk.cli.Sizes;
 import io.smallrye.common.annotation.RunOnVirtualThread;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;

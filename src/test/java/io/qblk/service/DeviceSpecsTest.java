@@ -38,15 +38,23 @@ class DeviceSpecsTest {
         assertTrue(ublkAddress.getMessage().contains("only applies to the nbd frontend"));
     }
 
+    /** create-size uses the one size grammar ({@link io.qblk.cli.Sizes}); errors name the key. */
     @Test
-    void sizes() {
-        assertEquals(512, Sizes.parse("512"));
-        assertEquals(8L << 30, Sizes.parse("8G"));
-        assertEquals(8L << 30, Sizes.parse("8GiB"));
-        assertEquals(3L << 20, Sizes.parse("3m"));
-        assertThrows(IllegalArgumentException.class, () -> Sizes.parse("8X"));
-        assertThrows(IllegalArgumentException.class, () -> Sizes.parse("99999999999P"));
-        assertEquals("8 GiB", Sizes.format(8L << 30));
-        assertEquals("1000 B", Sizes.format(1000));
+    void createSizeGrammar() throws Exception {
+        java.util.Map<String, Long> good = java.util.Map.of("512M", 512L << 20, "8G", 8L << 30, "8GiB", 8L << 30,
+                "8g", 8L << 30, "1.5G", 3L << 29, "0x100000", 1L << 20, "1073741824", 1L << 30, "4096b", 4096L);
+        for (var e : good.entrySet())
+            assertEquals(e.getValue(), createSize(e.getKey()).createSize(), e.getKey());
+        for (String bad : new String[] {"8GB", "8 G", "8X", "-1G", "0.1k", "99999999999P", "0x10k", "lots"}) {
+            var e = assertThrows(DeviceSpecs.Invalid.class, () -> createSize(bad), bad);
+            assertEquals("qblk.devices.c.create-size", e.errors().getFirst().field(), bad);
+            assertTrue(e.errors().getFirst().message().contains("'" + bad + "'"), e.errors().getFirst().message());
+        }
+        var odd = assertThrows(DeviceSpecs.Invalid.class, () -> createSize("1000"));
+        assertTrue(odd.errors().getFirst().message().contains("multiple of 512"), odd.getMessage());
+    }
+
+    private static DeviceSpec createSize(String size) throws DeviceSpecs.Invalid {
+        return build(new DeviceSpecs.Draft("c", "/c.qcow2", null, null, null, null, null, null, size));
     }
 }
