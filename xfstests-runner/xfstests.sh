@@ -17,6 +17,7 @@ fst=${1:?usage: xfstests.sh FSTESTS_DIR TEST...}; shift
 W=${XFSTESTS_WORK:-/scratch/xfstests}
 SIZE=${XFSTESTS_IMAGE_SIZE:-5G}
 FSTYP=${XFSTESTS_FSTYP:-xfs}
+TARGET=${XFSTESTS_TARGET:-qcow2} # qcow2 | raw (qblk targets) | loop (kernel loop device, for comparison)
 RESULTS=${VM_OUT:-$W}/results
 mkdir -p "$W" "$RESULTS" /mnt/test /mnt/scratch
 t0=$(date +%s)
@@ -25,12 +26,19 @@ say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 # The users fstests expects, created in the guest's writable overlay (the host is not touched).
 for u in fsgqa fsgqa2 123456-fsgqa; do id "$u" >/dev/null 2>&1 || useradd -m "$u" 2>/dev/null || true; done
 
-pids=() devs=()
+pids=() devs=() loops=()
 export_image() { # export_image NAME -> appends to devs/pids
-  local img=$W/$1.qcow2 out=$W/$1.out i dev=""
+  local img=$W/$1.$TARGET out=$W/$1.out i dev=""
   rm -f "$img"
-  qemu-img create -q -f qcow2 "$img" "$SIZE" || return 1
-  "$QBLK" export --ublk -t qcow2 -d 64 "$img" >"$out" 2>"$W/$1.err" &
+  case $TARGET in
+    qcow2) qemu-img create -q -f qcow2 "$img" "$SIZE" || return 1 ;;
+    *) truncate -s "$SIZE" "$img" || return 1 ;;
+  esac
+  if [ "$TARGET" = loop ]; then # the kernel's loop driver on the same kind of file: the reference
+    dev=$(losetup --direct-io=on -f --show "$img") || return 1
+    loops+=("$dev"); devs+=("$dev"); say "$img attached as $dev (kernel loop, direct I/O)"; return 0
+  fi
+  "$QBLK" export --ublk -t "$TARGET" -d 64 "$img" >"$out" 2>"$W/$1.err" &
   local pid=$!
   for ((i = 0; i < 1500; i++)); do
     dev=$(grep -m1 '^/dev/ublkb' "$out" 2>/dev/null || true)
@@ -55,7 +63,7 @@ export SCRATCH_DEV=${devs[1]}
 export SCRATCH_MNT=/mnt/scratch
 export RESULT_BASE=$RESULTS
 EOF
-say "fstests ($fst) on $FSTYP over qblk ublk qcow2: $*"
+say "fstests ($fst) on $FSTYP over $TARGET devices: $*"
 (cd "$fst" && HOST_OPTIONS="$W/local.config" ./check "$@") 2>&1 | tee "$W/check.out"
 rc=${PIPESTATUS[0]}
 # ./check's own summary: "Failures: ..." and "Passed all N tests" / "Failed X of N tests".
@@ -63,11 +71,13 @@ failed=$(grep -E '^Failures:' "$W/check.out" | tail -1)
 umount /mnt/test /mnt/scratch 2>/dev/null
 
 bad=0
-for i in 0 1; do
+for l in "${loops[@]}"; do losetup -d "$l"; done
+for i in "${!pids[@]}"; do
   kill -TERM "${pids[$i]}"; wait "${pids[$i]}"; r=$?
   if [ $r -ne 0 ] && [ $r -ne 143 ]; then echo "FAIL export of ${devs[$i]} ended with rc $r"; bad=1; fi
 done
 for n in test scratch; do
+  [ "$TARGET" = qcow2 ] || continue
   if qemu-img check -q "$W/$n.qcow2"; then say "PASS qemu-img check $n.qcow2 clean after the run"
   else echo "FAIL qemu-img check $n.qcow2"; qemu-img check "$W/$n.qcow2" | tail -5; bad=1; fi
 done
