@@ -25,7 +25,12 @@ public final class PosixFileBackend implements IoBackend {
 
     /** Opens a file, creating it (mode 0644) when {@code create} is set. */
     public static PosixFileBackend open(Path path, boolean readOnly, boolean create) throws IOException {
-        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0);
+        return open(path, readOnly, create, 0);
+    }
+
+    /** Opens a file with {@code extraFlags} (e.g. {@link LibC#O_DIRECT}) added to the open flags. */
+    public static PosixFileBackend open(Path path, boolean readOnly, boolean create, int extraFlags) throws IOException {
+        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0) | extraFlags;
         int fd = LibC.open(path.toString(), flags, 0644);
         if (fd < 0) {
             int e = LibC.errno();

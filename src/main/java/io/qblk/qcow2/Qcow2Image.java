@@ -1,5 +1,7 @@
 package io.qblk.qcow2;
 
+import io.qblk.io.DirectIoBackend;
+import io.qblk.io.FileBackends;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import java.io.Closeable;
@@ -122,7 +124,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private static Qcow2Image open(Path path, OpenOptions options, int depth) throws IOException {
-        IoBackend f = PosixFileBackend.open(path, options.readOnly());
+        IoBackend f = FileBackends.open(path, options.readOnly(), options.cacheMode(), options.aio());
         try {
             Path parent = path.toAbsolutePath().getParent();
             return new Qcow2Image(f, true, path.toString(), parent, options, depth);
@@ -161,6 +163,11 @@ public final class Qcow2Image implements Closeable {
         this.rbBits = clusterBits + 3 - rOrder;
         this.rbMask = (1L << rbBits) - 1;
         this.vsize = h.size;
+        if (file instanceof DirectIoBackend d && cs < DirectIoBackend.ALIGNMENT) {
+            // A page could hold a metadata cluster and a data cluster: keep every request buffered, so
+            // a direct write never races a buffered one within a page (docs/qcow2-engine.md, "Cache modes").
+            d.disableDirect("cluster size " + cs + " is below the " + DirectIoBackend.ALIGNMENT + "-byte direct I/O alignment");
+        }
         this.openedReadOnly = o.readOnly();
         this.cacheBudget = Math.max(o.cacheBytes(), 8L * cs);
         this.clusterPool = new BufferPool(cs, 64);
@@ -216,7 +223,7 @@ public final class Qcow2Image implements Closeable {
                     bSize = bImg.virtualSize();
                 }
                 case "raw" -> {
-                    bRaw = PosixFileBackend.open(bp, true);
+                    bRaw = FileBackends.open(bp, true, o.cacheMode(), o.aio());
                     bSize = bRaw.size();
                 }
                 default -> throw new Qcow2Exception("unsupported backing file format " + fmt + " (only qcow2 and raw)");
@@ -304,6 +311,14 @@ public final class Qcow2Image implements Closeable {
     /** Live counters of this image's metadata work (cache, allocations, flushes). */
     public EngineStats stats() { return stats; }
     public int clusterSize() { return cs; }
+
+    /**
+     * Null when the image file uses O_DIRECT for aligned requests or cache mode NONE was not asked
+     * for; otherwise why every request goes through the page cache.
+     */
+    public String directDisabledReason() {
+        return file instanceof DirectIoBackend d ? d.directDisabledReason() : null;
+    }
     public boolean readOnly() { return openedReadOnly || writeRefusal != null; }
     int version() { return h.version; }
     boolean hasBacking() { return backingImage != null || backingRaw != null; }
