@@ -30,6 +30,7 @@ public final class DirectIoBackend implements IoBackend {
     private final IoBackend buffered;
     private final IoBackend direct;
     private final AutoCloseable owner;
+    private final int inodeFd;
     private volatile String disabledReason;
     private int einvals;
     private boolean closed;
@@ -42,8 +43,10 @@ public final class DirectIoBackend implements IoBackend {
      * @param reason   why {@code direct} is null when O_DIRECT was wanted but is unavailable (shown to
      *                 the user); null when the caller asked for buffered I/O (a ring-owning wrapper)
      * @param owner    closed after both descriptors (e.g. their ring thread), or null
+     * @param inodeFd  a descriptor of the file for fallocate (zeroRange), or -1 to let {@code buffered} zero
      */
-    public DirectIoBackend(IoBackend buffered, IoBackend direct, String reason, AutoCloseable owner) {
+    public DirectIoBackend(IoBackend buffered, IoBackend direct, String reason, AutoCloseable owner, int inodeFd) {
+        this.inodeFd = inodeFd;
         this.buffered = buffered;
         this.direct = direct;
         this.owner = owner;
@@ -135,6 +138,13 @@ public final class DirectIoBackend implements IoBackend {
     @Override
     public void punchHole(long offset, long length) throws IOException {
         buffered.punchHole(offset, length);
+    }
+
+    @Override
+    public void zeroRange(long offset, long length) throws IOException {
+        if (length == 0) return;
+        if (inodeFd >= 0 && FileZeroing.zeroRange(inodeFd, offset, length, buffered.toString())) return;
+        buffered.zeroRange(offset, length);
     }
 
     @Override

@@ -29,9 +29,9 @@ public final class FileBackends {
                     direct = PosixFileBackend.open(path, readOnly, false, LibC.O_DIRECT);
                 } catch (ErrnoException e) {
                     if (e.errno() != Errno.EINVAL) throw e;
-                    return new DirectIoBackend(buffered, null, "the file system refuses O_DIRECT (" + e.getMessage() + ")", null);
+                    return new DirectIoBackend(buffered, null, "the file system refuses O_DIRECT (" + e.getMessage() + ")", null, buffered.fd());
                 }
-                return new DirectIoBackend(buffered, direct, null, null);
+                return new DirectIoBackend(buffered, direct, null, null, buffered.fd());
             } catch (IOException | RuntimeException e) {
                 buffered.close();
                 throw e;
@@ -41,14 +41,14 @@ public final class FileBackends {
         UringFileBackend buffered = null, direct = null;
         try {
             buffered = UringFileBackend.open(ring, path, readOnly, false);
-            if (cache == CacheMode.WRITEBACK) return new DirectIoBackend(buffered, null, null, ring);
+            if (cache == CacheMode.WRITEBACK) return new DirectIoBackend(buffered, null, null, ring, buffered.fd());
             direct = UringFileBackend.open(ring, path, readOnly, false);
             String refused = setDirect(direct.fd());
             if (refused != null) {
                 direct.close();
-                return new DirectIoBackend(buffered, null, refused, ring);
+                return new DirectIoBackend(buffered, null, refused, ring, buffered.fd());
             }
-            return new DirectIoBackend(buffered, direct, null, ring);
+            return new DirectIoBackend(buffered, direct, null, ring, buffered.fd());
         } catch (IOException | RuntimeException e) {
             if (direct != null) direct.close();
             if (buffered != null) buffered.close();

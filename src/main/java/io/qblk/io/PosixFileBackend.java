@@ -132,6 +132,12 @@ public final class PosixFileBackend implements IoBackend {
     }
 
     @Override
+    public void zeroRange(long offset, long length) throws IOException {
+        if (length == 0) return;
+        if (!FileZeroing.zeroRange(fd, offset, length, name)) IoBackend.super.zeroRange(offset, length);
+    }
+
+    @Override
     public boolean readOnly() {
         return readOnly;
     }

@@ -800,13 +800,21 @@ public final class Qcow2Image implements Closeable {
         MemorySegment buf = null;
         try {
             MemorySegment out = part;
+            long at = host;
             if (in != 0 || part.byteSize() != cs) {
-                buf = clusterPool.acquire();
-                fillOldContents(g, old, buf);
-                buf.asSlice(in, part.byteSize()).copyFrom(part);
-                out = buf;
+                if (oldReadsAsZero(g, old)) {
+                    // The rest of the cluster must read as zero: say so with one fallocate instead of
+                    // writing a cluster of zeroes around the guest bytes (R1 covers both writes).
+                    file.zeroRange(host, cs);
+                    at = host + in;
+                } else {
+                    buf = clusterPool.acquire();
+                    fillOldContents(g, old, buf);
+                    buf.asSlice(in, part.byteSize()).copyFrom(part);
+                    out = buf;
+                }
             }
-            file.write(host, out);
+            file.write(at, out);
             unsyncedWrites = true;
         } catch (Throwable ex) {
             meta.lock();
@@ -836,6 +844,15 @@ public final class Qcow2Image implements Closeable {
         }
         mine.done.countDown();
         return true;
+    }
+
+    /** True when fillOldContents would produce only zeroes for guest cluster g with entry {@code old}. */
+    private boolean oldReadsAsZero(long g, long old) {
+        return switch (typeOf(old)) {
+            case UNALLOCATED -> !hasBacking() || (g << clusterBits) >= backingSize;
+            case ZERO_PLAIN, ZERO_ALLOC -> true;
+            default -> false;
+        };
     }
 
     private void fillOldContents(long g, long old, MemorySegment buf) throws IOException {
