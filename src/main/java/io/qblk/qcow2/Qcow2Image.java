@@ -27,7 +27,6 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.locks.ReentrantLock;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.zip.DataFormatException;
 import java.util.zip.Inflater;
 
@@ -78,7 +77,7 @@ public final class Qcow2Image implements Closeable {
     final ReentrantLock meta = new ReentrantLock();
     private final ReentrantLock flushLock = new ReentrantLock();
     private final EngineStats stats = new EngineStats();
-    final ReentrantReadWriteLock exclusive = new ReentrantReadWriteLock();
+    final SharedExclusiveLock exclusive = new SharedExclusiveLock();
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
     final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<Long, CompletableFuture<CachedTable>> loading = new ConcurrentHashMap<>();
@@ -615,7 +614,7 @@ public final class Qcow2Image implements Closeable {
     public void read(long offset, MemorySegment dst) throws IOException {
         long len = dst.byteSize();
         checkRange(offset, len);
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         int slot = epochs.enter();
         try {
             long pos = 0;
@@ -652,7 +651,7 @@ public final class Qcow2Image implements Closeable {
             throw corrupted(c);
         } finally {
             epochs.exit(slot);
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
     }
 
@@ -709,7 +708,7 @@ public final class Qcow2Image implements Closeable {
         long len = src.byteSize();
         checkRange(offset, len);
         checkWritable();
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         try {
             long pos = 0;
             while (pos < len) {
@@ -745,7 +744,7 @@ public final class Qcow2Image implements Closeable {
         } catch (MetadataCorruption c) {
             throw corrupted(c);
         } finally {
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
         if (overBudget()) flush();
     }
@@ -893,13 +892,13 @@ public final class Qcow2Image implements Closeable {
         if (physical) {
             for (long o = firstFull; o < lastFull; o += cs) writeZeroBytes(o, Math.min(cs, lastFull - o));
         } else {
-            exclusive.readLock().lock();
+            exclusive.lockShared();
             try {
                 for (long g = firstFull >>> clusterBits; g < ((lastFull + cs - 1) >>> clusterBits); ) g = zeroClusters(g, (lastFull + cs - 1) >>> clusterBits, mayUnmap, discard);
             } catch (MetadataCorruption c) {
                 throw corrupted(c);
             } finally {
-                exclusive.readLock().unlock();
+                exclusive.unlockShared();
             }
         }
         if (!discard && lastFull < end) writeZeroBytes(lastFull, end - lastFull);
@@ -969,13 +968,13 @@ public final class Qcow2Image implements Closeable {
 
     public void flush() throws IOException {
         if (openedReadOnly || closed) return;
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         flushLock.lock();
         try {
             flushLocked();
         } finally {
             flushLock.unlock();
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
     }
 
@@ -1208,7 +1207,7 @@ public final class Qcow2Image implements Closeable {
     public List<MapEntry> map(long offset, long length) throws IOException {
         checkRange(offset, length);
         List<MapEntry> out = new ArrayList<>();
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         try {
             long pos = offset, end = offset + length;
             while (pos < end) {
@@ -1237,7 +1236,7 @@ public final class Qcow2Image implements Closeable {
                 pos += n;
             }
         } finally {
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
         return out;
     }
@@ -1391,7 +1390,7 @@ public final class Qcow2Image implements Closeable {
     @Override
     public void close() throws IOException {
         if (closed) return;
-        exclusive.writeLock().lock();
+        exclusive.lockExclusive();
         try {
             if (closed) return;
             IOException first = null;
@@ -1415,7 +1414,7 @@ public final class Qcow2Image implements Closeable {
             }
             if (first != null) throw first;
         } finally {
-            exclusive.writeLock().unlock();
+            exclusive.unlockExclusive();
         }
     }
 
