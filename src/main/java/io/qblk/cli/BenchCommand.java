@@ -155,9 +155,9 @@ public class BenchCommand implements Callable<Integer> {
         return secs;
     }
 
-    /** JIT warm-up on a 64 MiB scratch image of the same format (and qcow2 options) beside the measured one. */
+    /** JIT warm-up on a 128 MiB scratch image of the same format (and qcow2 options) beside the measured one. */
     private void warmUp(ImageFormat fmt, ImageHandle measured, long size, CacheMode cache, AioMode aio) throws IOException {
-        long scratchSize = Math.max(1, (64L << 20) / size) * size;
+        long scratchSize = Math.max(2, (128L << 20) / size) * size;
         scratchSize = (scratchSize + 511) / 512 * 512;
         Path dir = file.toAbsolutePath().getParent();
         Path scratch = java.nio.file.Files.createTempFile(dir, ".qblk-bench-warmup-", "." + fmt.label());
@@ -173,10 +173,14 @@ public class BenchCommand implements Callable<Integer> {
                     f.truncate(scratchSize);
                 }
             }
-            long[] offsets = offsets(warmup, 0, size, size, scratchSize, false, 0);
+            // Writes cover the first half of the scratch image, reads all of it: on qcow2 the reads
+            // then warm up both paths, allocated clusters and unallocated ones (an empty image's reads).
+            long half = Math.max(size, scratchSize / 2 / size * size);
+            long[] writes = offsets(warmup, 0, size, size, half, false, 0);
+            long[] reads = offsets(warmup, 0, size, size, scratchSize / size * size, false, 0);
             try (ImageHandle img = ImageHandle.open(scratch, fmt, false, cache, aio)) {
-                run(img, offsets, size, true, depth, (byte) 1);
-                run(img, offsets, size, false, depth, (byte) 1);
+                run(img, writes, size, true, depth, (byte) 1);
+                run(img, reads, size, false, depth, (byte) 1);
             }
         } finally {
             java.nio.file.Files.deleteIfExists(scratch);
