@@ -1,6 +1,10 @@
 package io.qblk.cli;
 
-import io.qblk.io.PosixFileBackend;
+import io.qblk.io.AioMode;
+import io.qblk.io.CacheMode;
+import io.qblk.io.DirectIoBackend;
+import io.qblk.io.FileBackends;
+import io.qblk.io.IoBackend;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import java.io.Closeable;
@@ -20,10 +24,20 @@ public interface ImageHandle extends Closeable {
     @Override void close() throws IOException;
 
     static ImageHandle open(Path path, ImageFormat format, boolean readOnly) throws IOException {
+        return open(path, format, readOnly, CacheMode.WRITEBACK, AioMode.POSIX);
+    }
+
+    /** Opens the image with the file's page-cache use and I/O method chosen (qemu's -t and -i). */
+    static ImageHandle open(Path path, ImageFormat format, boolean readOnly, CacheMode cache, AioMode aio) throws IOException {
         if (format == ImageFormat.QCOW2) {
-            return new Qcow2Handle(Images.openQcow2(path, readOnly));
+            return new Qcow2Handle(Images.openQcow2(path, OpenOptions.defaults().withReadOnly(readOnly).withCacheMode(cache).withAio(aio)));
         }
-        return new RawHandle(PosixFileBackend.open(path, readOnly));
+        return new RawHandle(FileBackends.open(path, readOnly, cache, aio));
+    }
+
+    /** Null while O_DIRECT is in use or was not asked for; otherwise why requests stay buffered. */
+    default String directDisabledReason() {
+        return null;
     }
 
     record Qcow2Handle(Qcow2Image image) implements ImageHandle {
@@ -34,9 +48,10 @@ public interface ImageHandle extends Closeable {
         public void discard(long o, long l) throws IOException { image.discard(o, l); }
         public void flush() throws IOException { image.flush(); }
         public void close() throws IOException { image.close(); }
+        public String directDisabledReason() { return image.directDisabledReason(); }
     }
 
-    record RawHandle(PosixFileBackend file) implements ImageHandle {
+    record RawHandle(IoBackend file) implements ImageHandle {
         public long virtualSize() throws IOException { return file.size(); }
         public void read(long o, MemorySegment d) throws IOException { file.read(o, d); }
         public void write(long o, MemorySegment s) throws IOException {
@@ -58,5 +73,6 @@ public interface ImageHandle extends Closeable {
         }
         public void flush() throws IOException { if (!file.readOnly()) file.datasync(); }
         public void close() throws IOException { file.close(); }
+        public String directDisabledReason() { return file instanceof DirectIoBackend d ? d.directDisabledReason() : null; }
     }
 }

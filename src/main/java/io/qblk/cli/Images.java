@@ -11,8 +11,12 @@ final class Images {
     private Images() {}
 
     static Qcow2Image openQcow2(Path path, boolean readOnly) throws IOException {
+        return openQcow2(path, OpenOptions.defaults().withReadOnly(readOnly));
+    }
+
+    static Qcow2Image openQcow2(Path path, OpenOptions options) throws IOException {
         try {
-            return Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(readOnly));
+            return Qcow2Image.open(path, options);
         } catch (Qcow2Exception e) {
             String m = CliErrors.message(e);
             throw new IOException(m.startsWith(path.toString()) ? m : path + ": " + m, e);

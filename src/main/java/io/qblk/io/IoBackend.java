@@ -2,6 +2,7 @@ package io.qblk.io;
 
 import java.io.Closeable;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -35,6 +36,20 @@ public interface IoBackend extends Closeable {
 
     /** Deallocates the range; it reads back as zeroes. File length is unchanged. */
     void punchHole(long offset, long length) throws IOException;
+
+    /**
+     * Makes the range read as zeroes, growing the file when the range ends past its end. Like a
+     * write, durable only after the next {@link #datasync}. This default writes zeroes; file
+     * backends use fallocate(FALLOC_FL_ZERO_RANGE), which costs no data I/O.
+     */
+    default void zeroRange(long offset, long length) throws IOException {
+        if (length == 0) return;
+        try (Arena a = Arena.ofConfined()) {
+            long chunk = Math.min(length, 1 << 20);
+            MemorySegment z = a.allocate(chunk, 4096);
+            for (long o = 0; o < length; o += chunk) write(offset + o, z.asSlice(0, Math.min(chunk, length - o)));
+        }
+    }
 
     /** True when the file was opened read-only. */
     boolean readOnly();

@@ -51,6 +51,12 @@ public final class LibC {
             FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
                     ValueLayout.JAVA_INT), CCS);
 
+    private static final MethodHandle FCNTL = down("fcntl",
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
+            CCS, Linker.Option.firstVariadicArg(2));
+
+    public static final int F_GETFL = 3, F_SETFL = 4;
+
     private static final ThreadLocal<MemorySegment> STATE =
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CAPTURE));
 
@@ -117,6 +123,15 @@ public final class LibC {
     public static int ftruncate(int fd, long len) {
         try {
             return (int) FTRUNCATE.invokeExact(STATE.get(), fd, len);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fcntl(fd, cmd, arg) for the int-argument commands (F_GETFL, F_SETFL). */
+    public static int fcntl(int fd, int cmd, int arg) {
+        try {
+            return (int) FCNTL.invokeExact(STATE.get(), fd, cmd, arg);
         } catch (Throwable t) {
             throw rethrow(t);
         }

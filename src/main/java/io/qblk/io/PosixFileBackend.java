@@ -25,7 +25,12 @@ public final class PosixFileBackend implements IoBackend {
 
     /** Opens a file, creating it (mode 0644) when {@code create} is set. */
     public static PosixFileBackend open(Path path, boolean readOnly, boolean create) throws IOException {
-        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0);
+        return open(path, readOnly, create, 0);
+    }
+
+    /** Opens a file with {@code extraFlags} (e.g. {@link LibC#O_DIRECT}) added to the open flags. */
+    public static PosixFileBackend open(Path path, boolean readOnly, boolean create, int extraFlags) throws IOException {
+        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0) | extraFlags;
         int fd = LibC.open(path.toString(), flags, 0644);
         if (fd < 0) {
             int e = LibC.errno();
@@ -124,6 +129,12 @@ public final class PosixFileBackend implements IoBackend {
                 for (long o = 0; o < length; o += chunk) write(offset + o, z.asSlice(0, Math.min(chunk, length - o)));
             }
         }
+    }
+
+    @Override
+    public void zeroRange(long offset, long length) throws IOException {
+        if (length == 0) return;
+        if (!FileZeroing.zeroRange(fd, offset, length, name)) IoBackend.super.zeroRange(offset, length);
     }
 
     @Override

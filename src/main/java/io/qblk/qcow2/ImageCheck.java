@@ -46,7 +46,7 @@ final class ImageCheck {
     }
 
     static CheckReport run(Qcow2Image img, RepairMode mode) throws IOException {
-        img.exclusive.writeLock().lock();
+        img.exclusive.lockExclusive();
         try {
             boolean repair = mode != RepairMode.NONE;
             img.repairing = repair;
@@ -71,7 +71,7 @@ final class ImageCheck {
                 img.repairing = false;
             }
         } finally {
-            img.exclusive.writeLock().unlock();
+            img.exclusive.unlockExclusive();
         }
     }
 

@@ -1,5 +1,7 @@
 package io.qblk.qcow2;
 
+import io.qblk.io.AioMode;
+import io.qblk.io.CacheMode;
 import java.util.Objects;
 
 /**
@@ -8,13 +10,21 @@ import java.util.Objects;
  * @param readOnly      refuse writes; the file is opened read-only
  * @param cacheBytes    memory budget for cached L2 tables and refcount blocks (at least a few clusters are always kept)
  * @param backingPolicy which backing files (named by the untrusted header) may be opened; applies to the whole chain
+ * @param cacheMode     page-cache use of the image files (and its backing chain) opened by path; default WRITEBACK
+ * @param aio           how their I/O is issued; default POSIX
  */
-public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy) {
+public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy, CacheMode cacheMode, AioMode aio) {
     public static final long DEFAULT_CACHE_BYTES = 32L << 20;
 
     public OpenOptions {
         if (cacheBytes <= 0) throw new IllegalArgumentException("cacheBytes must be positive: " + cacheBytes);
         Objects.requireNonNull(backingPolicy, "backingPolicy");
+        Objects.requireNonNull(cacheMode, "cacheMode");
+        Objects.requireNonNull(aio, "aio");
+    }
+
+    public OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy) {
+        this(readOnly, cacheBytes, backingPolicy, CacheMode.WRITEBACK, AioMode.POSIX);
     }
 
     public OpenOptions(boolean readOnly, long cacheBytes) {
@@ -26,14 +36,22 @@ public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backi
     }
 
     public OpenOptions withReadOnly(boolean ro) {
-        return new OpenOptions(ro, cacheBytes, backingPolicy);
+        return new OpenOptions(ro, cacheBytes, backingPolicy, cacheMode, aio);
     }
 
     public OpenOptions withCacheBytes(long bytes) {
-        return new OpenOptions(readOnly, bytes, backingPolicy);
+        return new OpenOptions(readOnly, bytes, backingPolicy, cacheMode, aio);
     }
 
     public OpenOptions withBackingPolicy(BackingPolicy policy) {
-        return new OpenOptions(readOnly, cacheBytes, policy);
+        return new OpenOptions(readOnly, cacheBytes, policy, cacheMode, aio);
+    }
+
+    public OpenOptions withCacheMode(CacheMode mode) {
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, mode, aio);
+    }
+
+    public OpenOptions withAio(AioMode mode) {
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, mode);
     }
 }

@@ -1,5 +1,7 @@
 package io.qblk.qcow2;
 
+import io.qblk.io.DirectIoBackend;
+import io.qblk.io.FileBackends;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import java.io.Closeable;
@@ -25,7 +27,6 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.locks.ReentrantLock;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.zip.DataFormatException;
 import java.util.zip.Inflater;
 
@@ -76,7 +77,7 @@ public final class Qcow2Image implements Closeable {
     final ReentrantLock meta = new ReentrantLock();
     private final ReentrantLock flushLock = new ReentrantLock();
     private final EngineStats stats = new EngineStats();
-    final ReentrantReadWriteLock exclusive = new ReentrantReadWriteLock();
+    final SharedExclusiveLock exclusive = new SharedExclusiveLock();
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
     final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<Long, CompletableFuture<CachedTable>> loading = new ConcurrentHashMap<>();
@@ -122,7 +123,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private static Qcow2Image open(Path path, OpenOptions options, int depth) throws IOException {
-        IoBackend f = PosixFileBackend.open(path, options.readOnly());
+        IoBackend f = FileBackends.open(path, options.readOnly(), options.cacheMode(), options.aio());
         try {
             Path parent = path.toAbsolutePath().getParent();
             return new Qcow2Image(f, true, path.toString(), parent, options, depth);
@@ -161,6 +162,11 @@ public final class Qcow2Image implements Closeable {
         this.rbBits = clusterBits + 3 - rOrder;
         this.rbMask = (1L << rbBits) - 1;
         this.vsize = h.size;
+        if (file instanceof DirectIoBackend d && cs < DirectIoBackend.ALIGNMENT) {
+            // A page could hold a metadata cluster and a data cluster: keep every request buffered, so
+            // a direct write never races a buffered one within a page (docs/qcow2-engine.md, "Cache modes").
+            d.disableDirect("cluster size " + cs + " is below the " + DirectIoBackend.ALIGNMENT + "-byte direct I/O alignment");
+        }
         this.openedReadOnly = o.readOnly();
         this.cacheBudget = Math.max(o.cacheBytes(), 8L * cs);
         this.clusterPool = new BufferPool(cs, 64);
@@ -216,7 +222,7 @@ public final class Qcow2Image implements Closeable {
                     bSize = bImg.virtualSize();
                 }
                 case "raw" -> {
-                    bRaw = PosixFileBackend.open(bp, true);
+                    bRaw = FileBackends.open(bp, true, o.cacheMode(), o.aio());
                     bSize = bRaw.size();
                 }
                 default -> throw new Qcow2Exception("unsupported backing file format " + fmt + " (only qcow2 and raw)");
@@ -304,6 +310,14 @@ public final class Qcow2Image implements Closeable {
     /** Live counters of this image's metadata work (cache, allocations, flushes). */
     public EngineStats stats() { return stats; }
     public int clusterSize() { return cs; }
+
+    /**
+     * Null when the image file uses O_DIRECT for aligned requests or cache mode NONE was not asked
+     * for; otherwise why every request goes through the page cache.
+     */
+    public String directDisabledReason() {
+        return file instanceof DirectIoBackend d ? d.directDisabledReason() : null;
+    }
     public boolean readOnly() { return openedReadOnly || writeRefusal != null; }
     int version() { return h.version; }
     boolean hasBacking() { return backingImage != null || backingRaw != null; }
@@ -600,7 +614,7 @@ public final class Qcow2Image implements Closeable {
     public void read(long offset, MemorySegment dst) throws IOException {
         long len = dst.byteSize();
         checkRange(offset, len);
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         int slot = epochs.enter();
         try {
             long pos = 0;
@@ -637,7 +651,7 @@ public final class Qcow2Image implements Closeable {
             throw corrupted(c);
         } finally {
             epochs.exit(slot);
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
     }
 
@@ -694,7 +708,7 @@ public final class Qcow2Image implements Closeable {
         long len = src.byteSize();
         checkRange(offset, len);
         checkWritable();
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         try {
             long pos = 0;
             while (pos < len) {
@@ -730,7 +744,7 @@ public final class Qcow2Image implements Closeable {
         } catch (MetadataCorruption c) {
             throw corrupted(c);
         } finally {
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
         if (overBudget()) flush();
     }
@@ -785,13 +799,21 @@ public final class Qcow2Image implements Closeable {
         MemorySegment buf = null;
         try {
             MemorySegment out = part;
+            long at = host;
             if (in != 0 || part.byteSize() != cs) {
-                buf = clusterPool.acquire();
-                fillOldContents(g, old, buf);
-                buf.asSlice(in, part.byteSize()).copyFrom(part);
-                out = buf;
+                if (oldReadsAsZero(g, old)) {
+                    // The rest of the cluster must read as zero: say so with one fallocate instead of
+                    // writing a cluster of zeroes around the guest bytes (R1 covers both writes).
+                    file.zeroRange(host, cs);
+                    at = host + in;
+                } else {
+                    buf = clusterPool.acquire();
+                    fillOldContents(g, old, buf);
+                    buf.asSlice(in, part.byteSize()).copyFrom(part);
+                    out = buf;
+                }
             }
-            file.write(host, out);
+            file.write(at, out);
             unsyncedWrites = true;
         } catch (Throwable ex) {
             meta.lock();
@@ -821,6 +843,15 @@ public final class Qcow2Image implements Closeable {
         }
         mine.done.countDown();
         return true;
+    }
+
+    /** True when fillOldContents would produce only zeroes for guest cluster g with entry {@code old}. */
+    private boolean oldReadsAsZero(long g, long old) {
+        return switch (typeOf(old)) {
+            case UNALLOCATED -> !hasBacking() || (g << clusterBits) >= backingSize;
+            case ZERO_PLAIN, ZERO_ALLOC -> true;
+            default -> false;
+        };
     }
 
     private void fillOldContents(long g, long old, MemorySegment buf) throws IOException {
@@ -861,13 +892,13 @@ public final class Qcow2Image implements Closeable {
         if (physical) {
             for (long o = firstFull; o < lastFull; o += cs) writeZeroBytes(o, Math.min(cs, lastFull - o));
         } else {
-            exclusive.readLock().lock();
+            exclusive.lockShared();
             try {
                 for (long g = firstFull >>> clusterBits; g < ((lastFull + cs - 1) >>> clusterBits); ) g = zeroClusters(g, (lastFull + cs - 1) >>> clusterBits, mayUnmap, discard);
             } catch (MetadataCorruption c) {
                 throw corrupted(c);
             } finally {
-                exclusive.readLock().unlock();
+                exclusive.unlockShared();
             }
         }
         if (!discard && lastFull < end) writeZeroBytes(lastFull, end - lastFull);
@@ -937,13 +968,13 @@ public final class Qcow2Image implements Closeable {
 
     public void flush() throws IOException {
         if (openedReadOnly || closed) return;
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         flushLock.lock();
         try {
             flushLocked();
         } finally {
             flushLock.unlock();
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
     }
 
@@ -1176,7 +1207,7 @@ public final class Qcow2Image implements Closeable {
     public List<MapEntry> map(long offset, long length) throws IOException {
         checkRange(offset, length);
         List<MapEntry> out = new ArrayList<>();
-        exclusive.readLock().lock();
+        exclusive.lockShared();
         try {
             long pos = offset, end = offset + length;
             while (pos < end) {
@@ -1205,7 +1236,7 @@ public final class Qcow2Image implements Closeable {
                 pos += n;
             }
         } finally {
-            exclusive.readLock().unlock();
+            exclusive.unlockShared();
         }
         return out;
     }
@@ -1359,7 +1390,7 @@ public final class Qcow2Image implements Closeable {
     @Override
     public void close() throws IOException {
         if (closed) return;
-        exclusive.writeLock().lock();
+        exclusive.lockExclusive();
         try {
             if (closed) return;
             IOException first = null;
@@ -1383,7 +1414,7 @@ public final class Qcow2Image implements Closeable {
             }
             if (first != null) throw first;
         } finally {
-            exclusive.writeLock().unlock();
+            exclusive.unlockExclusive();
         }
     }
 

@@ -273,6 +273,19 @@ final class CliScenarios {
 
         r = launcher.launch("bench", "-c", "500", "-d", "4", "--random", img.toString());
         assertEquals(0, r.exitCode(), r.getErrorOutput());
+
+        // qemu-img's cache and AIO flags: O_DIRECT + io_uring writes land like the default ones.
+        r = launcher.launch("bench", "-c", "300", "-d", "8", "-w", "--pattern", "9", "-t", "none", "-i", "io_uring",
+                "-o", "1M", img.toString());
+        assertEquals(0, r.exitCode(), r.getErrorOutput());
+        QemuTools.qemuIo(img, true, "read -P 9 1M 4k", "read -P 9 " + (1024 * 1024 + 299 * 4096) + " 4k").expect(0);
+        QemuTools.run("qemu-img", "check", img.toString()).expect(0);
+        r = launcher.launch("bench", "-c", "10", "-t", "directsync", img.toString());
+        assertEquals(1, r.exitCode());
+        assertOneErrorLine(r, "none or writeback");
+        r = launcher.launch("bench", "-c", "10", "-i", "native", img.toString());
+        assertEquals(1, r.exitCode());
+        assertOneErrorLine(r, "posix or io_uring");
     }
 
     static void badOutputFormatAndNotQcow2(QuarkusMainLauncher launcher, Path dir) throws Exception {

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.quicktheories.QuickTheory.qt;
 
 import io.qblk.cli.QemuTools;
+import io.qblk.io.AioMode;
+import io.qblk.io.CacheMode;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -38,10 +40,11 @@ class Qcow2ModelPropertyTest {
     @TempDir
     Path dir;
 
-    /** The image the sequence runs on. */
+    /** The image the sequence runs on, and how the engine opens its file (cache mode and I/O method). */
     record Config(int clusterBits, int refcountBits, int version, boolean lazyRefcounts, Preallocation prealloc,
-                  long sectors) {
+                  long sectors, CacheMode cache, AioMode aio) {
         long size() { return sectors * 512; }
+        OpenOptions open() { return OpenOptions.defaults().withCacheMode(cache).withAio(aio); }
         long clusterSize() { return 1L << clusterBits; }
         CreateOptions createOptions() {
             return CreateOptions.defaults(size()).withVersion(version).withClusterSize(1 << clusterBits)
@@ -77,8 +80,12 @@ class Qcow2ModelPropertyTest {
                 Pair.of(1, Generate.constant(Preallocation.METADATA)));
         Gen<Long> sectors = Generate.frequency(Pair.of(3, Generate.longRange(1, 8192)),   // up to 4 MiB
                 Pair.of(1, Generate.longRange(1, 131072)));                                   // up to 64 MiB
+        // I/O modes: 0 = writeback/posix (the default), 1 = none/posix, 2 = none/io_uring, 3 = writeback/io_uring.
+        Gen<Integer> io = Generate.frequency(Pair.of(3, Generate.constant(0)), Pair.of(3, Generate.constant(1)),
+                Pair.of(2, Generate.constant(2)), Pair.of(1, Generate.constant(3)));
         return clusterBits.zip(refBits, version, lazy, (cb, rb, v, lz) -> new int[] {cb, rb, v, lz ? 1 : 0})
-                .zip(pre, sectors, (a, p, s) -> new Config(a[0], a[2] == 2 ? 16 : a[1], a[2], a[2] == 3 && a[3] == 1, p, s));
+                .zip(pre, sectors, io, (a, p, s, m) -> new Config(a[0], a[2] == 2 ? 16 : a[1], a[2], a[2] == 3 && a[3] == 1, p, s,
+                        m == 1 || m == 2 ? CacheMode.NONE : CacheMode.WRITEBACK, m >= 2 ? AioMode.IO_URING : AioMode.POSIX));
     }
 
     static Gen<Command> commands() {
@@ -190,7 +197,7 @@ class Qcow2ModelPropertyTest {
         Model model = new Model(cfg.size());
         try (Arena arena = Arena.ofShared()) {
             Qcow2Image.create(img, cfg.createOptions());
-            Qcow2Image image = Qcow2Image.open(img, OpenOptions.defaults());
+            Qcow2Image image = Qcow2Image.open(img, cfg.open());
             try {
                 assertEquals(cfg.size(), image.virtualSize());
                 for (int step = 0; step < cmds.size(); step++) {
@@ -202,7 +209,7 @@ class Qcow2ModelPropertyTest {
             } finally {
                 image.close();
             }
-            try (Qcow2Image ro = Qcow2Image.open(img, OpenOptions.defaults().withReadOnly(true))) {
+            try (Qcow2Image ro = Qcow2Image.open(img, cfg.open().withReadOnly(true))) {
                 CheckReport r = ro.check(RepairMode.NONE);
                 assertEquals(0, r.corruptions(), "engine check corruptions: " + r);
                 assertEquals(0, r.leaks(), "engine check leaks: " + r);
@@ -253,7 +260,7 @@ class Qcow2ModelPropertyTest {
             case FLUSH -> image.flush();
             case REOPEN -> {
                 image.close();
-                image = Qcow2Image.open(img, OpenOptions.defaults());
+                image = Qcow2Image.open(img, cfg.open());
             }
         }
         return image;
