@@ -50,7 +50,7 @@ public class UblkCommand {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
         if (file == null) throw new IllegalArgumentException("missing FILE");
-        return TargetOpener.open(file, format, false);
+        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk());
     }
 
     static long parseSize(String s) {

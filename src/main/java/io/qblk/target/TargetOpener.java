@@ -1,8 +1,10 @@
 package io.qblk.target;
 
+import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -36,16 +38,38 @@ public final class TargetOpener {
         }
     }
 
+    /** How a raw or qcow2 target does its file I/O. */
+    public enum FileIo {
+        /** pread/pwrite/fdatasync on the calling thread ({@link PosixFileBackend}): NBD, tools. */
+        SYSCALLS,
+        /**
+         * Through the io_uring bound to the calling thread ({@link UringFileBackend#openForCallerRing}):
+         * under ublk that is the ring of the queue whose tag runs the request; unbound threads use syscalls.
+         */
+        CALLER_RING;
+
+        /** What ublk exports use: CALLER_RING, or SYSCALLS when QBLK_UBLK_FILE_IO=pread (for comparisons). */
+        public static FileIo forUblk() {
+            return "pread".equals(System.getenv("QBLK_UBLK_FILE_IO")) ? SYSCALLS : CALLER_RING;
+        }
+    }
+
     /** The qcow2 header magic "QFI\xfb". */
     public static final int QCOW2_MAGIC = 0x514649fb;
 
-    /** Opens {@code file} in {@code format}; a read-only target refuses writes. NULL needs {@link #openNull}. */
+    /** Opens {@code file} in {@code format} with syscall I/O; a read-only target refuses writes. NULL needs {@link #openNull}. */
     public static BlockTarget open(Path file, Format format, boolean readOnly) throws IOException {
+        return open(file, format, readOnly, FileIo.SYSCALLS);
+    }
+
+    /** Opens {@code file} in {@code format}, its file I/O done as {@code io} says. */
+    public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io) throws IOException {
         if (format == Format.NULL) throw new IllegalArgumentException("the null target has no file; use a size");
         if (format == Format.AUTO) format = detect(file);
         return switch (format) {
             case RAW -> {
-                PosixFileBackend f = PosixFileBackend.open(file, readOnly);
+                IoBackend f = io == FileIo.CALLER_RING ? UringFileBackend.openForCallerRing(file, readOnly)
+                        : PosixFileBackend.open(file, readOnly);
                 try {
                     yield new RawTarget(f);
                 } catch (IOException | RuntimeException e) {
@@ -53,7 +77,7 @@ public final class TargetOpener {
                     throw e;
                 }
             }
-            case QCOW2 -> openQcow2(file, readOnly);
+            case QCOW2 -> io == FileIo.CALLER_RING ? openQcow2OnCallerRing(file, readOnly) : openQcow2(file, readOnly);
             default -> throw new IllegalStateException(format.toString());
         };
     }
@@ -75,5 +99,20 @@ public final class TargetOpener {
 
     private static BlockTarget openQcow2(Path file, boolean readOnly) throws IOException {
         return new Qcow2Target(Qcow2Image.open(file, OpenOptions.defaults().withReadOnly(readOnly)));
+    }
+
+    /**
+     * The engine on a caller-ring backend. Opening (header, tables, and the repair of a dirty image
+     * left by a crash) runs here on an unbound thread, so it uses syscalls and is complete before any
+     * queue serves I/O; afterwards every queue's tags reach the file through their own ring.
+     */
+    private static BlockTarget openQcow2OnCallerRing(Path file, boolean readOnly) throws IOException {
+        UringFileBackend f = UringFileBackend.openForCallerRing(file, readOnly);
+        try {
+            return new Qcow2Target(Qcow2Image.open(f, OpenOptions.defaults().withReadOnly(readOnly), file), f);
+        } catch (IOException | RuntimeException e) {
+            f.close();
+            throw e;
+        }
     }
 }
