@@ -2,7 +2,9 @@ package io.qblk.target;
 
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
+import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.RepairMode;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
@@ -80,6 +82,51 @@ public final class TargetOpener {
             case QCOW2 -> io == FileIo.CALLER_RING ? openQcow2OnCallerRing(file, readOnly) : openQcow2(file, readOnly);
             default -> throw new IllegalStateException(format.toString());
         };
+    }
+
+    /**
+     * Opens {@code file} to resume serving it after its server died (kill -9, crash): like
+     * {@link #open}, and for qcow2 then a full check with repair (leaks and refcount errors) before
+     * anything is served. A dirty image (dirty bit set) is already repaired by the engine while
+     * opening; an image qblk was writing when killed carries no dirty bit but may hold leaked
+     * clusters (allocated, not yet referenced), which this reclaims. {@code log} receives one line
+     * saying what was found and repaired.
+     */
+    public static BlockTarget openForRecovery(Path file, Format format, FileIo io, java.util.function.Consumer<String> log) throws IOException {
+        if (format == Format.AUTO) format = detect(file);
+        if (format != Format.QCOW2) return open(file, format, false, io);
+        boolean dirty = dirtyBitSet(file);
+        BlockTarget t = open(file, format, false, io);
+        try {
+            Qcow2Image image = ((Qcow2Target) t).image();
+            CheckReport r = image.check(RepairMode.ALL);
+            if (r.corruptions() > 0 || r.checkErrors() > 0)
+                throw new IOException(file + ": " + r.corruptions() + " corruption(s) and " + r.checkErrors()
+                        + " check error(s) remain after repair; not serving it");
+            image.flush();
+            boolean stillDirty = image.info().dirtyFlag();
+            log.accept(file + ": reopened after its server died: dirty bit " + (dirty ? "was set, repaired while opening" : "was clear")
+                    + (stillDirty ? " (STILL SET)" : "") + "; check repaired " + r.leaksFixed() + " leaked cluster(s) and "
+                    + r.corruptionsFixed() + " refcount error(s) before serving");
+            if (stillDirty) throw new IOException(file + ": dirty bit still set after repair; not serving it");
+            return t;
+        } catch (IOException | RuntimeException e) {
+            t.close();
+            throw e;
+        }
+    }
+
+    /** Whether a qcow2 v3 header has its dirty bit (incompatible feature bit 0) set. */
+    static boolean dirtyBitSet(Path file) throws IOException {
+        try (PosixFileBackend f = PosixFileBackend.open(file, true); Arena a = Arena.ofConfined()) {
+            if (f.size() < 80) return false;
+            MemorySegment h = a.allocate(80);
+            f.read(0, h);
+            ValueLayout.OfInt be32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+            if (h.get(be32, 0) != QCOW2_MAGIC || h.get(be32, 4) < 3) return false;
+            long incompatible = h.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 72);
+            return (incompatible & 1) != 0;
+        }
     }
 
     public static BlockTarget openNull(long size) {
