@@ -1,6 +1,7 @@
 package io.qblk.service;
 
 import io.qblk.io.PosixFileBackend;
+import io.qblk.uring.UringFileBackend;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.NullTarget;
 import io.qblk.target.RawTarget;
@@ -66,9 +67,18 @@ public class ImageService {
         }
         if (spec.target() == TargetType.QCOW2) {
             if (detect(image) != Format.QCOW2) throw ApiException.unprocessable(image + ": not a qcow2 image (use target raw for raw files)");
-            return Qcow2Support.open(image, spec.readOnly(), paths.backingPolicy());
+            return Qcow2Support.open(image, spec.readOnly(), paths.backingPolicy(), onQueueRing(spec));
         }
-        return new RawTarget(PosixFileBackend.open(image, spec.readOnly()));
+        return new RawTarget(onQueueRing(spec) ? UringFileBackend.openForCallerRing(image, spec.readOnly())
+                : PosixFileBackend.open(image, spec.readOnly()));
+    }
+
+    /**
+     * A ublk device's file I/O goes through the io_uring of the queue whose tag asks (the queue's
+     * own ring; other threads, e.g. flush at shutdown, use plain syscalls on the same descriptor).
+     */
+    private static boolean onQueueRing(DeviceSpec spec) {
+        return spec.frontend() == FrontendType.UBLK;
     }
 
     private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();

@@ -8,6 +8,7 @@ import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.Qcow2Target;
+import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -16,9 +17,16 @@ import java.util.Locale;
 final class Qcow2Support {
     private Qcow2Support() {}
 
-    static BlockTarget open(Path path, boolean readOnly, BackingPolicy backing) throws IOException {
-        Qcow2Image image = Qcow2Image.open(path, OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing));
-        return new Qcow2Target(image);
+    static BlockTarget open(Path path, boolean readOnly, BackingPolicy backing, boolean onQueueRing) throws IOException {
+        OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing);
+        if (!onQueueRing) return new Qcow2Target(Qcow2Image.open(path, options));
+        UringFileBackend file = UringFileBackend.openForCallerRing(path, readOnly);
+        try {
+            return new Qcow2Target(Qcow2Image.open(file, options, path), file);
+        } catch (IOException | RuntimeException e) {
+            file.close();
+            throw e;
+        }
     }
 
     static void create(Path path, long size, Integer clusterSize) throws IOException {
