@@ -2,9 +2,15 @@
 # End-to-end ublk tests; run INSIDE the guest (xfstests-runner/e2e-ublk runs it through vm-run).
 # For each target (null, raw, qcow2 empty, qcow2 preallocated): qblk export --ublk, fio with
 # crc32c verification (4k and 64k random writes at depth 1 and 64, 512k sequential), mkfs.xfs +
-# files + xfs_repair -n, SIGTERM, qemu-img check; then kill -9 during fio + qblk ublk recover;
-# finally no /dev/ublk* may be left. Prints PASS/FAIL per check and exits 1 if any failed.
-# E2E_TARGETS="null raw qcow2 qcow2-prealloc" and E2E_RECOVERY=1|0 select what runs.
+# files + xfs_repair -n, SIGTERM, qemu-img check. raw and qcow2 run with -q 2 (E2E_QUEUES): fio
+# verify at depth 64 with one job per CPU, both hardware queues must have served requests. They
+# also end with kill -9 + `qblk ublk recover` on the same device (one JVM start fewer than a
+# separate export): raw: a verifying fio across the kill verifies every block; qcow2: xfs and a
+# pattern flushed before the kill, fio across it, the image is repaired before I/O resumes, the
+# flushed data verifies, I/O continues, xfs mounts and checks clean, qemu-img check clean.
+# Finally no /dev/ublk* may be left. Prints PASS/FAIL per check and exits 1 if any failed.
+# E2E_TARGETS="null raw qcow2 qcow2-prealloc", E2E_RECOVERY="raw qcow2" (1 = both, 0 = none),
+# E2E_QUEUES=2 select what runs.
 set -u
 cd "$(dirname "$0")/.."
 QBLK="$PWD/qblk"
@@ -12,6 +18,10 @@ WORK=${E2E_WORK:-/scratch/e2e}
 SIZE=${E2E_SIZE:-1G}
 FIO_SIZE=${E2E_FIO_SIZE:-32M}
 START_TIMEOUT=${E2E_START_TIMEOUT:-240}
+QUEUES=${E2E_QUEUES:-2}
+RECOVERY=${E2E_RECOVERY:-1}
+[ "$RECOVERY" = 1 ] && RECOVERY="raw qcow2"
+[ "$RECOVERY" = 0 ] && RECOVERY=""
 mkdir -p "$WORK"
 fails=0; passes=0
 t0=$(date +%s)
@@ -51,6 +61,22 @@ stop_export() {
   if [ -e "/dev/ublkb$id" ] || [ -e "/dev/ublkc$id" ]; then fail "/dev/ublk[bc]$id left behind"; else pass "device $id removed"; fi
 }
 
+# queues_served LOG N: the server's exit line "served queue 0: X requests, queue 1: Y requests"
+# shows every one of the N queues completed requests
+queues_served() {
+  local line q n
+  line=$(grep -m1 'served queue 0' "$1.err") || { echo "no per-queue line in $1.err"; return 1; }
+  echo "$line"
+  for ((q = 0; q < $2; q++)); do
+    n=$(echo "$line" | sed -n "s/.*queue $q: \([0-9]*\) requests.*/\1/p")
+    [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "queue $q served nothing"; return 1; }
+  done
+}
+
+# one fio job per CPU (2 in the default guest), each on its own region: with -q 2 each CPU's
+# requests go to its own hardware queue
+MQ_FIO=(--numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split --group_reporting)
+
 fio_job() { # fio_job NAME DEV extra-args...: fails on any I/O or verify error
   local name=$1 d=$2; shift 2
   fio --name="$name" --filename="$d" --direct=1 --ioengine=libaio --size="$FIO_SIZE" \
@@ -86,17 +112,26 @@ fs_suite() {
   check "$label: xfs_repair -n clean" xfs_repair -n "$d"
 }
 
+# mq_suite DEV LABEL: fio verify at depth 64 from both CPUs (so both hardware queues get I/O)
+mq_suite() {
+  local d=$1 label=$2
+  check "$label: /sys/block/${d#/dev/}/mq has $QUEUES hardware queues" test "$(ls -d /sys/block/"${d#/dev/}"/mq/[0-9]* | wc -l)" -eq "$QUEUES"
+  check "$label: fio 4k randwrite depth 64, 2 jobs on 2 CPUs + crc32c verify" \
+    fio_job mq4k "$d" --rw=randwrite --bs=4k --iodepth=64 --size=16M --offset=256M --offset_increment=64M "${MQ_FIO[@]}"
+}
+
 run_target() {
-  local kind=$1 img args label=$1
+  local kind=$1 img args label=$1 q=1
+  case $kind in raw|qcow2) q=$QUEUES; [ "$q" -gt 1 ] && label="$kind -q $q" ;; esac
   case $kind in
     null) img=""; args=(export --ublk -t null --size "$SIZE" -d 64) ;;
-    raw) img=$WORK/raw.img; rm -f "$img"; truncate -s "$SIZE" "$img"; args=(export --ublk -t raw -d 64 "$img") ;;
-    qcow2) img=$WORK/empty.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 "$img" "$SIZE"; args=(export --ublk -t qcow2 -d 64 "$img") ;;
+    raw) img=$WORK/raw.img; rm -f "$img"; truncate -s "$SIZE" "$img"; args=(export --ublk -t raw -q "$q" -d 64 "$img") ;;
+    qcow2) img=$WORK/empty.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 "$img" "$SIZE"; args=(export --ublk -t qcow2 -q "$q" -d 64 "$img") ;;
     qcow2-prealloc) img=$WORK/prealloc.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 -o preallocation=falloc "$img" "$SIZE"; args=(export --ublk -t qcow2 -d 64 "$img") ;;
     *) fail "unknown target $kind"; return ;;
   esac
   say "=== $label"
-  start_export "$WORK/$label" "${args[@]}" || return
+  start_export "$WORK/$kind" "${args[@]}" || return
   if [ "$kind" = null ]; then
     check "$label: fio 4k randread depth 64 completes" fio --name=nr --filename="$dev" --direct=1 --ioengine=libaio --rw=randread --bs=4k --iodepth=64 --size="$FIO_SIZE"
     check "$label: fio 64k randwrite depth 64 completes" fio --name=nw --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=64k --iodepth=64 --size="$FIO_SIZE"
@@ -104,47 +139,120 @@ run_target() {
     check "$label: blkdiscard" blkdiscard "$dev"
   else
     fio_suite "$dev" "$label"
+    [ "$q" -gt 1 ] && mq_suite "$dev" "$label"
     check "$label: blkdiscard + zeroout" sh -c "blkdiscard -o 0 -l 16777216 $dev && blkdiscard -z -o 16777216 -l 16777216 $dev && cmp -n 33554432 $dev /dev/zero"
     fs_suite "$dev" "$label"
   fi
-  stop_export "$WORK/$label"
-  case $kind in qcow2*) check "$label: qemu-img check clean after SIGTERM" qemu-img check -q "$img" ;; esac
+  local log=$WORK/$kind
+  case " $RECOVERY " in
+    *" $kind "*) "recover_$kind" "$img" "$label"; log=$WORK/$kind-recovered ;;
+    *) stop_export "$log" ;;
+  esac
+  [ "$q" -gt 1 ] && check "$label: all $q hardware queues served requests" queues_served "$log" "$q"
+  case $kind in qcow2*) check "$label: qemu-img check clean (rc 0) after SIGTERM" qemu-img check -q "$img" ;; esac
 }
 
-# Recovery uses the raw target: its completed writes sit in the host page cache and survive
-# kill -9, so fio can verify every block afterwards. (A qcow2 target keeps unflushed metadata in
-# its write-back cache; like a disk with a volatile cache after power loss, writes that were never
-# flushed may be lost there, which is allowed and would fail a verify of all blocks.)
-run_recovery() {
-  local img=$WORK/recover.img label=recovery
-  rm -f "$img"; truncate -s "$SIZE" "$img"
-  say "=== $label"
-  start_export "$WORK/$label" export --ublk -t raw -d 32 "$img" || return
-  local d=$dev id=${dev#/dev/ublkb}
-  fio_job rec "$d" --rw=randwrite --bs=16k --iodepth=32 --size=32M >"$WORK/rec-fio.log" 2>&1 &
-  local fio_pid=$!
-  sleep "${E2E_KILL_AFTER:-5}"
-  kill -9 "$export_pid"; wait "$export_pid" 2>/dev/null
-  say "killed the server (-9) during fio"
-  "$QBLK" ublk recover -t raw "$id" "$img" >"$WORK/recover.out" 2>"$WORK/recover.err" &
-  export_pid=$!
+# await_recovered OUT: waits for `qblk ublk recover` (pid $export_pid) to print the device
+await_recovered() {
   local i got=""
   for ((i = 0; i < START_TIMEOUT * 5; i++)); do
-    got=$(grep -m1 '^/dev/ublkb' "$WORK/recover.out" 2>/dev/null || true)
+    got=$(grep -m1 '^/dev/ublkb' "$1" 2>/dev/null || true)
     [ -n "$got" ] && break
     kill -0 "$export_pid" 2>/dev/null || break
     sleep 0.2
   done
-  if [ "$got" = "$d" ]; then pass "recover reattached the same $d"; else fail "recover printed '$got', wanted $d: $(tail -3 "$WORK/recover.err" | tr '\n' ' ')"; fi
-  if wait "$fio_pid"; then pass "fio across kill -9 + recover completes and verifies every block"; else fail "fio across recovery"; tail -15 "$WORK/rec-fio.log"; fi
-  dev=$d
-  stop_export "$WORK/recover"
+  echo "$got"
+}
+
+# kill_server_during FIO_PID LABEL: kill -9 the export while fio is still writing
+kill_server_during() {
+  sleep "${E2E_KILL_AFTER:-3}"
+  if kill -0 "$1" 2>/dev/null; then pass "$2: fio still writing when the server is killed"; else fail "$2: fio ended before the kill"; fi
+  kill -9 "$export_pid"; wait "$export_pid" 2>/dev/null
+  say "killed the server (-9) during fio"
+}
+
+# recover_raw IMG LABEL: on the running raw export ($dev, $export_pid). Completed writes of a raw
+# target sit in the host page cache and survive kill -9, so fio verifies every block it wrote
+# across the kill. (A qcow2 target keeps unflushed metadata in its write-back cache; like a disk
+# with a volatile cache after power loss, writes never flushed may be lost there, which is allowed:
+# recover_qcow2 verifies what was flushed.)
+recover_raw() {
+  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb}
+  # rate-limited so that the job is surely still writing when the server dies
+  fio_job rec "$d" --rw=randwrite --bs=16k --iodepth=32 --size=16M --offset_increment=64M --rate_iops=150 \
+      "${MQ_FIO[@]}" >"$WORK/rec-fio.log" 2>&1 &
+  local fio_pid=$!
+  kill_server_during "$fio_pid" "$label"
+  start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; return; }
+  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/rec-fio.log"; fi
+  stop_export "$WORK/raw-recovered"
+}
+
+# recover_qcow2 IMG LABEL: on the running qcow2 export. What was flushed before kill -9 survives,
+# and the image is repaired before I/O resumes. Layout of the device:
+#   [0, 512M) xfs (files synced, unmounted before the kill)   [512M, 544M) fio verify after recovery
+#   [576M, 608M) random pattern, O_DIRECT + fsync             [640M, 792M) fio writing across the kill
+recover_qcow2() {
+  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb} mnt=$WORK/mnt ok=1
+  mkdir -p "$mnt"
+  if mkfs.xfs -q -f -d size=512m "$d" && mount "$d" "$mnt"; then
+    for i in 1 2 3; do dd if=/dev/urandom of="$mnt/f$i" bs=1M count=4 status=none || ok=0; done
+    sync
+    (cd "$mnt" && sha256sum f1 f2 f3) >"$WORK/rec-sums" || ok=0
+    umount "$mnt" || ok=0
+  else
+    ok=0
+  fi
+  [ $ok = 1 ] && pass "$label: xfs in the first 512 MiB, files written, synced, unmounted" || fail "$label: xfs before the kill"
+  head -c 32M /dev/urandom >"$WORK/pattern"
+  check "$label: 32 MiB pattern written with O_DIRECT and flushed (conv=fsync)" \
+    dd if="$WORK/pattern" of="$d" bs=1M seek=576 oflag=direct conv=fsync status=none
+  fio --name=recq --filename="$d" --direct=1 --ioengine=libaio --rw=randwrite --bs=16k --iodepth=32 \
+      --offset=640M --size=24M --offset_increment=128M --rate_iops=150 "${MQ_FIO[@]}" >"$WORK/recq-fio.log" 2>&1 &
+  local fio_pid=$!
+  kill_server_during "$fio_pid" "$label"
+  # Leaks are allowed right after a crash (rc 3: clusters allocated, not yet referenced); corruption is not.
+  qemu-img check "$img" >"$WORK/last.log" 2>&1; local rc=$?
+  if [ $rc -eq 0 ] || [ $rc -eq 3 ]; then pass "$label: image after kill -9 has no corruption (qemu-img check rc $rc)"; else fail "$label: image after kill -9: qemu-img check rc $rc"; tail -5 "$WORK/last.log"; fi
+  # Also set the dirty bit (incompatible feature bit 0), as a writer with lazy refcounts leaves it.
+  python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(79); b=f.read(1)[0]; f.seek(79); f.write(bytes([b|1]))' "$img"
+  start_recovery "$label" qcow2 "$id" "$img" || { wait "$fio_pid"; return; }
+  local repaired; repaired=$(grep -m1 'reopened after its server died' "$WORK/qcow2-recovered.err")
+  if echo "$repaired" | grep -q 'dirty bit was set, repaired while opening; check repaired'; then
+    pass "$label: image repaired before I/O resumed (${repaired#*: })"
+  else
+    fail "$label: no repair before serving: $(tail -3 "$WORK/qcow2-recovered.err" | tr '\n' ' ')"
+  fi
+  if wait "$fio_pid"; then pass "$label: fio write job across kill -9 + recover completes without I/O errors"; else fail "$label: fio across recovery"; tail -15 "$WORK/recq-fio.log"; fi
+  check "$label: the flushed pattern reads back intact after recovery" \
+    sh -c "dd if=$d bs=1M skip=576 count=32 iflag=direct status=none | cmp - $WORK/pattern"
+  check "$label: I/O continues: fio 4k randwrite depth 64, 2 jobs + crc32c verify" \
+    fio_job recv "$d" --rw=randwrite --bs=4k --iodepth=64 --offset=512M --size=16M --offset_increment=16M "${MQ_FIO[@]}"
+  check "$label: xfs mounts after recovery and the synced files match" \
+    sh -c "mount $d $mnt && cd $mnt && sha256sum -c --quiet $WORK/rec-sums && cd / && umount $mnt"
+  mountpoint -q "$mnt" && umount -l "$mnt"
+  check "$label: xfs_repair -n clean after recovery" xfs_repair -n "$d"
+  # The recovery repaired what the crash left and the shutdown is clean: qemu-img check must give rc 0.
+  stop_export "$WORK/qcow2-recovered"
+}
+
+# start_recovery LABEL TYPE ID IMG: qblk ublk recover in the background; it must print the same device
+start_recovery() {
+  local label=$1 type=$2 id=$3 img=$4 d=$dev out=$WORK/$2-recovered
+  "$QBLK" ublk recover -t "$type" "$id" "$img" >"$out.out" 2>"$out.err" &
+  export_pid=$!
+  local got; got=$(await_recovered "$out.out")
+  if [ "$got" = "$d" ]; then pass "$label: qblk ublk recover reattached the same $d"; return 0; fi
+  fail "$label: recover printed '$got', wanted $d: $(tail -3 "$out.err" | tr '\n' ' ')"
+  kill -9 "$export_pid" 2>/dev/null; wait "$export_pid" 2>/dev/null
+  "$QBLK" ublk del "$id" >/dev/null 2>&1
+  return 1
 }
 
 say "guest $(uname -r), $(nproc) CPUs, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 [ -e /dev/ublk-control ] || { echo "no /dev/ublk-control: run this inside xfstests-runner/vm-run"; exit 2; }
 for t in ${E2E_TARGETS:-null raw qcow2 qcow2-prealloc}; do run_target "$t"; done
-[ "${E2E_RECOVERY:-1}" = 1 ] && run_recovery
 sleep 1
 left=$(ls /dev/ublkb* /dev/ublkc* 2>/dev/null)
 if [ -z "$left" ]; then pass "no /dev/ublkb*/ublkc* left behind"; else fail "left behind: $left"; fi

@@ -89,7 +89,7 @@ public class ExportCommand implements Callable<Integer> {
                 return UblkUnavailableException.EXIT_CODE;
             }
         }
-        BlockTarget target = openTarget();
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS);
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);
@@ -108,8 +108,8 @@ public class ExportCommand implements Callable<Integer> {
         return ublk ? Frontend.UBLK : Frontend.NBD;
     }
 
-    /** Opens FILE (or the null device) as -t/--read-only/--size say. */
-    BlockTarget openTarget() throws IOException {
+    /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
+    BlockTarget openTarget(TargetOpener.FileIo io) throws IOException {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
@@ -118,7 +118,7 @@ public class ExportCommand implements Callable<Integer> {
         }
         if (size != null) throw new CommandLine.ParameterException(spec.commandLine(), "--size is only for -t null");
         if (file == null) throw new CommandLine.ParameterException(spec.commandLine(), "missing FILE");
-        return TargetOpener.open(file, format, readOnly);
+        return TargetOpener.open(file, format, readOnly, io);
     }
 
     private int serveNbd(BlockTarget target) throws IOException {

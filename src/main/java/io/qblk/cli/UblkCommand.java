@@ -50,7 +50,7 @@ public class UblkCommand {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
         if (file == null) throw new IllegalArgumentException("missing FILE");
-        return TargetOpener.open(file, format, false);
+        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk());
     }
 
     static long parseSize(String s) {
@@ -158,7 +158,16 @@ public class UblkCommand {
         public Integer call() {
             return guarded(spec, () -> {
                 requireDriver();
-                BlockTarget target = openTarget(type, file, parseSize(size));
+                TargetOpener.Format format = TargetOpener.Format.parse(type);
+                BlockTarget target;
+                if (format == TargetOpener.Format.NULL) {
+                    target = TargetOpener.openNull(parseSize(size));
+                } else {
+                    if (file == null) throw new IllegalArgumentException("missing FILE");
+                    // The image is checked and repaired before the kernel lets I/O resume (END_USER_RECOVERY).
+                    target = TargetOpener.openForRecovery(file, format, TargetOpener.FileIo.forUblk(),
+                            line -> System.err.println("qblk: " + line));
+                }
                 return UblkExport.recover(id, target, System.out);
             });
         }

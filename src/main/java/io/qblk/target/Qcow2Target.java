@@ -2,6 +2,7 @@ package io.qblk.target;
 
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.Qcow2Image;
+import java.io.Closeable;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -10,10 +11,17 @@ import java.util.List;
 /** A qcow2 image served as a block device through the pure-Java engine. */
 public final class Qcow2Target implements BlockTarget {
     private final Qcow2Image image;
+    private final Closeable ownedFile;
     private final long size;
 
     public Qcow2Target(Qcow2Image image) {
+        this(image, null);
+    }
+
+    /** For an image opened on a backend the image does not own: {@code ownedFile} is closed after the image. */
+    public Qcow2Target(Qcow2Image image, Closeable ownedFile) {
         this.image = image;
+        this.ownedFile = ownedFile;
         this.size = image.virtualSize() / 512 * 512;
     }
 
@@ -56,5 +64,12 @@ public final class Qcow2Target implements BlockTarget {
         return out;
     }
 
-    @Override public void close() throws IOException { image.close(); }
+    @Override
+    public void close() throws IOException {
+        try {
+            image.close();
+        } finally {
+            if (ownedFile != null) ownedFile.close();
+        }
+    }
 }

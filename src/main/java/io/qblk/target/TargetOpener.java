@@ -1,8 +1,12 @@
 package io.qblk.target;
 
+import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
+import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.RepairMode;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -36,16 +40,38 @@ public final class TargetOpener {
         }
     }
 
+    /** How a raw or qcow2 target does its file I/O. */
+    public enum FileIo {
+        /** pread/pwrite/fdatasync on the calling thread ({@link PosixFileBackend}): NBD, tools. */
+        SYSCALLS,
+        /**
+         * Through the io_uring bound to the calling thread ({@link UringFileBackend#openForCallerRing}):
+         * under ublk that is the ring of the queue whose tag runs the request; unbound threads use syscalls.
+         */
+        CALLER_RING;
+
+        /** What ublk exports use: CALLER_RING, or SYSCALLS when QBLK_UBLK_FILE_IO=pread (for comparisons). */
+        public static FileIo forUblk() {
+            return "pread".equals(System.getenv("QBLK_UBLK_FILE_IO")) ? SYSCALLS : CALLER_RING;
+        }
+    }
+
     /** The qcow2 header magic "QFI\xfb". */
     public static final int QCOW2_MAGIC = 0x514649fb;
 
-    /** Opens {@code file} in {@code format}; a read-only target refuses writes. NULL needs {@link #openNull}. */
+    /** Opens {@code file} in {@code format} with syscall I/O; a read-only target refuses writes. NULL needs {@link #openNull}. */
     public static BlockTarget open(Path file, Format format, boolean readOnly) throws IOException {
+        return open(file, format, readOnly, FileIo.SYSCALLS);
+    }
+
+    /** Opens {@code file} in {@code format}, its file I/O done as {@code io} says. */
+    public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io) throws IOException {
         if (format == Format.NULL) throw new IllegalArgumentException("the null target has no file; use a size");
         if (format == Format.AUTO) format = detect(file);
         return switch (format) {
             case RAW -> {
-                PosixFileBackend f = PosixFileBackend.open(file, readOnly);
+                IoBackend f = io == FileIo.CALLER_RING ? UringFileBackend.openForCallerRing(file, readOnly)
+                        : PosixFileBackend.open(file, readOnly);
                 try {
                     yield new RawTarget(f);
                 } catch (IOException | RuntimeException e) {
@@ -53,9 +79,54 @@ public final class TargetOpener {
                     throw e;
                 }
             }
-            case QCOW2 -> openQcow2(file, readOnly);
+            case QCOW2 -> io == FileIo.CALLER_RING ? openQcow2OnCallerRing(file, readOnly) : openQcow2(file, readOnly);
             default -> throw new IllegalStateException(format.toString());
         };
+    }
+
+    /**
+     * Opens {@code file} to resume serving it after its server died (kill -9, crash): like
+     * {@link #open}, and for qcow2 then a full check with repair (leaks and refcount errors) before
+     * anything is served. A dirty image (dirty bit set) is already repaired by the engine while
+     * opening; an image qblk was writing when killed carries no dirty bit but may hold leaked
+     * clusters (allocated, not yet referenced), which this reclaims. {@code log} receives one line
+     * saying what was found and repaired.
+     */
+    public static BlockTarget openForRecovery(Path file, Format format, FileIo io, java.util.function.Consumer<String> log) throws IOException {
+        if (format == Format.AUTO) format = detect(file);
+        if (format != Format.QCOW2) return open(file, format, false, io);
+        boolean dirty = dirtyBitSet(file);
+        BlockTarget t = open(file, format, false, io);
+        try {
+            Qcow2Image image = ((Qcow2Target) t).image();
+            CheckReport r = image.check(RepairMode.ALL);
+            if (r.corruptions() > 0 || r.checkErrors() > 0)
+                throw new IOException(file + ": " + r.corruptions() + " corruption(s) and " + r.checkErrors()
+                        + " check error(s) remain after repair; not serving it");
+            image.flush();
+            boolean stillDirty = image.info().dirtyFlag();
+            log.accept(file + ": reopened after its server died: dirty bit " + (dirty ? "was set, repaired while opening" : "was clear")
+                    + (stillDirty ? " (STILL SET)" : "") + "; check repaired " + r.leaksFixed() + " leaked cluster(s) and "
+                    + r.corruptionsFixed() + " refcount error(s) before serving");
+            if (stillDirty) throw new IOException(file + ": dirty bit still set after repair; not serving it");
+            return t;
+        } catch (IOException | RuntimeException e) {
+            t.close();
+            throw e;
+        }
+    }
+
+    /** Whether a qcow2 v3 header has its dirty bit (incompatible feature bit 0) set. */
+    static boolean dirtyBitSet(Path file) throws IOException {
+        try (PosixFileBackend f = PosixFileBackend.open(file, true); Arena a = Arena.ofConfined()) {
+            if (f.size() < 80) return false;
+            MemorySegment h = a.allocate(80);
+            f.read(0, h);
+            ValueLayout.OfInt be32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+            if (h.get(be32, 0) != QCOW2_MAGIC || h.get(be32, 4) < 3) return false;
+            long incompatible = h.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 72);
+            return (incompatible & 1) != 0;
+        }
     }
 
     public static BlockTarget openNull(long size) {
@@ -75,5 +146,20 @@ public final class TargetOpener {
 
     private static BlockTarget openQcow2(Path file, boolean readOnly) throws IOException {
         return new Qcow2Target(Qcow2Image.open(file, OpenOptions.defaults().withReadOnly(readOnly)));
+    }
+
+    /**
+     * The engine on a caller-ring backend. Opening (header, tables, and the repair of a dirty image
+     * left by a crash) runs here on an unbound thread, so it uses syscalls and is complete before any
+     * queue serves I/O; afterwards every queue's tags reach the file through their own ring.
+     */
+    private static BlockTarget openQcow2OnCallerRing(Path file, boolean readOnly) throws IOException {
+        UringFileBackend f = UringFileBackend.openForCallerRing(file, readOnly);
+        try {
+            return new Qcow2Target(Qcow2Image.open(f, OpenOptions.defaults().withReadOnly(readOnly), file), f);
+        } catch (IOException | RuntimeException e) {
+            f.close();
+            throw e;
+        }
     }
 }

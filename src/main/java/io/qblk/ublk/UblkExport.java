@@ -74,6 +74,16 @@ public final class UblkExport {
         return 0;
     }
 
+    /** "queue 0: 123 requests, queue 1: 45 requests". */
+    static String perQueue(long[] served) {
+        StringBuilder b = new StringBuilder();
+        for (int q = 0; q < served.length; q++) {
+            if (q > 0) b.append(", ");
+            b.append("queue ").append(q).append(": ").append(served[q]).append(" requests");
+        }
+        return b.length() == 0 ? "no queues" : b.toString();
+    }
+
     private static final Object SHUTDOWN_LOCK = new Object();
 
     private static void shutdown(UblkServer server, BlockTarget target) {
@@ -83,6 +93,7 @@ public final class UblkExport {
             } catch (IOException e) {
                 System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
             }
+            System.err.println("qblk: ublk device " + server.devId() + " served " + perQueue(server.servedRequestsPerQueue()));
             try {
                 target.flush();
             } catch (IOException e) {

@@ -3,6 +3,7 @@ package io.qblk.ublk;
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.target.BlockTarget;
+import io.qblk.uring.CallerRing;
 import io.qblk.uring.RingClosedException;
 import io.qblk.uring.RingOptions;
 import io.qblk.uring.RingThread;
@@ -13,6 +14,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
@@ -32,6 +34,12 @@ import java.util.logging.Logger;
  * thread ({@link RingThread}) submits, and the tags hand it their commands and park until the
  * completion arrives. A completion of 0 means iod[t] holds a new request; -ENODEV (UBLK_IO_RES_ABORT)
  * means the device is stopping and the tag ends.
+ *
+ * <p>Each tag thread runs with the queue's ring bound as its {@link CallerRing}: a target whose file
+ * sits on a caller-ring {@link io.qblk.uring.UringFileBackend} (raw and qcow2 under ublk) submits its
+ * data and metadata I/O to this same ring, so it is batched with the queue's io commands in one
+ * io_uring_enter and no carrier thread blocks in pread. The tag buffers are registered with the ring
+ * (fixed buffers 0..depth-1), so I/O into a tag's own buffer goes out as READ_FIXED / WRITE_FIXED.
  */
 final class UblkQueue {
     private static final Logger LOG = Logger.getLogger(UblkQueue.class.getName());
@@ -41,6 +49,9 @@ final class UblkQueue {
     static final int F_FUA = 1 << 13, F_NOUNMAP = 1 << 15;
     /** QBLK_UBLK_TRACE=1 prints every io command and completion to stderr (debugging only). */
     private static final boolean TRACE = "1".equals(System.getenv("QBLK_UBLK_TRACE"));
+
+    /** QBLK_UBLK_FIXED_BUFFERS=0 keeps the tag buffers unregistered (plain READ/WRITE; for comparison). */
+    private static final boolean FIXED_BUFFERS = !"0".equals(System.getenv("QBLK_UBLK_FIXED_BUFFERS"));
 
     private static void trace(String s) {
         if (TRACE) System.err.println("ublk-trace " + s);
@@ -54,6 +65,8 @@ final class UblkQueue {
     private final Thread[] tagThreads;
     private final CountDownLatch fetchesQueued;
     private RingThread ring;
+    private boolean buffersRegistered;
+    private final LongAdder served = new LongAdder();
     private volatile Throwable failure;
     private volatile boolean stopping;
 
@@ -85,11 +98,22 @@ final class UblkQueue {
 
     /** Starts the ring's owner thread and one virtual thread per tag; returns once every FETCH_REQ is handed over. */
     void start() throws UblkException {
-        int entries = Integer.highestOneBit(Math.max(depth + 4, 8) - 1) << 1;
+        // Room for every tag's io command plus one backend I/O per tag (the target's file I/O shares this ring).
+        int entries = Math.min(32768, Integer.highestOneBit(Math.max(2 * depth + 4, 8) - 1) << 1);
         try {
             ring = RingThread.start("ublk-q" + qid, RingOptions.forUblk(entries));
         } catch (IOException e) {
             throw new UblkException("queue " + qid + ": cannot set up its io_uring: " + e.getMessage());
+        }
+        if (FIXED_BUFFERS) {
+            MemorySegment[] tagBuffers = new MemorySegment[depth];
+            for (int t = 0; t < depth; t++) tagBuffers[t] = tagBuffer(t);
+            try {
+                ring.registerBuffers(tagBuffers);
+                buffersRegistered = true;
+            } catch (IOException e) { // e.g. ENOMEM under RLIMIT_MEMLOCK: plain READ/WRITE still work
+                LOG.fine("ublk queue " + qid + ": tag buffers not registered (" + e.getMessage() + "); using plain reads and writes");
+            }
         }
         for (int t = 0; t < depth; t++) {
             int tag = t;
@@ -105,6 +129,24 @@ final class UblkQueue {
 
     Throwable failure() {
         return failure;
+    }
+
+    int id() {
+        return qid;
+    }
+
+    /** Requests this queue has completed (READ, WRITE, FLUSH, DISCARD, WRITE_ZEROES, including failed ones). */
+    long servedRequests() {
+        return served.sum();
+    }
+
+    /** Whether the tag buffers are registered with the ring (backend I/O into them uses READ_FIXED / WRITE_FIXED). */
+    boolean fixedBuffers() {
+        return buffersRegistered;
+    }
+
+    private MemorySegment tagBuffer(int tag) {
+        return buffers.asSlice((long) tag * maxIoBytes, maxIoBytes);
     }
 
     /** Waits until every tag thread has ended (after STOP_DEV aborted the fetches), then closes the ring. */
@@ -126,8 +168,18 @@ final class UblkQueue {
 
     // ---------------------------------------------------------------- tag side (virtual threads)
 
+    /**
+     * Runs the tag's loop with this queue's ring bound as the caller's ring, so a target on a
+     * {@link io.qblk.uring.UringFileBackend#openForCallerRing caller-ring backend} submits its file I/O
+     * here (into the registered tag buffer as READ_FIXED / WRITE_FIXED when it can).
+     */
     private void tagLoop(int tag) {
-        MemorySegment buf = buffers.asSlice((long) tag * maxIoBytes, maxIoBytes);
+        MemorySegment buf = tagBuffer(tag);
+        CallerRing binding = buffersRegistered ? new CallerRing(ring, buf, tag) : new CallerRing(ring);
+        binding.run(() -> tagLoop(tag, buf));
+    }
+
+    private void tagLoop(int tag, MemorySegment buf) {
         MemorySegment cmd = arena.allocate(16, 8);
         UringRequest request = new UringRequest();
         boolean counted = false;
@@ -141,6 +193,7 @@ final class UblkQueue {
             int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
             while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
                 int result = serve(tag, buf);
+                served.increment();
                 cmd.set(ValueLayout.JAVA_INT, 4, result);
                 res = ring.execute(request.prepUringCmd(cdevFd, commitOp, cmd));
             }

@@ -42,6 +42,7 @@ public final class UblkServer {
     private final List<UblkQueue> queues = new ArrayList<>();
     private int cdevFd = -1;
     private boolean stopped;
+    private long[] servedAtClose = new long[0];
 
     private UblkServer(UblkControl control, BlockTarget target, int devId) {
         this.control = control;
@@ -207,7 +208,11 @@ public final class UblkServer {
 
     /** Blocks until every queue has ended (the device was stopped, e.g. by {@code qblk ublk del}). */
     public void awaitTermination() throws InterruptedException {
-        for (UblkQueue q : queues) q.join(Long.MAX_VALUE / 4);
+        List<UblkQueue> snapshot;
+        synchronized (this) { // stop() clears the list meanwhile
+            snapshot = List.copyOf(queues);
+        }
+        for (UblkQueue q : snapshot) q.join(Long.MAX_VALUE / 4);
     }
 
     /** STOP_DEV, waits for the queues, closes /dev/ublkcN, DEL_DEV. The target stays open. */
@@ -230,7 +235,29 @@ public final class UblkServer {
         if (first != null) throw first;
     }
 
-    private void closeQueues() {
+    /**
+     * Requests completed by each hardware queue (index = queue id) since this server started; after
+     * {@link #stop()} the counts at the time the queues closed.
+     */
+    public synchronized long[] servedRequestsPerQueue() {
+        if (queues.isEmpty()) return servedAtClose.clone();
+        long[] r = new long[queues.size()];
+        for (UblkQueue q : queues) r[q.id()] = q.servedRequests();
+        return r;
+    }
+
+    /** Whether the tag buffers are registered with every queue's ring (fixed-buffer backend I/O). */
+    public synchronized boolean fixedBuffers() {
+        if (queues.isEmpty()) return false;
+        for (UblkQueue q : queues) if (!q.fixedBuffers()) return false;
+        return true;
+    }
+
+    private synchronized void closeQueues() {
+        if (!queues.isEmpty()) {
+            servedAtClose = new long[queues.size()];
+            for (UblkQueue q : queues) servedAtClose[q.id()] = q.servedRequests();
+        }
         for (UblkQueue q : queues) {
             try {
                 q.join(10_000);

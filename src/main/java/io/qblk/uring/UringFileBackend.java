@@ -9,24 +9,40 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
- * {@link IoBackend} whose reads, writes, fdatasync and fallocate go through a {@link RingThread}'s
- * io_uring (size and truncate use plain libc calls). A ublk queue passes its own ring thread, so the
- * qcow2 engine's data and metadata I/O share the ring with the queue's ublk commands.
+ * {@link IoBackend} whose reads, writes, fdatasync and fallocate go through an io_uring (size and
+ * truncate use plain libc calls). Two ways to pick the ring:
+ *
+ * <ul>
+ *   <li>one fixed {@link RingThread} ({@link #open(RingThread, Path, boolean, boolean)}, or a ring of
+ *       its own with {@link #open(Path, boolean)});</li>
+ *   <li>the caller's ring ({@link #openForCallerRing}): every call submits to the ring bound to the
+ *       calling thread by {@link CallerRing#run}. A ublk queue binds its own ring on each tag thread, so
+ *       one image shared by several queues sends each queue's data and metadata I/O through that
+ *       queue's ring, batched with its ublk commands. I/O that fits in the tag's registered buffer goes
+ *       out as READ_FIXED / WRITE_FIXED. A thread without a binding (shutdown flush, recovery, the
+ *       service, tests) falls back to pread/pwrite/fdatasync/fallocate on the same descriptor.</li>
+ * </ul>
+ *
+ * Errors come back as {@link ErrnoException} naming the operation, file, offset and errno.
  */
 public final class UringFileBackend implements IoBackend {
     private static final long MAX_CHUNK = 1L << 30;
 
-    private final RingThread ring;
+    private final RingThread ring; // null: the caller's ring
+    private final CallerRing fixedRoute;
     private final boolean ownsRing;
     private final int fd;
     private final boolean readOnly;
     private final String name;
+    private final LongAdder ringOps = new LongAdder(), fixedOps = new LongAdder(), syscallOps = new LongAdder();
     private volatile boolean closed;
 
     private UringFileBackend(RingThread ring, boolean ownsRing, int fd, boolean readOnly, String name) {
         this.ring = ring;
+        this.fixedRoute = ring == null ? null : new CallerRing(ring);
         this.ownsRing = ownsRing;
         this.fd = fd;
         this.readOnly = readOnly;
@@ -36,6 +52,14 @@ public final class UringFileBackend implements IoBackend {
     /** Opens {@code path} (creating it with mode 0644 when {@code create}) on an existing ring thread. */
     public static UringFileBackend open(RingThread ring, Path path, boolean readOnly, boolean create) throws IOException {
         return new UringFileBackend(ring, false, openFd(path, readOnly, create), readOnly, path.toString());
+    }
+
+    /**
+     * Opens {@code path} for I/O through whichever ring the calling thread has bound with
+     * {@link CallerRing#run}, with pread/pwrite when none is bound.
+     */
+    public static UringFileBackend openForCallerRing(Path path, boolean readOnly) throws IOException {
+        return new UringFileBackend(null, false, openFd(path, readOnly, false), readOnly, path.toString());
     }
 
     private static int openFd(Path path, boolean readOnly, boolean create) throws IOException {
@@ -64,8 +88,29 @@ public final class UringFileBackend implements IoBackend {
         return fd;
     }
 
+    /** The fixed ring thread, or null when this backend follows the caller's ring. */
     public RingThread ringThread() {
         return ring;
+    }
+
+    /** Operations submitted to an io_uring so far (including {@link #fixedBufferOps()}). */
+    public long ringOps() {
+        return ringOps.sum();
+    }
+
+    /** Reads and writes that went out as READ_FIXED / WRITE_FIXED. */
+    public long fixedBufferOps() {
+        return fixedOps.sum();
+    }
+
+    /** Operations done with plain syscalls because the calling thread had no ring bound. */
+    public long syscallOps() {
+        return syscallOps.sum();
+    }
+
+    /** The ring binding for this call: the fixed ring, the caller's, or null for plain syscalls. */
+    private CallerRing route() {
+        return ring != null ? fixedRoute : CallerRing.current();
     }
 
     @Override
@@ -78,26 +123,7 @@ public final class UringFileBackend implements IoBackend {
             }
             return;
         }
-        UringRequest r = ring.acquire();
-        try {
-            long done = 0, len = dst.byteSize();
-            while (done < len) {
-                MemorySegment part = done == 0 && len <= MAX_CHUNK ? dst : dst.asSlice(done, Math.min(MAX_CHUNK, len - done));
-                ring.execute(r.prepRead(fd, part, offset + done));
-                int n = r.result();
-                if (n < 0) {
-                    if (-n == Errno.EINTR || -n == Errno.EAGAIN) continue;
-                    throw new ErrnoException("read " + name + " at " + (offset + done), -n);
-                }
-                if (n == 0) { // past end of file
-                    dst.asSlice(done).fill((byte) 0);
-                    return;
-                }
-                done += n;
-            }
-        } finally {
-            ring.release(r);
-        }
+        transfer(false, offset, dst);
     }
 
     @Override
@@ -110,33 +136,82 @@ public final class UringFileBackend implements IoBackend {
             }
             return;
         }
-        UringRequest r = ring.acquire();
-        try {
-            long done = 0, len = src.byteSize();
+        transfer(true, offset, src);
+    }
+
+    /** Reads into or writes from {@code buf} at {@code offset}, looping over short transfers. */
+    private void transfer(boolean write, long offset, MemorySegment buf) throws IOException {
+        CallerRing via = route();
+        String what = write ? "write " : "read ";
+        long done = 0, len = buf.byteSize();
+        if (via == null) {
+            syscallOps.increment();
             while (done < len) {
-                MemorySegment part = done == 0 && len <= MAX_CHUNK ? src : src.asSlice(done, Math.min(MAX_CHUNK, len - done));
-                ring.execute(r.prepWrite(fd, part, offset + done));
-                int n = r.result();
+                MemorySegment part = buf.asSlice(done);
+                long n = write ? LibC.pwrite(fd, part, len - done, offset + done) : LibC.pread(fd, part, len - done, offset + done);
+                if (n < 0) {
+                    int e = LibC.errno();
+                    if (e == Errno.EINTR || e == Errno.EAGAIN) continue;
+                    throw new ErrnoException(what + name + " at " + (offset + done), e);
+                }
+                if (n == 0) {
+                    if (write) throw new ErrnoException(what + name + " at " + (offset + done) + " made no progress", Errno.EIO);
+                    buf.asSlice(done).fill((byte) 0); // past end of file
+                    return;
+                }
+                done += n;
+            }
+            return;
+        }
+        RingThread r = via.ring();
+        int fixed = via.fixedIndexFor(buf);
+        ringOps.increment();
+        if (fixed >= 0) fixedOps.increment();
+        UringRequest q = r.acquire();
+        try {
+            while (done < len) {
+                MemorySegment part = done == 0 && len <= MAX_CHUNK ? buf : buf.asSlice(done, Math.min(MAX_CHUNK, len - done));
+                if (fixed >= 0) {
+                    if (write) q.prepWriteFixed(fd, part, offset + done, fixed);
+                    else q.prepReadFixed(fd, part, offset + done, fixed);
+                } else {
+                    if (write) q.prepWrite(fd, part, offset + done);
+                    else q.prepRead(fd, part, offset + done);
+                }
+                r.execute(q);
+                int n = q.result();
                 if (n < 0) {
                     if (-n == Errno.EINTR || -n == Errno.EAGAIN) continue;
-                    throw new ErrnoException("write " + name + " at " + (offset + done), -n);
+                    throw new ErrnoException(what + name + " at " + (offset + done), -n);
                 }
-                if (n == 0) throw new ErrnoException("write " + name + " at " + (offset + done) + " made no progress", Errno.EIO);
+                if (n == 0) {
+                    if (write) throw new ErrnoException(what + name + " at " + (offset + done) + " made no progress", Errno.EIO);
+                    buf.asSlice(done).fill((byte) 0); // past end of file
+                    return;
+                }
                 done += n;
             }
         } finally {
-            ring.release(r);
+            r.release(q);
         }
     }
 
     @Override
     public void datasync() throws IOException {
-        UringRequest r = ring.acquire();
+        CallerRing via = route();
+        if (via == null) {
+            syscallOps.increment();
+            if (LibC.fdatasync(fd) != 0) throw new ErrnoException("fdatasync " + name, LibC.errno());
+            return;
+        }
+        ringOps.increment();
+        RingThread r = via.ring();
+        UringRequest q = r.acquire();
         try {
-            ring.execute(r.prepFsync(fd, true));
-            r.checkedResult("fdatasync " + name);
+            r.execute(q.prepFsync(fd, true));
+            q.checkedResult("fdatasync " + name);
         } finally {
-            ring.release(r);
+            r.release(q);
         }
     }
 
@@ -175,12 +250,21 @@ public final class UringFileBackend implements IoBackend {
     }
 
     private void fallocate(int mode, long offset, long length, String what) throws IOException {
-        UringRequest r = ring.acquire();
+        CallerRing via = route();
+        if (via == null) {
+            syscallOps.increment();
+            if (LibC.fallocate(fd, mode, offset, length) != 0)
+                throw new ErrnoException(what + name + " at " + offset + "+" + length, LibC.errno());
+            return;
+        }
+        ringOps.increment();
+        RingThread r = via.ring();
+        UringRequest q = r.acquire();
         try {
-            ring.execute(r.prepFallocate(fd, mode, offset, length));
-            r.checkedResult(what + name + " at " + offset + "+" + length);
+            r.execute(q.prepFallocate(fd, mode, offset, length));
+            q.checkedResult(what + name + " at " + offset + "+" + length);
         } finally {
-            ring.release(r);
+            r.release(q);
         }
     }
 
@@ -202,6 +286,6 @@ public final class UringFileBackend implements IoBackend {
 
     @Override
     public String toString() {
-        return name + " (io_uring)";
+        return name + (ring == null ? " (io_uring of the calling queue)" : " (io_uring)");
     }
 }
