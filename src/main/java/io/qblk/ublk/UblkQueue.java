@@ -225,7 +225,7 @@ final class UblkQueue {
         long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
         long length = sectors << 9;
         int op = opFlags & 0xff;
-        trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
+        if (TRACE) trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
         try {
             if (op != OP_FLUSH && (offset < 0 || length < 0 || offset + length > target.size())) {
                 LOG.warning("ublk queue " + qid + ": op " + op + " at " + offset + "+" + length + " is beyond the device");
