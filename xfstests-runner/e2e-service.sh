@@ -23,12 +23,7 @@ URL=http://127.0.0.1:$PORT
 START_TIMEOUT=${E2E_START_TIMEOUT:-300}
 FIO_SIZE=${E2E_FIO_SIZE:-32M}
 rm -rf "$WORK"; mkdir -p "$WORK/data"
-fails=0; passes=0
-t0=$(date +%s)
-say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-pass() { passes=$((passes + 1)); say "PASS $*"; }
-fail() { fails=$((fails + 1)); say "FAIL $*"; }
-check() { local what=$1; shift; if "$@" >"$WORK/last.log" 2>&1; then pass "$what"; else fail "$what"; tail -20 "$WORK/last.log"; fi; }
+. xfstests-runner/e2e-lib.sh
 
 # JVM options: the caller's, else a short-start set (+ the AOT cache xfstests-runner/e2e-ublk trains, when fresh).
 jopts=${QBLK_JAVA_OPTS:-}

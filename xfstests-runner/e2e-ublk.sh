@@ -23,12 +23,7 @@ RECOVERY=${E2E_RECOVERY:-1}
 [ "$RECOVERY" = 1 ] && RECOVERY="raw qcow2"
 [ "$RECOVERY" = 0 ] && RECOVERY=""
 mkdir -p "$WORK"
-fails=0; passes=0
-t0=$(date +%s)
-say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-pass() { passes=$((passes + 1)); say "PASS $*"; }
-fail() { fails=$((fails + 1)); say "FAIL $*"; }
-check() { local what=$1; shift; if "$@" >"$WORK/last.log" 2>&1; then pass "$what"; else fail "$what"; tail -20 "$WORK/last.log"; fi; }
+. xfstests-runner/e2e-lib.sh
 
 export_pid=""
 # start_export LOG ARGS...: runs qblk in the background, sets $dev once it printed /dev/ublkbN
