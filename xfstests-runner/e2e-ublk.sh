@@ -9,7 +9,7 @@
 # pattern flushed before the kill, fio across it, the image is repaired before I/O resumes, the
 # flushed data verifies, I/O continues, xfs mounts and checks clean, qemu-img check clean.
 # Finally no /dev/ublk* may be left. Prints PASS/FAIL per check and exits 1 if any failed.
-# E2E_TARGETS="null raw qcow2 qcow2-prealloc", E2E_RECOVERY="raw qcow2" (1 = both, 0 = none),
+# E2E_TARGETS="null raw qcow2 qcow2-prealloc", E2E_RECOVERY="null raw qcow2 qcow2-prealloc" (1 = all four, 0 = none),
 # E2E_QUEUES=2 select what runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ FIO_SIZE=${E2E_FIO_SIZE:-32M}
 START_TIMEOUT=${E2E_START_TIMEOUT:-240}
 QUEUES=${E2E_QUEUES:-2}
 RECOVERY=${E2E_RECOVERY:-1}
-[ "$RECOVERY" = 1 ] && RECOVERY="raw qcow2"
+[ "$RECOVERY" = 1 ] && RECOVERY="null raw qcow2 qcow2-prealloc"
 [ "$RECOVERY" = 0 ] && RECOVERY=""
 mkdir -p "$WORK"
 . xfstests-runner/e2e-lib.sh
@@ -232,10 +232,28 @@ recover_qcow2() {
   stop_export "$WORK/qcow2-recovered"
 }
 
-# start_recovery LABEL TYPE ID IMG: qblk ublk recover in the background; it must print the same device
+# recover_null _ LABEL: kill -9 during a fio write job on the null device, recover onto the same
+# /dev/ublkbN; the job must finish without I/O errors and I/O must continue (no data to verify).
+recover_null() {
+  local label="$2 recovery" d=$dev id=${dev#/dev/ublkb}
+  fio --name=recn --filename="$d" --direct=1 --ioengine=libaio --rw=randwrite --bs=16k --iodepth=32 \
+      --size=64M --rate_iops=150 >"$WORK/recn-fio.log" 2>&1 &
+  local fio_pid=$!
+  kill_server_during "$fio_pid" "$label"
+  start_recovery "$label" null "$id" "--size=$SIZE" || { wait "$fio_pid"; return; }
+  if wait "$fio_pid"; then pass "$label: fio write job across kill -9 + recover completes without I/O errors"; else fail "$label: fio across recovery"; tail -15 "$WORK/recn-fio.log"; fi
+  check "$label: I/O continues: fio 4k randread depth 64" \
+    fio --name=recn2 --filename="$d" --direct=1 --ioengine=libaio --rw=randread --bs=4k --iodepth=64 --size="$FIO_SIZE"
+  stop_export "$WORK/null-recovered"
+}
+
+# recover_qcow2-prealloc IMG LABEL: the qcow2 recovery on a preallocated (falloc) image.
+recover_qcow2-prealloc() { recover_qcow2 "$@"; }
+
+# start_recovery LABEL TYPE ID FILE|--size=N: qblk ublk recover in the background; it must print the same device
 start_recovery() {
-  local label=$1 type=$2 id=$3 img=$4 d=$dev out=$WORK/$2-recovered
-  "$QBLK" ublk recover -t "$type" "$id" "$img" >"$out.out" 2>"$out.err" &
+  local label=$1 type=$2 id=$3 what=$4 d=$dev out=$WORK/$2-recovered
+  "$QBLK" ublk recover -t "$type" "$id" "$what" >"$out.out" 2>"$out.err" &
   export_pid=$!
   local got; got=$(await_recovered "$out.out")
   if [ "$got" = "$d" ]; then pass "$label: qblk ublk recover reattached the same $d"; return 0; fi
