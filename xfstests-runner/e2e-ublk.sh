@@ -173,14 +173,34 @@ kill_server_during() {
 # with a volatile cache after power loss, writes never flushed may be lost there, which is allowed:
 # recover_qcow2 verifies what was flushed.)
 recover_raw() {
-  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb}
+  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb} mnt=$WORK/mnt ok=1
+  # An XFS in the first 512 MiB stays MOUNTED across the kill, with a writer inside it; fio writes
+  # (verified) above it. Both must carry on after the recovery.
+  mkdir -p "$mnt"
+  if mkfs.xfs -q -f -d size=512m "$d" && mount "$d" "$mnt"; then
+    for i in 1 2 3; do dd if=/dev/urandom of="$mnt/f$i" bs=1M count=4 status=none || ok=0; done
+    sync; (cd "$mnt" && sha256sum f1 f2 f3) >"$WORK/recr-sums" || ok=0
+  else
+    ok=0
+  fi
+  [ $ok = 1 ] && pass "$label: xfs mounted, files written and synced" || fail "$label: xfs setup"
+  (for i in $(seq 1 40); do dd if=/dev/urandom of="$mnt/g$i" bs=64k count=8 conv=fsync status=none || exit 1; sleep 0.1; done) \
+      >"$WORK/recr-writer.log" 2>&1 &
+  local writer=$!
   # rate-limited so that the job is surely still writing when the server dies
-  fio_job rec "$d" --rw=randwrite --bs=16k --iodepth=32 --size=16M --offset_increment=64M --rate_iops=150 \
+  fio_job rec "$d" --rw=randwrite --bs=16k --iodepth=32 --offset=512M --size=16M --offset_increment=64M --rate_iops=150 \
       "${MQ_FIO[@]}" >"$WORK/rec-fio.log" 2>&1 &
   local fio_pid=$!
   kill_server_during "$fio_pid" "$label"
-  start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; return; }
+  kill -0 "$writer" 2>/dev/null && pass "$label: file writer in the mounted xfs still running at the kill" || fail "$label: writer ended before the kill"
+  start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; wait "$writer"; umount -l "$mnt"; return; }
   if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/rec-fio.log"; fi
+  if wait "$writer"; then pass "$label: the mounted xfs kept working: 40 fsync'd files written across kill -9 + recover"; else fail "$label: writer in the mounted xfs failed"; tail -5 "$WORK/recr-writer.log"; fi
+  check "$label: files synced before the kill still match, new files readable" \
+    sh -c "cd $mnt && sha256sum -c --quiet $WORK/recr-sums && cat g* >/dev/null && ls g* | wc -l | grep -qx 40"
+  check "$label: umount after recovery" umount "$mnt"
+  mountpoint -q "$mnt" && umount -l "$mnt"
+  check "$label: xfs_repair -n clean after recovery" xfs_repair -n "$d"
   stop_export "$WORK/raw-recovered"
 }
 
