@@ -192,6 +192,7 @@ recover_raw() {
       "${MQ_FIO[@]}" >"$WORK/rec-fio.log" 2>&1 &
   local fio_pid=$!
   kill_server_during "$fio_pid" "$label"
+  grep -E 'err|WRITE:|run=' "$WORK/rec-fio.log" | head -5
   kill -0 "$writer" 2>/dev/null && pass "$label: file writer in the mounted xfs still running at the kill" || fail "$label: writer ended before the kill"
   start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; wait "$writer"; umount -l "$mnt"; return; }
   if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/rec-fio.log"; fi
