@@ -1,6 +1,7 @@
 package io.qblk.cli;
 
 import io.qblk.nbd.NbdServer;
+import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.TargetOpener;
 import io.qblk.ublk.UblkExport;
@@ -60,6 +61,12 @@ public class ExportCommand implements Callable<Integer> {
     @Option(names = "--size", paramLabel = "SIZE", description = "Size of a null target (e.g. 1G, 512M).")
     String size;
 
+    @Option(names = "--metadata", paramLabel = "writethrough|writeback",
+            description = "qcow2 metadata: writeback (default for NBD: cached until the next flush) or writethrough "
+                    + "(default for --ublk: every completed write survives this process dying, so a filesystem mounted on "
+                    + "the device keeps working across kill -9 + qblk ublk recover; allocating writes wait for a shared flush).")
+    String metadata;
+
     @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
     Path file;
 
@@ -89,7 +96,9 @@ public class ExportCommand implements Callable<Integer> {
                 return UblkUnavailableException.EXIT_CODE;
             }
         }
-        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS);
+        MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
+                : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS, metadataWrite);
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);
@@ -109,7 +118,7 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
-    BlockTarget openTarget(TargetOpener.FileIo io) throws IOException {
+    BlockTarget openTarget(TargetOpener.FileIo io, MetadataWrite metadataWrite) throws IOException {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
@@ -118,7 +127,7 @@ public class ExportCommand implements Callable<Integer> {
         }
         if (size != null) throw new CommandLine.ParameterException(spec.commandLine(), "--size is only for -t null");
         if (file == null) throw new CommandLine.ParameterException(spec.commandLine(), "missing FILE");
-        return TargetOpener.open(file, format, readOnly, io);
+        return TargetOpener.open(file, format, readOnly, io, metadataWrite);
     }
 
     private int serveNbd(BlockTarget target) throws IOException {

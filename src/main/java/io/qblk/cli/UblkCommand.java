@@ -1,5 +1,6 @@
 package io.qblk.cli;
 
+import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.TargetOpener;
 import io.qblk.ublk.UblkControl;
@@ -45,12 +46,17 @@ public class UblkCommand {
         }
     }
 
+    /** Help text of --metadata on the ublk commands. */
+    static final String METADATA_HELP = "qcow2: writethrough (default for ublk: every completed write survives this process "
+            + "dying, so a filesystem mounted on the device keeps working across kill -9 + recover; allocating writes wait "
+            + "for a shared flush) or writeback (metadata cached until the next flush; faster allocating writes).";
+
     /** Opens FILE as the given target type (qcow2, raw; null takes --size), like {@code qblk export}. */
-    static BlockTarget openTarget(String type, Path file, long nullSize) throws IOException {
+    static BlockTarget openTarget(String type, Path file, long nullSize, MetadataWrite metadata) throws IOException {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
         if (file == null) throw new IllegalArgumentException("missing FILE");
-        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk());
+        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk(), metadata);
     }
 
     static long parseSize(String s) {
@@ -74,6 +80,7 @@ public class UblkCommand {
         @Option(names = {"-d", "--depth"}, defaultValue = "64", description = "queue depth (default ${DEFAULT-VALUE})") int depth;
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
         @Option(names = "--id", defaultValue = "-1", description = "device id to ask for (default: any)") int id;
+        @Option(names = "--metadata", defaultValue = "writethrough", paramLabel = "writethrough|writeback", description = METADATA_HELP) String metadata;
         @Parameters(arity = "0..1", paramLabel = "FILE", description = "image file (not for -t null)") Path file;
 
         @Override
@@ -82,7 +89,7 @@ public class UblkCommand {
                 UblkServer.Options o = UblkServer.Options.defaults().withQueues(queues).withDepth(depth).withDevId(id);
                 UblkServer.checkLimits(o);
                 requireDriver();
-                BlockTarget target = openTarget(type, file, parseSize(size));
+                BlockTarget target = openTarget(type, file, parseSize(size), MetadataWrite.parse(metadata));
                 return UblkExport.serve(target, o, System.out);
             });
         }
@@ -151,6 +158,7 @@ public class UblkCommand {
         @Spec CommandSpec spec;
         @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
+        @Option(names = "--metadata", defaultValue = "writethrough", paramLabel = "writethrough|writeback", description = METADATA_HELP) String metadata;
         @Parameters(index = "0", paramLabel = "ID") int id;
         @Parameters(index = "1", arity = "0..1", paramLabel = "FILE") Path file;
 
@@ -165,7 +173,7 @@ public class UblkCommand {
                 } else {
                     if (file == null) throw new IllegalArgumentException("missing FILE");
                     // The image is checked and repaired before the kernel lets I/O resume (END_USER_RECOVERY).
-                    target = TargetOpener.openForRecovery(file, format, TargetOpener.FileIo.forUblk(),
+                    target = TargetOpener.openForRecovery(file, format, TargetOpener.FileIo.forUblk(), MetadataWrite.parse(metadata),
                             line -> System.err.println("qblk: " + line));
                 }
                 return UblkExport.recover(id, target, System.out);

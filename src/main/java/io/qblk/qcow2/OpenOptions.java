@@ -12,8 +12,10 @@ import java.util.Objects;
  * @param backingPolicy which backing files (named by the untrusted header) may be opened; applies to the whole chain
  * @param cacheMode     page-cache use of the image files (and its backing chain) opened by path; default WRITEBACK
  * @param aio           how their I/O is issued; default POSIX
+ * @param metadataWrite when changed metadata reaches the file; default WRITEBACK (see {@link MetadataWrite})
  */
-public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy, CacheMode cacheMode, AioMode aio) {
+public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy, CacheMode cacheMode, AioMode aio,
+                          MetadataWrite metadataWrite) {
     public static final long DEFAULT_CACHE_BYTES = 32L << 20;
 
     public OpenOptions {
@@ -21,10 +23,11 @@ public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backi
         Objects.requireNonNull(backingPolicy, "backingPolicy");
         Objects.requireNonNull(cacheMode, "cacheMode");
         Objects.requireNonNull(aio, "aio");
+        Objects.requireNonNull(metadataWrite, "metadataWrite");
     }
 
     public OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy) {
-        this(readOnly, cacheBytes, backingPolicy, CacheMode.WRITEBACK, AioMode.POSIX);
+        this(readOnly, cacheBytes, backingPolicy, CacheMode.WRITEBACK, AioMode.POSIX, MetadataWrite.WRITEBACK);
     }
 
     public OpenOptions(boolean readOnly, long cacheBytes) {
@@ -36,22 +39,26 @@ public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backi
     }
 
     public OpenOptions withReadOnly(boolean ro) {
-        return new OpenOptions(ro, cacheBytes, backingPolicy, cacheMode, aio);
+        return new OpenOptions(ro, cacheBytes, backingPolicy, cacheMode, aio, metadataWrite);
     }
 
     public OpenOptions withCacheBytes(long bytes) {
-        return new OpenOptions(readOnly, bytes, backingPolicy, cacheMode, aio);
+        return new OpenOptions(readOnly, bytes, backingPolicy, cacheMode, aio, metadataWrite);
     }
 
     public OpenOptions withBackingPolicy(BackingPolicy policy) {
-        return new OpenOptions(readOnly, cacheBytes, policy, cacheMode, aio);
+        return new OpenOptions(readOnly, cacheBytes, policy, cacheMode, aio, metadataWrite);
     }
 
     public OpenOptions withCacheMode(CacheMode mode) {
-        return new OpenOptions(readOnly, cacheBytes, backingPolicy, mode, aio);
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, mode, aio, metadataWrite);
     }
 
     public OpenOptions withAio(AioMode mode) {
-        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, mode);
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, mode, metadataWrite);
+    }
+
+    public OpenOptions withMetadataWrite(MetadataWrite mode) {
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, aio, mode);
     }
 }

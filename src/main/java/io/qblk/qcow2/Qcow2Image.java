@@ -76,6 +76,11 @@ public final class Qcow2Image implements Closeable {
 
     final ReentrantLock meta = new ReentrantLock();
     private final ReentrantLock flushLock = new ReentrantLock();
+    private final MetadataWrite metadataWrite;
+    /** Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); guarded by meta. */
+    private long mappingChanges;
+    /** How many of them the last successful flush made durable; guarded by flushLock. */
+    private long durableChanges;
     private final EngineStats stats = new EngineStats();
     final SharedExclusiveLock exclusive = new SharedExclusiveLock();
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
@@ -169,6 +174,7 @@ public final class Qcow2Image implements Closeable {
         }
         this.openedReadOnly = o.readOnly();
         this.cacheBudget = Math.max(o.cacheBytes(), 8L * cs);
+        this.metadataWrite = o.metadataWrite();
         this.clusterPool = new BufferPool(cs, 64);
         this.zeroCluster = Arena.ofAuto().allocate(cs, 4096);
 
@@ -708,6 +714,7 @@ public final class Qcow2Image implements Closeable {
         long len = src.byteSize();
         checkRange(offset, len);
         checkWritable();
+        boolean mapped = false;
         exclusive.lockShared();
         try {
             long pos = 0;
@@ -739,14 +746,18 @@ public final class Qcow2Image implements Closeable {
                 } finally {
                     epochs.exit(slot);
                 }
-                if (allocatingWrite(g, in, src.asSlice(pos, n))) pos += n;
+                if (allocatingWrite(g, in, src.asSlice(pos, n))) {
+                    pos += n;
+                    mapped = true;
+                }
             }
         } catch (MetadataCorruption c) {
             throw corrupted(c);
         } finally {
             exclusive.unlockShared();
         }
-        if (overBudget()) flush();
+        if (mapped && metadataWrite == MetadataWrite.WRITETHROUGH) commitMetadata();
+        else if (overBudget()) flush();
     }
 
     /**
@@ -835,6 +846,7 @@ public final class Qcow2Image implements Closeable {
             int idx = (int) (g & l2Mask);
             long cur = t.entry(idx);
             t.setEntry(idx, host | COPIED);
+            mappingChanges++;
             if (fresh || typeOf(cur) != ZERO_ALLOC || (cur & OFFSET_MASK) != host) queueFreeLocked(cur);
             t.pins--;
             inflight.remove(g);
@@ -900,6 +912,7 @@ public final class Qcow2Image implements Closeable {
             } finally {
                 exclusive.unlockShared();
             }
+            if (metadataWrite == MetadataWrite.WRITETHROUGH) commitMetadata();
         }
         if (!discard && lastFull < end) writeZeroBytes(lastFull, end - lastFull);
         if (overBudget()) flush();
@@ -939,6 +952,7 @@ public final class Qcow2Image implements Closeable {
                         }
                         if (next == cur) continue;
                         t.setEntry(idx, next);
+                        mappingChanges++;
                         if ((next & OFFSET_MASK) == 0) queueFreeLocked(cur);
                     }
                     return stop;
@@ -978,6 +992,31 @@ public final class Qcow2Image implements Closeable {
         }
     }
 
+    /**
+     * {@link MetadataWrite#WRITETHROUGH}: returns once every mapping change made before the call is
+     * durable. Callers queue on the flush lock; whoever gets it flushes for all changes made so far,
+     * and those whose changes that flush covered return without another one (group commit).
+     */
+    private void commitMetadata() throws IOException {
+        long want;
+        meta.lock();
+        try {
+            want = mappingChanges;
+        } finally {
+            meta.unlock();
+        }
+        exclusive.lockShared();
+        flushLock.lock();
+        try {
+            if (durableChanges >= want) return;
+            flushLocked();
+            if (durableChanges < want) throw new IOException(filename + ": metadata could not be made durable (the image is marked corrupt)");
+        } finally {
+            flushLock.unlock();
+            exclusive.unlockShared();
+        }
+    }
+
     private void flushLocked() throws IOException {
         stats.flushes.increment();
         IOException p = poisoned;
@@ -992,9 +1031,11 @@ public final class Qcow2Image implements Closeable {
         boolean relocated;
         BitSet rtD, l1D;
         String overlap = null;
+        long covered;
         try (Arena arena = Arena.ofConfined()) {
             meta.lock();
             try {
+                covered = mappingChanges;
                 relocated = rtRelocated;
                 rtD = (BitSet) rtDirty.clone();
                 l1D = (BitSet) l1Dirty.clone();
@@ -1073,6 +1114,7 @@ public final class Qcow2Image implements Closeable {
             } finally {
                 meta.unlock();
             }
+            durableChanges = Math.max(durableChanges, covered);
         }
         if (!frees.isEmpty()) applyFrees(frees);
     }

@@ -2,6 +2,7 @@ package io.qblk.service;
 
 import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.CreateOptions;
+import io.qblk.qcow2.MetadataWrite;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.qcow2.Qcow2Image;
@@ -17,8 +18,14 @@ import java.util.Locale;
 final class Qcow2Support {
     private Qcow2Support() {}
 
+    /**
+     * Opens a device's image. A ublk device ({@code onQueueRing}) also writes its metadata through
+     * (like {@code qblk export --ublk}): every completed write then survives the service dying, so a
+     * filesystem mounted on the device keeps working across a user recovery.
+     */
     static BlockTarget open(Path path, boolean readOnly, BackingPolicy backing, boolean onQueueRing) throws IOException {
-        OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing);
+        OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing)
+                .withMetadataWrite(onQueueRing ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK);
         if (!onQueueRing) return new Qcow2Target(Qcow2Image.open(path, options));
         UringFileBackend file = UringFileBackend.openForCallerRing(path, readOnly);
         try {

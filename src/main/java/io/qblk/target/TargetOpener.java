@@ -3,6 +3,7 @@ package io.qblk.target;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CheckReport;
+import io.qblk.qcow2.MetadataWrite;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.RepairMode;
 import io.qblk.qcow2.Qcow2Image;
@@ -64,8 +65,16 @@ public final class TargetOpener {
         return open(file, format, readOnly, FileIo.SYSCALLS);
     }
 
-    /** Opens {@code file} in {@code format}, its file I/O done as {@code io} says. */
+    /** Opens {@code file} in {@code format}, its file I/O done as {@code io} says; qcow2 metadata write-back. */
     public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io) throws IOException {
+        return open(file, format, readOnly, io, MetadataWrite.WRITEBACK);
+    }
+
+    /**
+     * Opens {@code file} in {@code format}, its file I/O done as {@code io} says; a qcow2 image keeps
+     * its changed metadata as {@code metadata} says (raw has none: every completed write is in the file).
+     */
+    public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io, MetadataWrite metadata) throws IOException {
         if (format == Format.NULL) throw new IllegalArgumentException("the null target has no file; use a size");
         if (format == Format.AUTO) format = detect(file);
         return switch (format) {
@@ -79,7 +88,10 @@ public final class TargetOpener {
                     throw e;
                 }
             }
-            case QCOW2 -> io == FileIo.CALLER_RING ? openQcow2OnCallerRing(file, readOnly) : openQcow2(file, readOnly);
+            case QCOW2 -> {
+                OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withMetadataWrite(metadata);
+                yield io == FileIo.CALLER_RING ? openQcow2OnCallerRing(file, options) : new Qcow2Target(Qcow2Image.open(file, options));
+            }
             default -> throw new IllegalStateException(format.toString());
         };
     }
@@ -92,11 +104,12 @@ public final class TargetOpener {
      * clusters (allocated, not yet referenced), which this reclaims. {@code log} receives one line
      * saying what was found and repaired.
      */
-    public static BlockTarget openForRecovery(Path file, Format format, FileIo io, java.util.function.Consumer<String> log) throws IOException {
+    public static BlockTarget openForRecovery(Path file, Format format, FileIo io, MetadataWrite metadata,
+                                              java.util.function.Consumer<String> log) throws IOException {
         if (format == Format.AUTO) format = detect(file);
         if (format != Format.QCOW2) return open(file, format, false, io);
         boolean dirty = dirtyBitSet(file);
-        BlockTarget t = open(file, format, false, io);
+        BlockTarget t = open(file, format, false, io, metadata);
         try {
             Qcow2Image image = ((Qcow2Target) t).image();
             CheckReport r = image.check(RepairMode.ALL);
@@ -144,19 +157,15 @@ public final class TargetOpener {
         }
     }
 
-    private static BlockTarget openQcow2(Path file, boolean readOnly) throws IOException {
-        return new Qcow2Target(Qcow2Image.open(file, OpenOptions.defaults().withReadOnly(readOnly)));
-    }
-
     /**
      * The engine on a caller-ring backend. Opening (header, tables, and the repair of a dirty image
      * left by a crash) runs here on an unbound thread, so it uses syscalls and is complete before any
      * queue serves I/O; afterwards every queue's tags reach the file through their own ring.
      */
-    private static BlockTarget openQcow2OnCallerRing(Path file, boolean readOnly) throws IOException {
-        UringFileBackend f = UringFileBackend.openForCallerRing(file, readOnly);
+    private static BlockTarget openQcow2OnCallerRing(Path file, OpenOptions options) throws IOException {
+        UringFileBackend f = UringFileBackend.openForCallerRing(file, options.readOnly());
         try {
-            return new Qcow2Target(Qcow2Image.open(f, OpenOptions.defaults().withReadOnly(readOnly), file), f);
+            return new Qcow2Target(Qcow2Image.open(f, options, file), f);
         } catch (IOException | RuntimeException e) {
             f.close();
             throw e;

@@ -40,11 +40,11 @@ class Qcow2ModelPropertyTest {
     @TempDir
     Path dir;
 
-    /** The image the sequence runs on, and how the engine opens its file (cache mode and I/O method). */
+    /** The image the sequence runs on, and how the engine opens its file (cache mode, I/O method, metadata write mode). */
     record Config(int clusterBits, int refcountBits, int version, boolean lazyRefcounts, Preallocation prealloc,
-                  long sectors, CacheMode cache, AioMode aio) {
+                  long sectors, CacheMode cache, AioMode aio, MetadataWrite metadata) {
         long size() { return sectors * 512; }
-        OpenOptions open() { return OpenOptions.defaults().withCacheMode(cache).withAio(aio); }
+        OpenOptions open() { return OpenOptions.defaults().withCacheMode(cache).withAio(aio).withMetadataWrite(metadata); }
         long clusterSize() { return 1L << clusterBits; }
         CreateOptions createOptions() {
             return CreateOptions.defaults(size()).withVersion(version).withClusterSize(1 << clusterBits)
@@ -80,12 +80,16 @@ class Qcow2ModelPropertyTest {
                 Pair.of(1, Generate.constant(Preallocation.METADATA)));
         Gen<Long> sectors = Generate.frequency(Pair.of(3, Generate.longRange(1, 8192)),   // up to 4 MiB
                 Pair.of(1, Generate.longRange(1, 131072)));                                   // up to 64 MiB
-        // I/O modes: 0 = writeback/posix (the default), 1 = none/posix, 2 = none/io_uring, 3 = writeback/io_uring.
+        // I/O modes: 0 = writeback/posix (the default), 1 = none/posix, 2 = none/io_uring, 3 = writeback/io_uring;
+        // 4 and 5 are 0 and 2 with metadata write-through (what ublk devices use).
         Gen<Integer> io = Generate.frequency(Pair.of(3, Generate.constant(0)), Pair.of(3, Generate.constant(1)),
-                Pair.of(2, Generate.constant(2)), Pair.of(1, Generate.constant(3)));
+                Pair.of(2, Generate.constant(2)), Pair.of(1, Generate.constant(3)), Pair.of(1, Generate.constant(4)),
+                Pair.of(1, Generate.constant(5)));
         return clusterBits.zip(refBits, version, lazy, (cb, rb, v, lz) -> new int[] {cb, rb, v, lz ? 1 : 0})
                 .zip(pre, sectors, io, (a, p, s, m) -> new Config(a[0], a[2] == 2 ? 16 : a[1], a[2], a[2] == 3 && a[3] == 1, p, s,
-                        m == 1 || m == 2 ? CacheMode.NONE : CacheMode.WRITEBACK, m >= 2 ? AioMode.IO_URING : AioMode.POSIX));
+                        m == 1 || m == 2 || m == 5 ? CacheMode.NONE : CacheMode.WRITEBACK,
+                        m == 2 || m == 3 || m == 5 ? AioMode.IO_URING : AioMode.POSIX,
+                        m >= 4 ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK));
     }
 
     static Gen<Command> commands() {
@@ -259,6 +263,15 @@ class Qcow2ModelPropertyTest {
             case READ -> read(image, cfg, off, len, m, arena, step);
             case FLUSH -> image.flush();
             case REOPEN -> {
+                if (cfg.metadata() == MetadataWrite.WRITETHROUGH) {
+                    // Write-through: the file alone, never flushed or closed (the process "died"), already
+                    // reads as the model.
+                    Path died = img.resolveSibling("died.qcow2");
+                    Files.copy(img, died, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                    try (Qcow2Image d = Qcow2Image.open(died, OpenOptions.defaults().withReadOnly(true))) {
+                        read(d, cfg, 0, cfg.size(), m, arena, step);
+                    }
+                }
                 image.close();
                 image = Qcow2Image.open(img, cfg.open());
             }
