@@ -5,9 +5,10 @@
 # files + xfs_repair -n, SIGTERM, qemu-img check. raw and qcow2 run with -q 2 (E2E_QUEUES): fio
 # verify at depth 64 with one job per CPU, both hardware queues must have served requests. They
 # also end with kill -9 + `qblk ublk recover` on the same device (one JVM start fewer than a
-# separate export): raw: a verifying fio across the kill verifies every block; qcow2: xfs and a
-# pattern flushed before the kill, fio across it, the image is repaired before I/O resumes, the
-# flushed data verifies, I/O continues, xfs mounts and checks clean, qemu-img check clean.
+# separate export): an XFS stays mounted across the kill with a writer inside, and a verifying fio
+# across the kill verifies every block it wrote; the XFS keeps working, unmounts and checks clean.
+# qcow2 also: a pattern flushed before the kill reads back, no corruption right after the kill, the
+# image is repaired (dirty bit) before I/O resumes, I/O continues, qemu-img check clean at the end.
 # Finally no /dev/ublk* may be left. Prints PASS/FAIL per check and exits 1 if any failed.
 # E2E_TARGETS="null raw qcow2 qcow2-prealloc", E2E_RECOVERY="null raw qcow2 qcow2-prealloc" (1 = all four, 0 = none),
 # E2E_QUEUES=2 select what runs.
@@ -17,6 +18,9 @@ QBLK="$PWD/qblk"
 WORK=${E2E_WORK:-/scratch/e2e}
 SIZE=${E2E_SIZE:-1G}
 FIO_SIZE=${E2E_FIO_SIZE:-32M}
+# E2E_QCOW2_METADATA=writeback runs qcow2 with metadata write-back instead of the ublk default
+# (write-through): the recovery checks that need every completed write are then expected to fail.
+QMETA=(); [ -n "${E2E_QCOW2_METADATA:-}" ] && QMETA=(--metadata "$E2E_QCOW2_METADATA")
 START_TIMEOUT=${E2E_START_TIMEOUT:-240}
 QUEUES=${E2E_QUEUES:-2}
 RECOVERY=${E2E_RECOVERY:-1}
@@ -126,8 +130,8 @@ run_target() {
   case $kind in
     null) img=""; args=(export --ublk -t null --size "$SIZE" -d 64) ;;
     raw) img=$WORK/raw.img; rm -f "$img"; truncate -s "$SIZE" "$img"; args=(export --ublk -t raw -q "$q" -d 64 "$img") ;;
-    qcow2) img=$WORK/empty.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 "$img" "$SIZE"; args=(export --ublk -t qcow2 -q "$q" -d 64 "$img") ;;
-    qcow2-prealloc) img=$WORK/prealloc.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 -o preallocation=falloc "$img" "$SIZE"; args=(export --ublk -t qcow2 -d 64 "$img") ;;
+    qcow2) img=$WORK/empty.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 "$img" "$SIZE"; args=(export --ublk -t qcow2 -q "$q" -d 64 "${QMETA[@]}" "$img") ;;
+    qcow2-prealloc) img=$WORK/prealloc.qcow2; rm -f "$img"; qemu-img create -q -f qcow2 -o preallocation=falloc "$img" "$SIZE"; args=(export --ublk -t qcow2 -d 64 "${QMETA[@]}" "$img") ;;
     *) fail "unknown target $kind"; return ;;
   esac
   say "=== $label"
@@ -172,87 +176,95 @@ kill_server_during() {
   say "killed the server (-9) during fio"
 }
 
-# recover_raw IMG LABEL: on the running raw export ($dev, $export_pid). Completed writes of a raw
-# target sit in the host page cache and survive kill -9, so fio verifies every block it wrote
-# across the kill. (A qcow2 target keeps unflushed metadata in its write-back cache; like a disk
-# with a volatile cache after power loss, writes never flushed may be lost there, which is allowed:
-# recover_qcow2 verifies what was flushed.)
-recover_raw() {
-  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb} mnt=$WORK/mnt ok=1
-  # An XFS in the first 512 MiB stays MOUNTED across the kill, with a writer inside it; fio writes
-  # (verified) above it. Both must carry on after the recovery.
+# Around a kill -9: an XFS in the first 512 MiB of $dev stays MOUNTED, with a writer creating
+# fsync'd files inside it. xfs_mounted_start LABEL before the kill, xfs_mounted_finish LABEL after
+# the recovery: the writer must finish, files synced before the kill must match, and the filesystem
+# must unmount and check clean. Every completed write must have survived for that: raw keeps them in
+# the file, qcow2 writes its metadata through (the ublk default) before completing a request.
+xfs_mounted_start() {
+  local label=$1 d=$dev mnt=$WORK/mnt ok=1
   mkdir -p "$mnt"
   if mkfs.xfs -q -f -d size=512m "$d" && mount "$d" "$mnt"; then
     for i in 1 2 3; do dd if=/dev/urandom of="$mnt/f$i" bs=1M count=4 status=none || ok=0; done
-    sync; (cd "$mnt" && sha256sum f1 f2 f3) >"$WORK/recr-sums" || ok=0
+    sync; (cd "$mnt" && sha256sum f1 f2 f3) >"$WORK/xfs-sums" || ok=0
   else
     ok=0
   fi
   [ $ok = 1 ] && pass "$label: xfs mounted, files written and synced" || fail "$label: xfs setup"
   (for i in $(seq 1 40); do dd if=/dev/urandom of="$mnt/g$i" bs=64k count=8 conv=fsync status=none || exit 1; sleep 0.1; done) \
-      >"$WORK/recr-writer.log" 2>&1 &
-  local writer=$!
+      >"$WORK/xfs-writer.log" 2>&1 &
+  xfs_writer=$!
+}
+
+xfs_mounted_at_kill() {
+  kill -0 "$xfs_writer" 2>/dev/null && pass "$1: file writer in the mounted xfs still running at the kill" || fail "$1: writer ended before the kill"
+}
+
+xfs_mounted_finish() {
+  local label=$1 d=$dev mnt=$WORK/mnt
+  if wait "$xfs_writer"; then pass "$label: the mounted xfs kept working: 40 fsync'd files written across kill -9 + recover"; else fail "$label: writer in the mounted xfs failed"; tail -5 "$WORK/xfs-writer.log"; fi
+  check "$label: files synced before the kill still match, new files readable" \
+    sh -c "cd $mnt && sha256sum -c --quiet $WORK/xfs-sums && cat g* >/dev/null && ls g* | wc -l | grep -qx 40"
+  check "$label: umount after recovery" umount "$mnt"
+  mountpoint -q "$mnt" && umount -l "$mnt"
+  check "$label: xfs_repair -n clean after recovery" xfs_repair -n "$d"
+}
+
+xfs_mounted_abandon() { wait "$xfs_writer"; umount -l "$WORK/mnt"; }
+
+# recover_raw IMG LABEL: on the running raw export ($dev, $export_pid): the mounted XFS carries on,
+# and a verifying fio across the kill checks every block it wrote (completed writes sit in the file).
+recover_raw() {
+  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb}
+  xfs_mounted_start "$label"
   # rate-limited so that the job is surely still writing when the server dies
   fio_job rec "$d" --rw=randwrite --bs=16k --iodepth=32 --allow_mounted_write=1 --offset=512M --size=16M --offset_increment=64M --rate_iops=150 \
       "${MQ_FIO[@]}" >"$WORK/rec-fio.log" 2>&1 &
   local fio_pid=$!
   kill_server_during "$fio_pid" "$label"
-  kill -0 "$writer" 2>/dev/null && pass "$label: file writer in the mounted xfs still running at the kill" || fail "$label: writer ended before the kill"
-  start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; wait "$writer"; umount -l "$mnt"; return; }
+  xfs_mounted_at_kill "$label"
+  start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; xfs_mounted_abandon; return; }
   if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/rec-fio.log"; fi
-  if wait "$writer"; then pass "$label: the mounted xfs kept working: 40 fsync'd files written across kill -9 + recover"; else fail "$label: writer in the mounted xfs failed"; tail -5 "$WORK/recr-writer.log"; fi
-  check "$label: files synced before the kill still match, new files readable" \
-    sh -c "cd $mnt && sha256sum -c --quiet $WORK/recr-sums && cat g* >/dev/null && ls g* | wc -l | grep -qx 40"
-  check "$label: umount after recovery" umount "$mnt"
-  mountpoint -q "$mnt" && umount -l "$mnt"
-  check "$label: xfs_repair -n clean after recovery" xfs_repair -n "$d"
+  xfs_mounted_finish "$label"
   stop_export "$WORK/raw-recovered"
 }
 
-# recover_qcow2 IMG LABEL: on the running qcow2 export. What was flushed before kill -9 survives,
-# and the image is repaired before I/O resumes. Layout of the device:
-#   [0, 512M) xfs (files synced, unmounted before the kill)   [512M, 544M) fio verify after recovery
-#   [576M, 608M) random pattern, O_DIRECT + fsync             [640M, 792M) fio writing across the kill
+# recover_qcow2 IMG LABEL: on the running qcow2 export (metadata write-through, the ublk default):
+# the mounted XFS carries on and a verifying fio across the kill checks every block it wrote, like
+# raw; a pattern flushed before the kill reads back; the image has no corruption after the kill and
+# is repaired (dirty bit, set here by hand as a lazy-refcounts writer leaves it) before I/O resumes.
+# Layout of the device:
+#   [0, 512M) xfs, mounted across the kill                    [512M, 544M) fio verify after recovery
+#   [576M, 608M) random pattern, O_DIRECT + fsync             [640M, 792M) fio verifying across the kill
 recover_qcow2() {
-  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb} mnt=$WORK/mnt ok=1
-  mkdir -p "$mnt"
-  if mkfs.xfs -q -f -d size=512m "$d" && mount "$d" "$mnt"; then
-    for i in 1 2 3; do dd if=/dev/urandom of="$mnt/f$i" bs=1M count=4 status=none || ok=0; done
-    sync
-    (cd "$mnt" && sha256sum f1 f2 f3) >"$WORK/rec-sums" || ok=0
-    umount "$mnt" || ok=0
-  else
-    ok=0
-  fi
-  [ $ok = 1 ] && pass "$label: xfs in the first 512 MiB, files written, synced, unmounted" || fail "$label: xfs before the kill"
+  local img=$1 label="$2 recovery" d=$dev id=${dev#/dev/ublkb}
+  xfs_mounted_start "$label"
   head -c 32M /dev/urandom >"$WORK/pattern"
   check "$label: 32 MiB pattern written with O_DIRECT and flushed (conv=fsync)" \
     dd if="$WORK/pattern" of="$d" bs=1M seek=576 oflag=direct conv=fsync status=none
-  fio --name=recq --filename="$d" --direct=1 --ioengine=libaio --rw=randwrite --bs=16k --iodepth=32 \
-      --offset=640M --size=24M --offset_increment=128M --rate_iops=150 "${MQ_FIO[@]}" >"$WORK/recq-fio.log" 2>&1 &
+  fio_job recq "$d" --rw=randwrite --bs=16k --iodepth=32 --allow_mounted_write=1 --offset=640M --size=24M --offset_increment=128M \
+      --rate_iops=150 "${MQ_FIO[@]}" >"$WORK/recq-fio.log" 2>&1 &
   local fio_pid=$!
   kill_server_during "$fio_pid" "$label"
+  xfs_mounted_at_kill "$label"
   # Leaks are allowed right after a crash (rc 3: clusters allocated, not yet referenced); corruption is not.
   qemu-img check "$img" >"$WORK/last.log" 2>&1; local rc=$?
   if [ $rc -eq 0 ] || [ $rc -eq 3 ]; then pass "$label: image after kill -9 has no corruption (qemu-img check rc $rc)"; else fail "$label: image after kill -9: qemu-img check rc $rc"; tail -5 "$WORK/last.log"; fi
   # Also set the dirty bit (incompatible feature bit 0), as a writer with lazy refcounts leaves it.
   python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(79); b=f.read(1)[0]; f.seek(79); f.write(bytes([b|1]))' "$img"
-  start_recovery "$label" qcow2 "$id" "$img" || { wait "$fio_pid"; return; }
+  start_recovery "$label" qcow2 "$id" "$img" || { wait "$fio_pid"; xfs_mounted_abandon; return; }
   local repaired; repaired=$(grep -m1 'reopened after its server died' "$WORK/qcow2-recovered.err")
   if echo "$repaired" | grep -q 'dirty bit was set, repaired while opening; check repaired'; then
     pass "$label: image repaired before I/O resumed (${repaired#*: })"
   else
     fail "$label: no repair before serving: $(tail -3 "$WORK/qcow2-recovered.err" | tr '\n' ' ')"
   fi
-  if wait "$fio_pid"; then pass "$label: fio write job across kill -9 + recover completes without I/O errors"; else fail "$label: fio across recovery"; tail -15 "$WORK/recq-fio.log"; fi
+  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/recq-fio.log"; fi
   check "$label: the flushed pattern reads back intact after recovery" \
     sh -c "dd if=$d bs=1M skip=576 count=32 iflag=direct status=none | cmp - $WORK/pattern"
   check "$label: I/O continues: fio 4k randwrite depth 64, 2 jobs + crc32c verify" \
-    fio_job recv "$d" --rw=randwrite --bs=4k --iodepth=64 --offset=512M --size=16M --offset_increment=16M "${MQ_FIO[@]}"
-  check "$label: xfs mounts after recovery and the synced files match" \
-    sh -c "mount $d $mnt && cd $mnt && sha256sum -c --quiet $WORK/rec-sums && cd / && umount $mnt"
-  mountpoint -q "$mnt" && umount -l "$mnt"
-  check "$label: xfs_repair -n clean after recovery" xfs_repair -n "$d"
+    fio_job recv "$d" --rw=randwrite --bs=4k --iodepth=64 --allow_mounted_write=1 --offset=512M --size=16M --offset_increment=16M "${MQ_FIO[@]}"
+  xfs_mounted_finish "$label"
   # The recovery repaired what the crash left and the shutdown is clean: qemu-img check must give rc 0.
   stop_export "$WORK/qcow2-recovered"
 }
@@ -278,7 +290,8 @@ recover_qcow2-prealloc() { recover_qcow2 "$@"; }
 # start_recovery LABEL TYPE ID FILE|--size=N: qblk ublk recover in the background; it must print the same device
 start_recovery() {
   local label=$1 type=$2 id=$3 what=$4 d=$dev out=$WORK/$2-recovered
-  "$QBLK" ublk recover -t "$type" "$id" "$what" >"$out.out" 2>"$out.err" &
+  local meta=(); [ "$type" = qcow2 ] && meta=("${QMETA[@]}")
+  "$QBLK" ublk recover -t "$type" "${meta[@]}" "$id" "$what" >"$out.out" 2>"$out.err" &
   export_pid=$!
   local got; got=$(await_recovered "$out.out")
   if [ "$got" = "$d" ]; then pass "$label: qblk ublk recover reattached the same $d"; return 0; fi

@@ -25,7 +25,7 @@ import picocli.CommandLine.Spec;
  * flight, offsets OFFSET, OFFSET+STEP, ... modulo the image size) issued by DEPTH virtual threads
  * straight into the engine.
  */
-@Command(name = "bench", description = "Measure the engine with a qemu-img bench style request stream.")
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Measure the engine with a qemu-img bench style request stream.")
 public class BenchCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 

@@ -11,7 +11,6 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Stack;
 import java.util.concurrent.Callable;
@@ -239,20 +238,9 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     /** Bytes from "4096", "64K", "512M", "1G", "2T" (binary units, optional "iB"/"B"); a multiple of 512. */
+    /** A device size: {@link Sizes} grammar, positive, a multiple of 512. */
     static long parseSize(String s) {
-        var m = Pattern.compile("^(\\d+)\\s*([KMGTP]?)(i?B)?$", Pattern.CASE_INSENSITIVE).matcher(s.trim());
-        if (!m.matches()) throw new IllegalArgumentException("bad size '" + s + "' (e.g. 1G, 512M, 65536)");
-        int shift = switch (m.group(2).toUpperCase(Locale.ROOT)) {
-            case "K" -> 10; case "M" -> 20; case "G" -> 30; case "T" -> 40; case "P" -> 50; default -> 0;
-        };
-        long v;
-        try {
-            v = Long.parseLong(m.group(1));
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("size '" + s + "' is too large");
-        }
-        if (v > (Long.MAX_VALUE >> shift)) throw new IllegalArgumentException("size '" + s + "' is too large");
-        v <<= shift;
+        long v = Sizes.parse(s);
         if (v <= 0 || v % 512 != 0) throw new IllegalArgumentException("size must be a positive multiple of 512: " + s);
         return v;
     }

@@ -157,6 +157,12 @@ final class CliScenarios {
         r = launcher.launch("create", dir.resolve("x").toString());
         assertEquals(1, r.exitCode());
         assertOneErrorLine(r, "SIZE");
+        // --help works on every command, also those with required parameters
+        for (String cmd : new String[] {"create", "info", "check", "map", "io", "bench", "export"}) {
+            r = launcher.launch(cmd, "--help");
+            assertEquals(0, r.exitCode(), cmd + " --help: " + r.getErrorOutput());
+            assertTrue(r.getOutput().contains("Usage: qblk " + cmd), cmd + " --help printed: " + r.getOutput());
+        }
     }
 
     static void checkExitCodesCleanLeakedCorruptAndRepair(QuarkusMainLauncher launcher, Path dir) throws Exception {
