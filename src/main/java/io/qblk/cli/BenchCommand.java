@@ -2,6 +2,7 @@ package io.qblk.cli;
 
 import io.qblk.io.AioMode;
 import io.qblk.io.CacheMode;
+import io.qblk.qcow2.MetadataWrite;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
@@ -71,6 +72,10 @@ public class BenchCommand implements Callable<Integer> {
             + "io_uring (a ring thread per file); default posix")
     String aioText = "posix";
 
+    @Option(names = "--metadata", paramLabel = "MODE", description = "qcow2 metadata: writeback (default; cached until "
+            + "a flush) or writethrough (what ublk devices use: a request that allocates waits for a shared flush)")
+    String metadataText = "writeback";
+
     @Option(names = "-q", description = "quiet: only the result lines")
     boolean quiet;
 
@@ -88,9 +93,10 @@ public class BenchCommand implements Callable<Integer> {
         if (pattern < 0 || pattern > 255) throw new IllegalArgumentException("--pattern must be 0..255");
         CacheMode cache = CacheMode.parse(cacheText);
         AioMode aio = AioMode.parse(aioText);
+        MetadataWrite metadata = MetadataWrite.parse(metadataText);
         PrintWriter out = spec.commandLine().getOut();
         ImageFormat fmt = ImageFormat.resolve(format, file);
-        try (ImageHandle img = ImageHandle.open(file, fmt, !write, cache, aio)) {
+        try (ImageHandle img = ImageHandle.open(file, fmt, !write, cache, aio, metadata)) {
             long imageSize = img.virtualSize();
             if (imageSize < size) throw new IllegalArgumentException("image is smaller than one request");
             if (offset0 + size > imageSize) throw new IllegalArgumentException("-o is past the end of the image");
@@ -102,7 +108,7 @@ public class BenchCommand implements Callable<Integer> {
                 if (why != null) out.println("Note: -t none requested, but every request is buffered: " + why);
                 out.flush();
             }
-            if (warmup > 0) warmUp(fmt, img, size, cache, aio);
+            if (warmup > 0) warmUp(fmt, img, size, cache, aio, metadata);
             long[] offsets = offsets(count, offset0, step, size, imageSize, random, seed);
             double secs = run(img, offsets, size, write, depth, (byte) pattern);
             out.println(String.format(Locale.ROOT, "Run completed in %.3f seconds.", secs));
@@ -156,7 +162,8 @@ public class BenchCommand implements Callable<Integer> {
     }
 
     /** JIT warm-up on a 128 MiB scratch image of the same format (and qcow2 options) beside the measured one. */
-    private void warmUp(ImageFormat fmt, ImageHandle measured, long size, CacheMode cache, AioMode aio) throws IOException {
+    private void warmUp(ImageFormat fmt, ImageHandle measured, long size, CacheMode cache, AioMode aio,
+                        MetadataWrite metadata) throws IOException {
         long scratchSize = Math.max(2, (128L << 20) / size) * size;
         scratchSize = (scratchSize + 511) / 512 * 512;
         Path dir = file.toAbsolutePath().getParent();
@@ -178,7 +185,7 @@ public class BenchCommand implements Callable<Integer> {
             long half = Math.max(size, scratchSize / 2 / size * size);
             long[] writes = offsets(warmup, 0, size, size, half, false, 0);
             long[] reads = offsets(warmup, 0, size, size, scratchSize / size * size, false, 0);
-            try (ImageHandle img = ImageHandle.open(scratch, fmt, false, cache, aio)) {
+            try (ImageHandle img = ImageHandle.open(scratch, fmt, false, cache, aio, metadata)) {
                 run(img, writes, size, true, depth, (byte) 1);
                 run(img, reads, size, false, depth, (byte) 1);
             }

@@ -20,7 +20,7 @@ import picocli.CommandLine.Spec;
  * {@code qblk check}: consistency check (and optional repair) with qemu-img check's output and exit
  * codes: 0 clean, 1 check not completed, 2 corruptions, 3 leaks only.
  */
-@Command(name = "check", description = "Check a qcow2 image for corruptions and leaked clusters; -r repairs.",
+@Command(name = "check", mixinStandardHelpOptions = true, description = "Check a qcow2 image for corruptions and leaked clusters; -r repairs.",
         exitCodeListHeading = "Exit codes:%n",
         exitCodeList = {"0:no errors", "1:the check could not be completed", "2:corruptions found",
                 "3:leaked clusters found (no corruption)"})

@@ -19,7 +19,7 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
 /** {@code qblk create}: a new qcow2 (or raw) image, shaped like {@code qemu-img create}. */
-@Command(name = "create", description = "Create a new qcow2 or raw image (refuses to overwrite an existing file).")
+@Command(name = "create", mixinStandardHelpOptions = true, description = "Create a new qcow2 or raw image (refuses to overwrite an existing file).")
 public class CreateCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 

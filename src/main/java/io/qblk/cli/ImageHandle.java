@@ -5,6 +5,7 @@ import io.qblk.io.CacheMode;
 import io.qblk.io.DirectIoBackend;
 import io.qblk.io.FileBackends;
 import io.qblk.io.IoBackend;
+import io.qblk.qcow2.MetadataWrite;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import java.io.Closeable;
@@ -29,8 +30,15 @@ public interface ImageHandle extends Closeable {
 
     /** Opens the image with the file's page-cache use and I/O method chosen (qemu's -t and -i). */
     static ImageHandle open(Path path, ImageFormat format, boolean readOnly, CacheMode cache, AioMode aio) throws IOException {
+        return open(path, format, readOnly, cache, aio, MetadataWrite.WRITEBACK);
+    }
+
+    /** Also with the qcow2 metadata write mode (raw has no metadata). */
+    static ImageHandle open(Path path, ImageFormat format, boolean readOnly, CacheMode cache, AioMode aio,
+                            MetadataWrite metadata) throws IOException {
         if (format == ImageFormat.QCOW2) {
-            return new Qcow2Handle(Images.openQcow2(path, OpenOptions.defaults().withReadOnly(readOnly).withCacheMode(cache).withAio(aio)));
+            return new Qcow2Handle(Images.openQcow2(path, OpenOptions.defaults().withReadOnly(readOnly).withCacheMode(cache)
+                    .withAio(aio).withMetadataWrite(metadata)));
         }
         return new RawHandle(FileBackends.open(path, readOnly, cache, aio));
     }

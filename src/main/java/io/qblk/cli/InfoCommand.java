@@ -16,7 +16,7 @@ import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 /** {@code qblk info}: what {@code qemu-img info} prints, in its human or JSON layout. */
-@Command(name = "info", description = "Show an image's format, sizes and qcow2 header features.")
+@Command(name = "info", mixinStandardHelpOptions = true, description = "Show an image's format, sizes and qcow2 header features.")
 public class InfoCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 

@@ -20,7 +20,7 @@ import picocli.CommandLine.Spec;
  * {@code qblk io}: the qemu-io subset that tests and scripts use: read (with pattern check),
  * write (pattern or zeroes), discard and flush, each given with {@code -c}.
  */
-@Command(name = "io", description = "Run qemu-io style commands on an image: read [-P PAT] OFF LEN, "
+@Command(name = "io", mixinStandardHelpOptions = true, description = "Run qemu-io style commands on an image: read [-P PAT] OFF LEN, "
         + "write [-P PAT] [-z [-u]] OFF LEN, discard OFF LEN, flush.")
 public class IoCommand implements Callable<Integer> {
     @Spec CommandSpec spec;

@@ -17,7 +17,7 @@ import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 /** {@code qblk map}: which guest ranges are allocated, zero or data, and where they live in the file. */
-@Command(name = "map", description = "Show the allocation map of an image, like qemu-img map.")
+@Command(name = "map", mixinStandardHelpOptions = true, description = "Show the allocation map of an image, like qemu-img map.")
 public class MapCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 

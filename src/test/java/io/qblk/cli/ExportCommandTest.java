@@ -133,7 +133,7 @@ class ExportCommandTest {
         assertError(-1, "missing FILE", "--nbd", "127.0.0.1:0");
         assertError(1, "no such file", "--nbd", "127.0.0.1:0", dir.resolve("absent.raw").toString());
         assertError(-1, "needs --size", "-t", "null", "--nbd", "127.0.0.1:0");
-        assertError(1, "bad size", "-t", "null", "--size", "12Q", "--nbd", "127.0.0.1:0");
+        assertError(1, "is not a size", "-t", "null", "--size", "12Q", "--nbd", "127.0.0.1:0");
         assertError(1, "multiple of 512", "-t", "null", "--size", "1000", "--nbd", "127.0.0.1:0");
         assertError(1, "unknown format", "-t", "vmdk", rawImage(1 << 20).toString());
         assertError(1, "bad NBD address", "--nbd=localhost", rawImage(1 << 20).toString());
