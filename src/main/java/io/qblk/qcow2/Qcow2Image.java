@@ -79,8 +79,13 @@ public final class Qcow2Image implements Closeable {
     private final MetadataWrite metadataWrite;
     /** Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); guarded by meta. */
     private long mappingChanges;
-    /** How many of them the last successful flush made durable; guarded by flushLock. */
-    private long durableChanges;
+    /** How many of them a successful flush has written to the file (in rule order); guarded by flushLock. */
+    private long committedChanges;
+    /**
+     * Frees whose dropping L2/L1 entries a commit wrote without the final sync (rule R4 waits for
+     * that sync): applied after the next flush, whose phase-A sync covers those writes. Guarded by flushLock.
+     */
+    private List<long[]> unsyncedFrees = new ArrayList<>();
     private final EngineStats stats = new EngineStats();
     final SharedExclusiveLock exclusive = new SharedExclusiveLock();
     final ConcurrentHashMap<Long, CachedTable> l2Cache = new ConcurrentHashMap<>();
@@ -985,7 +990,7 @@ public final class Qcow2Image implements Closeable {
         exclusive.lockShared();
         flushLock.lock();
         try {
-            flushLocked();
+            flushLocked(true);
         } finally {
             flushLock.unlock();
             exclusive.unlockShared();
@@ -994,8 +999,10 @@ public final class Qcow2Image implements Closeable {
 
     /**
      * {@link MetadataWrite#WRITETHROUGH}: returns once every mapping change made before the call is
-     * durable. Callers queue on the flush lock; whoever gets it flushes for all changes made so far,
-     * and those whose changes that flush covered return without another one (group commit).
+     * in the file, after the data and refcounts it depends on were synced. Callers queue on the flush
+     * lock; whoever gets it runs a flush for all changes made so far that skips only the last sync
+     * (phase B's: the next flush's phase-A sync covers it), and those whose changes that flush
+     * covered return without another one (group commit).
      */
     private void commitMetadata() throws IOException {
         long want;
@@ -1008,16 +1015,21 @@ public final class Qcow2Image implements Closeable {
         exclusive.lockShared();
         flushLock.lock();
         try {
-            if (durableChanges >= want) return;
-            flushLocked();
-            if (durableChanges < want) throw new IOException(filename + ": metadata could not be made durable (the image is marked corrupt)");
+            if (committedChanges >= want) return;
+            flushLocked(false);
+            if (committedChanges < want) throw new IOException(filename + ": metadata could not be written (the image is marked corrupt)");
         } finally {
             flushLock.unlock();
             exclusive.unlockShared();
         }
     }
 
-    private void flushLocked() throws IOException {
+    /**
+     * One flush; {@code syncMappings} false skips the sync after phase B (a commit): the L2/L1
+     * writes are then in the file but not yet durable, and the frees they allow wait for the next
+     * flush (see {@link #unsyncedFrees}).
+     */
+    private void flushLocked(boolean syncMappings) throws IOException {
         stats.flushes.increment();
         IOException p = poisoned;
         if (p != null) throw new IOException(filename + ": an earlier flush failed (" + p.getMessage() + "); reopen the image", p);
@@ -1028,6 +1040,9 @@ public final class Qcow2Image implements Closeable {
         }
         List<Item> a0 = new ArrayList<>(), a = new ArrayList<>(), b = new ArrayList<>();
         List<long[]> frees;
+        // Frees a previous commit left waiting: their L2/L1 writes become durable with this flush's phase-A sync.
+        List<long[]> ready = unsyncedFrees;
+        unsyncedFrees = new ArrayList<>();
         boolean relocated;
         BitSet rtD, l1D;
         String overlap = null;
@@ -1078,6 +1093,7 @@ public final class Qcow2Image implements Closeable {
             }
             if (overlap != null) {
                 restore(relocated, rtD, l1D, frees);
+                unsyncedFrees.addAll(0, ready);
                 throw corrupted(new MetadataCorruption(overlap));
             }
             try {
@@ -1091,10 +1107,12 @@ public final class Qcow2Image implements Closeable {
                 }
                 if (!b.isEmpty()) {
                     writeAll(b);
-                    sync();
+                    if (syncMappings) sync();
+                    else unsyncedWrites = true; // the next flush's phase A syncs these writes
                 }
             } catch (IOException ex) {
                 restore(relocated, rtD, l1D, frees);
+                unsyncedFrees.addAll(0, ready);
                 throw ex;
             }
             meta.lock();
@@ -1114,7 +1132,13 @@ public final class Qcow2Image implements Closeable {
             } finally {
                 meta.unlock();
             }
-            durableChanges = Math.max(durableChanges, covered);
+            committedChanges = Math.max(committedChanges, covered);
+        }
+        if (!syncMappings && !b.isEmpty()) {
+            unsyncedFrees.addAll(frees);
+            frees = ready;
+        } else {
+            frees.addAll(0, ready);
         }
         if (!frees.isEmpty()) applyFrees(frees);
     }

@@ -78,7 +78,7 @@ final class CrashStateExplorer {
         Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
         byte[] base = mem.snapshot();
         RecordingBackend rec = new RecordingBackend(mem);
-        Qcow2Image img = Qcow2Image.open(rec, OpenOptions.defaults());
+        Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
         List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
         for (GuestOp op : ops) if (!op.ok()) throw new IOException("workload " + w.name() + ": " + op + " failed on a healthy backend");
         long start = rec.clock();

@@ -69,7 +69,7 @@ final class IoErrorInjector {
         List<GuestOp> ops = new ArrayList<>();
         Qcow2Image img;
         try {
-            img = Qcow2Image.open(rec, OpenOptions.defaults());
+            img = Qcow2Image.open(rec, w.openOptions());
         } catch (IOException e) {
             if (fb.injected() == 0) throw e;
             injected++;

@@ -17,10 +17,17 @@ import java.util.function.LongSupplier;
  */
 record Workload(String kind, int clusterSize, int refcountBits, long virtualSize, long seed, List<Planned> ops) {
 
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed");
+    /** "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's sync). */
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough");
     static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
 
     record Planned(GuestOp.Type type, long offset, long length) {}
+
+    /** How the engine opens the image for this workload. */
+    io.qblk.qcow2.OpenOptions openOptions() {
+        io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults();
+        return kind.equals("writethrough") ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
+    }
 
     String name() {
         return kind + "-" + sizeName(clusterSize);
@@ -50,7 +57,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;

@@ -23,7 +23,7 @@ class WorkloadCoverageTest {
                 java.util.Set<Long> seen = new java.util.HashSet<>();
                 for (IoEvent e : r.log()) if (e.kind() == IoEvent.Kind.WRITE && e.offset() > 65536 && !seen.add(e.offset())) { rewrites++; break; }
             }
-            System.out.println("seed " + seed + ": " + grown + " of 5 512-byte-cluster workloads grew the refcount table, " + rewrites + " rewrote in place");
+            System.out.println("seed " + seed + ": " + grown + " of " + Workload.KINDS.size() + " 512-byte-cluster workloads grew the refcount table, " + rewrites + " rewrote in place");
             assertTrue(grown >= 1, "seed " + seed + ": no 512-byte-cluster workload grew the refcount table");
             assertTrue(rewrites >= 2, "seed " + seed + ": only " + rewrites + " workloads rewrote a cluster in place");
         }
