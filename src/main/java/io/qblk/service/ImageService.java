@@ -3,6 +3,7 @@ package io.qblk.service;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.uring.UringFileBackend;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.TargetOpener;
 import io.qblk.target.NullTarget;
 import io.qblk.target.RawTarget;
 import jakarta.enterprise.context.ApplicationScoped;
@@ -69,7 +70,7 @@ public class ImageService {
             if (detect(image) != Format.QCOW2) throw ApiException.unprocessable(image + ": not a qcow2 image (use target raw for raw files)");
             return Qcow2Support.open(image, spec.readOnly(), paths.backingPolicy(), onQueueRing(spec));
         }
-        return new RawTarget(onQueueRing(spec) ? UringFileBackend.openForCallerRing(image, spec.readOnly())
+        return new RawTarget(onQueueRing(spec) ? UringFileBackend.openForCallerRing(image, spec.readOnly(), TargetOpener.FileIo.forUblk().ringMinBytes())
                 : PosixFileBackend.open(image, spec.readOnly()));
     }
 

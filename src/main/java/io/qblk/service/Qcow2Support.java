@@ -8,6 +8,7 @@ import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.TargetOpener;
 import io.qblk.target.Qcow2Target;
 import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
@@ -27,7 +28,7 @@ final class Qcow2Support {
         OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing)
                 .withMetadataWrite(onQueueRing ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK);
         if (!onQueueRing) return new Qcow2Target(Qcow2Image.open(path, options));
-        UringFileBackend file = UringFileBackend.openForCallerRing(path, readOnly);
+        UringFileBackend file = UringFileBackend.openForCallerRing(path, readOnly, TargetOpener.FileIo.forUblk().ringMinBytes());
         try {
             return new Qcow2Target(Qcow2Image.open(file, options, path), file);
         } catch (IOException | RuntimeException e) {

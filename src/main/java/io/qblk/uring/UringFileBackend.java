@@ -34,6 +34,8 @@ public final class UringFileBackend implements IoBackend {
     private final RingThread ring; // null: the caller's ring
     private final CallerRing fixedRoute;
     private final boolean ownsRing;
+    /** Caller-ring mode: reads and writes shorter than this use syscalls even on a bound thread. */
+    private final long ringMinBytes;
     private final int fd;
     private final boolean readOnly;
     private final String name;
@@ -41,9 +43,14 @@ public final class UringFileBackend implements IoBackend {
     private volatile boolean closed;
 
     private UringFileBackend(RingThread ring, boolean ownsRing, int fd, boolean readOnly, String name) {
+        this(ring, ownsRing, fd, readOnly, name, 0);
+    }
+
+    private UringFileBackend(RingThread ring, boolean ownsRing, int fd, boolean readOnly, String name, long ringMinBytes) {
         this.ring = ring;
         this.fixedRoute = ring == null ? null : new CallerRing(ring);
         this.ownsRing = ownsRing;
+        this.ringMinBytes = ringMinBytes;
         this.fd = fd;
         this.readOnly = readOnly;
         this.name = name;
@@ -59,7 +66,17 @@ public final class UringFileBackend implements IoBackend {
      * {@link CallerRing#run}, with pread/pwrite when none is bound.
      */
     public static UringFileBackend openForCallerRing(Path path, boolean readOnly) throws IOException {
-        return new UringFileBackend(null, false, openFd(path, readOnly, false), readOnly, path.toString());
+        return openForCallerRing(path, readOnly, 0);
+    }
+
+    /**
+     * Like {@link #openForCallerRing(Path, boolean)}, but reads and writes shorter than
+     * {@code ringMinBytes} use pread/pwrite on the calling thread even when it has a ring bound
+     * (fdatasync and fallocate still go through the ring).
+     */
+    public static UringFileBackend openForCallerRing(Path path, boolean readOnly, long ringMinBytes) throws IOException {
+        if (ringMinBytes < 0) throw new IllegalArgumentException("ringMinBytes < 0: " + ringMinBytes);
+        return new UringFileBackend(null, false, openFd(path, readOnly, false), readOnly, path.toString(), ringMinBytes);
     }
 
     private static int openFd(Path path, boolean readOnly, boolean create) throws IOException {
@@ -141,7 +158,7 @@ public final class UringFileBackend implements IoBackend {
 
     /** Reads into or writes from {@code buf} at {@code offset}, looping over short transfers. */
     private void transfer(boolean write, long offset, MemorySegment buf) throws IOException {
-        CallerRing via = route();
+        CallerRing via = buf.byteSize() < ringMinBytes ? null : route();
         String what = write ? "write " : "read ";
         long done = 0, len = buf.byteSize();
         if (via == null) {
