@@ -51,15 +51,15 @@ public final class TargetOpener {
          */
         CALLER_RING,
         /**
-         * Reads and writes of at least {@link #LARGE} bytes as {@link #CALLER_RING}, smaller ones
-         * (and fdatasync/fallocate still on the ring) with pread/pwrite on the tag's thread: the ublk
-         * default, measured in the VM (docs/ublk.md: 4k random I/O 1.2-1.7x faster with syscalls,
-         * 512k sequential 1.3-1.5x faster on the ring).
+         * Reads and writes of at least {@link #LARGE} bytes as {@link #CALLER_RING}; smaller ones,
+         * fdatasync and fallocate with syscalls on the tag's thread: the ublk default, measured in the
+         * VM (docs/ublk.md: 4k random I/O 1.2-1.7x faster with syscalls, 512k sequential 1.3-1.5x
+         * faster on the ring).
          */
         CALLER_RING_LARGE;
 
         /** The size from which {@link #CALLER_RING_LARGE} uses the ring. */
-        public static final long LARGE = 64 << 10;
+        public static final long LARGE = 128 << 10;
 
         /** Below this many bytes a read or write uses syscalls even on a thread with a ring bound. */
         public long ringMinBytes() {

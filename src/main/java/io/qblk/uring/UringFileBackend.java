@@ -70,9 +70,9 @@ public final class UringFileBackend implements IoBackend {
     }
 
     /**
-     * Like {@link #openForCallerRing(Path, boolean)}, but reads and writes shorter than
-     * {@code ringMinBytes} use pread/pwrite on the calling thread even when it has a ring bound
-     * (fdatasync and fallocate still go through the ring).
+     * Like {@link #openForCallerRing(Path, boolean)}, but only reads and writes of at least
+     * {@code ringMinBytes} go through a bound ring; with a positive threshold, shorter ones and
+     * fdatasync/fallocate use syscalls on the calling thread.
      */
     public static UringFileBackend openForCallerRing(Path path, boolean readOnly, long ringMinBytes) throws IOException {
         if (ringMinBytes < 0) throw new IllegalArgumentException("ringMinBytes < 0: " + ringMinBytes);
@@ -215,7 +215,7 @@ public final class UringFileBackend implements IoBackend {
 
     @Override
     public void datasync() throws IOException {
-        CallerRing via = route();
+        CallerRing via = ringMinBytes > 0 ? null : route(); // with a size threshold (ublk auto): syscall
         if (via == null) {
             syscallOps.increment();
             if (LibC.fdatasync(fd) != 0) throw new ErrnoException("fdatasync " + name, LibC.errno());
@@ -267,7 +267,7 @@ public final class UringFileBackend implements IoBackend {
     }
 
     private void fallocate(int mode, long offset, long length, String what) throws IOException {
-        CallerRing via = route();
+        CallerRing via = ringMinBytes > 0 ? null : route(); // with a size threshold (ublk auto): syscall
         if (via == null) {
             syscallOps.increment();
             if (LibC.fallocate(fd, mode, offset, length) != 0)

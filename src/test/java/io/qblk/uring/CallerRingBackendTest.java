@@ -139,29 +139,30 @@ class CallerRingBackendTest {
 
     @Test
     void smallTransfersUseSyscallsBelowTheRingThreshold() throws Exception {
-        // The ublk default (TargetOpener.FileIo.CALLER_RING_LARGE): under 64 KiB pread/pwrite on the
-        // bound thread, from 64 KiB on the ring; fdatasync on the ring; same data either way.
+        // The ublk default (TargetOpener.FileIo.CALLER_RING_LARGE): under 128 KiB pread/pwrite on the
+        // bound thread, from 128 KiB on the ring; fdatasync and fallocate as syscalls; same data either way.
         Path p = dir.resolve("threshold");
         Files.write(p, new byte[0]);
         long min = io.qblk.target.TargetOpener.FileIo.CALLER_RING_LARGE.ringMinBytes();
-        assertEquals(65536, min);
+        assertEquals(131072, min);
         try (UringFileBackend b = UringFileBackend.openForCallerRing(p, false, min)) {
-            MemorySegment small = arena.allocate(4096, 4096), large = arena.allocate(65536, 4096);
-            MemorySegment back = arena.allocate(65536, 4096);
+            MemorySegment small = arena.allocate(4096, 4096), large = arena.allocate(131072, 4096);
+            MemorySegment back = arena.allocate(131072, 4096);
             fill(small, 3);
             fill(large, 4);
             runBound(new CallerRing(ringA), () -> {
                 b.write(0, small);        // syscall
-                b.write(65536, large);    // ring
-                b.datasync();             // ring
+                b.write(65536, large);    // ring (128 KiB)
+                b.datasync();             // syscall
+                b.zeroRange(262144, 4096); // syscall (fallocate)
                 b.read(65536, back);      // ring
                 MemorySegment s2 = arena.allocate(4096, 4096);
                 b.read(0, s2);            // syscall
                 assertEquals(-1, small.mismatch(s2));
             });
             assertEquals(-1, large.mismatch(back));
-            assertEquals(2, b.syscallOps());
-            assertEquals(3, b.ringOps());
+            assertEquals(4, b.syscallOps());
+            assertEquals(2, b.ringOps());
         }
         assertThrows(IllegalArgumentException.class, () -> UringFileBackend.openForCallerRing(p, false, -1));
     }
