@@ -237,7 +237,6 @@ public class ExportCommand implements Callable<Integer> {
         return InetSocketAddress.createUnresolved(host, port);
     }
 
-    /** Bytes from "4096", "64K", "512M", "1G", "2T" (binary units, optional "iB"/"B"); a multiple of 512. */
     /** A device size: {@link Sizes} grammar, positive, a multiple of 512. */
     static long parseSize(String s) {
         long v = Sizes.parse(s);
