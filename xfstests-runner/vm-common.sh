@@ -2,13 +2,21 @@
 VM_CACHE=${QBLK_VM_CACHE:-/var/cache/qblk-vm}
 VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_FRAGMENT="$VM_HERE/guest.config"
-VM_SRC_TARBALL=/usr/src/linux-source-6.1.tar.xz
+# Guest kernel version: QBLK_VM_KERNEL=6.1 (default) or 6.12, both Debian linux-source packages,
+# built from the same fragment and cached side by side (the version is part of the cache key).
+VM_KERNEL=${QBLK_VM_KERNEL:-6.1}
+case "$VM_KERNEL" in
+  6.1|6.12) ;;
+  *) echo "vm: QBLK_VM_KERNEL must be 6.1 or 6.12 (got '$VM_KERNEL')" >&2; exit 2 ;;
+esac
+VM_SRC_PKG=linux-source-$VM_KERNEL
+VM_SRC_TARBALL=/usr/src/$VM_SRC_PKG.tar.xz
 
 vm_log() { echo "vm: $*" >&2; }
 
 # Installs the Debian packages the harness needs when one is missing.
 vm_ensure_packages() {
-  local want=(linux-source-6.1 busybox-static qemu-system-x86 bc flex bison libelf-dev libssl-dev
+  local want=("$VM_SRC_PKG" busybox-static qemu-system-x86 bc flex bison libelf-dev libssl-dev
               cpio make gcc xz-utils e2fsprogs xfsprogs fio qemu-utils)
   local missing=()
   local p
@@ -26,8 +34,8 @@ vm_ensure_packages() {
 
 vm_kernel_key() {
   local ver
-  ver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-  { cat "$VM_FRAGMENT"; echo "linux-source-6.1=$ver"; } | sha256sum | cut -c1-16
+  ver=$(dpkg-query -W -f='${Version}' "$VM_SRC_PKG")
+  { cat "$VM_FRAGMENT"; echo "$VM_SRC_PKG=$ver"; } | sha256sum | cut -c1-16
 }
 
 # vm_build_kernel DIR: unpack, configure, verify, build; leaves DIR/bzImage and DIR/config.
