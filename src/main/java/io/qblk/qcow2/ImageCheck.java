@@ -41,7 +41,7 @@ final class ImageCheck {
         this.cs = img.cs;
         long size = img.file.size();
         this.fileClusters = (size + cs - 1) / cs;
-        if (fileClusters > Integer.MAX_VALUE - 16) throw new Qcow2Exception(img.filename + ": image too large to check");
+        if (fileClusters > Integer.MAX_VALUE - 16) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, img.filename + ": image too large to check");
         this.expected = new int[(int) fileClusters];
     }
 

@@ -85,13 +85,13 @@ final class Qcow2Header {
 
     /** Reads the cluster size from the probe bytes, validating magic, version and cluster_bits. */
     static int clusterBitsOf(byte[] probe, long fileSize) throws Qcow2Exception {
-        if (fileSize < V2_LENGTH) throw new Qcow2Exception("not a qcow2 image: file is only " + fileSize + " bytes");
+        if (fileSize < V2_LENGTH) throw new Qcow2Exception(Qcow2Exception.Kind.NOT_QCOW2, "not a qcow2 image: file is only " + fileSize + " bytes");
         ByteBuffer b = ByteBuffer.wrap(probe).order(ByteOrder.BIG_ENDIAN);
-        if (b.getInt(0) != MAGIC) throw new Qcow2Exception("not a qcow2 image: bad magic");
+        if (b.getInt(0) != MAGIC) throw new Qcow2Exception(Qcow2Exception.Kind.NOT_QCOW2, "not a qcow2 image: bad magic");
         int version = b.getInt(4);
-        if (version != 2 && version != 3) throw new Qcow2Exception("unsupported qcow2 version " + Integer.toUnsignedString(version) + " (only 2 and 3)");
+        if (version != 2 && version != 3) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 version " + Integer.toUnsignedString(version) + " (only 2 and 3)");
         int bits = b.getInt(20);
-        if (bits < 9 || bits > 21) throw new Qcow2Exception("bad cluster_bits " + bits + " (must be 9..21: 512 bytes to 2 MiB)");
+        if (bits < 9 || bits > 21) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad cluster_bits " + bits + " (must be 9..21: 512 bytes to 2 MiB)");
         return bits;
     }
 
@@ -114,14 +114,14 @@ final class Qcow2Header {
         h.nbSnapshots = b.getInt(60);
         h.snapshotsOffset = b.getLong(64);
         if (h.version >= 3) {
-            if (fileSize < V3_MIN_LENGTH) throw new Qcow2Exception("not a qcow2 image: version 3 header truncated");
+            if (fileSize < V3_MIN_LENGTH) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "not a qcow2 image: version 3 header truncated");
             h.incompatible = b.getLong(72);
             h.compatible = b.getLong(80);
             h.autoclear = b.getLong(88);
             h.refcountOrder = b.getInt(96);
             h.headerLength = b.getInt(100);
             if (h.headerLength < V3_MIN_LENGTH || h.headerLength % 8 != 0 || h.headerLength > cs)
-                throw new Qcow2Exception("bad header_length " + Integer.toUnsignedString(h.headerLength) + " (must be a multiple of 8, at least 104, within the first cluster)");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad header_length " + Integer.toUnsignedString(h.headerLength) + " (must be a multiple of 8, at least 104, within the first cluster)");
             if (h.headerLength > 104) h.compressionType = cluster0[104] & 0xff;
         }
         // Extensions first: the feature name table names unknown features in the errors below.
@@ -136,66 +136,66 @@ final class Qcow2Header {
                 String n = h.featureNames.get(bit);
                 names.append(n != null ? n + " (bit " + bit + ")" : "bit " + bit);
             }
-            throw new Qcow2Exception("unsupported incompatible qcow2 feature: " + names);
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported incompatible qcow2 feature: " + names);
         }
         if ((h.incompatible & INCOMPAT_DATA_FILE) != 0 || h.dataFile != null)
-            throw new Qcow2Exception("unsupported qcow2 feature: external data file" + (h.dataFile != null ? " (" + h.dataFile + ")" : ""));
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: external data file" + (h.dataFile != null ? " (" + h.dataFile + ")" : ""));
         if ((h.incompatible & INCOMPAT_EXTL2) != 0)
-            throw new Qcow2Exception("unsupported qcow2 feature: extended L2 entries (subclusters)");
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: extended L2 entries (subclusters)");
         if ((h.incompatible & INCOMPAT_COMPRESSION) != 0 || h.compressionType != 0)
-            throw new Qcow2Exception("unsupported qcow2 feature: compression type " + h.compressionType + " (only zlib)");
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: compression type " + h.compressionType + " (only zlib)");
         if (h.cryptMethod != 0)
-            throw new Qcow2Exception("unsupported qcow2 feature: encryption (" + switch (h.cryptMethod) {
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: encryption (" + switch (h.cryptMethod) {
                 case 1 -> "AES";
                 case 2 -> "LUKS";
                 default -> "method " + Integer.toUnsignedString(h.cryptMethod);
             } + ")");
         if (h.refcountOrder < 0 || h.refcountOrder > 6)
-            throw new Qcow2Exception("bad refcount_order " + h.refcountOrder + " (must be 0..6)");
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad refcount_order " + h.refcountOrder + " (must be 0..6)");
 
         // Virtual size and L1 table.
-        if (h.size < 0 || h.size > MAX_VIRTUAL_SIZE) throw new Qcow2Exception("bad virtual size " + Long.toUnsignedString(h.size));
+        if (h.size < 0 || h.size > MAX_VIRTUAL_SIZE) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad virtual size " + Long.toUnsignedString(h.size));
         long bytesPerL1Entry = (long) cs * h.l2Entries();
         long neededL1 = (h.size + bytesPerL1Entry - 1) / bytesPerL1Entry;
         if (h.l1Size < 0 || h.l1Size > MAX_L1_ENTRIES)
-            throw new Qcow2Exception("bad l1_size " + Integer.toUnsignedString(h.l1Size) + " (limit " + MAX_L1_ENTRIES + ")");
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad l1_size " + Integer.toUnsignedString(h.l1Size) + " (limit " + MAX_L1_ENTRIES + ")");
         if (h.l1Size < neededL1)
-            throw new Qcow2Exception("L1 table too small: l1_size " + h.l1Size + " cannot map virtual size " + h.size + " (needs " + neededL1 + ")");
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "L1 table too small: l1_size " + h.l1Size + " cannot map virtual size " + h.size + " (needs " + neededL1 + ")");
         if (h.l1Size > 0) checkTable("L1 table", h.l1TableOffset, (long) h.l1Size * 8, cs, fileSize);
 
         // Refcount table.
         if (h.refcountTableClusters <= 0 || (long) h.refcountTableClusters * cs > MAX_REFTABLE_BYTES)
-            throw new Qcow2Exception("bad refcount_table_clusters " + Integer.toUnsignedString(h.refcountTableClusters));
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad refcount_table_clusters " + Integer.toUnsignedString(h.refcountTableClusters));
         checkTable("refcount table", h.refcountTableOffset, (long) h.refcountTableClusters * cs, cs, fileSize);
 
         // Snapshot table.
         if (h.nbSnapshots < 0 || h.nbSnapshots > 65536)
-            throw new Qcow2Exception("bad nb_snapshots " + Integer.toUnsignedString(h.nbSnapshots));
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad nb_snapshots " + Integer.toUnsignedString(h.nbSnapshots));
         if (h.nbSnapshots > 0) checkTable("snapshot table", h.snapshotsOffset, 40L * h.nbSnapshots, cs, fileSize);
 
         // Tables must not overlap each other or the header.
         if (h.l1Size > 0 && overlaps(h.l1TableOffset, (long) h.l1Size * 8, h.refcountTableOffset, (long) h.refcountTableClusters * cs))
-            throw new Qcow2Exception("L1 table overlaps the refcount table");
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "L1 table overlaps the refcount table");
 
         // Backing file name: inside the first cluster, after the header.
         if (h.backingFileOffset != 0) {
             if (h.backingFileSize <= 0 || h.backingFileSize > 1023)
-                throw new Qcow2Exception("bad backing_file_size " + Integer.toUnsignedString(h.backingFileSize) + " (must be 1..1023)");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad backing_file_size " + Integer.toUnsignedString(h.backingFileSize) + " (must be 1..1023)");
             if (h.backingFileOffset < h.headerLength || h.backingFileOffset + h.backingFileSize > cs)
-                throw new Qcow2Exception("backing file name lies outside the header cluster");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "backing file name lies outside the header cluster");
             h.backingFile = new String(cluster0, (int) h.backingFileOffset, h.backingFileSize, StandardCharsets.UTF_8);
         }
-        if (h.version == 2 && h.refcountOrder != 4) throw new Qcow2Exception("version 2 images need 16-bit refcounts");
+        if (h.version == 2 && h.refcountOrder != 4) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "version 2 images need 16-bit refcounts");
         return h;
     }
 
     private static void checkTable(String what, long offset, long length, int cs, long fileSize) throws Qcow2Exception {
         if (offset <= 0 || offset % cs != 0)
-            throw new Qcow2Exception(what + " offset " + offset + " is not a non-zero multiple of the cluster size " + cs);
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, what + " offset " + offset + " is not a non-zero multiple of the cluster size " + cs);
         if (offset >= MAX_HOST_OFFSET || length > MAX_HOST_OFFSET - offset)
-            throw new Qcow2Exception(what + " at " + offset + " extends past the 56-bit offset limit");
+            throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, what + " at " + offset + " extends past the 56-bit offset limit");
         if (offset >= roundUp(fileSize, cs))
-            throw new Qcow2Exception(what + " at " + offset + " starts past the end of the file (" + fileSize + " bytes)");
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, what + " at " + offset + " starts past the end of the file (" + fileSize + " bytes)");
     }
 
     static boolean overlaps(long a, long alen, long b, long blen) {
@@ -210,23 +210,23 @@ final class Qcow2Header {
         int pos = headerLength;
         boolean seenFormat = false, seenFeatures = false, seenBitmaps = false, seenData = false, seenCrypto = false;
         while (true) {
-            if (pos + 8 > cs) throw new Qcow2Exception("header extensions run past the first cluster");
+            if (pos + 8 > cs) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "header extensions run past the first cluster");
             int type = b.getInt(pos);
             long len = Integer.toUnsignedLong(b.getInt(pos + 4));
             if (type == EXT_END) break;
             int data = pos + 8;
-            if (len > cs - data) throw new Qcow2Exception(String.format("header extension 0x%08x (length %d) runs past the first cluster", type, len));
+            if (len > cs - data) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, String.format("header extension 0x%08x (length %d) runs past the first cluster", type, len));
             int n = (int) len;
             switch (type) {
                 case EXT_BACKING_FORMAT -> {
-                    if (seenFormat) throw new Qcow2Exception("duplicate backing format header extension");
+                    if (seenFormat) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate backing format header extension");
                     seenFormat = true;
                     backingFormat = new String(b.array(), data, n, StandardCharsets.UTF_8);
                 }
                 case EXT_FEATURE_TABLE -> {
-                    if (seenFeatures) throw new Qcow2Exception("duplicate feature name table");
+                    if (seenFeatures) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate feature name table");
                     seenFeatures = true;
-                    if (n % 48 != 0) throw new Qcow2Exception("feature name table length " + n + " is not a multiple of 48");
+                    if (n % 48 != 0) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "feature name table length " + n + " is not a multiple of 48");
                     for (int e = data; e < data + n; e += 48) {
                         int ftype = b.get(e) & 0xff, bit = b.get(e + 1) & 0xff;
                         int end = e + 2;
@@ -235,30 +235,30 @@ final class Qcow2Header {
                     }
                 }
                 case EXT_BITMAPS -> {
-                    if (seenBitmaps) throw new Qcow2Exception("duplicate bitmaps header extension");
+                    if (seenBitmaps) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate bitmaps header extension");
                     seenBitmaps = true;
-                    if (n < 24) throw new Qcow2Exception("bitmaps header extension too short (" + n + " bytes)");
+                    if (n < 24) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bitmaps header extension too short (" + n + " bytes)");
                     nbBitmaps = b.getInt(data);
                     bitmapDirectorySize = b.getLong(data + 8);
                     bitmapDirectoryOffset = b.getLong(data + 16);
                     if (nbBitmaps < 1 || nbBitmaps > 65535 || bitmapDirectoryOffset % cs != 0 || bitmapDirectoryOffset <= 0
                             || bitmapDirectorySize < 0 || bitmapDirectorySize > (64L << 20))
-                        throw new Qcow2Exception("bad bitmaps header extension");
+                        throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad bitmaps header extension");
                 }
                 case EXT_DATA_FILE -> {
-                    if (seenData) throw new Qcow2Exception("duplicate external data file header extension");
+                    if (seenData) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate external data file header extension");
                     seenData = true;
                     dataFile = new String(b.array(), data, n, StandardCharsets.UTF_8);
                 }
                 case EXT_CRYPTO -> {
-                    if (seenCrypto) throw new Qcow2Exception("duplicate encryption header extension");
+                    if (seenCrypto) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate encryption header extension");
                     seenCrypto = true;
-                    if (cryptMethod == 0) throw new Qcow2Exception("unsupported qcow2 feature: full disk encryption header present");
+                    if (cryptMethod == 0) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: full disk encryption header present");
                 }
                 default -> unknownExtensions.add(type);
             }
             long next = data + ((len + 7) & ~7L);
-            if (next > cs) throw new Qcow2Exception("header extensions run past the first cluster");
+            if (next > cs) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "header extensions run past the first cluster");
             pos = (int) next;
         }
         extensionsEnd = pos + 8;

@@ -187,7 +187,7 @@ public final class Qcow2Image implements Closeable {
         for (int i = 0; i < l1.length; i++) {
             long off = l1[i] & OFFSET_MASK;
             if ((off & (cs - 1)) != 0)
-                throw new Qcow2Exception("corrupt image: L1 entry " + i + " (L2 table offset " + off + ") is not cluster aligned");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt image: L1 entry " + i + " (L2 table offset " + off + ") is not cluster aligned");
         }
         this.rtOffset = h.refcountTableOffset;
         this.rtClusters = h.refcountTableClusters;
@@ -195,7 +195,7 @@ public final class Qcow2Image implements Closeable {
         for (int i = 0; i < rt.length; i++) {
             long off = rt[i] & RT_MASK;
             if ((off & (cs - 1)) != 0 || off < 0 || off >= Qcow2Header.MAX_HOST_OFFSET)
-                throw new Qcow2Exception("corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
         }
         readSnapshotTable();
 
@@ -214,12 +214,12 @@ public final class Qcow2Image implements Closeable {
         IoBackend bRaw = null;
         long bSize = 0;
         if (h.backingFile != null) {
-            if (depth >= MAX_CHAIN_DEPTH) throw new Qcow2Exception("backing chain deeper than " + MAX_CHAIN_DEPTH + " images (a loop?)");
+            if (depth >= MAX_CHAIN_DEPTH) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "backing chain deeper than " + MAX_CHAIN_DEPTH + " images (a loop?)");
             Path bp = Path.of(h.backingFile);
             if (!bp.isAbsolute() && dir != null) bp = dir.resolve(bp);
             bp = o.backingPolicy().admit(h.backingFile, bp);
             if (!Files.exists(bp))
-                throw new Qcow2Exception("backing file " + h.backingFile + " not found (looked at " + bp + ")");
+                throw new Qcow2Exception(Qcow2Exception.Kind.BACKING_MISSING, "backing file " + h.backingFile + " not found (looked at " + bp + ")");
             String fmt = h.backingFormat;
             if (fmt == null) {
                 try (IoBackend probeFile = PosixFileBackend.open(bp, true)) {
@@ -236,7 +236,7 @@ public final class Qcow2Image implements Closeable {
                     bRaw = FileBackends.open(bp, true, o.cacheMode(), o.aio());
                     bSize = bRaw.size();
                 }
-                default -> throw new Qcow2Exception("unsupported backing file format " + fmt + " (only qcow2 and raw)");
+                default -> throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported backing file format " + fmt + " (only qcow2 and raw)");
             }
         }
         this.backingImage = bImg;
@@ -257,7 +257,7 @@ public final class Qcow2Image implements Closeable {
             return;
         }
         if (h.nbSnapshots > 0)
-            throw new Qcow2Exception("image has " + h.nbSnapshots + " internal snapshot(s): opening for writing is not supported (open read-only)");
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "image has " + h.nbSnapshots + " internal snapshot(s): opening for writing is not supported (open read-only)");
         if (h.version >= 3 && h.autoclear != 0) {
             // We do not maintain bitmaps (or anything else behind an autoclear bit): clear them all.
             h.autoclear = 0;
@@ -266,7 +266,7 @@ public final class Qcow2Image implements Closeable {
         if ((h.incompatible & Qcow2Header.INCOMPAT_DIRTY) != 0) {
             CheckReport r = ImageCheck.run(this, RepairMode.ALL);
             if (r.corruptions() > 0)
-                throw new Qcow2Exception(filename + ": dirty image could not be repaired (" + r.corruptions() + " corruptions remain)");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": dirty image could not be repaired (" + r.corruptions() + " corruptions remain)");
             h.incompatible &= ~Qcow2Header.INCOMPAT_DIRTY;
             writeFeatureBits();
         }
@@ -285,12 +285,12 @@ public final class Qcow2Image implements Closeable {
             long l1n = Integer.toUnsignedLong(b.getInt(8));
             int idLen = b.getShort(12) & 0xffff, nameLen = b.getShort(14) & 0xffff;
             long extra = Integer.toUnsignedLong(b.getInt(36));
-            if (extra > 1024) throw new Qcow2Exception("corrupt snapshot table: entry " + i + " has " + extra + " bytes of extra data");
+            if (extra > 1024) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt snapshot table: entry " + i + " has " + extra + " bytes of extra data");
             if ((l1off & (cs - 1)) != 0 || l1off <= 0 || l1n > Qcow2Header.MAX_L1_ENTRIES || l1off >= Qcow2Header.MAX_HOST_OFFSET)
-                throw new Qcow2Exception("corrupt snapshot table: entry " + i + " has a bad L1 table (offset " + l1off + ", " + l1n + " entries)");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt snapshot table: entry " + i + " has a bad L1 table (offset " + l1off + ", " + l1n + " entries)");
             snapshotL1s.add(new long[] {l1off, l1n});
             pos += (40 + extra + idLen + nameLen + 7) & ~7L;
-            if (pos - h.snapshotsOffset > (64L << 20)) throw new Qcow2Exception("corrupt snapshot table: larger than 64 MiB");
+            if (pos - h.snapshotsOffset > (64L << 20)) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt snapshot table: larger than 64 MiB");
         }
         snapshotTableBytes = pos - h.snapshotsOffset;
     }
@@ -358,7 +358,7 @@ public final class Qcow2Image implements Closeable {
     private void checkWritable() throws IOException {
         if (openedReadOnly) throw new IOException(filename + ": image is opened read-only");
         String r = writeRefusal;
-        if (r != null) throw new Qcow2Exception(r);
+        if (r != null) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, r);
         IOException p = poisoned;
         if (p != null) throw new IOException(filename + ": an earlier flush failed (" + p.getMessage() + "); reopen the image", p);
     }
@@ -519,7 +519,7 @@ public final class Qcow2Image implements Closeable {
             for (; idx < end; idx++) {
                 if (b.refcount((int) (idx & rbMask), rOrder) == 0) {
                     long off = idx << clusterBits;
-                    if (off >= Qcow2Header.MAX_HOST_OFFSET) throw new Qcow2Exception(filename + ": image file reached the 64 PiB offset limit");
+                    if (off >= Qcow2Header.MAX_HOST_OFFSET) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": image file reached the 64 PiB offset limit");
                     MetadataKind existing = metaKinds.get(off);
                     if (existing != null)
                         throw new MetadataCorruption("cluster at " + off + " holds the " + existing.label + " but its refcount is 0");
@@ -556,11 +556,11 @@ public final class Qcow2Image implements Closeable {
         long newLen = Math.max(oldLen + perCluster, (long) oldLen * 3 / 2);
         newLen = (newLen + perCluster - 1) / perCluster * perCluster;
         long n = newLen / perCluster;
-        if (n * cs > Qcow2Header.MAX_REFTABLE_BYTES) throw new Qcow2Exception(filename + ": refcount table would exceed 8 MiB");
+        if (n * cs > Qcow2Header.MAX_REFTABLE_BYTES) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": refcount table would exceed 8 MiB");
         long entries = 1L << rbBits;
         long k = 1;
         while (k + n > k * entries) k++;
-        if (oldLen + k > newLen) throw new Qcow2Exception(filename + ": cannot grow the refcount table");
+        if (oldLen + k > newLen) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": cannot grow the refcount table");
         long[] nt = Arrays.copyOf(rt, (int) newLen);
         CachedTable[] blocks = new CachedTable[(int) k];
         for (int j = 0; j < k; j++) {
@@ -704,9 +704,9 @@ public final class Qcow2Image implements Closeable {
                     if (got == 0 && (inf.finished() || inf.needsInput() || inf.needsDictionary())) break;
                 }
                 if (ob.hasRemaining())
-                    throw new Qcow2Exception(filename + ": compressed cluster at " + r[0] + " decompresses to only " + ob.position() + " bytes");
+                    throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": compressed cluster at " + r[0] + " decompresses to only " + ob.position() + " bytes");
             } catch (DataFormatException ex) {
-                throw new Qcow2Exception(filename + ": compressed cluster at " + r[0] + " is not valid deflate data: " + ex.getMessage());
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": compressed cluster at " + r[0] + " is not valid deflate data: " + ex.getMessage());
             } finally {
                 inf.end();
             }
@@ -1255,7 +1255,7 @@ public final class Qcow2Image implements Closeable {
                 }
             }
         }
-        return new Qcow2Exception(filename + ": corrupt image: " + c.getMessage(), c);
+        return new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": corrupt image: " + c.getMessage(), c);
     }
 
     void writeFeatureBits() throws IOException {
@@ -1495,7 +1495,7 @@ public final class Qcow2Image implements Closeable {
         try {
             options.validate();
         } catch (IllegalArgumentException e) {
-            throw new Qcow2Exception(e.getMessage());
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, e.getMessage());
         }
         if (Files.exists(path)) throw new FileAlreadyExistsException(path.toString());
         IoBackend f = PosixFileBackend.open(path, false, true);
@@ -1513,9 +1513,9 @@ public final class Qcow2Image implements Closeable {
         try {
             o.validate();
         } catch (IllegalArgumentException e) {
-            throw new Qcow2Exception(e.getMessage());
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, e.getMessage());
         }
-        if (file.size() != 0) throw new Qcow2Exception(file + ": create needs an empty file");
+        if (file.size() != 0) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, file + ": create needs an empty file");
         ImageLayout.writeNew(file, o);
         if (o.preallocation() != Preallocation.OFF) {
             try (Qcow2Image img = open(file, OpenOptions.defaults())) {

@@ -47,11 +47,11 @@ public class ImagePaths {
             if (Files.exists(p)) {
                 real = p.toRealPath();
                 if (!Files.isRegularFile(real))
-                    throw new io.qblk.qcow2.Qcow2Exception("backing file " + name + " is not a regular file (device nodes, directories and FIFOs are refused)");
+                    throw new io.qblk.qcow2.Qcow2Exception(io.qblk.qcow2.Qcow2Exception.Kind.BACKING_REFUSED, "backing file " + name + " is not a regular file (device nodes, directories and FIFOs are refused)");
             }
             Path check = real;
             if (allowed.stream().noneMatch(check::startsWith))
-                throw new io.qblk.qcow2.Qcow2Exception("backing file " + name + " (" + real + ") lies outside the allowed image directories " + allowed);
+                throw new io.qblk.qcow2.Qcow2Exception(io.qblk.qcow2.Qcow2Exception.Kind.BACKING_REFUSED, "backing file " + name + " (" + real + ") lies outside the allowed image directories " + allowed);
             return real;
         };
     }
