@@ -33,6 +33,26 @@ final class ClusterMap {
         return cache.l2(off).entry((int) (g & l2Mask));
     }
 
+    /**
+     * How many bytes from guest cluster g on (whose entry maps host cluster {@code host}) lie in
+     * host clusters that follow each other: {@code first} bytes of g, then whole clusters while the
+     * next guest cluster maps the next host cluster (and, with {@code needCopied}, is OFLAG_COPIED),
+     * at most {@code remaining} bytes. One pread/pwrite serves the run.
+     */
+    long contiguousRun(long g, long host, long first, long remaining, boolean needCopied) throws IOException {
+        int cs = geo.clusterSize;
+        long run = first;
+        long next = g + 1;
+        while (run < remaining) {
+            long e = lookup(next);
+            if (geo.typeOf(e) != L2Entry.NORMAL || (needCopied && (e & L2Entry.COPIED) == 0)
+                    || (e & L2Entry.OFFSET_MASK) != host + ((next - g) << geo.clusterBits)) break;
+            run += Math.min(cs, remaining - run);
+            next++;
+        }
+        return run;
+    }
+
     /** True when no L2 table covers guest cluster g. */
     boolean unmappedL2(long g) {
         return (l1.get(geo.l1Index(g)) & L2Entry.OFFSET_MASK) == 0;

@@ -51,14 +51,7 @@ final class ClusterReader {
                 int type = geo.typeOf(e);
                 if (type == L2Entry.NORMAL) {
                     long host = geo.hostOf(e, g);
-                    long run = n;
-                    long next = g + 1;
-                    while (pos + run < len) {
-                        long e2 = map.lookup(next);
-                        if (geo.typeOf(e2) != L2Entry.NORMAL || (e2 & L2Entry.OFFSET_MASK) != host + ((next - g) << clusterBits)) break;
-                        run += Math.min(cs, len - pos - run);
-                        next++;
-                    }
+                    long run = map.contiguousRun(g, host, n, len - pos, false);
                     file.read(host + in, dst.asSlice(pos, run));
                     pos += run;
                     continue;

@@ -77,14 +77,7 @@ final class ClusterWriter {
                     long e = map.lookup(g);
                     if (geo.typeOf(e) == L2Entry.NORMAL && (e & L2Entry.COPIED) != 0) {
                         long host = geo.hostOf(e, g);
-                        long run = n;
-                        long next = g + 1;
-                        while (pos + run < len) {
-                            long e2 = map.lookup(next);
-                            if (geo.typeOf(e2) != L2Entry.NORMAL || (e2 & L2Entry.COPIED) == 0 || (e2 & L2Entry.OFFSET_MASK) != host + ((next - g) << clusterBits)) break;
-                            run += Math.min(cs, len - pos - run);
-                            next++;
-                        }
+                        long run = map.contiguousRun(g, host, n, len - pos, true);
                         String bad = overlap.dataOverlap(host, in + run);
                         if (bad != null) throw new MetadataCorruption(bad);
                         file.write(host + in, src.asSlice(pos, run));
