@@ -140,8 +140,8 @@ class Qcow2MetadataTest {
         assertQemuClean(p);
         // corruption: refcount of a data cluster is 0
         long l1 = readLong(p, 40);
-        long l2 = readLong(p, l1) & Qcow2Image.OFFSET_MASK;
-        long data0 = readLong(p, l2) & Qcow2Image.OFFSET_MASK;
+        long l2 = readLong(p, l1) & L2Entry.OFFSET_MASK;
+        long data0 = readLong(p, l2) & L2Entry.OFFSET_MASK;
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.seek(rbOff + 2 * (data0 / 65536));
             f.writeShort(0);
@@ -170,7 +170,7 @@ class Qcow2MetadataTest {
         }
         long l1 = readLong(p, 40);
         long rbOff = readLong(p, 65536);
-        writeLong(p, l1, rbOff | Qcow2Image.COPIED); // the L2 table "is" the refcount block now
+        writeLong(p, l1, rbOff | L2Entry.COPIED); // the L2 table "is" the refcount block now
         try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
             img.write(100L * 65536, filled(4096, 2)); // allocation in the bogus L2 table, entry 100 is 0
             Qcow2Exception e = assertThrows(Qcow2Exception.class, img::flush);
@@ -179,7 +179,7 @@ class Qcow2MetadataTest {
             assertThrows(Qcow2Exception.class, () -> img.write(0, filled(512, 3)));
         }
         assertEquals(2L, readLong(p, 72) & 2L, "corrupt bit set on disk");
-        assertEquals(rbOff | Qcow2Image.COPIED, readLong(p, l1));
+        assertEquals(rbOff | L2Entry.COPIED, readLong(p, l1));
         try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(true))) {
             assertTrue(img.info().corrupt());
         }
@@ -194,8 +194,8 @@ class Qcow2MetadataTest {
             assertTrue(img.info().lazyRefcounts());
         }
         long l1 = readLong(p, 40);
-        long l2 = readLong(p, l1) & Qcow2Image.OFFSET_MASK;
-        long data0 = readLong(p, l2) & Qcow2Image.OFFSET_MASK;
+        long l2 = readLong(p, l1) & L2Entry.OFFSET_MASK;
+        long data0 = readLong(p, l2) & L2Entry.OFFSET_MASK;
         long rbOff = readLong(p, 65536);
         try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
             f.seek(rbOff + 2 * (data0 / 65536));
