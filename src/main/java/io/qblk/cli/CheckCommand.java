@@ -4,6 +4,9 @@ import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -49,7 +52,7 @@ public class CheckCommand implements Callable<Integer> {
         if (ImageFormat.probe(file) != ImageFormat.QCOW2)
             throw new IllegalArgumentException(file + ": not a qcow2 image (check supports qcow2 only)");
         CheckReport r;
-        try (Qcow2Image img = Images.openQcow2(file, mode == RepairMode.NONE)) {
+        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(mode == RepairMode.NONE))) {
             r = img.check(mode);
         }
         PrintWriter out = spec.commandLine().getOut();

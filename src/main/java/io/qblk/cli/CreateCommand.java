@@ -1,9 +1,11 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
 import java.io.IOException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
@@ -41,7 +43,8 @@ public class CreateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        ImageFormat fmt = ImageFormat.parse(format);
+        ImageFormat fmt = format == null ? ImageFormat.QCOW2 : ImageFormat.parse(format);
+        if (!fmt.hasFile()) throw new IllegalArgumentException("-f null: the null format has no file to create");
         long size = Sizes.parse(sizeText);
         if (size % 512 != 0) throw new IllegalArgumentException("size " + size + " is not a multiple of 512");
         Map<String, String> opts = parseOptions(String.join(",", options));

@@ -1,8 +1,12 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -53,7 +57,7 @@ public class InfoCommand implements Callable<Integer> {
             return 0;
         }
         ImageInfo info;
-        try (Qcow2Image img = Images.openQcow2(file, true)) {
+        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true))) {
             info = img.info();
         }
         boolean v3 = "1.1".equals(info.compat());

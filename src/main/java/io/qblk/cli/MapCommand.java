@@ -3,6 +3,9 @@ package io.qblk.cli;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -37,7 +40,7 @@ public class MapCommand implements Callable<Integer> {
         if (fmt == ImageFormat.RAW) {
             entries = rawEntries(file);
         } else {
-            try (Qcow2Image img = Images.openQcow2(file, true)) {
+            try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true))) {
                 entries = merge(img.map(0, img.virtualSize()));
             }
         }

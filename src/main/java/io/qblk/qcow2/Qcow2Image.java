@@ -1,7 +1,7 @@
 package io.qblk.qcow2;
 
 import io.qblk.io.DirectIoBackend;
-import io.qblk.io.FileBackends;
+import io.qblk.uring.FileBackends;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import java.io.Closeable;
@@ -172,10 +172,10 @@ public final class Qcow2Image implements Closeable {
         this.rbBits = clusterBits + 3 - rOrder;
         this.rbMask = (1L << rbBits) - 1;
         this.vsize = h.size;
-        if (file instanceof DirectIoBackend d && cs < DirectIoBackend.ALIGNMENT) {
+        if (cs < DirectIoBackend.ALIGNMENT) {
             // A page could hold a metadata cluster and a data cluster: keep every request buffered, so
             // a direct write never races a buffered one within a page (docs/qcow2-engine.md, "Cache modes").
-            d.disableDirect("cluster size " + cs + " is below the " + DirectIoBackend.ALIGNMENT + "-byte direct I/O alignment");
+            file.disableDirect("cluster size " + cs + " is below the " + DirectIoBackend.ALIGNMENT + "-byte direct I/O alignment");
         }
         this.openedReadOnly = o.readOnly();
         this.cacheBudget = Math.max(o.cacheBytes(), 8L * cs);
@@ -223,8 +223,7 @@ public final class Qcow2Image implements Closeable {
             String fmt = h.backingFormat;
             if (fmt == null) {
                 try (IoBackend probeFile = PosixFileBackend.open(bp, true)) {
-                    byte[] m = readBytes(probeFile, 0, 4);
-                    fmt = ByteBuffer.wrap(m).getInt() == Qcow2Header.MAGIC ? "qcow2" : "raw";
+                    fmt = Qcow2Header.hasMagic(probeFile) ? "qcow2" : "raw";
                 }
             }
             switch (fmt) {
@@ -327,7 +326,7 @@ public final class Qcow2Image implements Closeable {
      * for; otherwise why every request goes through the page cache.
      */
     public String directDisabledReason() {
-        return file instanceof DirectIoBackend d ? d.directDisabledReason() : null;
+        return file.directDisabledReason();
     }
     public boolean readOnly() { return openedReadOnly || writeRefusal != null; }
     int version() { return h.version; }

@@ -42,6 +42,11 @@ public interface BlockTarget extends Closeable {
     /** A run of bytes with one allocation status. */
     record Extent(long offset, long length, boolean hole, boolean zero) {}
 
+    /** Null unless cache mode none was asked for and requests are buffered anyway; then why. */
+    default String directDisabledReason() {
+        return null;
+    }
+
     @Override
     void close() throws IOException;
 }

@@ -1,5 +1,7 @@
 package io.qblk.target;
 
+import io.qblk.io.Errno;
+import io.qblk.io.ErrnoException;
 import io.qblk.io.IoBackend;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -22,15 +24,23 @@ public final class RawTarget implements BlockTarget {
 
     @Override
     public void write(long offset, MemorySegment src, boolean fua) throws IOException {
+        writable("write");
         file.write(offset, src);
         if (fua) file.datasync();
     }
 
-    @Override public void flush() throws IOException { file.datasync(); }
-    @Override public void discard(long offset, long length) throws IOException { file.punchHole(offset, length); }
+    @Override public void flush() throws IOException { if (!file.readOnly()) file.datasync(); }
 
     @Override
+    public void discard(long offset, long length) throws IOException {
+        writable("discard");
+        file.punchHole(offset, length);
+    }
+
+    /** Punches the range (it reads as zeroes); without {@code mayUnmap} allocates it again, as qemu's raw driver does. */
+    @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        writable("write zeroes");
         file.punchHole(offset, length);
         if (!mayUnmap) file.allocate(offset, length);
     }
@@ -38,6 +48,15 @@ public final class RawTarget implements BlockTarget {
     @Override
     public List<Extent> blockStatus(long offset, long length) {
         return List.of(new Extent(offset, length, false, false));
+    }
+
+    @Override
+    public String directDisabledReason() {
+        return file.directDisabledReason();
+    }
+
+    private void writable(String op) throws ErrnoException {
+        if (file.readOnly()) throw new ErrnoException(op + " on a read-only image", Errno.EROFS);
     }
 
     @Override public void close() throws IOException { file.close(); }
