@@ -213,7 +213,7 @@ public final class Qcow2Image implements Closeable {
         Qcow2Image bImg = null;
         IoBackend bRaw = null;
         long bSize = 0;
-        if (h.backingFile != null) {
+        if (h.backingFile != null && (o.backingPolicy() != BackingPolicy.NOT_OPENED || !o.readOnly())) {
             if (depth >= MAX_CHAIN_DEPTH) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "backing chain deeper than " + MAX_CHAIN_DEPTH + " images (a loop?)");
             Path bp = Path.of(h.backingFile);
             if (!bp.isAbsolute() && dir != null) bp = dir.resolve(bp);
@@ -329,6 +329,8 @@ public final class Qcow2Image implements Closeable {
         return file.directDisabledReason();
     }
     public boolean readOnly() { return openedReadOnly || writeRefusal != null; }
+    /** Why an image opened for writing refuses writes (corrupt bit, corruption found), or null. */
+    public String writeRefusal() { return writeRefusal; }
     int version() { return h.version; }
     boolean hasBacking() { return backingImage != null || backingRaw != null; }
     boolean corruptBit() { return (h.incompatible & Qcow2Header.INCOMPAT_CORRUPT) != 0; }
@@ -355,7 +357,7 @@ public final class Qcow2Image implements Closeable {
     }
 
     private void checkWritable() throws IOException {
-        if (openedReadOnly) throw new IOException(filename + ": image is opened read-only");
+        if (openedReadOnly) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, filename + ": image is opened read-only");
         String r = writeRefusal;
         if (r != null) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, r);
         IOException p = poisoned;
