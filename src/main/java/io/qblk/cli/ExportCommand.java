@@ -106,6 +106,10 @@ public class ExportCommand implements Callable<Integer> {
         MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
         BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite);
+        if (!readOnly && target.writeRefusal() != null) {
+            spec.commandLine().getErr().println("qblk: serving read-only: " + target.writeRefusal());
+            spec.commandLine().getErr().flush();
+        }
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);

@@ -1,6 +1,7 @@
 package io.qblk.cli;
 
 import io.qblk.util.Sizes;
+import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
@@ -57,11 +58,17 @@ public class InfoCommand implements Callable<Integer> {
             return 0;
         }
         ImageInfo info;
-        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true))) {
+        // Like qemu-img info, the backing chain is named, not opened: its name is untrusted input,
+        // shown so a user sees what an export would read through (e.g. /etc/shadow).
+        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
         }
         boolean v3 = "1.1".equals(info.compat());
+        String backing = info.backingFilename();
+        String fullBacking = backing == null ? null : fullBackingName(file, backing);
         if (output == OutputFormat.JSON) {
+            // qemu-img 7.2's key order: the backing format first, the names after format-specific.
+            if (backing != null && info.backingFormat() != null) json.put("backing-filename-format", info.backingFormat());
             json.put("virtual-size", info.virtualSize());
             json.put("filename", file.toString());
             json.put("cluster-size", info.clusterSize());
@@ -80,6 +87,10 @@ public class InfoCommand implements Callable<Integer> {
             specific.put("type", "qcow2");
             specific.put("data", data);
             json.put("format-specific", specific);
+            if (backing != null) {
+                json.put("full-backing-filename", fullBacking);
+                json.put("backing-filename", backing);
+            }
             json.put("dirty-flag", info.dirtyFlag());
             out.println(QemuJson.pretty(json));
             return 0;
@@ -89,6 +100,10 @@ public class InfoCommand implements Callable<Integer> {
         out.println("virtual size: " + Sizes.human(info.virtualSize()) + " (" + info.virtualSize() + " bytes)");
         out.println("disk size: " + Sizes.human(actual));
         out.println("cluster_size: " + info.clusterSize());
+        if (backing != null) {
+            out.println("backing file: " + backing + (fullBacking.equals(backing) ? "" : " (actual path: " + fullBacking + ")"));
+            if (info.backingFormat() != null) out.println("backing file format: " + info.backingFormat());
+        }
         out.println("Format specific information:");
         out.println("    compat: " + (v3 ? "1.1" : "0.10"));
         out.println("    compression type: zlib");
@@ -100,5 +115,12 @@ public class InfoCommand implements Callable<Integer> {
         }
         if (info.dirtyFlag()) out.println("cleanly shut down: no");
         return 0;
+    }
+
+    /** The backing file name as qemu combines it with the image's path: absolute as is, else beside the image. */
+    static String fullBackingName(Path image, String backing) {
+        if (backing.startsWith("/")) return backing;
+        Path parent = image.getParent();
+        return parent == null ? backing : parent.resolve(backing).toString();
     }
 }

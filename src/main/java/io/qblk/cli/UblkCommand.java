@@ -72,7 +72,9 @@ public class UblkCommand {
     static BlockTarget openTarget(String type, Path file, long nullSize, MetadataWrite metadata, String fileIo) throws IOException {
         TargetOptions o = ublkOptions(type, fileIo, metadata, nullSize);
         if (o.format() != ImageFormat.NULL && file == null) throw new IllegalArgumentException("missing FILE");
-        return TargetOpener.open(o.format() == ImageFormat.NULL ? null : file, o);
+        BlockTarget t = TargetOpener.open(o.format() == ImageFormat.NULL ? null : file, o);
+        if (t.writeRefusal() != null) System.err.println("qblk: serving read-only: " + t.writeRefusal());
+        return t;
     }
 
     static long parseSize(String s) {

@@ -23,6 +23,15 @@ public interface BackingPolicy {
     BackingPolicy ANY = (name, resolved) -> resolved;
 
     /**
+     * Opens no backing file at all: the header still names it ({@link ImageInfo#backingFilename()}),
+     * but reads see only this image. For describing an image (qemu-img info does not open the chain
+     * either); the engine refuses it for an image opened for writing.
+     */
+    BackingPolicy NOT_OPENED = (name, resolved) -> {
+        throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "backing file " + name + " is not opened (NOT_OPENED policy)");
+    };
+
+    /**
      * Opens what the header names if it is a regular file (symlinks followed): device nodes,
      * directories and FIFOs are refused. The default of {@link OpenOptions} and the CLI's policy;
      * the service adds its allowed directories.

@@ -4,5 +4,5 @@ package io.qblk.service;
 @io.quarkus.runtime.annotations.RegisterForReflection
 public record DeviceInfo(String name, String state, String image, String target, FrontendType frontend,
                          String endpoint, java.util.List<String> endpoints, long size, boolean readOnly, int queues, int depth, int inflight,
-                         String error) {
+                         String error, String readOnlyReason) {
 }

@@ -234,6 +234,8 @@ public class DeviceManager {
             throw imageError(d.spec, e);
         }
         MeteredTarget target = new MeteredTarget(d.spec.name(), raw, registry);
+        if (!d.spec.readOnly() && raw.writeRefusal() != null)
+            LOG.warnf("device %s: served read-only: %s", d.spec.name(), raw.writeRefusal());
         List<Frontend.Attachment> done = new ArrayList<>();
         try {
             for (Frontend f : fronts) done.add(f.attach(d.spec, target));
@@ -393,9 +395,11 @@ public class DeviceManager {
         List<String> eps = d.attachments.stream().map(Frontend.Attachment::endpoint).toList();
         String state = d.running() ? "running" : "failed";
         DeviceSpec s = d.spec;
+        String refusal = s.readOnly() || t == null ? null : t.writeRefusal();
+        String readOnlyReason = s.readOnly() ? "read-only by request" : refusal;
         return new DeviceInfo(s.name(), state, s.image() == null ? null : s.image().toString(), s.target().id(), s.frontend(),
-                eps.isEmpty() ? null : eps.getFirst(), eps, t == null ? 0 : t.size(), s.readOnly(), s.queues(), s.depth(),
-                t == null ? 0 : t.inflight(), d.error);
+                eps.isEmpty() ? null : eps.getFirst(), eps, t == null ? 0 : t.size(), readOnlyReason != null, s.queues(), s.depth(),
+                t == null ? 0 : t.inflight(), d.error, readOnlyReason);
     }
 
     private static void closeQuietly(BlockTarget t, String name) {

@@ -2,16 +2,16 @@ package io.qblk.service;
 
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
-import io.qblk.io.LibC;
-import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.MetadataWrite;
+import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.FileIo;
 import io.qblk.target.ImageFormat;
+import io.qblk.target.RawTarget;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.TargetOptions;
 import jakarta.enterprise.context.ApplicationScoped;
@@ -60,18 +60,10 @@ public class ImageService {
 
     /** A new raw file of {@code size} bytes; a failed create (EFBIG, ENOSPC) leaves no file behind. */
     static void createRaw(Path path, long size) throws IOException {
-        PosixFileBackend f;
         try {
-            f = PosixFileBackend.open(path, false, true, LibC.O_EXCL);
+            RawTarget.create(path, size, Preallocation.OFF);
         } catch (ErrnoException e) {
             if (e.errno() == Errno.EEXIST) throw ApiException.conflict(path.getFileName() + ": already exists");
-            throw e;
-        }
-        try (f) {
-            f.truncate(size);
-            f.datasync();
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(path);
             throw e;
         }
     }
