@@ -24,8 +24,26 @@ abstract class BlockTargetContractTest {
 
     @TempDir Path dir;
 
-    /** A new target of {@link #SIZE} bytes on a file in {@code dir} (created on the first call, reopened after). */
-    abstract BlockTarget open(boolean readOnly) throws IOException;
+    /** The format under test; its image of {@link #SIZE} bytes is made by {@link #create}. */
+    abstract ImageFormat format();
+
+    /** Creates the image file {@code f} of {@link #SIZE} bytes (not called for the null format). */
+    void create(Path f) throws IOException {
+        throw new UnsupportedOperationException(format() + " has no file");
+    }
+
+    /** The image file, created on the first call. */
+    Path file() throws IOException {
+        Path f = dir.resolve("disk." + format().id());
+        if (!java.nio.file.Files.exists(f)) create(f);
+        return f;
+    }
+
+    /** The target on the image, opened through {@link TargetOpener} like every frontend opens it. */
+    BlockTarget open(boolean readOnly) throws IOException {
+        TargetOptions o = TargetOptions.defaults().withFormat(format()).withReadOnly(readOnly).withNullSize(SIZE);
+        return TargetOpener.open(format().hasFile() ? file() : null, o);
+    }
 
     /**
      * A writable target whose file's writes fail with the errno set on the returned backend; null
