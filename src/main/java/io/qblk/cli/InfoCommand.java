@@ -1,6 +1,7 @@
 package io.qblk.cli;
 
 import io.qblk.util.Sizes;
+import io.qblk.json.QemuJson;
 import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.OpenOptions;
@@ -12,7 +13,6 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -37,18 +37,12 @@ public class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         ImageFormat fmt = ImageFormat.resolve(format, file);
-        Map<String, Object> json = QemuJson.object();
         long actual = FileStat.allocatedBytes(file);
         PrintWriter out = spec.commandLine().getOut();
         if (fmt == ImageFormat.RAW) {
             long size = Files.size(file);
             if (output == OutputFormat.JSON) {
-                json.put("virtual-size", size);
-                json.put("filename", file.toString());
-                json.put("format", "raw");
-                json.put("actual-size", actual);
-                json.put("dirty-flag", false);
-                out.println(QemuJson.pretty(json));
+                out.println(QemuJson.pretty(QemuJson.rawInfo(file.toString(), size, actual)));
             } else {
                 out.println("image: " + file);
                 out.println("file format: raw");
@@ -63,38 +57,13 @@ public class InfoCommand implements Callable<Integer> {
         try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
         }
-        boolean v3 = "1.1".equals(info.compat());
         String backing = info.backingFilename();
-        String fullBacking = backing == null ? null : fullBackingName(file, backing);
+        String fullBacking = backing == null ? null : QemuJson.fullBackingName(file.toString(), backing);
         if (output == OutputFormat.JSON) {
-            // qemu-img 7.2's key order: the backing format first, the names after format-specific.
-            if (backing != null && info.backingFormat() != null) json.put("backing-filename-format", info.backingFormat());
-            json.put("virtual-size", info.virtualSize());
-            json.put("filename", file.toString());
-            json.put("cluster-size", info.clusterSize());
-            json.put("format", "qcow2");
-            json.put("actual-size", actual);
-            Map<String, Object> data = QemuJson.object();
-            data.put("compat", v3 ? "1.1" : "0.10");
-            data.put("compression-type", info.compressionType() == null ? "zlib" : info.compressionType());
-            if (v3) data.put("lazy-refcounts", info.lazyRefcounts());
-            data.put("refcount-bits", info.refcountBits());
-            if (v3) {
-                data.put("corrupt", info.corrupt());
-                data.put("extended-l2", info.extendedL2());
-            }
-            Map<String, Object> specific = QemuJson.object();
-            specific.put("type", "qcow2");
-            specific.put("data", data);
-            json.put("format-specific", specific);
-            if (backing != null) {
-                json.put("full-backing-filename", fullBacking);
-                json.put("backing-filename", backing);
-            }
-            json.put("dirty-flag", info.dirtyFlag());
-            out.println(QemuJson.pretty(json));
+            out.println(QemuJson.pretty(QemuJson.info(info, actual)));
             return 0;
         }
+        boolean v3 = "1.1".equals(info.compat());
         out.println("image: " + file);
         out.println("file format: qcow2");
         out.println("virtual size: " + Sizes.human(info.virtualSize()) + " (" + info.virtualSize() + " bytes)");
@@ -115,12 +84,5 @@ public class InfoCommand implements Callable<Integer> {
         }
         if (info.dirtyFlag()) out.println("cleanly shut down: no");
         return 0;
-    }
-
-    /** The backing file name as qemu combines it with the image's path: absolute as is, else beside the image. */
-    static String fullBackingName(Path image, String backing) {
-        if (backing.startsWith("/")) return backing;
-        Path parent = image.getParent();
-        return parent == null ? backing : parent.resolve(backing).toString();
     }
 }

@@ -1,5 +1,6 @@
 package io.qblk.cli;
 
+import io.qblk.json.QemuJson;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
@@ -45,7 +46,7 @@ public class MapCommand implements Callable<Integer> {
             }
         }
         PrintWriter out = spec.commandLine().getOut();
-        if (output == OutputFormat.JSON) out.println(json(entries));
+        if (output == OutputFormat.JSON) out.println(QemuJson.mapText(entries));
         else human(out, entries);
         return 0;
     }
@@ -82,20 +83,6 @@ public class MapCommand implements Callable<Integer> {
             out.add(e);
         }
         return out;
-    }
-
-    static String json(List<MapEntry> entries) {
-        StringBuilder sb = new StringBuilder("[");
-        for (int i = 0; i < entries.size(); i++) {
-            MapEntry e = entries.get(i);
-            if (i > 0) sb.append(",\n");
-            sb.append("{ \"start\": ").append(e.start()).append(", \"length\": ").append(e.length())
-                    .append(", \"depth\": ").append(e.depth()).append(", \"present\": ").append(e.present())
-                    .append(", \"zero\": ").append(e.zero()).append(", \"data\": ").append(e.data());
-            if (e.offset() >= 0) sb.append(", \"offset\": ").append(e.offset());
-            sb.append('}');
-        }
-        return sb.append(']').toString();
     }
 
     private void human(PrintWriter out, List<MapEntry> entries) {

@@ -2,6 +2,7 @@ package io.qblk.service;
 
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
+import io.qblk.json.QemuJson;
 import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.MetadataWrite;
@@ -19,8 +20,6 @@ import jakarta.inject.Inject;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import java.util.function.Consumer;
 
 /**
@@ -73,14 +72,10 @@ public class ImageService {
         ImageFormat f = ImageFormat.probe(path);
         if (f == ImageFormat.QCOW2) {
             try (Qcow2Image image = TargetOpener.openImage(path, options(null).withReadOnly(true))) {
-                return json(image.info().toJson());
+                return QemuJson.info(image.info(), image.info().actualSize());
             }
         }
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("filename", path.toString());
-        m.put("format", "raw");
-        m.put("virtualSize", Files.size(path));
-        return m;
+        return QemuJson.rawInfo(path.toString(), Files.size(path), Files.size(path));
     }
 
     /** qemu-img check --output=json fields, plus "messages" and "clean". */
@@ -89,7 +84,7 @@ public class ImageService {
             throw ApiException.badRequest(path + ": only qcow2 images can be checked (this one is raw)");
         try (Qcow2Image image = TargetOpener.openImage(path, options(ImageFormat.QCOW2).withReadOnly(mode == RepairMode.NONE))) {
             CheckReport report = image.check(mode);
-            var tree = (com.fasterxml.jackson.databind.node.ObjectNode) json(report.toJson());
+            var tree = QemuJson.check(report);
             tree.put("clean", report.clean());
             var msgs = tree.putArray("messages");
             report.messages().forEach(msgs::add);
@@ -132,11 +127,5 @@ public class ImageService {
 
     private TargetOptions options(ImageFormat format) {
         return TargetOptions.defaults().withFormat(format).withBacking(paths.backingPolicy());
-    }
-
-    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
-
-    private static com.fasterxml.jackson.databind.JsonNode json(String s) throws IOException {
-        return JSON.readTree(s);
     }
 }
