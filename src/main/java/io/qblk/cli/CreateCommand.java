@@ -1,9 +1,10 @@
 package io.qblk.cli;
 
-import io.qblk.io.PosixFileBackend;
+import io.qblk.util.Sizes;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
 import java.io.IOException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
@@ -41,7 +42,8 @@ public class CreateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        ImageFormat fmt = ImageFormat.parse(format);
+        ImageFormat fmt = format == null ? ImageFormat.QCOW2 : ImageFormat.parse(format);
+        if (!fmt.hasFile()) throw new IllegalArgumentException("-f null: the null format has no file to create");
         long size = Sizes.parse(sizeText);
         if (size % 512 != 0) throw new IllegalArgumentException("size " + size + " is not a multiple of 512");
         Map<String, String> opts = parseOptions(String.join(",", options));
@@ -71,17 +73,7 @@ public class CreateCommand implements Callable<Integer> {
         }
         if (!quiet) spec.commandLine().getOut().println("Formatting '" + file + "', fmt=raw size=" + size
                 + (opts.containsKey("preallocation") ? " preallocation=" + prealloc : ""));
-        try (PosixFileBackend f = PosixFileBackend.open(file, false, true)) {
-            f.truncate(size);
-            if (prealloc.equals("falloc")) f.allocate(0, size);
-            if (prealloc.equals("full")) {
-                try (var arena = java.lang.foreign.Arena.ofConfined()) {
-                    var zero = arena.allocate(1 << 20, 4096);
-                    for (long o = 0; o < size; o += zero.byteSize()) f.write(o, zero.asSlice(0, Math.min(zero.byteSize(), size - o)));
-                }
-            }
-            f.datasync();
-        }
+        io.qblk.target.RawTarget.create(file, size, io.qblk.qcow2.Preallocation.parse(prealloc));
         return 0;
     }
 

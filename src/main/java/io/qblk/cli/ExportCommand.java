@@ -1,9 +1,13 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.FileIo;
+import io.qblk.target.ImageFormat;
 import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import io.qblk.ublk.UblkExport;
 import io.qblk.ublk.UblkServer;
 import io.qblk.ublk.UblkUnavailableException;
@@ -66,6 +70,10 @@ public class ExportCommand implements Callable<Integer> {
                     + "the device keeps working across kill -9 + qblk ublk recover; allocating writes wait for a shared flush).")
     String metadata;
 
+    @Option(names = "--file-io", defaultValue = UblkCommand.FILE_IO_DEFAULT, paramLabel = "auto|ring|pread",
+            description = UblkCommand.FILE_IO_HELP)
+    String fileIo;
+
     @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
     Path file;
 
@@ -97,7 +105,11 @@ public class ExportCommand implements Callable<Integer> {
         }
         MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
-        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS, metadataWrite);
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite);
+        if (!readOnly && target.writeRefusal() != null) {
+            spec.commandLine().getErr().println("qblk: serving read-only: " + target.writeRefusal());
+            spec.commandLine().getErr().flush();
+        }
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);
@@ -117,16 +129,17 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
-    BlockTarget openTarget(TargetOpener.FileIo io, MetadataWrite metadataWrite) throws IOException {
-        TargetOpener.Format format = TargetOpener.Format.parse(type);
-        if (format == TargetOpener.Format.NULL) {
+    BlockTarget openTarget(FileIo io, MetadataWrite metadataWrite) throws IOException {
+        ImageFormat format = type == null || type.equalsIgnoreCase("auto") ? null : ImageFormat.parse(type);
+        TargetOptions o = TargetOptions.defaults().withFormat(format).withReadOnly(readOnly).withFileIo(io).withMetadata(metadataWrite);
+        if (format == ImageFormat.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
             if (size == null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target needs --size");
-            return TargetOpener.openNull(parseSize(size));
+            return TargetOpener.open(null, o.withNullSize(parseSize(size)));
         }
         if (size != null) throw new CommandLine.ParameterException(spec.commandLine(), "--size is only for -t null");
         if (file == null) throw new CommandLine.ParameterException(spec.commandLine(), "missing FILE");
-        return TargetOpener.open(file, format, readOnly, io, metadataWrite);
+        return TargetOpener.open(file, o);
     }
 
     private int serveNbd(BlockTarget target) throws IOException {

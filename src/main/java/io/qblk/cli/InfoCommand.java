@@ -1,13 +1,18 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
+import io.qblk.json.QemuJson;
+import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -32,18 +37,12 @@ public class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         ImageFormat fmt = ImageFormat.resolve(format, file);
-        Map<String, Object> json = QemuJson.object();
         long actual = FileStat.allocatedBytes(file);
         PrintWriter out = spec.commandLine().getOut();
         if (fmt == ImageFormat.RAW) {
             long size = Files.size(file);
             if (output == OutputFormat.JSON) {
-                json.put("virtual-size", size);
-                json.put("filename", file.toString());
-                json.put("format", "raw");
-                json.put("actual-size", actual);
-                json.put("dirty-flag", false);
-                out.println(QemuJson.pretty(json));
+                out.println(QemuJson.pretty(QemuJson.rawInfo(file.toString(), size, actual)));
             } else {
                 out.println("image: " + file);
                 out.println("file format: raw");
@@ -53,38 +52,27 @@ public class InfoCommand implements Callable<Integer> {
             return 0;
         }
         ImageInfo info;
-        try (Qcow2Image img = Images.openQcow2(file, true)) {
+        // Like qemu-img info, the backing chain is named, not opened: its name is untrusted input,
+        // shown so a user sees what an export would read through (e.g. /etc/shadow).
+        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
         }
-        boolean v3 = "1.1".equals(info.compat());
+        String backing = info.backingFilename();
+        String fullBacking = backing == null ? null : QemuJson.fullBackingName(file.toString(), backing);
         if (output == OutputFormat.JSON) {
-            json.put("virtual-size", info.virtualSize());
-            json.put("filename", file.toString());
-            json.put("cluster-size", info.clusterSize());
-            json.put("format", "qcow2");
-            json.put("actual-size", actual);
-            Map<String, Object> data = QemuJson.object();
-            data.put("compat", v3 ? "1.1" : "0.10");
-            data.put("compression-type", info.compressionType() == null ? "zlib" : info.compressionType());
-            if (v3) data.put("lazy-refcounts", info.lazyRefcounts());
-            data.put("refcount-bits", info.refcountBits());
-            if (v3) {
-                data.put("corrupt", info.corrupt());
-                data.put("extended-l2", info.extendedL2());
-            }
-            Map<String, Object> specific = QemuJson.object();
-            specific.put("type", "qcow2");
-            specific.put("data", data);
-            json.put("format-specific", specific);
-            json.put("dirty-flag", info.dirtyFlag());
-            out.println(QemuJson.pretty(json));
+            out.println(QemuJson.pretty(QemuJson.info(info, actual)));
             return 0;
         }
+        boolean v3 = "1.1".equals(info.compat());
         out.println("image: " + file);
         out.println("file format: qcow2");
         out.println("virtual size: " + Sizes.human(info.virtualSize()) + " (" + info.virtualSize() + " bytes)");
         out.println("disk size: " + Sizes.human(actual));
         out.println("cluster_size: " + info.clusterSize());
+        if (backing != null) {
+            out.println("backing file: " + backing + (fullBacking.equals(backing) ? "" : " (actual path: " + fullBacking + ")"));
+            if (info.backingFormat() != null) out.println("backing file format: " + info.backingFormat());
+        }
         out.println("Format specific information:");
         out.println("    compat: " + (v3 ? "1.1" : "0.10"));
         out.println("    compression type: zlib");

@@ -1,5 +1,10 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
+import io.qblk.target.BlockTarget;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
@@ -49,7 +54,7 @@ public class IoCommand implements Callable<Integer> {
         for (String c : commands) ops.add(parse(c));  // all syntax errors before touching the image
         ImageFormat fmt = ImageFormat.resolve(format, file);
         int rc = 0;
-        try (ImageHandle img = ImageHandle.open(file, fmt, readOnly)) {
+        try (BlockTarget img = TargetOpener.open(file, TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly))) {
             for (Op op : ops) {
                 if (!run(img, op)) rc = 1;
             }
@@ -94,12 +99,12 @@ public class IoCommand implements Callable<Integer> {
         }
     }
 
-    private boolean run(ImageHandle img, Op op) throws IOException {
+    private boolean run(BlockTarget img, Op op) throws IOException {
         if (op.name().equals("flush")) {
             img.flush();
             return true;
         }
-        long size = img.virtualSize();
+        long size = img.size();
         if (op.offset() + op.length() > size || op.offset() + op.length() < 0) {
             out.println(op.name() + " failed: request [" + op.offset() + ", +" + op.length()
                     + ") exceeds the image size " + size);
@@ -132,7 +137,7 @@ public class IoCommand implements Callable<Integer> {
                     try (Arena a = Arena.ofConfined()) {
                         MemorySegment buf = a.allocate(Math.max(1, op.length()), 4096).asSlice(0, op.length());
                         buf.fill((byte) (op.pattern() == null ? 0xcd : op.pattern()));
-                        img.write(op.offset(), buf);
+                        img.write(op.offset(), buf, false);
                     }
                 }
             }

@@ -1,8 +1,12 @@
 package io.qblk.cli;
 
+import io.qblk.json.QemuJson;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -37,12 +41,12 @@ public class MapCommand implements Callable<Integer> {
         if (fmt == ImageFormat.RAW) {
             entries = rawEntries(file);
         } else {
-            try (Qcow2Image img = Images.openQcow2(file, true)) {
+            try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true))) {
                 entries = merge(img.map(0, img.virtualSize()));
             }
         }
         PrintWriter out = spec.commandLine().getOut();
-        if (output == OutputFormat.JSON) out.println(json(entries));
+        if (output == OutputFormat.JSON) out.println(QemuJson.mapText(entries));
         else human(out, entries);
         return 0;
     }
@@ -79,20 +83,6 @@ public class MapCommand implements Callable<Integer> {
             out.add(e);
         }
         return out;
-    }
-
-    static String json(List<MapEntry> entries) {
-        StringBuilder sb = new StringBuilder("[");
-        for (int i = 0; i < entries.size(); i++) {
-            MapEntry e = entries.get(i);
-            if (i > 0) sb.append(",\n");
-            sb.append("{ \"start\": ").append(e.start()).append(", \"length\": ").append(e.length())
-                    .append(", \"depth\": ").append(e.depth()).append(", \"present\": ").append(e.present())
-                    .append(", \"zero\": ").append(e.zero()).append(", \"data\": ").append(e.data());
-            if (e.offset() >= 0) sb.append(", \"offset\": ").append(e.offset());
-            sb.append('}');
-        }
-        return sb.append(']').toString();
     }
 
     private void human(PrintWriter out, List<MapEntry> entries) {

@@ -442,19 +442,7 @@ final class NbdConnection implements Runnable {
     }
 
     static int nbdError(Throwable ex) {
-        if (ex instanceof ErrnoException ee) {
-            return switch (ee.errno()) {
-                case 1, 13, 30 -> EPERM;              // EPERM, EACCES, EROFS
-                case 27, 28, 122 -> ENOSPC;           // EFBIG, ENOSPC, EDQUOT
-                case 22 -> EINVAL;
-                case 12 -> ENOMEM;
-                case 95 -> ENOTSUP;
-                default -> EIO;
-            };
-        }
-        if (ex instanceof IllegalArgumentException || ex instanceof IndexOutOfBoundsException) return EINVAL;
-        if (ex instanceof OutOfMemoryError) return ENOMEM;
-        return EIO;
+        return NbdProtocol.errorCode(io.qblk.target.TargetErrors.toErrno(ex));
     }
 
     // ------------------------------------------------------------------ replies

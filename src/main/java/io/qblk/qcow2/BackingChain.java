@@ -1,12 +1,11 @@
 package io.qblk.qcow2;
 
-import io.qblk.io.FileBackends;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
+import io.qblk.uring.FileBackends;
 import java.io.Closeable;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -33,7 +32,8 @@ final class BackingChain implements Closeable {
 
     /** Opens the backing file named by {@code h} (none: {@link #NONE}); {@code dir} resolves a relative name. */
     static BackingChain open(Qcow2Header h, Path dir, OpenOptions o, int depth, long cacheBudget) throws IOException {
-        if (h.backingFile == null) return NONE;
+        // NOT_OPENED (describing an image, like qemu-img info) leaves the chain closed; a writer always opens it.
+        if (h.backingFile == null || (o.backingPolicy() == BackingPolicy.NOT_OPENED && o.readOnly())) return NONE;
         if (depth >= MAX_DEPTH) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "backing chain deeper than " + MAX_DEPTH + " images (a loop?)");
         Path bp = Path.of(h.backingFile);
         if (!bp.isAbsolute() && dir != null) bp = dir.resolve(bp);
@@ -43,8 +43,7 @@ final class BackingChain implements Closeable {
         String fmt = h.backingFormat;
         if (fmt == null) {
             try (IoBackend probeFile = PosixFileBackend.open(bp, true)) {
-                byte[] m = FileReads.bytes(probeFile, 0, 4);
-                fmt = ByteBuffer.wrap(m).getInt() == Qcow2Header.MAGIC ? "qcow2" : "raw";
+                fmt = Qcow2Header.hasMagic(probeFile) ? "qcow2" : "raw";
             }
         }
         return switch (fmt) {

@@ -1,7 +1,7 @@
 package io.qblk.qcow2;
 
 import io.qblk.io.DirectIoBackend;
-import io.qblk.io.FileBackends;
+import io.qblk.uring.FileBackends;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import java.io.Closeable;
@@ -88,10 +88,10 @@ public final class Qcow2Image implements Closeable {
         this.h = Qcow2Header.parse(FileReads.bytes(file, 0, 1 << bits), fsize);
         this.geo = Geometry.of(h);
         int cs = geo.clusterSize;
-        if (file instanceof DirectIoBackend d && cs < DirectIoBackend.ALIGNMENT) {
+        if (cs < DirectIoBackend.ALIGNMENT) {
             // A page could hold a metadata cluster and a data cluster: keep every request buffered, so
             // a direct write never races a buffered one within a page (docs/qcow2-engine.md, "Cache modes").
-            d.disableDirect("cluster size " + cs + " is below the " + DirectIoBackend.ALIGNMENT + "-byte direct I/O alignment");
+            file.disableDirect("cluster size " + cs + " is below the " + DirectIoBackend.ALIGNMENT + "-byte direct I/O alignment");
         }
         long cacheBudget = Math.max(o.cacheBytes(), 8L * cs);
         BufferPool clusterPool = new BufferPool(cs, 64);
@@ -172,10 +172,13 @@ public final class Qcow2Image implements Closeable {
      * for; otherwise why every request goes through the page cache.
      */
     public String directDisabledReason() {
-        return file instanceof DirectIoBackend d ? d.directDisabledReason() : null;
+        return file.directDisabledReason();
     }
 
     public boolean readOnly() { return guard.readOnly(); }
+
+    /** Why an image opened for writing refuses writes (corrupt bit, corruption found), or null. */
+    public String writeRefusal() { return guard.writeRefusal(); }
 
     /** The image file's backend (tests look at its direct/buffered counters). */
     IoBackend file() { return file; }

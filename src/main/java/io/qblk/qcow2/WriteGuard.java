@@ -46,13 +46,16 @@ final class WriteGuard {
     /** Refuses every change from now on, with {@code reason}. */
     void refuse(String reason) { writeRefusal = reason; }
 
+    /** Why an image opened for writing refuses writes, or null. */
+    String writeRefusal() { return writeRefusal; }
+
     /** True when no metadata may be written now: refused, and not repairing. */
     boolean metadataFrozen() { return writeRefusal != null && !repairing; }
 
     void setRepairing(boolean r) { repairing = r; }
 
     void checkWritable() throws IOException {
-        if (openedReadOnly) throw new IOException(filename + ": image is opened read-only");
+        if (openedReadOnly) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, filename + ": image is opened read-only");
         String r = writeRefusal;
         if (r != null) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, r);
         checkNotPoisoned();

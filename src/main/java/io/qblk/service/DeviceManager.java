@@ -2,6 +2,7 @@ package io.qblk.service;
 
 import io.micrometer.core.instrument.MeterRegistry;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.ImageFormat;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
 import jakarta.annotation.PreDestroy;
@@ -131,7 +132,7 @@ public class DeviceManager {
 
     private void startDefault(String address) {
         Path image = paths.allowedDirs().getFirst().resolve("default.qcow2");
-        DeviceSpec nbd = new DeviceSpec("default", image, TargetType.QCOW2, FrontendType.NBD, 1, 128, false, address, DEFAULT_IMAGE_SIZE);
+        DeviceSpec nbd = new DeviceSpec("default", image, ImageFormat.QCOW2, FrontendType.NBD, 1, 128, false, address, DEFAULT_IMAGE_SIZE);
         boolean ublkToo = false;
         String noUblk = null;
         Optional<Frontend> ublk = frontend(FrontendType.UBLK);
@@ -218,16 +219,23 @@ public class DeviceManager {
     }
 
     private void start(Device d) {
+        start(d, false);
+    }
+
+    /** Opens the device's target ({@code recovering}: checked and repaired first) and attaches its frontends. */
+    private void start(Device d, boolean recovering) {
         List<Frontend> fronts = d.frontends.stream().map(this::usableFrontend).toList();
         BlockTarget raw;
         try {
-            raw = images.open(d.spec);
+            raw = images.open(d.spec, recovering, line -> LOG.infof("device %s: %s", d.spec.name(), line));
         } catch (ApiException e) {
             throw e;
         } catch (IOException e) {
             throw imageError(d.spec, e);
         }
         MeteredTarget target = new MeteredTarget(d.spec.name(), raw, registry);
+        if (!d.spec.readOnly() && raw.writeRefusal() != null)
+            LOG.warnf("device %s: served read-only: %s", d.spec.name(), raw.writeRefusal());
         List<Frontend.Attachment> done = new ArrayList<>();
         try {
             for (Frontend f : fronts) done.add(f.attach(d.spec, target));
@@ -252,8 +260,11 @@ public class DeviceManager {
             String file = nf.getFile() == null || nf.getFile().equals(what) ? "" : " (" + nf.getFile() + ")";
             return ApiException.notFound(what + ": no such file or directory" + file);
         }
-        if (Qcow2Support.isFormatError(e)) return ApiException.unprocessable(what + ": " + message(e));
-        return ApiException.conflict("cannot open " + what + ": " + message(e));
+        ApiException a = ApiException.fromIo(e, 409, "Conflict");
+        String m = message(e);
+        String detail = m.startsWith(what) ? m : a.status() == 409 && !(e instanceof io.qblk.qcow2.Qcow2Exception)
+                ? "cannot open " + what + ": " + m : what + ": " + m;
+        return new ApiException(a.status(), a.title(), detail);
     }
 
     static String message(Throwable e) {
@@ -285,7 +296,7 @@ public class DeviceManager {
             String err = stop(d);
             if (err != null) LOG.warnf("device %s: while stopping for recovery: %s", name, err);
             try {
-                start(d);
+                start(d, true);
             } catch (ApiException e) {
                 d.error = e.detail();
                 throw e;
@@ -384,9 +395,11 @@ public class DeviceManager {
         List<String> eps = d.attachments.stream().map(Frontend.Attachment::endpoint).toList();
         String state = d.running() ? "running" : "failed";
         DeviceSpec s = d.spec;
-        return new DeviceInfo(s.name(), state, s.image() == null ? null : s.image().toString(), s.target(), s.frontend(),
-                eps.isEmpty() ? null : eps.getFirst(), eps, t == null ? 0 : t.size(), s.readOnly(), s.queues(), s.depth(),
-                t == null ? 0 : t.inflight(), d.error);
+        String refusal = s.readOnly() || t == null ? null : t.writeRefusal();
+        String readOnlyReason = s.readOnly() ? "read-only by request" : refusal;
+        return new DeviceInfo(s.name(), state, s.image() == null ? null : s.image().toString(), s.target().id(), s.frontend(),
+                eps.isEmpty() ? null : eps.getFirst(), eps, t == null ? 0 : t.size(), readOnlyReason != null, s.queues(), s.depth(),
+                t == null ? 0 : t.inflight(), d.error, readOnlyReason);
     }
 
     private static void closeQuietly(BlockTarget t, String name) {

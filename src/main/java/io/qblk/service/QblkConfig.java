@@ -24,6 +24,8 @@ public interface QblkConfig {
 
     Nbd nbd();
 
+    Ublk ublk();
+
     interface DeviceConfig {
         /** Image file; required unless target is null. */
         Optional<String> image();
@@ -67,6 +69,18 @@ public interface QblkConfig {
         @WithName("allowed-dirs")
         @WithDefault("./data")
         List<String> allowedDirs();
+    }
+
+    interface Ublk {
+        /**
+         * How ublk devices read and write their image files: auto (requests of 128 KiB and more
+         * through the queue's io_uring, smaller ones with pread/pwrite), ring or pread. The
+         * environment variable QBLK_UBLK_FILE_IO sets it too (as every qblk.* key).
+         */
+        @WithName("file-io")
+        @WithDefault("auto")
+        @Pattern(regexp = "auto|ring|pread", message = "must be auto, ring or pread")
+        String fileIo();
     }
 
     interface Nbd {

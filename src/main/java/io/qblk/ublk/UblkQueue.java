@@ -260,7 +260,7 @@ final class UblkQueue {
             }
         } catch (IOException | RuntimeException e) {
             LOG.warning("ublk queue " + qid + ": op " + op + " at " + offset + "+" + length + " failed: " + e.getMessage());
-            return -Errno.EIO;
+            return -io.qblk.target.TargetErrors.toErrno(e);
         }
     }
 }

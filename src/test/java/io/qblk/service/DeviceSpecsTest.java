@@ -14,7 +14,7 @@ class DeviceSpecsTest {
     @Test
     void defaultsAndNullTarget() throws Exception {
         DeviceSpec s = build(new DeviceSpecs.Draft("d1", "/x.qcow2", null, null, null, null, null, null, null));
-        assertEquals(TargetType.QCOW2, s.target());
+        assertEquals(io.qblk.target.ImageFormat.QCOW2, s.target());
         assertEquals(FrontendType.NBD, s.frontend());
         assertEquals("127.0.0.1:10809", s.nbdAddress());
         assertEquals(0, s.createSize());

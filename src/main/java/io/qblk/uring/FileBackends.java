@@ -1,12 +1,20 @@
-package io.qblk.io;
+package io.qblk.uring;
 
-import io.qblk.uring.RingOptions;
-import io.qblk.uring.RingThread;
-import io.qblk.uring.UringFileBackend;
+import io.qblk.io.AioMode;
+import io.qblk.io.CacheMode;
+import io.qblk.io.DirectIoBackend;
+import io.qblk.io.Errno;
+import io.qblk.io.ErrnoException;
+import io.qblk.io.IoBackend;
+import io.qblk.io.LibC;
+import io.qblk.io.PosixFileBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** Opens an existing image file as an {@link IoBackend} in a given {@link CacheMode} and {@link AioMode}. */
+/**
+ * Opens an existing image file as an {@link IoBackend} in a given {@link CacheMode} and {@link AioMode}:
+ * the choice between syscall backends (io.qblk.io) and io_uring ones lives here, above both.
+ */
 public final class FileBackends {
     /** Ring size of a file's own ring thread: room for a queue depth of 128 without backlog. */
     static final int RING_ENTRIES = 128;
