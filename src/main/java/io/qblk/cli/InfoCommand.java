@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -26,11 +27,17 @@ public class InfoCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
     String format;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
     @Override
     public Integer call() throws IOException {
+        return share.run(this::info);
+    }
+
+    private Integer info() throws IOException {
         ImageFormat fmt = ImageFormat.resolve(format, file);
         Map<String, Object> json = QemuJson.object();
         long actual = FileStat.allocatedBytes(file);

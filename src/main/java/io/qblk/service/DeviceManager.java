@@ -1,6 +1,7 @@
 package io.qblk.service;
 
 import io.micrometer.core.instrument.MeterRegistry;
+import io.qblk.io.ImageLock;
 import io.qblk.target.BlockTarget;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
@@ -189,8 +190,9 @@ public class DeviceManager {
             if (devices.containsKey(spec.name())) throw ApiException.conflict("device '" + spec.name() + "' already exists");
             if (spec.image() != null) {
                 for (Device other : devices.values()) {
-                    if (spec.image().equals(other.spec.image()))
-                        throw ApiException.conflict(spec.image() + " is already served by device '" + other.spec.name() + "'");
+                    if (ImageLock.sameFile(spec.image(), other.spec.image()))
+                        throw ApiException.conflict(spec.image() + " is already served by device '" + other.spec.name() + "'"
+                                + (spec.image().equals(other.spec.image()) ? "" : " (as " + other.spec.image() + ", the same file)"));
                 }
             }
             Device d = new Device(spec, frontendTypes);
@@ -221,7 +223,7 @@ public class DeviceManager {
         List<Frontend> fronts = d.frontends.stream().map(this::usableFrontend).toList();
         BlockTarget raw;
         try {
-            raw = images.open(d.spec);
+            raw = ImageLock.heldBy("device '" + d.spec.name() + "'", () -> images.open(d.spec));
         } catch (ApiException e) {
             throw e;
         } catch (IOException e) {
@@ -253,6 +255,7 @@ public class DeviceManager {
             return ApiException.notFound(what + ": no such file or directory" + file);
         }
         if (Qcow2Support.isFormatError(e)) return ApiException.unprocessable(what + ": " + message(e));
+        if (e instanceof ImageLock.InUseException) return ApiException.conflict(message(e)); // names the file and its holder
         return ApiException.conflict("cannot open " + what + ": " + message(e));
     }
 
@@ -352,9 +355,9 @@ public class DeviceManager {
         }
     }
 
-    /** The device serving {@code image}, or null. */
+    /** The device serving {@code image} (under any name of the file), or null. */
     public String servedBy(Path image) {
-        for (Device d : devices.values()) if (image.equals(d.spec.image())) return d.spec.name();
+        for (Device d : devices.values()) if (ImageLock.sameFile(image, d.spec.image())) return d.spec.name();
         return null;
     }
 
@@ -362,7 +365,7 @@ public class DeviceManager {
     public void flushIfServed(Path image) throws IOException {
         for (Device d : devices.values()) {
             MeteredTarget t = d.target;
-            if (t != null && image.equals(d.spec.image()) && !t.readOnly()) t.flush();
+            if (t != null && ImageLock.sameFile(image, d.spec.image()) && !t.readOnly()) t.flush();
         }
     }
 
