@@ -217,7 +217,7 @@ public final class ImageLock {
     /** Why {@code mine} cannot coexist with a user holding {@code perm} and sharing {@code shared}, or null. */
     private static String conflict(Intent mine, int perm, int shared, String who) {
         int held = perm & ~mine.shared;
-        if (held != 0) return inUse(mine, bitOf(held), who);
+        if (held != 0) return inUse(bitOf(held), who);
         int refused = mine.perm & ~shared;
         if (refused != 0) return refuses(bitOf(refused), who);
         return null;
@@ -228,14 +228,13 @@ public final class ImageLock {
         return (set & WRITE) != 0 ? 1 : Integer.numberOfTrailingZeros(set);
     }
 
-    private static String inUse(Intent mine, int bit, String who) {
-        String hint = mine == Intent.READ && bit == 1 ? "; a read-only open with force-share (qblk -U) can inspect it anyway" : "";
-        return "image is in use for " + VERBS[bit] + " by " + who + " (qemu: Failed to get shared \"" + NAMES[bit] + "\" lock)" + hint;
+    private static String inUse(int bit, String who) {
+        return "image is in use for " + VERBS[bit] + " by " + who + ", which holds qemu's \"" + NAMES[bit] + "\" permission";
     }
 
     private static String refuses(int bit, String who) {
-        return "image is open by " + who + ", which does not allow " + VERBS[bit]
-                + " while it is open (qemu: Failed to get \"" + NAMES[bit] + "\" lock)";
+        return "image is open by " + who + ", which does not allow " + VERBS[bit] + " (it does not share qemu's \""
+                + NAMES[bit] + "\" permission)";
     }
 
     /**
@@ -266,7 +265,7 @@ public final class ImageLock {
             }
             if (held == 0 && refused == 0) return;
             unlockAll(fd, fl);
-            if (held != 0) throw new InUseException(path + ": " + inUse(intent, bitOf(held), holderOf(id, PERM_BASE + bitOf(held))));
+            if (held != 0) throw new InUseException(path + ": " + inUse(bitOf(held), holderOf(id, PERM_BASE + bitOf(held))));
             throw new InUseException(path + ": " + refuses(bitOf(refused), holderOf(id, SHARED_BASE + bitOf(refused))));
         }
     }

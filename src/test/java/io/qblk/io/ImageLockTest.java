@@ -137,7 +137,7 @@ class ImageLockTest {
             var w = assertThrows(ImageLock.InUseException.class, () -> PosixFileBackend.open(img, false));
             assertTrue(w.getMessage().contains("image is in use for writing by another process (pid " + q.pid() + ")"), w.getMessage());
             var r = assertThrows(ImageLock.InUseException.class, () -> FileBackends.open(img, true, CacheMode.NONE, AioMode.IO_URING));
-            assertTrue(r.getMessage().contains("in use for writing by another process") && r.getMessage().contains("force-share"), r.getMessage());
+            assertTrue(r.getMessage().contains("in use for writing by another process (pid " + q.pid() + "), which holds qemu's \"write\" permission"), r.getMessage());
             try (PosixFileBackend f = open(img, Mode.FORCE_SHARE)) {
                 assertTrue(f.size() > 0, "force-share opens while qemu-nbd writes");
             }
