@@ -2,6 +2,7 @@ package io.qblk.cli;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import io.qblk.io.ImageLockTest;
 import io.qblk.nbd.Proc;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -21,9 +22,7 @@ class ImageLockCliTest {
     @TempDir Path dir;
 
     Path qcow2(String name) throws Exception {
-        Path p = dir.resolve(name);
-        Proc.run(30, "qemu-img", "create", "-q", "-f", "qcow2", p.toString(), "64M").ok("qemu-img create");
-        return p;
+        return ImageLockTest.qcow2(dir, name);
     }
 
     /** `qblk export --nbd` in a child JVM; the URI line has been printed (the image is open) when this returns. */
@@ -94,10 +93,8 @@ class ImageLockCliTest {
     void qblkCommandsRespectQemuNbdWritingAndInspectWithForceShare() throws Exception {
         Path img = qcow2("n.qcow2");
         Proc.run(30, "qemu-io", "-c", "write -P 0x33 0 64k", img.toString()).ok("qemu-io");
-        Process q = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "-k", dir.resolve("n.sock").toString(), img.toString())
-                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        Process q = ImageLockTest.qemuNbd(img, dir, false);
         try {
-            awaitLocked(img);
             assertOneLine(QblkRunner.run("io", "-c", "write 0 4k", img.toString()), "image is in use for writing by another process (pid " + q.pid() + ")");
             assertOneLine(QblkRunner.run("info", img.toString()), "image is in use for writing by another process");
             assertOneLine(QblkRunner.run("check", img.toString()), "image is in use for writing by another process");
@@ -125,10 +122,8 @@ class ImageLockCliTest {
     @Test
     void readersCoexist() throws Exception {
         Path img = qcow2("r.qcow2");
-        Process q = new ProcessBuilder("qemu-nbd", "-r", "-f", "qcow2", "-k", dir.resolve("r.sock").toString(), img.toString())
-                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        Process q = ImageLockTest.qemuNbd(img, dir, true);
         try {
-            awaitLocked(img);
             QblkRunner.Result info = QblkRunner.run("info", img.toString());
             assertEquals(0, info.exitCode(), info.err());
             assertEquals(0, QblkRunner.run("io", "-r", "-c", "read 0 4k", img.toString()).exitCode());
@@ -143,16 +138,5 @@ class ImageLockCliTest {
             Proc.Result w = Proc.run(30, "qemu-io", "-c", "write 0 4k", img.toString());
             assertTrue(w.exit() != 0 && w.out().contains("Failed to get \"write\" lock"), w.out());
         }
-    }
-
-    /** Waits until some other process holds qemu's consistent-read byte on the image (qemu-nbd has opened it). */
-    static void awaitLocked(Path img) throws Exception {
-        long deadline = System.nanoTime() + 20_000_000_000L;
-        while (System.nanoTime() < deadline) {
-            Proc.Result r = Proc.run(30, "qemu-io", "-c", "read 0 512", img.toString());
-            if (r.exit() != 0 && r.out().contains("lock")) return;
-            Thread.sleep(50);
-        }
-        throw new AssertionError("qemu-nbd never locked " + img);
     }
 }

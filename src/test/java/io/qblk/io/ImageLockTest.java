@@ -19,10 +19,15 @@ import org.junit.jupiter.params.provider.EnumSource;
  * mode, qemu's tools refused by qblk's opens and the other way round, readers sharing, and opens of
  * one file through other names (hard link, symbolic link, another spelling) refused within the process.
  */
-class ImageLockTest {
+public class ImageLockTest {
     @TempDir Path dir;
 
     Path qcow2(String name) throws Exception {
+        return qcow2(dir, name);
+    }
+
+    /** An empty 64 MiB qcow2 image made by qemu-img. */
+    public static Path qcow2(Path dir, String name) throws Exception {
         Path p = dir.resolve(name);
         Proc.run(30, "qemu-img", "create", "-q", "-f", "qcow2", p.toString(), "64M").ok("qemu-img create");
         return p;
@@ -55,7 +60,7 @@ class ImageLockTest {
     }
 
     /** qemu-nbd serving {@code image} on a unix socket; its locks are in place when this returns. */
-    static Process qemuNbd(Path image, Path dir, boolean readOnly) throws Exception {
+    public static Process qemuNbd(Path image, Path dir, boolean readOnly) throws Exception {
         List<String> cmd = new ArrayList<>(List.of("qemu-nbd", "-f", "qcow2", "-k", dir.resolve("q" + System.nanoTime() + ".sock").toString()));
         if (readOnly) cmd.add("-r");
         cmd.add(image.toString());

@@ -157,6 +157,17 @@ class DeviceApiTest {
 
         given().delete("/devices/" + name("same-a")).then().statusCode(204);
         qemuImg("check", DATA.resolve(a).toString());
+        // Another process (qemu-nbd) writing the image: a device on it is refused with its pid.
+        Process nbd = io.qblk.io.ImageLockTest.qemuNbd(DATA.resolve(a), DATA, false);
+        try {
+            given().contentType(ContentType.JSON).body(Map.of("name", name("same-q"), "image", b))
+                    .post("/devices").then().statusCode(409).contentType("application/problem+json")
+                    .body("detail", containsString("image is in use for writing by another process (pid " + nbd.pid() + ")"));
+        } finally {
+            nbd.destroy();
+            nbd.waitFor();
+        }
+        given().get("/devices/" + name("same-q")).then().statusCode(404);
         Process r = new ProcessBuilder("qemu-io", "-r", "-c", "read -P 0x6b 0 4M", DATA.resolve(b).toString()).redirectErrorStream(true).start();
         String rout = new String(r.getInputStream().readAllBytes());
         assertEquals(0, r.waitFor(), rout);
