@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -39,6 +40,8 @@ public class CheckCommand implements Callable<Integer> {
     @Option(names = "-q", description = "quiet")
     boolean quiet;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
@@ -49,12 +52,16 @@ public class CheckCommand implements Callable<Integer> {
             case "all" -> RepairMode.ALL;
             default -> throw new IllegalArgumentException("-r must be 'leaks' or 'all', not '" + repair + "'");
         };
+        if (share.on && mode != RepairMode.NONE)
+            throw new IllegalArgumentException("-U/--force-share opens read-only: it cannot be combined with -r");
         if (ImageFormat.probe(file) != ImageFormat.QCOW2)
             throw new IllegalArgumentException(file + ": not a qcow2 image (check supports qcow2 only)");
         CheckReport r;
-        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(mode == RepairMode.NONE))) {
-            r = img.check(mode);
-        }
+        r = share.run(() -> {
+            try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(mode == RepairMode.NONE))) {
+                return img.check(mode);
+            }
+        });
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         if (r.messages() != null) for (String m : r.messages()) err.println(m);

@@ -16,6 +16,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -39,6 +40,8 @@ public class IoCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
     String format;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
@@ -52,14 +55,18 @@ public class IoCommand implements Callable<Integer> {
         out = spec.commandLine().getOut();
         List<Op> ops = new ArrayList<>();
         for (String c : commands) ops.add(parse(c));  // all syntax errors before touching the image
+        if (share.on && ops.stream().anyMatch(op -> op.name().equals("write") || op.name().equals("discard")))
+            throw new IllegalArgumentException("-U/--force-share opens the image read-only: only read and flush commands");
         ImageFormat fmt = ImageFormat.resolve(format, file);
-        int rc = 0;
-        try (BlockTarget img = TargetOpener.open(file, TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly))) {
-            for (Op op : ops) {
-                if (!run(img, op)) rc = 1;
+        return share.run(() -> {
+            int rc = 0;
+            try (BlockTarget img = TargetOpener.open(file, TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly || share.on))) {
+                for (Op op : ops) {
+                    if (!run(img, op)) rc = 1;
+                }
             }
-        }
-        return rc;
+            return rc;
+        });
     }
 
     static Op parse(String command) {

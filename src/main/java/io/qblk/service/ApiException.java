@@ -1,6 +1,7 @@
 package io.qblk.service;
 
 import io.qblk.io.Errno;
+import io.qblk.io.ImageLock;
 import io.qblk.io.ErrnoException;
 import io.qblk.qcow2.Qcow2Exception;
 import java.io.IOException;
@@ -63,6 +64,7 @@ public class ApiException extends RuntimeException {
                 case READ_ONLY -> conflict(detail);
             };
         }
+        if (e instanceof ImageLock.InUseException) return conflict(detail); // names the file and its holder
         if (e instanceof NoSuchFileException n) return notFound((n.getFile() == null ? detail : n.getFile()) + ": no such file");
         if (e instanceof FileAlreadyExistsException f) return conflict(f.getFile() + ": already exists");
         if (e instanceof AccessDeniedException a) return forbidden(a.getFile() + ": permission denied");

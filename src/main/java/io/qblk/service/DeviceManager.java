@@ -1,6 +1,7 @@
 package io.qblk.service;
 
 import io.micrometer.core.instrument.MeterRegistry;
+import io.qblk.io.ImageLock;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.ImageFormat;
 import io.quarkus.runtime.ShutdownEvent;
@@ -190,8 +191,9 @@ public class DeviceManager {
             if (devices.containsKey(spec.name())) throw ApiException.conflict("device '" + spec.name() + "' already exists");
             if (spec.image() != null) {
                 for (Device other : devices.values()) {
-                    if (spec.image().equals(other.spec.image()))
-                        throw ApiException.conflict(spec.image() + " is already served by device '" + other.spec.name() + "'");
+                    if (ImageLock.sameFile(spec.image(), other.spec.image()))
+                        throw ApiException.conflict(spec.image() + " is already served by device '" + other.spec.name() + "'"
+                                + (spec.image().equals(other.spec.image()) ? "" : " (as " + other.spec.image() + ", the same file)"));
                 }
             }
             Device d = new Device(spec, frontendTypes);
@@ -227,7 +229,8 @@ public class DeviceManager {
         List<Frontend> fronts = d.frontends.stream().map(this::usableFrontend).toList();
         BlockTarget raw;
         try {
-            raw = images.open(d.spec, recovering, line -> LOG.infof("device %s: %s", d.spec.name(), line));
+            raw = ImageLock.heldBy("device '" + d.spec.name() + "'",
+                    () -> images.open(d.spec, recovering, line -> LOG.infof("device %s: %s", d.spec.name(), line)));
         } catch (ApiException e) {
             throw e;
         } catch (IOException e) {
@@ -262,7 +265,9 @@ public class DeviceManager {
         }
         ApiException a = ApiException.fromIo(e, 409, "Conflict");
         String m = message(e);
-        String detail = m.startsWith(what) ? m : a.status() == 409 && !(e instanceof io.qblk.qcow2.Qcow2Exception)
+        // an in-use refusal already names the file and its holder
+        String detail = m.startsWith(what) || e instanceof ImageLock.InUseException ? m
+                : a.status() == 409 && !(e instanceof io.qblk.qcow2.Qcow2Exception)
                 ? "cannot open " + what + ": " + m : what + ": " + m;
         return new ApiException(a.status(), a.title(), detail);
     }
@@ -363,9 +368,9 @@ public class DeviceManager {
         }
     }
 
-    /** The device serving {@code image}, or null. */
+    /** The device serving {@code image} (under any name of the file), or null. */
     public String servedBy(Path image) {
-        for (Device d : devices.values()) if (image.equals(d.spec.image())) return d.spec.name();
+        for (Device d : devices.values()) if (ImageLock.sameFile(image, d.spec.image())) return d.spec.name();
         return null;
     }
 
@@ -373,7 +378,7 @@ public class DeviceManager {
     public void flushIfServed(Path image) throws IOException {
         for (Device d : devices.values()) {
             MeteredTarget t = d.target;
-            if (t != null && image.equals(d.spec.image()) && !t.readOnly()) t.flush();
+            if (t != null && ImageLock.sameFile(image, d.spec.image()) && !t.readOnly()) t.flush();
         }
     }
 

@@ -3,6 +3,7 @@ package io.qblk.service;
 import io.qblk.qcow2.RepairMode;
 import io.qblk.target.ImageFormat;
 import io.qblk.util.Sizes;
+import io.qblk.io.ImageLock;
 import io.smallrye.common.annotation.RunOnVirtualThread;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
@@ -72,6 +73,8 @@ public class ImagesResource {
         if (path == null) throw ApiException.invalid(List.of(new ApiException.FieldError("path", "query parameter is required")));
         java.nio.file.Path p = paths.existing(path);
         devices.flushIfServed(p);
+        // A device of this service writes it: read it as qemu-img info -U would, just after the flush.
+        if (devices.servedBy(p) != null) return ImageLock.forceShared(() -> images.info(p));
         return images.info(p);
     }
 
@@ -94,6 +97,8 @@ public class ImagesResource {
         if (user != null && mode != RepairMode.NONE)
             throw ApiException.conflict(body.path() + " is served by device '" + user + "': delete the device before repairing");
         devices.flushIfServed(p);
+        RepairMode m = mode;
+        if (user != null) return ImageLock.forceShared(() -> images.check(p, m));
         return images.check(p, mode);
     }
 }

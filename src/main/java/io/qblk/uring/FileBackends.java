@@ -34,7 +34,7 @@ public final class FileBackends {
             try {
                 PosixFileBackend direct;
                 try {
-                    direct = PosixFileBackend.open(path, readOnly, false, LibC.O_DIRECT);
+                    direct = PosixFileBackend.openSibling(buffered, LibC.O_DIRECT);
                 } catch (ErrnoException e) {
                     if (e.errno() != Errno.EINVAL) throw e;
                     return new DirectIoBackend(buffered, null, "the file system refuses O_DIRECT (" + e.getMessage() + ")", null, buffered.fd());
@@ -50,7 +50,7 @@ public final class FileBackends {
         try {
             buffered = UringFileBackend.open(ring, path, readOnly, false);
             if (cache == CacheMode.WRITEBACK) return new DirectIoBackend(buffered, null, null, ring, buffered.fd());
-            direct = UringFileBackend.open(ring, path, readOnly, false);
+            direct = UringFileBackend.openSibling(ring, buffered);
             String refused = setDirect(direct.fd());
             if (refused != null) {
                 direct.close();

@@ -127,6 +127,54 @@ class DeviceApiTest {
         given().delete("/devices/" + name("child")).then().statusCode(204);
     }
 
+    /** Issue 16: two devices on one image through a hard link; qemu's tools against a served image. */
+    @Test
+    void oneImageUnderTwoNamesIsServedOnce() throws Exception {
+        String a = name("same") + ".qcow2", b = name("same-link") + ".qcow2";
+        given().contentType(ContentType.JSON).body(Map.of("path", a, "size", "64M")).post("/images").then().statusCode(201);
+        Files.createLink(DATA.resolve(b), DATA.resolve(a));
+        String endpoint = given().contentType(ContentType.JSON).body(Map.of("name", name("same-a"), "image", a))
+                .post("/devices").then().statusCode(201).extract().path("endpoint");
+        given().contentType(ContentType.JSON).body(Map.of("name", name("same-b"), "image", b))
+                .post("/devices").then().statusCode(409).contentType("application/problem+json")
+                .body("detail", containsString("already served by device '" + name("same-a") + "'"))
+                .body("detail", containsString("the same file"));
+        given().contentType(ContentType.JSON).body(Map.of("name", name("same-r"), "image", b, "readOnly", true))
+                .post("/devices").then().statusCode(409);
+        given().get("/devices/" + name("same-b")).then().statusCode(404);
+
+        QemuIo.Result w = QemuIo.run(endpoint, "write -P 0x6b 0 4M", "flush");
+        assertEquals(0, w.exit(), w.output());
+        // qemu's tools see the service's lock: no write behind its back, info only with -U.
+        Process q = new ProcessBuilder("qemu-io", "-c", "write -P 0x22 0 1M", DATA.resolve(b).toString()).redirectErrorStream(true).start();
+        String qout = new String(q.getInputStream().readAllBytes());
+        assertNotEquals(0, q.waitFor(), qout);
+        assertTrue(qout.contains("Failed to get \"write\" lock"), qout);
+        // The service itself still describes and checks the image it serves, under either name.
+        given().queryParam("path", b).get("/images/info").then().statusCode(200).body(containsString("67108864"));
+        given().contentType(ContentType.JSON).body(Map.of("path", b)).post("/images/check").then().statusCode(200);
+        given().contentType(ContentType.JSON).body(Map.of("path", b, "repair", "leaks")).post("/images/check")
+                .then().statusCode(409).body("detail", containsString("served by device '" + name("same-a") + "'"));
+
+        given().delete("/devices/" + name("same-a")).then().statusCode(204);
+        qemuImg("check", DATA.resolve(a).toString());
+        // Another process (qemu-nbd) writing the image: a device on it is refused with its pid.
+        Process nbd = io.qblk.io.ImageLockTest.qemuNbd(DATA.resolve(a), DATA, false);
+        try {
+            given().contentType(ContentType.JSON).body(Map.of("name", name("same-q"), "image", b))
+                    .post("/devices").then().statusCode(409).contentType("application/problem+json")
+                    .body("detail", containsString("image is in use for writing by another process (pid " + nbd.pid() + ")"));
+        } finally {
+            nbd.destroy();
+            nbd.waitFor();
+        }
+        given().get("/devices/" + name("same-q")).then().statusCode(404);
+        Process r = new ProcessBuilder("qemu-io", "-r", "-c", "read -P 0x6b 0 4M", DATA.resolve(b).toString()).redirectErrorStream(true).start();
+        String rout = new String(r.getInputStream().readAllBytes());
+        assertEquals(0, r.waitFor(), rout);
+        assertFalse(rout.contains("Pattern verification failed"), rout);
+    }
+
     private static void qemuImg(String... args) throws Exception {
         String[] cmd = new String[args.length + 1];
         cmd[0] = "qemu-img";
