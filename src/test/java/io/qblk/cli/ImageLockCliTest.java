@@ -112,8 +112,7 @@ class ImageLockCliTest {
             assertOneLine(QblkRunner.run("io", "-U", "-c", "write 0 4k", img.toString()), "only read and flush");
             assertOneLine(QblkRunner.run("check", "-U", "-r", "leaks", img.toString()), "cannot be combined with -r");
         } finally {
-            q.destroy();
-            q.waitFor();
+            ImageLockTest.stop(q);
         }
         QblkRunner.Result w = QblkRunner.run("io", "-c", "write -P 0x44 0 4k", img.toString());
         assertEquals(0, w.exitCode(), w.err());
@@ -129,8 +128,7 @@ class ImageLockCliTest {
             assertEquals(0, QblkRunner.run("io", "-r", "-c", "read 0 4k", img.toString()).exitCode());
             assertOneLine(QblkRunner.run("io", "-c", "write 0 4k", img.toString()), "which does not allow writing");
         } finally {
-            q.destroy();
-            q.waitFor();
+            ImageLockTest.stop(q);
         }
         try (Export e = Export.start("--read-only", img.toString())) {
             Proc.run(30, "qemu-img", "info", img.toString()).ok("qemu-img info next to a read-only export");

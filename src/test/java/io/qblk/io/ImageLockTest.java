@@ -75,6 +75,12 @@ public class ImageLockTest {
         return p;
     }
 
+    /** SIGTERM, then SIGKILL after 10 s (a child may inherit a blocked SIGTERM, e.g. under the fuzz agent). */
+    public static void stop(Process p) throws InterruptedException {
+        p.destroy();
+        if (!p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) p.destroyForcibly().waitFor();
+    }
+
     enum Mode { READ_WRITE, READ, FORCE_SHARE }
 
     static PosixFileBackend open(Path p, Mode m) throws IOException {
@@ -102,8 +108,7 @@ public class ImageLockTest {
         try {
             assertEquals(lockedBytes(q.pid(), img), ours, "qblk's lock bytes equal qemu-nbd's in mode " + mode);
         } finally {
-            q.destroy();
-            q.waitFor();
+            stop(q);
         }
         assertEquals(mode == Mode.READ ? List.of(100L, 201L, 203L) : List.of(100L, 101L, 103L, 201L, 203L), List.copyOf(ours));
     }
@@ -148,8 +153,7 @@ public class ImageLockTest {
                 assertTrue(f.size() > 0, "force-share opens while qemu-nbd writes");
             }
         } finally {
-            q.destroy();
-            q.waitFor();
+            stop(q);
         }
         PosixFileBackend.open(img, false).close();
     }
@@ -163,8 +167,7 @@ public class ImageLockTest {
             var w = assertThrows(ImageLock.InUseException.class, () -> PosixFileBackend.open(img, false));
             assertTrue(w.getMessage().contains("is open by another process (pid " + q.pid() + "), which does not allow writing"), w.getMessage());
         } finally {
-            q.destroy();
-            q.waitFor();
+            stop(q);
         }
     }
 

@@ -165,8 +165,7 @@ class DeviceApiTest {
                     .post("/devices").then().statusCode(409).contentType("application/problem+json")
                     .body("detail", containsString("image is in use for writing by another process (pid " + nbd.pid() + ")"));
         } finally {
-            nbd.destroy();
-            nbd.waitFor();
+            io.qblk.io.ImageLockTest.stop(nbd);
         }
         given().get("/devices/" + name("same-q")).then().statusCode(404);
         Process r = new ProcessBuilder("qemu-io", "-r", "-c", "read -P 0x6b 0 4M", DATA.resolve(b).toString()).redirectErrorStream(true).start();
