@@ -1,5 +1,6 @@
 package io.qblk.target;
 
+import io.qblk.io.ImageLock;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.Qcow2Header;
 import java.io.IOException;
@@ -56,8 +57,12 @@ public enum ImageFormat {
     public static ImageFormat probe(Path file) throws IOException {
         if (!Files.exists(file)) throw new NoSuchFileException(file.toString());
         if (Files.isDirectory(file)) throw new IOException(file + ": is a directory");
-        try (PosixFileBackend f = PosixFileBackend.open(file, true)) {
-            return Qcow2Header.hasMagic(f) ? QCOW2 : RAW;
-        }
+        // Reading four bytes of magic needs no consistency: force-share, so probing never conflicts with
+        // a writer's lock (the open that follows takes the command's own lock and is refused there).
+        return ImageLock.forceShared(() -> {
+            try (PosixFileBackend f = PosixFileBackend.open(file, true)) {
+                return Qcow2Header.hasMagic(f) ? QCOW2 : RAW;
+            }
+        });
     }
 }
