@@ -252,6 +252,8 @@ final class NbdConnection implements Runnable {
         try {
             io = tls.handshake(channel);
         } catch (javax.net.ssl.SSLException ex) {
+            server.tlsFailureLog().log(Level.WARNING, n -> "nbd connection " + id + ": TLS handshake failed: " + ex.getMessage()
+                    + (n > 0 ? " (" + n + " more since the last message)" : ""));
             throw new ProtocolViolation("TLS handshake failed: " + ex.getMessage());
         }
         // Whatever was negotiated in the clear does not carry over (the protocol asks to forget it).

@@ -147,6 +147,7 @@ public final class NbdServer implements Closeable {
     private final AtomicLong refusedConnections = new AtomicLong();
     private final RateLimitedLog refusedLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
     private final RateLimitedLog acceptErrorLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
+    private final RateLimitedLog tlsFailureLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
     private final ScheduledExecutorService timer;
     private volatile String defaultExport;
     private volatile boolean closed;
@@ -246,49 +247,70 @@ public final class NbdServer implements Closeable {
     /**
      * Accepts until the listener closes. Nothing ends it early: a failing accept (EMFILE, ENFILE,
      * ENOBUFS, OutOfMemoryError) backs off 10 ms .. 1 s with one log line per episode; a connection
-     * that cannot be set up (over the limit, out of memory) is closed and the loop goes on.
+     * that cannot be set up (over the limit, out of memory) is closed and the loop goes on. Even a
+     * failure of the logging itself (it may need a file descriptor too) only costs a back-off step.
      */
     private void acceptLoop(Listener l) {
-        long backoff = 0, failures = 0;
+        AcceptState st = new AcceptState();
         while (!closed && l.channel.isOpen()) {
-            SocketChannel client;
             try {
-                client = l.channel.accept();
+                acceptOnce(l, st);
             } catch (ClosedChannelException e) {
                 break;
             } catch (Throwable e) {
                 if (closed || !l.channel.isOpen()) break;
-                failures++;
-                if (backoff == 0) {
+                st.failures++;
+                if (st.backoff == 0) {
                     l.problem = "accept failed: " + describe(e);
                     l.accepting = false;
-                    LOG.warning("nbd " + l.address + ": " + l.problem + "; retrying with back-off, not accepting meanwhile");
+                    warn("nbd " + l.address + ": " + l.problem + "; retrying with back-off, not accepting meanwhile");
                 }
-                backoff = backoff == 0 ? 10 : Math.min(MAX_ACCEPT_BACKOFF_MS, backoff * 2);
+                st.backoff = st.backoff == 0 ? 10 : Math.min(MAX_ACCEPT_BACKOFF_MS, st.backoff * 2);
                 try {
-                    Thread.sleep(backoff);
+                    Thread.sleep(st.backoff);
                 } catch (InterruptedException ie) {
                     if (closed) break;
                 }
-                continue;
-            }
-            if (backoff != 0) {
-                LOG.warning("nbd " + l.address + ": accepting again after " + failures + " failed accepts");
-                backoff = 0;
-                failures = 0;
-                l.problem = null;
-                l.accepting = true;
-            }
-            try {
-                admit(client);
-            } catch (Throwable e) {
-                closeQuietly(client);
-                acceptErrorLog.log(Level.WARNING, n -> "nbd " + l.address + ": dropped a new connection: " + describe(e)
-                        + (n > 0 ? " (" + n + " more since the last message)" : ""));
             }
         }
         l.accepting = false;
         if (!closed && l.problem == null) l.problem = "listener closed";
+    }
+
+    private static final class AcceptState {
+        long backoff, failures;
+    }
+
+    private void acceptOnce(Listener l, AcceptState st) throws IOException {
+        SocketChannel client = l.channel.accept();
+        if (st.backoff != 0) {
+            long n = st.failures;
+            st.backoff = 0;
+            st.failures = 0;
+            l.problem = null;
+            l.accepting = true;
+            warn("nbd " + l.address + ": accepting again after " + n + " failed accepts");
+        }
+        try {
+            admit(client);
+        } catch (Throwable e) {
+            closeQuietly(client);
+            try {
+                acceptErrorLog.log(Level.WARNING, n -> "nbd " + l.address + ": dropped a new connection: " + describe(e)
+                        + (n > 0 ? " (" + n + " more since the last message)" : ""));
+            } catch (Throwable ignored) {
+                // logging failed as well (no memory, no descriptor): the connection is closed, go on
+            }
+        }
+    }
+
+    /** Logs a warning; a logging failure (out of descriptors or memory) is swallowed, the accept loop must go on. */
+    private static void warn(String message) {
+        try {
+            LOG.warning(message);
+        } catch (Throwable ignored) {
+            // nothing sensible left to do
+        }
     }
 
     private static String describe(Throwable e) {
@@ -365,7 +387,8 @@ public final class NbdServer implements Closeable {
 
     /**
      * The URIs a client uses to reach {@code exportName} on each listener, e.g.
-     * {@code nbd://127.0.0.1:10809/vm1} and {@code nbd+unix:///vm1?socket=/run/qblk/nbd.sock}.
+     * {@code nbd://127.0.0.1:10809/vm1} and {@code nbd+unix:///vm1?socket=/run/qblk/nbd.sock}
+     * ({@code nbds://}, {@code nbds+unix://} when TLS is required).
      */
     public List<String> uris(String exportName) {
         String name = encodeName(exportName);
@@ -373,12 +396,17 @@ public final class NbdServer implements Closeable {
         for (Listener l : listeners) {
             if (l.address instanceof InetSocketAddress a) {
                 String host = a.getHostString().contains(":") ? "[" + a.getHostString() + "]" : a.getHostString();
-                out.add("nbd://" + host + ":" + a.getPort() + "/" + name);
+                out.add(scheme() + "://" + host + ":" + a.getPort() + "/" + name);
             } else if (l.address instanceof UnixDomainSocketAddress u) {
-                out.add("nbd+unix:///" + name + "?socket=" + u.getPath());
+                out.add(scheme() + "+unix:///" + name + "?socket=" + u.getPath());
             }
         }
         return out;
+    }
+
+    /** {@code nbds} (libnbd's scheme for TLS) when this server requires TLS, else {@code nbd}. */
+    public String scheme() {
+        return options.tlsRequired() ? "nbds" : "nbd";
     }
 
     private static String encodeName(String name) {
@@ -479,6 +507,10 @@ public final class NbdServer implements Closeable {
 
     ByteBudget budget() {
         return budget;
+    }
+
+    RateLimitedLog tlsFailureLog() {
+        return tlsFailureLog;
     }
 
     NbdTls tls() {

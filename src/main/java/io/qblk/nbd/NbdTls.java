@@ -174,7 +174,7 @@ public final class NbdTls {
         SSLSocket s = (SSLSocket) context.getSocketFactory().createSocket(plain, null, plain.getPort(), false);
         s.setUseClientMode(false);
         if (verifyPeer) s.setNeedClientAuth(true);
-        s.setEnabledProtocols(new String[] {"TLSv1.3", "TLSv1.2"});
+        s.setEnabledProtocols(verifyPeer ? new String[] {"TLSv1.2"} : new String[] {"TLSv1.3", "TLSv1.2"});
         s.startHandshake();
         return new TlsTransport(s);
     }
