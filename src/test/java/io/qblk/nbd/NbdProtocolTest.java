@@ -497,14 +497,17 @@ class NbdProtocolTest {
 
     // ------------------------------------------------------------------ issue 16: small items
 
+    /** An error chunk with this error value and exactly this message. */
+    static void assertErrorChunk(RawNbdClient.Reply r, int error, String message) {
+        assertEquals(error, structuredError(r));
+        assertEquals(message, new String(r.payload(), 6, r.payload().length - 6, java.nio.charset.StandardCharsets.UTF_8));
+    }
+
     @Test
     void blockStatusOfLengthZeroIsEinvalSaidAsSuch() throws IOException {
         try (RawNbdClient c = connected("mem")) {
             c.request(0, CMD_BLOCK_STATUS, 1, 0, 0, null);
-            RawNbdClient.Reply r = c.reply();
-            assertEquals(EINVAL, structuredError(r));
-            String msg = new String(r.payload(), 6, r.payload().length - 6, java.nio.charset.StandardCharsets.UTF_8);
-            assertEquals("block status of length 0", msg);
+            assertErrorChunk(c.reply(), EINVAL, "block status of length 0");
         }
         assertServesAnotherClient();
     }
@@ -544,10 +547,7 @@ class NbdProtocolTest {
         server.addExport("failing", failing, false);
         try (RawNbdClient c = connected("failing")) {
             c.request(0, CMD_READ, 1, 4096, 4096, null);
-            RawNbdClient.Reply r = c.reply();
-            assertEquals(EIO, structuredError(r));
-            String msg = new String(r.payload(), 6, r.payload().length - 6, java.nio.charset.StandardCharsets.UTF_8);
-            assertEquals("read at 4096+4096 failed: input/output error", msg);
+            assertErrorChunk(c.reply(), EIO, "read at 4096+4096 failed: input/output error");
         }
         assertServesAnotherClient();
     }
