@@ -2,6 +2,7 @@ package io.qblk.cli;
 
 import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
+import io.qblk.nbd.NbdTls;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.FileIo;
@@ -42,6 +43,11 @@ public class ExportCommand implements Callable<Integer> {
     @Option(names = "--nbd", arity = "0..1", paramLabel = "ADDR:PORT|unix:PATH", preprocessor = OptionalAddress.class,
             description = "Serve over NBD on a TCP address (default " + DEFAULT_NBD_ADDRESS + ") or a unix socket.")
     String nbd;
+
+    @Option(names = "--tls-creds", paramLabel = "DIR",
+            description = "NBD over TLS (required): x509 credentials in DIR laid out as qemu's tls-creds-x509 "
+                    + "(server-cert.pem, server-key.pem, ca-cert.pem). Clients connect with nbds:// or a tls-creds object.")
+    Path tlsCreds;
 
     @Option(names = "--ublk", description = "Serve as a local block device /dev/ublkbN (root, CONFIG_BLK_DEV_UBLK); prints the device.")
     boolean ublk;
@@ -143,7 +149,15 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     private int serveNbd(BlockTarget target) throws IOException {
-        NbdServer server = new NbdServer();
+        NbdServer server;
+        try {
+            NbdServer.Options options = NbdServer.Options.defaults();
+            if (tlsCreds != null) options = options.withTls(NbdTls.load(tlsCreds, false), true);
+            server = new NbdServer(options);
+        } catch (IOException | RuntimeException e) {
+            target.close();
+            throw e;
+        }
         String address = nbd == null ? DEFAULT_NBD_ADDRESS : nbd;
         try {
             if (address.startsWith("unix:")) {
