@@ -2,6 +2,7 @@ package io.qblk.nbd;
 
 import static io.qblk.nbd.NbdProtocol.*;
 
+import io.qblk.target.TargetErrors;
 import io.qblk.io.ErrnoException;
 import io.qblk.target.BlockTarget;
 import java.io.EOFException;
@@ -591,7 +592,7 @@ final class NbdConnection implements Runnable {
     }
 
     static int nbdError(Throwable ex) {
-        return NbdProtocol.errorCode(io.qblk.target.TargetErrors.toErrno(ex));
+        return NbdProtocol.errorCode(TargetErrors.toErrno(ex));
     }
 
     // ------------------------------------------------------------------ replies

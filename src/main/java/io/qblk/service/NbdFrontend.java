@@ -1,6 +1,6 @@
 package io.qblk.service;
 
-import io.qblk.cli.Sizes;
+import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
 import io.qblk.nbd.NbdTls;
 import io.qblk.target.BlockTarget;
