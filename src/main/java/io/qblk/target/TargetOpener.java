@@ -76,12 +76,14 @@ public final class TargetOpener {
         }
 
         /**
-         * What ublk exports use: CALLER_RING_LARGE, or as QBLK_UBLK_FILE_IO says: {@code pread}
+         * What ublk exports use: CALLER_RING when the queue's ring thread carries the tag threads
+         * ({@link io.qblk.uring.VirtualCarrier}), else CALLER_RING_LARGE; or as QBLK_UBLK_FILE_IO says: {@code pread}
          * (SYSCALLS), {@code ring} (CALLER_RING, every size), {@code auto} (the default).
          */
         public static FileIo forUblk() {
             String v = System.getenv("QBLK_UBLK_FILE_IO");
-            if (v == null || v.isEmpty() || v.equals("auto")) return CALLER_RING_LARGE;
+            // auto: every operation on the ring when the tags run on it (nothing may block that thread)
+            if (v == null || v.isEmpty() || v.equals("auto")) return io.qblk.uring.VirtualCarrier.available() ? CALLER_RING : CALLER_RING_LARGE;
             return switch (v) {
                 case "pread" -> SYSCALLS;
                 case "ring" -> CALLER_RING;
