@@ -124,6 +124,18 @@ mq_suite() {
     fio_job mq4k "$d" --rw=randwrite --bs=4k --iodepth=64 --size=16M --offset=256M --offset_increment=64M "${MQ_FIO[@]}"
 }
 
+# frontend_line LOG LABEL: the export's stderr line names the opcode encoding and where the tag
+# threads run: ioctl-encoded on kernels with GET_FEATURES (6.12), legacy on 6.1; carried by the
+# queue's ring thread (the JVM opens java.lang through the launcher).
+frontend_line() {
+  local line i want
+  for ((i = 0; i < 50; i++)); do line=$(grep -m1 'ublk opcodes' "$1.err" 2>/dev/null) && break; sleep 0.1; done
+  say "${line:-no frontend line in $1.err}"
+  case $(uname -r) in 6.1.*) want=legacy ;; *) want=ioctl-encoded ;; esac
+  if [[ "$line" == *"$want ublk opcodes"* ]]; then pass "$2: $want opcodes on $(uname -r)"; else fail "$2: expected $want opcodes on $(uname -r)"; fi
+  if [[ "$line" == *"carried by their queue's ring thread"* ]]; then pass "$2: tag threads carried by the ring thread"; else fail "$2: tag threads not carried"; fi
+}
+
 run_target() {
   local kind=$1 img args label=$1 q=1
   case $kind in raw|qcow2) q=$QUEUES; [ "$q" -gt 1 ] && label="$kind -q $q" ;; esac
@@ -136,6 +148,7 @@ run_target() {
   esac
   say "=== $label"
   start_export "$WORK/$kind" "${args[@]}" || return
+  frontend_line "$WORK/$kind" "$label"
   if [ "$kind" = null ]; then
     check "$label: fio 4k randread depth 64 completes" fio --name=nr --filename="$dev" --direct=1 --ioengine=libaio --rw=randread --bs=4k --iodepth=64 --size="$FIO_SIZE"
     check "$label: fio 64k randwrite depth 64 completes" fio --name=nw --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=64k --iodepth=64 --size="$FIO_SIZE"

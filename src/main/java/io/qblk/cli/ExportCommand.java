@@ -1,5 +1,6 @@
 package io.qblk.cli;
 
+import io.qblk.io.CacheMode;
 import io.qblk.nbd.NbdServer;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
@@ -66,6 +67,12 @@ public class ExportCommand implements Callable<Integer> {
                     + "the device keeps working across kill -9 + qblk ublk recover; allocating writes wait for a shared flush).")
     String metadata;
 
+    @Option(names = "--cache", paramLabel = "none|writeback",
+            description = "Page-cache use of the image file: none (O_DIRECT for aligned requests, like qemu-nbd --cache=none "
+                    + "and ublksrv; the default for --ublk, see docs/ublk.md) or writeback (buffered; the default for NBD). "
+                    + "Falls back to buffered with a message where the file system refuses O_DIRECT.")
+    String cache;
+
     @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
     Path file;
 
@@ -97,7 +104,9 @@ public class ExportCommand implements Callable<Integer> {
         }
         MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
-        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS, metadataWrite);
+        CacheMode cacheMode = cache != null ? CacheMode.parse(cache)
+                : frontend == Frontend.UBLK ? UblkExport.defaultCacheMode() : CacheMode.WRITEBACK;
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS, metadataWrite, cacheMode);
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);
@@ -117,7 +126,7 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
-    BlockTarget openTarget(TargetOpener.FileIo io, MetadataWrite metadataWrite) throws IOException {
+    BlockTarget openTarget(TargetOpener.FileIo io, MetadataWrite metadataWrite, CacheMode cacheMode) throws IOException {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
@@ -126,7 +135,7 @@ public class ExportCommand implements Callable<Integer> {
         }
         if (size != null) throw new CommandLine.ParameterException(spec.commandLine(), "--size is only for -t null");
         if (file == null) throw new CommandLine.ParameterException(spec.commandLine(), "missing FILE");
-        return TargetOpener.open(file, format, readOnly, io, metadataWrite);
+        return TargetOpener.open(file, format, readOnly, io, metadataWrite, cacheMode);
     }
 
     private int serveNbd(BlockTarget target) throws IOException {

@@ -1,5 +1,6 @@
 package io.qblk.cli;
 
+import io.qblk.io.CacheMode;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.TargetOpener;
@@ -51,12 +52,21 @@ public class UblkCommand {
             + "dying, so a filesystem mounted on the device keeps working across kill -9 + recover; allocating writes wait "
             + "for a shared flush) or writeback (metadata cached until the next flush; faster allocating writes).";
 
+    /** Help text of --cache on the ublk commands. */
+    static final String CACHE_HELP = "image page-cache use: none (O_DIRECT for aligned requests, like ublksrv and qemu-nbd "
+            + "--cache=none) or writeback (buffered); default: see docs/ublk.md (QBLK_UBLK_CACHE overrides it)";
+
+    /** --cache as given, or the ublk default. */
+    static CacheMode cacheMode(String cache) {
+        return cache != null ? CacheMode.parse(cache) : UblkExport.defaultCacheMode();
+    }
+
     /** Opens FILE as the given target type (qcow2, raw; null takes --size), like {@code qblk export}. */
-    static BlockTarget openTarget(String type, Path file, long nullSize, MetadataWrite metadata) throws IOException {
+    static BlockTarget openTarget(String type, Path file, long nullSize, MetadataWrite metadata, CacheMode cache) throws IOException {
         TargetOpener.Format format = TargetOpener.Format.parse(type);
         if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
         if (file == null) throw new IllegalArgumentException("missing FILE");
-        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk(), metadata);
+        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk(), metadata, cache);
     }
 
     static long parseSize(String s) {
@@ -81,6 +91,7 @@ public class UblkCommand {
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
         @Option(names = "--id", defaultValue = "-1", description = "device id to ask for (default: any)") int id;
         @Option(names = "--metadata", defaultValue = "writethrough", paramLabel = "writethrough|writeback", description = METADATA_HELP) String metadata;
+        @Option(names = "--cache", paramLabel = "none|writeback", description = CACHE_HELP) String cache;
         @Parameters(arity = "0..1", paramLabel = "FILE", description = "image file (not for -t null)") Path file;
 
         @Override
@@ -89,7 +100,7 @@ public class UblkCommand {
                 UblkServer.Options o = UblkServer.Options.defaults().withQueues(queues).withDepth(depth).withDevId(id);
                 UblkServer.checkLimits(o);
                 requireDriver();
-                BlockTarget target = openTarget(type, file, parseSize(size), MetadataWrite.parse(metadata));
+                BlockTarget target = openTarget(type, file, parseSize(size), MetadataWrite.parse(metadata), cacheMode(cache));
                 return UblkExport.serve(target, o, System.out);
             });
         }
@@ -159,6 +170,7 @@ public class UblkCommand {
         @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
         @Option(names = "--metadata", defaultValue = "writethrough", paramLabel = "writethrough|writeback", description = METADATA_HELP) String metadata;
+        @Option(names = "--cache", paramLabel = "none|writeback", description = CACHE_HELP) String cache;
         @Parameters(index = "0", paramLabel = "ID") int id;
         @Parameters(index = "1", arity = "0..1", paramLabel = "FILE") Path file;
 
@@ -173,7 +185,7 @@ public class UblkCommand {
                 } else {
                     if (file == null) throw new IllegalArgumentException("missing FILE");
                     // The image is checked and repaired before the kernel lets I/O resume (END_USER_RECOVERY).
-                    target = TargetOpener.openForRecovery(file, format, TargetOpener.FileIo.forUblk(), MetadataWrite.parse(metadata),
+                    target = TargetOpener.openForRecovery(file, format, TargetOpener.FileIo.forUblk(), MetadataWrite.parse(metadata), cacheMode(cache),
                             line -> System.err.println("qblk: " + line));
                 }
                 return UblkExport.recover(id, target, System.out);

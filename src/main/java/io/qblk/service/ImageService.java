@@ -1,7 +1,6 @@
 package io.qblk.service;
 
 import io.qblk.io.PosixFileBackend;
-import io.qblk.uring.UringFileBackend;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.NullTarget;
@@ -70,7 +69,8 @@ public class ImageService {
             if (detect(image) != Format.QCOW2) throw ApiException.unprocessable(image + ": not a qcow2 image (use target raw for raw files)");
             return Qcow2Support.open(image, spec.readOnly(), paths.backingPolicy(), onQueueRing(spec));
         }
-        return new RawTarget(onQueueRing(spec) ? UringFileBackend.openForCallerRing(image, spec.readOnly(), TargetOpener.FileIo.forUblk().ringMinBytes())
+        return new RawTarget(onQueueRing(spec) ? io.qblk.io.FileBackends.openOnCallerRing(image, spec.readOnly(), TargetOpener.FileIo.forUblk().ringMinBytes(),
+                        io.qblk.ublk.UblkExport.defaultCacheMode())
                 : PosixFileBackend.open(image, spec.readOnly()));
     }
 

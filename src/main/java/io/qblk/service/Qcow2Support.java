@@ -10,7 +10,6 @@ import io.qblk.qcow2.RepairMode;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.Qcow2Target;
-import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -28,7 +27,8 @@ final class Qcow2Support {
         OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withBackingPolicy(backing)
                 .withMetadataWrite(onQueueRing ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK);
         if (!onQueueRing) return new Qcow2Target(Qcow2Image.open(path, options));
-        UringFileBackend file = UringFileBackend.openForCallerRing(path, readOnly, TargetOpener.FileIo.forUblk().ringMinBytes());
+        io.qblk.io.IoBackend file = io.qblk.io.FileBackends.openOnCallerRing(path, readOnly, TargetOpener.FileIo.forUblk().ringMinBytes(),
+                io.qblk.ublk.UblkExport.defaultCacheMode());
         try {
             return new Qcow2Target(Qcow2Image.open(file, options, path), file);
         } catch (IOException | RuntimeException e) {

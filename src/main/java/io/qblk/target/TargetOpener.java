@@ -1,5 +1,8 @@
 package io.qblk.target;
 
+import io.qblk.io.AioMode;
+import io.qblk.io.CacheMode;
+import io.qblk.io.FileBackends;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CheckReport;
@@ -110,12 +113,18 @@ public final class TargetOpener {
      * its changed metadata as {@code metadata} says (raw has none: every completed write is in the file).
      */
     public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io, MetadataWrite metadata) throws IOException {
+        return open(file, format, readOnly, io, metadata, CacheMode.WRITEBACK);
+    }
+
+    /** As above, the image file opened with page-cache use {@code cache} (NONE: O_DIRECT where aligned). */
+    public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io, MetadataWrite metadata,
+                                   CacheMode cache) throws IOException {
         if (format == Format.NULL) throw new IllegalArgumentException("the null target has no file; use a size");
         if (format == Format.AUTO) format = detect(file);
         return switch (format) {
             case RAW -> {
-                IoBackend f = io.onCallerRing() ? UringFileBackend.openForCallerRing(file, readOnly, io.ringMinBytes())
-                        : PosixFileBackend.open(file, readOnly);
+                IoBackend f = io.onCallerRing() ? FileBackends.openOnCallerRing(file, readOnly, io.ringMinBytes(), cache)
+                        : FileBackends.open(file, readOnly, cache, AioMode.POSIX);
                 try {
                     yield new RawTarget(f);
                 } catch (IOException | RuntimeException e) {
@@ -124,7 +133,7 @@ public final class TargetOpener {
                 }
             }
             case QCOW2 -> {
-                OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withMetadataWrite(metadata);
+                OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withMetadataWrite(metadata).withCacheMode(cache);
                 yield io.onCallerRing() ? openQcow2OnCallerRing(file, options, io.ringMinBytes()) : new Qcow2Target(Qcow2Image.open(file, options));
             }
             default -> throw new IllegalStateException(format.toString());
@@ -141,10 +150,16 @@ public final class TargetOpener {
      */
     public static BlockTarget openForRecovery(Path file, Format format, FileIo io, MetadataWrite metadata,
                                               java.util.function.Consumer<String> log) throws IOException {
+        return openForRecovery(file, format, io, metadata, CacheMode.WRITEBACK, log);
+    }
+
+    /** {@link #openForRecovery(Path, Format, FileIo, MetadataWrite, java.util.function.Consumer)} with page-cache use {@code cache}. */
+    public static BlockTarget openForRecovery(Path file, Format format, FileIo io, MetadataWrite metadata, CacheMode cache,
+                                              java.util.function.Consumer<String> log) throws IOException {
         if (format == Format.AUTO) format = detect(file);
-        if (format != Format.QCOW2) return open(file, format, false, io);
+        if (format != Format.QCOW2) return open(file, format, false, io, MetadataWrite.WRITEBACK, cache);
         boolean dirty = dirtyBitSet(file);
-        BlockTarget t = open(file, format, false, io, metadata);
+        BlockTarget t = open(file, format, false, io, metadata, cache);
         try {
             Qcow2Image image = ((Qcow2Target) t).image();
             CheckReport r = image.check(RepairMode.ALL);
@@ -198,7 +213,7 @@ public final class TargetOpener {
      * queue serves I/O; afterwards every queue's tags reach the file through their own ring.
      */
     private static BlockTarget openQcow2OnCallerRing(Path file, OpenOptions options, long ringMinBytes) throws IOException {
-        UringFileBackend f = UringFileBackend.openForCallerRing(file, options.readOnly(), ringMinBytes);
+        IoBackend f = FileBackends.openOnCallerRing(file, options.readOnly(), ringMinBytes, options.cacheMode());
         try {
             return new Qcow2Target(Qcow2Image.open(f, options, file), f);
         } catch (IOException | RuntimeException e) {

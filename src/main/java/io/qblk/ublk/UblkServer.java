@@ -246,6 +246,18 @@ public final class UblkServer {
         return r;
     }
 
+    /** Whether the device speaks the ioctl-encoded opcodes (UBLK_F_CMD_IOCTL_ENCODE; 6.1 knows only the legacy ones). */
+    public boolean ioctlEncoding() {
+        return info != null && (info.flags() & UblkControl.F_CMD_IOCTL_ENCODE) != 0;
+    }
+
+    /** Whether every queue's tag threads run on that queue's ring thread (the per-queue carrier). */
+    public synchronized boolean carried() {
+        if (queues.isEmpty()) return false;
+        for (UblkQueue q : queues) if (!q.carried()) return false;
+        return true;
+    }
+
     /** Whether the tag buffers are registered with every queue's ring (fixed-buffer backend I/O). */
     public synchronized boolean fixedBuffers() {
         if (queues.isEmpty()) return false;

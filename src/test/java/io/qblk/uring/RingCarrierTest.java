@@ -186,6 +186,62 @@ class RingCarrierTest {
         }
     }
 
+    /**
+     * A ublk-shaped workload on the carrier: 16 carried threads, each bound to the ring as its caller
+     * ring, write, flush and read a write-through qcow2 image whose file is opened cache=none on the
+     * caller ring; the data reads back, aligned I/O went O_DIRECT (where the file system allows it),
+     * and no request made the carried threads leave the owner thread.
+     */
+    @Test
+    void carriedQcow2WritethroughWithDirectIoOnTheCallerRing() throws Exception {
+        Path img = dir.resolve("c.qcow2");
+        io.qblk.qcow2.Qcow2Image.create(img, io.qblk.qcow2.CreateOptions.defaults(64L << 20));
+        io.qblk.io.IoBackend file = io.qblk.io.FileBackends.openOnCallerRing(img, false, 0, io.qblk.io.CacheMode.NONE);
+        io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults()
+                .withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH).withCacheMode(io.qblk.io.CacheMode.NONE);
+        try (RingThread ring = RingThread.start("carrier-qcow2", RingOptions.forUblk(64));
+             io.qblk.qcow2.Qcow2Image image = io.qblk.qcow2.Qcow2Image.open(file, o, img);
+             Arena arena = Arena.ofShared()) {
+            assertTrue(ring.carriesVirtualThreads());
+            int ownerTid = ring.callOnOwner(RingCarrierTest::tid);
+            Set<Integer> tids = ConcurrentHashMap.newKeySet();
+            AtomicReference<Throwable> err = new AtomicReference<>();
+            List<Thread> ts = new ArrayList<>();
+            for (int t = 0; t < 16; t++) {
+                int id = t;
+                MemorySegment buf = arena.allocate(65536, 4096);
+                ts.add(ring.newThread("tag-" + t, () -> new CallerRing(ring).run(() -> {
+                    try {
+                        for (int r = 0; r < 8; r++) {
+                            long off = (id * 8L + r) * 65536;
+                            buf.fill((byte) (id * 8 + r + 1));
+                            image.write(off, buf);
+                            tids.add(tid());
+                            if (r % 4 == 3) image.flush();
+                            buf.fill((byte) 0);
+                            image.read(off, buf);
+                            tids.add(tid());
+                            assertEquals((byte) (id * 8 + r + 1), buf.get(ValueLayout.JAVA_BYTE, 65535));
+                        }
+                    } catch (Throwable e) {
+                        err.compareAndSet(null, e);
+                    }
+                })));
+            }
+            long wakes = ring.wakeUps();
+            for (Thread t : ts) t.start();
+            for (Thread t : ts) assertTrue(t.join(java.time.Duration.ofSeconds(40)), t + " ended");
+            if (err.get() != null) throw new AssertionError("a carried thread failed", err.get());
+            assertEquals(Set.of(ownerTid), tids);
+            assertTrue(ring.wakeUps() - wakes <= 16 + 2, "only the starts may wake the owner: " + (ring.wakeUps() - wakes));
+            var direct = (io.qblk.io.DirectIoBackend) file;
+            if (direct.directDisabledReason() == null) assertTrue(direct.directOps() > 0, "aligned data I/O went O_DIRECT");
+            else System.out.println("O_DIRECT not available here: " + direct.directDisabledReason());
+        } finally {
+            file.close();
+        }
+    }
+
     /** The fallback: a JVM without --add-opens (and one with -Dqblk.carrier=off) keeps the default scheduler, logs one line. */
     @Test
     void withoutTheOpeningTheProbeFallsBackWithOneLogLine() throws Exception {
