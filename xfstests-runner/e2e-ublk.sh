@@ -317,6 +317,44 @@ start_recovery() {
 say "guest $(uname -r), $(nproc) CPUs, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 [ -e /dev/ublk-control ] || { echo "no /dev/ublk-control: run this inside xfstests-runner/vm-run"; exit 2; }
 for t in ${E2E_TARGETS:-null raw qcow2 qcow2-prealloc}; do run_target "$t"; done
+# Unprivileged devices (UBLK_F_UNPRIVILEGED_DEV, Linux >= 6.5; not on 6.1): qblk runs as uid 65534
+# with read-write access to /dev/ublk-control; a root loop gives new /dev/ublk[bc]N nodes to that
+# user, as the udev rule of an unprivileged setup does. The device must serve a verifying fio.
+unprivileged_test() {
+  local uid=65534 log=$WORK/unpriv chowner rc
+  say "=== unprivileged null device (uid $uid)"
+  chmod 666 /dev/ublk-control
+  ( while :; do for n in /dev/ublkc* /dev/ublkb*; do [ -e "$n" ] && [ "$(stat -c %u "$n")" = 0 ] && chown $uid:$uid "$n"; done; sleep 0.1; done ) &
+  chowner=$!
+  : >"$log.out"
+  setpriv --reuid=$uid --regid=$uid --clear-groups -- env HOME=/tmp "$QBLK" export --ublk -t null --size 256M -d 16 >"$log.out" 2>"$log.err" &
+  export_pid=$!
+  dev=""
+  local i
+  for ((i = 0; i < START_TIMEOUT * 5; i++)); do
+    dev=$(grep -m1 '^/dev/ublkb' "$log.out" 2>/dev/null || true)
+    [ -n "$dev" ] && break
+    kill -0 "$export_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [ -n "$dev" ] && [ -b "$dev" ]; then
+    pass "unprivileged: qblk as uid $uid exported $dev"
+    sleep 0.5
+    if grep -q 'unprivileged device' "$log.err"; then pass "unprivileged: created with UBLK_F_UNPRIVILEGED_DEV"; else fail "unprivileged: no unprivileged line in $log.err"; fi
+    say "$(grep -m1 'ublk opcodes' "$log.err")"
+    check "unprivileged: fio 4k randwrite depth 16 completes" fio --name=uw --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size="$FIO_SIZE"
+    stop_export "$log"
+  else
+    fail "unprivileged: qblk as uid $uid did not export a device: $(tail -3 "$log.err" | tr '\n' ' ')"
+    kill -9 "$export_pid" 2>/dev/null; wait "$export_pid" 2>/dev/null
+  fi
+  kill "$chowner" 2>/dev/null; wait "$chowner" 2>/dev/null
+  chmod 600 /dev/ublk-control
+}
+case $(uname -r) in
+  6.1.*) say "unprivileged devices: skipped on $(uname -r) (UBLK_F_UNPRIVILEGED_DEV needs Linux 6.5 or later)" ;;
+  *) [ "${E2E_UNPRIVILEGED:-1}" = 1 ] && unprivileged_test ;;
+esac
 sleep 1
 left=$(ls /dev/ublkb* /dev/ublkc* 2>/dev/null)
 if [ -z "$left" ]; then pass "no /dev/ublkb*/ublkc* left behind"; else fail "left behind: $left"; fi

@@ -54,8 +54,8 @@ public final class UblkExport {
     private static int run(UblkServer server, BlockTarget target, PrintStream out) throws IOException {
         out.println(server.blockDevice());
         out.flush();
-        System.err.println("qblk: " + server.blockDevice() + ": " + (server.ioctlEncoding() ? "ioctl-encoded" : "legacy")
-                + " ublk opcodes; tag threads " + (server.carried() ? "carried by their queue's ring thread"
+        System.err.println("qblk: " + server.blockDevice() + ": " + (server.unprivileged() ? "unprivileged device, " : "")
+                + (server.ioctlEncoding() ? "ioctl-encoded" : "legacy") + " ublk opcodes; tag threads " + (server.carried() ? "carried by their queue's ring thread"
                 : "on the default scheduler" + (io.qblk.uring.VirtualCarrier.available() ? "" : " (" + io.qblk.uring.VirtualCarrier.unavailableReason() + ")")));
         AtomicBoolean shuttingDown = new AtomicBoolean();
         CountDownLatch cleaned = new CountDownLatch(1);
