@@ -1,5 +1,6 @@
 package io.qblk.cli;
 
+import io.qblk.io.CacheMode;
 import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
 import io.qblk.nbd.NbdTls;
@@ -80,6 +81,12 @@ public class ExportCommand implements Callable<Integer> {
             description = UblkCommand.FILE_IO_HELP)
     String fileIo;
 
+    @Option(names = "--cache", paramLabel = "none|writeback",
+            description = "Page-cache use of the image file: none (O_DIRECT for aligned requests, like qemu-nbd --cache=none "
+                    + "and ublksrv; the default for --ublk, see docs/ublk.md) or writeback (buffered; the default for NBD). "
+                    + "Falls back to buffered with a message where the file system refuses O_DIRECT.")
+    String cache;
+
     @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
     Path file;
 
@@ -111,7 +118,9 @@ public class ExportCommand implements Callable<Integer> {
         }
         MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
-        BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite);
+        CacheMode cacheMode = cache != null ? CacheMode.parse(cache)
+                : frontend == Frontend.UBLK ? UblkExport.defaultCacheMode() : CacheMode.WRITEBACK;
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite, cacheMode);
         if (!readOnly && target.writeRefusal() != null) {
             spec.commandLine().getErr().println("qblk: serving read-only: " + target.writeRefusal());
             spec.commandLine().getErr().flush();
@@ -135,9 +144,9 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
-    BlockTarget openTarget(FileIo io, MetadataWrite metadataWrite) throws IOException {
+    BlockTarget openTarget(FileIo io, MetadataWrite metadataWrite, CacheMode cacheMode) throws IOException {
         ImageFormat format = type == null || type.equalsIgnoreCase("auto") ? null : ImageFormat.parse(type);
-        TargetOptions o = TargetOptions.defaults().withFormat(format).withReadOnly(readOnly).withFileIo(io).withMetadata(metadataWrite);
+        TargetOptions o = TargetOptions.defaults().withFormat(format).withReadOnly(readOnly).withFileIo(io).withMetadata(metadataWrite).withCache(cacheMode);
         if (format == ImageFormat.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
             if (size == null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target needs --size");

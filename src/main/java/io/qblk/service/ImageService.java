@@ -122,7 +122,8 @@ public class ImageService {
     TargetOptions deviceOptions(DeviceSpec spec) {
         TargetOptions o = options(spec.target()).withReadOnly(spec.readOnly()).withNullSize(spec.createSize());
         if (spec.frontend() != FrontendType.UBLK) return o;
-        return o.withFileIo(FileIo.forUblk(config.ublk().fileIo())).withMetadata(MetadataWrite.WRITETHROUGH);
+        return o.withFileIo(FileIo.forUblk(config.ublk().fileIo())).withMetadata(MetadataWrite.WRITETHROUGH)
+                .withCache(io.qblk.ublk.UblkExport.defaultCacheMode());
     }
 
     private TargetOptions options(ImageFormat format) {

@@ -41,11 +41,14 @@ public enum FileIo {
     }
 
     /**
-     * The ublk file-I/O mode by its configuration name: {@code auto} (or empty: CALLER_RING_LARGE),
-     * {@code ring} (CALLER_RING, every size), {@code pread} (SYSCALLS).
+     * The ublk file-I/O mode by its configuration name: {@code auto} (or empty: CALLER_RING when the
+     * queue's ring thread carries the tag threads ({@link io.qblk.uring.VirtualCarrier}: nothing may
+     * block that thread), else CALLER_RING_LARGE), {@code ring} (CALLER_RING, every size),
+     * {@code pread} (SYSCALLS).
      */
     public static FileIo forUblk(String mode) {
-        if (mode == null || mode.isEmpty() || mode.equals("auto")) return CALLER_RING_LARGE;
+        if (mode == null || mode.isEmpty() || mode.equals("auto"))
+            return io.qblk.uring.VirtualCarrier.available() ? CALLER_RING : CALLER_RING_LARGE;
         return switch (mode) {
             case "pread" -> SYSCALLS;
             case "ring" -> CALLER_RING;

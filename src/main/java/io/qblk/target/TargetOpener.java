@@ -9,7 +9,6 @@ import io.qblk.qcow2.Qcow2Header;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
 import io.qblk.uring.FileBackends;
-import io.qblk.uring.UringFileBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.function.Consumer;
@@ -102,7 +101,7 @@ public final class TargetOpener {
 
     private static IoBackend openFile(Path file, TargetOptions o) throws IOException {
         if (file == null) throw new IllegalArgumentException("missing FILE (only the null target has none)");
-        return o.fileIo().onCallerRing() ? UringFileBackend.openForCallerRing(file, o.readOnly(), o.fileIo().ringMinBytes())
+        return o.fileIo().onCallerRing() ? FileBackends.openOnCallerRing(file, o.readOnly(), o.fileIo().ringMinBytes(), o.cache())
                 : FileBackends.open(file, o.readOnly(), o.cache(), o.aio());
     }
 

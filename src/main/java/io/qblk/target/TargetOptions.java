@@ -14,7 +14,7 @@ import java.util.Objects;
  * @param fileIo   syscalls, or the caller's io_uring (ublk queues)
  * @param metadata when qcow2 metadata reaches the file (raw has none)
  * @param backing  which backing files a qcow2 header may name (the name is untrusted input)
- * @param cache    page-cache use of files opened with {@link FileIo#SYSCALLS} (qemu's -t)
+ * @param cache    page-cache use of the image file (qemu's -t; NONE: O_DIRECT where aligned, on the caller's ring too)
  * @param aio      how those files' I/O is issued (qemu's -i)
  * @param nullSize the size of a {@link ImageFormat#NULL} target
  */
@@ -26,8 +26,8 @@ public record TargetOptions(ImageFormat format, boolean readOnly, FileIo fileIo,
         Objects.requireNonNull(backing, "backing");
         Objects.requireNonNull(cache, "cache");
         Objects.requireNonNull(aio, "aio");
-        if (fileIo.onCallerRing() && (cache != CacheMode.WRITEBACK || aio != AioMode.POSIX))
-            throw new IllegalArgumentException("cache and aio modes apply to syscall file I/O only, not to the caller's ring");
+        if (fileIo.onCallerRing() && aio != AioMode.POSIX)
+            throw new IllegalArgumentException("the aio mode applies to syscall file I/O only, not to the caller's ring");
     }
 
     /** Read-write, syscalls, metadata write-back, regular backing files only, page cache, probe the format. */

@@ -65,6 +65,32 @@ public final class FileBackends {
         }
     }
 
+    /**
+     * Opens {@code path} for I/O through the calling thread's io_uring ({@link UringFileBackend#openForCallerRing},
+     * the ublk queues' rings): cache WRITEBACK is that backend itself; NONE is a {@link DirectIoBackend}
+     * over two such descriptors, the second with O_DIRECT (buffered only, with the reason, where the
+     * file system refuses it). Zeroing then goes through the backend too (nothing blocks a ring thread
+     * that carries the caller).
+     */
+    public static IoBackend openOnCallerRing(Path path, boolean readOnly, long ringMinBytes, CacheMode cache) throws IOException {
+        UringFileBackend buffered = UringFileBackend.openForCallerRing(path, readOnly, ringMinBytes);
+        if (cache == CacheMode.WRITEBACK) return buffered;
+        UringFileBackend direct = null;
+        try {
+            direct = UringFileBackend.openForCallerRing(path, readOnly, ringMinBytes);
+            String refused = setDirect(direct.fd());
+            if (refused != null) {
+                direct.close();
+                return new DirectIoBackend(buffered, null, refused, null, -1);
+            }
+            return new DirectIoBackend(buffered, direct, null, null, -1);
+        } catch (IOException | RuntimeException e) {
+            if (direct != null) direct.close();
+            buffered.close();
+            throw e;
+        }
+    }
+
     /** Turns on O_DIRECT for an open descriptor; returns null, or why the file system refuses it. */
     static String setDirect(int fd) throws ErrnoException {
         int fl = LibC.fcntl(fd, LibC.F_GETFL, 0);
