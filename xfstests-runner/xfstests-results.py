@@ -2,13 +2,13 @@
 """Result bookkeeping of xfstests-runner/run (host side). Subcommands:
 
   record STATE BOOT_DIR VMRC   merge one VM boot's fstests xunit report (BOOT_DIR/results/result.xml)
-                               into STATE/results.tsv; without a report (guest died or timed out),
-                               the test that was running (last one named in BOOT_DIR/check.out) is
-                               recorded as failed so a resumed run does not hang on it again.
+                               into STATE/results.tsv; when the guest died or timed out, the test
+                               that was running (last one named in BOOT_DIR/check.out) is recorded
+                               as failed so a resumed run does not hang on it again.
                                Prints how many results were added.
   junit STATE OUT.xml          one JUnit file with the latest fstests testcase of every test
   summary STATE LOOP_STATE BASELINE_FILE   prints the summary line (and the failure lists before it)
-  baseline LOOP_STATE          prints a baseline file: one line per test failing on loop, with reason
+  baseline LOOP_STATE [FILE]   prints the baseline file FILE updated with the failures of a loop run
 
 results.tsv: TEST<TAB>pass|fail|notrun<TAB>SECONDS<TAB>BOOT<TAB>MESSAGE (later lines win).
 """
@@ -56,7 +56,11 @@ def record(state, boot, vmrc):
                 rows.append((name, 'notrun', t, one_line(skip.get('message'))))
             else:
                 rows.append((name, 'pass', t, ''))
-    else:
+    # fstests rewrites result.xml after every test, so a boot that died keeps the results before the
+    # crash; the test that was running (last one named in check.out, without a result) is recorded
+    # as failed so that a resumed run does not hang on it again. vm-run exits 125 when the guest
+    # ended without an exit status (panic, timeout).
+    if vmrc == '125' or not os.path.exists(xml):
         last = None
         out = os.path.join(boot, 'check.out')
         if os.path.exists(out):
@@ -65,7 +69,7 @@ def record(state, boot, vmrc):
                     m = TEST_RE.match(line)
                     if m:
                         last = m.group(1)
-        if last:
+        if last and last not in {r[0] for r in rows}:
             rows.append((last, 'fail', '', f'guest died or timed out while this test ran (vm-run exit {vmrc})'))
     with open(os.path.join(state, 'results.tsv'), 'a') as f:
         for r in rows:
@@ -157,16 +161,23 @@ def summary(state, loop_state, baseline_file):
     return 0 if not new and not unjudged and clean != 'no' else 1
 
 
-def baseline(loop_state):
+def baseline(loop_state, existing):
+    """The baseline file of this fs and kernel, updated with one loop run: its failures are added
+    (reason: fstests' message), tests it ran that passed or were not run are dropped, lines of
+    tests it did not run are kept (they came from other loop runs)."""
     with open(os.path.join(loop_state, 'settings')) as f:
         s = dict(l.rstrip('\n').split('=', 1) for l in f if '=' in l)
     res = load(loop_state)
-    print(f"# Tests that fail on the kernel's own loop device (fs={s['fs']} kernel={s['kernel']}), produced by")
-    print(f"# xfstests-runner/run --make-baseline from the loop run {os.path.basename(loop_state)}:")
-    print('# a failure here is the guest kernel\'s or the sandbox\'s, not qblk\'s. TEST REASON (fstests\' message).')
-    for t in sorted(res):
-        if res[t][0] == 'fail':
-            print(f'{t} fails on loop too: {res[t][3] or "no message"}')
+    lines = {t: f'{t} {why}' for t, why in read_baseline(existing).items() if t not in res}
+    for t, r in res.items():
+        if r[0] == 'fail':
+            lines[t] = f'{t} fails on loop ({os.path.basename(loop_state)}): {r[3] or "no message"}'
+    print(f"# Tests that fail on the kernel's own loop device (fs={s['fs']} kernel={s['kernel']}): a failure")
+    print("# here is the guest kernel's or the sandbox's, not qblk's. Produced by")
+    print("# `xfstests-runner/run --target loop --make-baseline ...` from loop runs, never edited by hand.")
+    print('# TEST REASON (the loop run and fstests\' message)')
+    for t in sorted(lines):
+        print(lines[t])
 
 
 def main(argv):
@@ -178,7 +189,7 @@ def main(argv):
     elif cmd == 'summary':
         return summary(argv[2], argv[3], argv[4])
     elif cmd == 'baseline':
-        baseline(argv[2])
+        baseline(argv[2], argv[3] if len(argv) > 3 else None)
     else:
         print(__doc__, file=sys.stderr)
         return 2
