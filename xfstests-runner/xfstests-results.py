@@ -151,7 +151,7 @@ def summary(state, loop_state, baseline_file):
     for t in failed:
         r = got[t]
         kind = 'baseline' if t in baseline else ('NEW' if t in new else 'NEW (no loop result)')
-        print(f'xfstests: failed {t} [{kind}]: {r[3]}')
+        print(f'xfstests: failed {t} [{kind}]: {r[3]} (results: {state}/boots/{r[2]}/results, /vmout = boots/{r[2]})')
     pending = len(want) - len(got)
     print(f'xfstests: state {state}: {len(got)} of {len(want)} tests have a result, {pending} pending'
           + (f'; loop reference {loop_state} ({len(loop)} results)' if loop else '; no loop reference results'))
