@@ -161,6 +161,21 @@ def summary(state, loop_state, baseline_file):
     return 0 if not new and not unjudged and clean != 'no' else 1
 
 
+EVIDENCE_RE = re.compile(r'BAD DATA|\*\*\*[A-Z]+\*\*\*|[Cc]orrupt|BUG:|WARNING:|Oops|failed:|Input/output error')
+
+
+def evidence(results, test):
+    """The first telling line of a failed test's output (fsx miscompare, kernel warning, I/O error)."""
+    for suffix in ('.0.full', '.out.bad', '.full', '.dmesg'):
+        p = os.path.join(results, test + suffix)
+        if os.path.exists(p):
+            with open(p, errors='replace') as f:
+                for line in f:
+                    if EVIDENCE_RE.search(line):
+                        return one_line(line, 120)
+    return ''
+
+
 def baseline(loop_state, existing):
     """The baseline file of this fs and kernel, updated with one loop run: its failures are added
     (reason: fstests' message), tests it ran that passed or were not run are dropped, lines of
@@ -171,7 +186,9 @@ def baseline(loop_state, existing):
     lines = {t: f'{t} {why}' for t, why in read_baseline(existing).items() if t not in res}
     for t, r in res.items():
         if r[0] == 'fail':
-            lines[t] = f'{t} fails on loop ({os.path.basename(loop_state)}): {r[3] or "no message"}'
+            why = r[3] or 'no message'
+            ev = evidence(os.path.join(loop_state, 'boots', r[2], 'results'), t)
+            lines[t] = f'{t} fails on loop ({os.path.basename(loop_state)}): {why}' + (f'; {ev}' if ev else '')
     print(f"# Tests that fail on the kernel's own loop device (fs={s['fs']} kernel={s['kernel']}): a failure")
     print("# here is the guest kernel's or the sandbox's, not qblk's. Produced by")
     print("# `xfstests-runner/run --target loop --make-baseline ...` from loop runs, never edited by hand.")
