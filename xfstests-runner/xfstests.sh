@@ -42,7 +42,7 @@ for u in fsgqa fsgqa2 123456-fsgqa; do id "$u" >/dev/null 2>&1 || useradd -m "$u
 # No udev in the guest: libdevmapper must create the /dev/mapper nodes itself (without this,
 # `dmsetup create` succeeds but /dev/mapper/NAME never appears and every dm-flakey test fails).
 export DM_DISABLE_UDEV=1
-if dmsetup create qblk-probe --table "0 8 zero" >/dev/null 2>&1 && [ -b /dev/mapper/qblk-probe ]; then
+if dmsetup create qblk-probe --table "0 8 error" >/dev/null 2>&1 && [ -b /dev/mapper/qblk-probe ]; then
   dmsetup remove qblk-probe
 else
   say "dmsetup does not work in this guest (no /dev/mapper node): dm-flakey/log-writes tests will fail"
