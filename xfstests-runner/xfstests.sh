@@ -39,9 +39,25 @@ say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 
 # The users fstests expects, created in the guest's writable overlay (the host is not touched).
 for u in fsgqa fsgqa2 123456-fsgqa; do id "$u" >/dev/null 2>&1 || useradd -m "$u" 2>/dev/null || true; done
-# No udev in the guest: libdevmapper must create the /dev/mapper nodes itself (without this,
-# `dmsetup create` succeeds but /dev/mapper/NAME never appears and every dm-flakey test fails).
-export DM_DISABLE_UDEV=1
+# No udev in the guest: `dmsetup create` succeeds but /dev/mapper/NAME never appears. A dmsetup
+# earlier in PATH (in the guest's overlay only) runs the real one with DM_DISABLE_UDEV=1, so that
+# libdevmapper makes the node, then turns /dev/mapper/NAME into the symlink to ../dm-N udev would
+# make (fstests finds /sys/fs/xfs/dm-N through it).
+mkdir -p /usr/local/sbin
+cat >/usr/local/sbin/dmsetup <<'WRAP'
+#!/bin/bash
+DM_DISABLE_UDEV=1 /usr/sbin/dmsetup "$@"; rc=$?
+for n in /dev/mapper/*; do
+  [ -b "$n" ] && [ ! -L "$n" ] || continue
+  mm=$(stat -c '%t:%T' "$n")
+  for d in /dev/dm-*; do
+    [ -b "$d" ] && [ "$(stat -c '%t:%T' "$d")" = "$mm" ] && { ln -sfn "../${d#/dev/}" "$n"; break; }
+  done
+done
+exit $rc
+WRAP
+chmod 755 /usr/local/sbin/dmsetup
+hash -r
 if dmsetup create qblk-probe --table "0 8 error" >/dev/null 2>&1 && [ -b /dev/mapper/qblk-probe ]; then
   dmsetup remove qblk-probe
 else
