@@ -5,9 +5,15 @@ fail() { echo "$NAME: FAIL: $*" >&2; echo "--- service log ---" >&2; cat "$WORK/
 
 free_port() {
   local p
+  # Below the kernel's ephemeral range, so no outgoing connection of another process (a test suite's
+  # thousands of client sockets, say) can hold the port between this check and the bind; and any TCP
+  # socket on it counts, not only listeners.
+  local lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$lo" -gt 21000 ] || lo=32768
   for _ in $(seq 1 50); do
-    p=$(( 20000 + RANDOM % 40000 ))
-    if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
+    p=$(( 20000 + RANDOM % (lo - 20000) ))
+    if ! ss -tanH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
   done
   echo "$NAME: no free port" >&2; exit 1
 }
