@@ -111,7 +111,7 @@ public class ConvertCommand implements Callable<Integer> {
                 if (target.size() < total)
                     throw new IllegalArgumentException(out + ": output is " + target.size() + " bytes, smaller than the input(s) (" + total + " bytes)");
                 Progress p = Progress.of(spec.commandLine().getOut(), progress && !quiet, 1.0);
-                new Copy(sources, target, sparse / 512, backing != null, noCreate, p, total).run();
+                new Copy(sources, target, sparse / 512, backing != null, noCreate, p).run();
                 target.flush();
                 p.finish();
             }
@@ -148,10 +148,9 @@ public class ConvertCommand implements Callable<Integer> {
         private final boolean targetHasBacking;
         private final boolean zeroInit;
         private final Progress progress;
-        private final long total;
 
         Copy(List<SourceImage> sources, BlockTarget target, long minSparseSectors, boolean targetHasBacking, boolean existing,
-             Progress progress, long total) {
+             Progress progress) {
             this.sources = sources;
             this.target = target;
             this.minSparse = minSparseSectors;
@@ -159,7 +158,6 @@ public class ConvertCommand implements Callable<Integer> {
             // A new image without backing reads zeroes; an existing one is made to (below), as qemu-img does.
             this.zeroInit = !targetHasBacking;
             this.progress = progress;
-            this.total = total;
             this.existing = existing;
         }
 
@@ -168,6 +166,16 @@ public class ConvertCommand implements Callable<Integer> {
         void run() throws IOException {
             if (existing && !targetHasBacking) makeZero();
             progress.start();
+            // Progress counts the bytes that are read and written, like qemu-img's (a first pass over the maps).
+            long toCopy = 0, copied = 0;
+            for (SourceImage src : sources) {
+                long n;
+                for (long off = 0; off < src.size; off += n) {
+                    SourceImage.Status s = src.status(off, src.size);
+                    n = s.length();
+                    if (kindAt(s) == Kind.DATA) toCopy += n;
+                }
+            }
             try (Arena arena = Arena.ofConfined()) {
                 MemorySegment buf = arena.allocate(CHUNK, 4096);
                 long base = 0;
@@ -175,9 +183,8 @@ public class ConvertCommand implements Callable<Integer> {
                     long n;
                     for (long off = 0; off < src.size; off += n) {
                         SourceImage.Status s = src.status(off, src.size);
-                        Kind kind = kindOf(s);
+                        Kind kind = kindAt(s);
                         n = s.length();
-                        if (minSparse == 0 && kind == Kind.ZERO) kind = Kind.DATA; // -S 0: fully allocate
                         if (kind == Kind.DATA) n = Math.min(n, CHUNK);
                         switch (kind) {
                             case BACKING -> { }
@@ -186,9 +193,10 @@ public class ConvertCommand implements Callable<Integer> {
                                 MemorySegment b = buf.asSlice(0, n);
                                 src.read(off, b);
                                 writeData(base + off, b);
+                                copied += n;
+                                progress.set(100.0 * copied / toCopy);
                             }
                         }
-                        progress.advance(n, total);
                     }
                     base += src.size;
                 }
@@ -210,6 +218,11 @@ public class ConvertCommand implements Callable<Integer> {
                 off = part.getLast().offset() + part.getLast().length();
             }
             return all;
+        }
+
+        private Kind kindAt(SourceImage.Status s) {
+            Kind k = kindOf(s);
+            return minSparse == 0 && k == Kind.ZERO ? Kind.DATA : k; // -S 0: fully allocate
         }
 
         private Kind kindOf(SourceImage.Status s) {

@@ -110,12 +110,13 @@ public class MeasureCommand implements Callable<Integer> {
                 }
             }
         }
-        if (co.preallocation() == Preallocation.FULL || co.preallocation() == Preallocation.FALLOC) data = virtualSize;
+        long aligned = roundUp(virtualSize, cs);
+        if (co.preallocation() == Preallocation.FULL || co.preallocation() == Preallocation.FALLOC) data = aligned;
         long full = Qcow2Measure.fullyAllocated(virtualSize, co.clusterSize(), co.refcountBits());
         Long bitmaps = null;
         if (src != null && co.version() >= 3 && src.format == TargetOpener.Format.QCOW2 && qcow2Version(src) >= 3)
             bitmaps = Qcow2Measure.bitmapsSize(src.path, co.clusterSize());
-        return new Result(full - virtualSize + data, full, bitmaps);
+        return new Result(full - aligned + data, full, bitmaps);
     }
 
     private static int qcow2Version(SourceImage src) throws IOException {

@@ -1,7 +1,6 @@
 package io.qblk.cli;
 
 import java.io.PrintWriter;
-import java.util.Locale;
 
 /**
  * The {@code -p} progress display of long-running commands (convert, compare; later commit, rebase,
@@ -17,8 +16,9 @@ public final class Progress {
     private final boolean enabled;
     private final boolean terminal;
     private final double step;
-    private double current;
-    private double lastPrinted = Double.NaN;
+    // float and the rounding of C's printf, so the figures are qemu-img's to the last digit
+    private float current;
+    private float lastPrinted = Float.NaN;
 
     /**
      * @param step print only when the figure moved by more than this many percent (qemu-img uses 1
@@ -44,14 +44,14 @@ public final class Progress {
 
     /** Advances by {@code done} units out of {@code total}. */
     public void advance(long done, long total) {
-        if (total > 0) set(current + 100.0 * done / total);
+        if (total > 0) set(current + ((float) done / total * 100f) / 100f * 100f);
     }
 
     /** Sets the figure to {@code percent} (0..100). */
     public void set(double percent) {
-        current = Math.max(0, Math.min(100, percent));
+        current = (float) Math.max(0, Math.min(100, percent));
         if (!enabled) return;
-        if (Double.isNaN(lastPrinted) || current > lastPrinted + step || current < lastPrinted - step || current == 100 || current == 0) {
+        if (Float.isNaN(lastPrinted) || current > lastPrinted + step || current < lastPrinted - step || current == 100 || current == 0) {
             lastPrinted = current;
             print();
         }
@@ -71,7 +71,8 @@ public final class Progress {
     }
 
     private void print() {
-        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "    (%3.2f/100%%)", current));
+        String figure = new java.math.BigDecimal(current).setScale(2, java.math.RoundingMode.HALF_EVEN).toPlainString();
+        StringBuilder sb = new StringBuilder("    (").append(figure).append("/100%)");
         if (terminal) {
             int full = (int) (current / 100 * BAR);
             sb.append(" [").append("#".repeat(full)).append(" ".repeat(BAR - full)).append(']');

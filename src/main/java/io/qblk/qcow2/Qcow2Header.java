@@ -302,19 +302,17 @@ final class Qcow2Header {
             b.putInt(EXT_BACKING_FORMAT).putInt(f.length).put(f);
             b.position(b.position() + (8 - f.length % 8) % 8);
         }
-        if (version >= 3) {
-            // feature name table, so tools can name the bits
+        if (version >= 3 && cs > 4096) {
+            // feature name table, so tools can name the bits (qemu-img writes none with clusters of 4k and less)
             String[][] feats = {{"0", "0", "dirty bit"}, {"0", "1", "corrupt bit"}, {"0", "2", "external data file"},
                     {"0", "3", "compression type"}, {"0", "4", "extended L2 entries"}, {"1", "0", "lazy refcounts"},
                     {"2", "0", "bitmaps"}, {"2", "1", "raw external data"}};
-            if (b.remaining() >= 8 + feats.length * 48 + 8) {
-                b.putInt(EXT_FEATURE_TABLE).putInt(feats.length * 48);
-                for (String[] f : feats) {
-                    int start = b.position();
-                    b.put((byte) Integer.parseInt(f[0])).put((byte) Integer.parseInt(f[1]));
-                    b.put(f[2].getBytes(StandardCharsets.US_ASCII));
-                    b.position(start + 48);
-                }
+            b.putInt(EXT_FEATURE_TABLE).putInt(feats.length * 48);
+            for (String[] f : feats) {
+                int start = b.position();
+                b.put((byte) Integer.parseInt(f[0])).put((byte) Integer.parseInt(f[1]));
+                b.put(f[2].getBytes(StandardCharsets.US_ASCII));
+                b.position(start + 48);
             }
         }
         b.putInt(EXT_END).putInt(0);
