@@ -56,7 +56,7 @@ public class CreateCommand implements Callable<Integer> {
         if (backing != null && backingFormat == null) throw new IllegalArgumentException(file + ": backing file specified without backing format (-F qcow2|raw)");
         if (backing == null && (backingFormat != null || unsafe)) throw new IllegalArgumentException("-F and -u need -b BACKING");
         if (backingFormat != null) ImageFormat.parse(backingFormat);
-        if (sizeText == null && (backing == null || unsafe)) throw new IllegalArgumentException(file + ": image creation needs a size");
+        if (sizeText == null && (backing == null || unsafe)) throw new IllegalArgumentException(file + ": image creation needs a SIZE (or -b BACKING to take its size)");
         Map<String, String> opts = parseOptions(String.join(",", options));
         if (Files.exists(file)) throw new FileAlreadyExistsException(file.toString());
         Long backingSize = null;

@@ -344,7 +344,7 @@ class QemuParityTest {
         assertTrue(r.err().contains("could not open backing file missing.qcow2"), r.err());
         r = QblkRunner.run("create", "-f", "qcow2", "-u", "-b", "missing.qcow2", "-F", "qcow2", dir.resolve("x.qcow2").toString());
         assertEquals(1, r.exitCode());
-        assertTrue(r.err().contains("needs a size"), r.err());
+        assertTrue(r.err().contains("needs a SIZE"), r.err());
         assertFalse(Files.exists(dir.resolve("x.qcow2")));
     }
 
