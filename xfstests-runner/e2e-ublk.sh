@@ -30,11 +30,12 @@ mkdir -p "$WORK"
 . xfstests-runner/e2e-lib.sh
 
 export_pid=""
+RUN_AS=()   # a command prefix for qblk (the unprivileged test runs it as another user)
 # start_export LOG ARGS...: runs qblk in the background, sets $dev once it printed /dev/ublkbN
 start_export() {
   local log=$1; shift
   : >"$log.out"
-  "$QBLK" "$@" >"$log.out" 2>"$log.err" &
+  "${RUN_AS[@]}" "$QBLK" "$@" >"$log.out" 2>"$log.err" &
   export_pid=$!
   dev=""
   local i
@@ -124,6 +125,18 @@ mq_suite() {
     fio_job mq4k "$d" --rw=randwrite --bs=4k --iodepth=64 --size=16M --offset=256M --offset_increment=64M "${MQ_FIO[@]}"
 }
 
+# frontend_line LOG LABEL: the export's stderr line names the opcode encoding and where the tag
+# threads run: ioctl-encoded on kernels with GET_FEATURES (6.12), legacy on 6.1; carried by the
+# queue's ring thread (the JVM opens java.lang through the launcher).
+frontend_line() {
+  local line i want
+  for ((i = 0; i < 50; i++)); do line=$(grep -m1 'ublk opcodes' "$1.err" 2>/dev/null) && break; sleep 0.1; done
+  say "${line:-no frontend line in $1.err}"
+  case $(uname -r) in 6.1.*) want=legacy ;; *) want=ioctl-encoded ;; esac
+  if [[ "$line" == *"$want ublk opcodes"* ]]; then pass "$2: $want opcodes on $(uname -r)"; else fail "$2: expected $want opcodes on $(uname -r)"; fi
+  if [[ "$line" == *"carried by their queue's ring thread"* ]]; then pass "$2: tag threads carried by the ring thread"; else fail "$2: tag threads not carried"; fi
+}
+
 run_target() {
   local kind=$1 img args label=$1 q=1
   case $kind in raw|qcow2) q=$QUEUES; [ "$q" -gt 1 ] && label="$kind -q $q" ;; esac
@@ -136,6 +149,7 @@ run_target() {
   esac
   say "=== $label"
   start_export "$WORK/$kind" "${args[@]}" || return
+  frontend_line "$WORK/$kind" "$label"
   if [ "$kind" = null ]; then
     check "$label: fio 4k randread depth 64 completes" fio --name=nr --filename="$dev" --direct=1 --ioengine=libaio --rw=randread --bs=4k --iodepth=64 --size="$FIO_SIZE"
     check "$label: fio 64k randwrite depth 64 completes" fio --name=nw --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=64k --iodepth=64 --size="$FIO_SIZE"
@@ -304,6 +318,32 @@ start_recovery() {
 say "guest $(uname -r), $(nproc) CPUs, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 [ -e /dev/ublk-control ] || { echo "no /dev/ublk-control: run this inside xfstests-runner/vm-run"; exit 2; }
 for t in ${E2E_TARGETS:-null raw qcow2 qcow2-prealloc}; do run_target "$t"; done
+# Unprivileged devices (UBLK_F_UNPRIVILEGED_DEV, Linux >= 6.5; not on 6.1): qblk runs as uid 65534
+# with read-write access to /dev/ublk-control; a root loop gives new /dev/ublk[bc]N nodes to that
+# user, as the udev rule of an unprivileged setup does. The device must serve a verifying fio.
+unprivileged_test() {
+  local uid=65534 log=$WORK/unpriv chowner
+  say "=== unprivileged null device (uid $uid)"
+  chmod 666 /dev/ublk-control
+  ( while :; do for n in /dev/ublkc* /dev/ublkb*; do [ -e "$n" ] && [ "$(stat -c %u "$n")" = 0 ] && chown $uid:$uid "$n"; done; sleep 0.1; done ) &
+  chowner=$!
+  RUN_AS=(setpriv --reuid=$uid --regid=$uid --clear-groups -- env HOME=/tmp)
+  if start_export "$log" export --ublk -t null --size 256M -d 16; then
+    pass "unprivileged: qblk as uid $uid exported $dev"
+    sleep 0.5
+    if grep -q 'unprivileged device' "$log.err"; then pass "unprivileged: created with UBLK_F_UNPRIVILEGED_DEV"; else fail "unprivileged: no unprivileged line in $log.err"; fi
+    say "$(grep -m1 'ublk opcodes' "$log.err")"
+    check "unprivileged: fio 4k randwrite depth 16 completes" fio --name=uw --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size="$FIO_SIZE"
+    stop_export "$log"
+  fi
+  RUN_AS=()
+  kill "$chowner" 2>/dev/null; wait "$chowner" 2>/dev/null
+  chmod 600 /dev/ublk-control
+}
+case $(uname -r) in
+  6.1.*) say "unprivileged devices: skipped on $(uname -r) (UBLK_F_UNPRIVILEGED_DEV needs Linux 6.5 or later)" ;;
+  *) [ "${E2E_UNPRIVILEGED:-1}" = 1 ] && unprivileged_test ;;
+esac
 sleep 1
 left=$(ls /dev/ublkb* /dev/ublkc* 2>/dev/null)
 if [ -z "$left" ]; then pass "no /dev/ublkb*/ublkc* left behind"; else fail "left behind: $left"; fi

@@ -9,6 +9,10 @@ case "$VM_KERNEL" in
   6.1|6.12) ;;
   *) echo "vm: QBLK_VM_KERNEL must be 6.1 or 6.12 (got '$VM_KERNEL')" >&2; exit 2 ;;
 esac
+# Per-version additions, merged after guest.config and hashed only into that version's key (6.12:
+# VDUSE needs ARCH_HAS_DMA_OPS, which x86 selects only with GART_IOMMU or XEN).
+VM_FRAGMENTS=("$VM_FRAGMENT")
+[ ! -f "$VM_HERE/guest-$VM_KERNEL.config" ] || VM_FRAGMENTS+=("$VM_HERE/guest-$VM_KERNEL.config")
 VM_SRC_PKG=linux-source-$VM_KERNEL
 VM_SRC_TARBALL=/usr/src/$VM_SRC_PKG.tar.xz
 
@@ -35,7 +39,7 @@ vm_ensure_packages() {
 vm_kernel_key() {
   local ver
   ver=$(dpkg-query -W -f='${Version}' "$VM_SRC_PKG")
-  { cat "$VM_FRAGMENT"; echo "$VM_SRC_PKG=$ver"; } | sha256sum | cut -c1-16
+  { cat "${VM_FRAGMENTS[@]}"; echo "$VM_SRC_PKG=$ver"; } | sha256sum | cut -c1-16
 }
 
 # vm_build_kernel DIR: unpack, configure, verify, build; leaves DIR/bzImage and DIR/config.
@@ -47,18 +51,21 @@ vm_build_kernel() {
   tar -xJf "$VM_SRC_TARBALL" -C "$work" --strip-components=1
   cd "$work"
   make -s tinyconfig
-  ./scripts/kconfig/merge_config.sh -m .config "$VM_FRAGMENT" >/dev/null
+  ./scripts/kconfig/merge_config.sh -m .config "${VM_FRAGMENTS[@]}" >/dev/null
   make -s olddefconfig
   local line sym val bad=0
-  while IFS= read -r line; do
-    case "$line" in CONFIG_*=*) ;; *) continue ;; esac
-    sym=${line%%=*}; val=${line#*=}
+  local -A want=()
+  while IFS= read -r line; do # later fragments override earlier ones
+    case "$line" in CONFIG_*=*) want[${line%%=*}]=${line#*=} ;; esac
+  done < <(cat "${VM_FRAGMENTS[@]}")
+  for sym in "${!want[@]}"; do
+    val=${want[$sym]}
     if [ "$val" = n ]; then
       if grep -q "^$sym=y" .config; then vm_log "$sym is y, wanted n"; bad=1; fi
     elif ! grep -qx "$sym=$val" .config; then
       vm_log "$sym: wanted $val, got: $(grep "^$sym=" .config || echo unset)"; bad=1
     fi
-  done <"$VM_FRAGMENT"
+  done
   [ $bad -eq 0 ] || { vm_log "kernel config check failed"; return 1; }
   vm_log "building bzImage (8-20 min on 2 cores)"
   make -s -j"${QBLK_VM_JOBS:-3}" bzImage
@@ -116,11 +123,28 @@ vm_prepare_qblk() {
     touch "$jar"
   fi
   [ -z "${QBLK_JAVA_OPTS:-}" ] || return 0
-  local opts="-XX:+UseSerialGC -XX:TieredStopAtLevel=1" aot=target/qblk-e2e.aot
-  if [ ! -f "$aot" ] || [ "$jar" -nt "$aot" ] || [ -n "$(find target/quarkus-app -newer "$aot" -name '*.jar' -print -quit)" ]; then
-    rm -f "$aot"
-    QBLK_NO_BUILD=1 QBLK_JAVA_OPTS="$opts -XX:AOTCacheOutput=$aot" ./qblk export --ublk -t null --size 1G >/dev/null 2>&1 || true
+  vm_aot_opts "$PWD" target/qblk-e2e.aot
+}
+
+# vm_aot_opts ROOT AOT: exports QBLK_JAVA_OPTS with a JDK AOT cache AOT (relative to ROOT), trained
+# on the host with ROOT/qblk when missing or older than the jars under ROOT/target/quarkus-app.
+vm_aot_opts() {
+  local root=$1 aot=$2 opts="-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+  if [ ! -f "$root/$aot" ] || [ "$root/target/quarkus-app/quarkus-run.jar" -nt "$root/$aot" ] \
+     || [ -n "$(find "$root/target/quarkus-app" -newer "$root/$aot" -name '*.jar' -print -quit)" ]; then
+    rm -f "$root/$aot"
+    (cd "$root" && QBLK_NO_BUILD=1 QBLK_JAVA_OPTS="$opts -XX:AOTCacheOutput=$aot" ./qblk export --ublk -t null --size 1G >/dev/null 2>&1) || true
   fi
-  if [ -f "$aot" ]; then opts="$opts -XX:AOTCache=$PWD/$aot -Xlog:aot=off -Xlog:cds=off"; fi
+  if [ -f "$root/$aot" ]; then opts="$opts -XX:AOTCache=$root/$aot -Xlog:aot=off -Xlog:cds=off"; fi
   export QBLK_JAVA_OPTS="$opts"
+}
+
+# vm_snapshot_qblk DIR: a copy of the launcher and the built application in DIR (DIR/qblk) with its
+# own AOT cache, so a long run keeps using the code it started with while the checkout changes.
+vm_snapshot_qblk() {
+  local dir=$1 opts=${QBLK_JAVA_OPTS:-}
+  rm -rf "$dir"; mkdir -p "$dir/target"
+  cp -a qblk "$dir/"
+  cp -a target/quarkus-app "$dir/target/"
+  if [ -z "$opts" ]; then vm_aot_opts "$dir" qblk.aot; fi
 }

@@ -1,15 +1,26 @@
 #!/bin/bash
-# Runs fstests (xfstests) on qcow2-backed ublk devices; runs INSIDE the guest (xfstests-runner/xfstests
-# starts it through vm-run). Usage: xfstests.sh FSTESTS_DIR TEST...
+# Runs fstests (xfstests) on qblk devices; runs INSIDE the guest (xfstests-runner/run starts it through
+# vm-run, one boot per shard). Usage: xfstests.sh FSTESTS_DIR TEST...
 #
-# Two qcow2 images on /scratch (the guest's virtio disk) are exported with `qblk export --ublk -t qcow2`
-# as TEST_DEV and SCRATCH_DEV; fstests' ./check runs the given tests with FSTYP=xfs (XFSTESTS_FSTYP
-# overrides). Afterwards both exports get SIGTERM and both images must pass `qemu-img check`: a test
-# run that leaves a corrupt or leaking image fails even when every fstests test passed.
-# Results (check.log, *.out.bad, *.full) go to $VM_OUT/results when VM_OUT is set.
+# Three images on /scratch (the guest's virtio disk): test, scratch and logwrites. Per XFSTESTS_TARGET
+# they become block devices:
+#   qcow2           qblk export --ublk -t qcow2 (empty qcow2 images)          -> /dev/ublkbN
+#   qcow2-prealloc  the same on qcow2 images made with preallocation=falloc
+#   raw             qblk export --ublk -t raw on sparse raw files
+#   nbd             qblk export --nbd -t qcow2 on 127.0.0.1, attached with the kernel nbd client -> /dev/nbdN
+#   loop            the kernel loop driver (direct I/O) on raw files: the reference
+# TEST_DEV, SCRATCH_DEV and LOGWRITES_DEV (the dm-log-writes power-fail tests) are the three devices;
+# dm-flakey/dm-error tests stack their targets on SCRATCH_DEV. ./check runs with -R xunit.
+# Afterwards the exports get SIGTERM and every qcow2 image must pass `qemu-img check`: a run that
+# leaves a corrupt or leaking image fails even when every fstests test passed.
+# Output in $VM_OUT (host-visible while the guest runs): results/ (RESULT_BASE: result.xml, *.out.bad,
+# *.full, *.dmesg), check.out (./check's console, also the progress a crashed boot leaves), images
+# (one line per image: "NAME clean|dirty|no-check DETAIL"), local.config.
+# Knobs: XFSTESTS_FSTYP (xfs|ext4), XFSTESTS_TARGET, XFSTESTS_IMAGE_SIZE (default 5G per image),
+#        XFSTESTS_WORK (default /scratch/xfstests), XFSTESTS_QBLK.
 set -u
-cd "$(dirname "$0")/.."
-QBLK="$PWD/qblk"
+# XFSTESTS_QBLK: the qblk launcher to use (xfstests-runner/run passes a snapshot of the built application)
+QBLK=${XFSTESTS_QBLK:-$(cd "$(dirname "$0")/.." && pwd)/qblk}
 fst=${1:?usage: xfstests.sh FSTESTS_DIR TEST...}; shift
 [ $# -gt 0 ] || { echo "xfstests.sh: no tests given"; exit 2; }
 [ -x "$fst/check" ] || { echo "xfstests.sh: $fst/check not found (run xfstests-runner/build-xfstests)"; exit 2; }
@@ -17,69 +28,133 @@ fst=${1:?usage: xfstests.sh FSTESTS_DIR TEST...}; shift
 W=${XFSTESTS_WORK:-/scratch/xfstests}
 SIZE=${XFSTESTS_IMAGE_SIZE:-5G}
 FSTYP=${XFSTESTS_FSTYP:-xfs}
-TARGET=${XFSTESTS_TARGET:-qcow2} # qcow2 | raw (qblk targets) | loop (kernel loop device, for comparison)
-RESULTS=${VM_OUT:-$W}/results
+TARGET=${XFSTESTS_TARGET:-qcow2}
+OUT=${VM_OUT:-$W}
+RESULTS=$OUT/results
+case $TARGET in qcow2|qcow2-prealloc|raw|nbd|loop) ;; *) echo "xfstests.sh: unknown target $TARGET"; exit 2 ;; esac
 mkdir -p "$W" "$RESULTS" /mnt/test /mnt/scratch
+: >"$OUT/images"
 t0=$(date +%s)
 say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 
 # The users fstests expects, created in the guest's writable overlay (the host is not touched).
 for u in fsgqa fsgqa2 123456-fsgqa; do id "$u" >/dev/null 2>&1 || useradd -m "$u" 2>/dev/null || true; done
+# No udev in the guest: `dmsetup create` succeeds but /dev/mapper/NAME never appears. A dmsetup
+# earlier in PATH (in the guest's overlay only) runs the real one with DM_DISABLE_UDEV=1, so that
+# libdevmapper makes the node, then turns /dev/mapper/NAME into the symlink to ../dm-N udev would
+# make (fstests finds /sys/fs/xfs/dm-N through it).
+mkdir -p /usr/local/sbin
+cat >/usr/local/sbin/dmsetup <<'WRAP'
+#!/bin/bash
+DM_DISABLE_UDEV=1 /usr/sbin/dmsetup "$@"; rc=$?
+for n in /dev/mapper/*; do
+  [ -b "$n" ] && [ ! -L "$n" ] || continue
+  mm=$(stat -c '%t:%T' "$n")
+  for d in /dev/dm-*; do
+    [ -b "$d" ] && [ "$(stat -c '%t:%T' "$d")" = "$mm" ] && { ln -sfn "../${d#/dev/}" "$n"; break; }
+  done
+done
+exit $rc
+WRAP
+chmod 755 /usr/local/sbin/dmsetup
+hash -r
+if dmsetup create qblk-probe --table "0 8 error" >/dev/null 2>&1 && [ -b /dev/mapper/qblk-probe ]; then
+  dmsetup remove qblk-probe
+else
+  say "dmsetup does not work in this guest (no /dev/mapper node): dm-flakey/log-writes tests will fail"
+  dmsetup remove qblk-probe >/dev/null 2>&1
+fi
+[ "$TARGET" != nbd ] || ip link set lo up 2>/dev/null || busybox ip link set lo up
 
-pids=() devs=() loops=()
-export_image() { # export_image NAME -> appends to devs/pids
-  local img=$W/$1.$TARGET out=$W/$1.out i dev=""
+pids=() devs=() loops=() nbds=() imgs=()
+image_file() { case $TARGET in qcow2|qcow2-prealloc|nbd) echo "$W/$1.qcow2" ;; *) echo "$W/$1.raw" ;; esac; }
+names=(test scratch logwrites)
+# Creates the three images and starts their exports at once (each JVM start is tens of seconds
+# under TCG), then waits for each device in turn.
+for idx in "${!names[@]}"; do
+  n=${names[$idx]} img=$(image_file "${names[$idx]}")
   rm -f "$img"
   case $TARGET in
-    qcow2) qemu-img create -q -f qcow2 "$img" "$SIZE" || return 1 ;;
-    *) truncate -s "$SIZE" "$img" || return 1 ;;
+    qcow2|nbd) qemu-img create -q -f qcow2 "$img" "$SIZE" || exit 1 ;;
+    qcow2-prealloc) qemu-img create -q -f qcow2 -o preallocation=falloc "$img" "$SIZE" || exit 1 ;;
+    *) truncate -s "$SIZE" "$img" || exit 1 ;;
   esac
-  if [ "$TARGET" = loop ]; then # the kernel's loop driver on the same kind of file: the reference
-    dev=$(losetup --direct-io=on -f --show "$img") || return 1
-    loops+=("$dev"); devs+=("$dev"); say "$img attached as $dev (kernel loop, direct I/O)"; return 0
+  imgs+=("$img")
+  case $TARGET in
+    loop) ;; # the kernel's loop driver on the same kind of file: the reference
+    nbd) "$QBLK" export --nbd "127.0.0.1:$((10810 + idx))" --name xfstests -t qcow2 "$img" >"$W/$n.out" 2>"$W/$n.err" & pids+=($!) ;;
+    raw) "$QBLK" export --ublk -t raw -d 64 "$img" >"$W/$n.out" 2>"$W/$n.err" & pids+=($!) ;;
+    *) "$QBLK" export --ublk -t qcow2 -d 64 "$img" >"$W/$n.out" 2>"$W/$n.err" & pids+=($!) ;;
+  esac
+done
+for idx in "${!names[@]}"; do
+  n=${names[$idx]} img=${imgs[$idx]} dev=""
+  if [ "$TARGET" = loop ]; then
+    dev=$(losetup --direct-io=on -f --show "$img") || exit 1
+    loops+=("$dev"); devs+=("$dev"); say "$img attached as $dev (kernel loop, direct I/O)"; continue
   fi
-  "$QBLK" export --ublk -t "$TARGET" -d 64 "$img" >"$out" 2>"$W/$1.err" &
-  local pid=$!
-  for ((i = 0; i < 1500; i++)); do
-    dev=$(grep -m1 '^/dev/ublkb' "$out" 2>/dev/null || true)
-    [ -n "$dev" ] && [ -b "$dev" ] && break
+  pid=${pids[$idx]}
+  for ((i = 0; i < 3000; i++)); do
+    if [ "$TARGET" = nbd ]; then grep -q '^nbd://' "$W/$n.out" 2>/dev/null && break
+    else
+      dev=$(grep -m1 '^/dev/ublkb' "$W/$n.out" 2>/dev/null || true)
+      [ -n "$dev" ] && [ -b "$dev" ] && break
+    fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
-  if [ -z "$dev" ] || [ ! -b "$dev" ]; then
-    echo "xfstests.sh: qblk did not export $img: $(tail -3 "$W/$1.err" | tr '\n' ' ')"; kill -9 "$pid" 2>/dev/null; return 1
+  if [ "$TARGET" = nbd ] && grep -q '^nbd://' "$W/$n.out" 2>/dev/null; then
+    dev=/dev/nbd$idx
+    if ! nbd-client -b 4096 -N xfstests 127.0.0.1 "$((10810 + idx))" "$dev" >"$W/$n.nbd" 2>&1; then
+      echo "xfstests.sh: nbd-client failed: $(tail -3 "$W/$n.nbd" | tr '\n' ' ')"; dev=""
+    else nbds+=("$dev"); fi
   fi
-  pids+=("$pid"); devs+=("$dev")
-  say "$img exported as $dev"
-}
-export_image test && export_image scratch || exit 1
+  if [ -z "$dev" ] || [ ! -b "$dev" ]; then
+    echo "xfstests.sh: qblk did not export $img: $(tail -3 "$W/$n.err" | tr '\n' ' ')"; kill -9 "${pids[@]}" 2>/dev/null; exit 1
+  fi
+  devs+=("$dev")
+  say "$img ($TARGET) exported as $dev"
+done
 mkfs."$FSTYP" -q -f "${devs[0]}" >/dev/null 2>&1 || mkfs."$FSTYP" -q -F "${devs[0]}" || { echo "mkfs of TEST_DEV failed"; exit 1; }
 
-cat >"$W/local.config" <<EOF
+cat >"$OUT/local.config" <<EOF
 export FSTYP=$FSTYP
 export TEST_DEV=${devs[0]}
 export TEST_DIR=/mnt/test
 export SCRATCH_DEV=${devs[1]}
 export SCRATCH_MNT=/mnt/scratch
+export LOGWRITES_DEV=${devs[2]}
 export RESULT_BASE=$RESULTS
 EOF
+# What the guest is doing, refreshed every 30 s in $OUT/ps.txt (host-visible): tells a slow test from a hung one.
+(while sleep 30; do { date; uptime; ps -eo pid,etime,time,stat,wchan:20,args --sort=start_time | cut -c1-200 | tail -25; } >"$OUT/ps.txt.new" 2>&1; mv -f "$OUT/ps.txt.new" "$OUT/ps.txt"; done) &
+watcher=$!
 say "fstests ($fst) on $FSTYP over $TARGET devices: $*"
-(cd "$fst" && HOST_OPTIONS="$W/local.config" ./check "$@") 2>&1 | tee "$W/check.out"
+(cd "$fst" && HOST_OPTIONS="$OUT/local.config" ./check -R xunit "$@") 2>&1 | tee "$OUT/check.out"
 rc=${PIPESTATUS[0]}
-# ./check's own summary: "Failures: ..." and "Passed all N tests" / "Failed X of N tests".
-failed=$(grep -E '^Failures:' "$W/check.out" | tail -1)
+kill $watcher 2>/dev/null
+failed=$(grep -E '^Failures:' "$OUT/check.out" | tail -1)
 umount /mnt/test /mnt/scratch 2>/dev/null
+dmsetup remove_all 2>/dev/null
 
 bad=0
 for l in "${loops[@]}"; do losetup -d "$l"; done
+for n in "${nbds[@]}"; do nbd-client -d "$n" >/dev/null 2>&1 || { echo "FAIL nbd-client -d $n"; bad=1; }; done
 for i in "${!pids[@]}"; do
   kill -TERM "${pids[$i]}"; wait "${pids[$i]}"; r=$?
   if [ $r -ne 0 ] && [ $r -ne 143 ]; then echo "FAIL export of ${devs[$i]} ended with rc $r"; bad=1; fi
 done
-for n in test scratch; do
-  [ "$TARGET" = qcow2 ] || continue
-  if qemu-img check -q "$W/$n.qcow2"; then say "PASS qemu-img check $n.qcow2 clean after the run"
-  else echo "FAIL qemu-img check $n.qcow2"; qemu-img check "$W/$n.qcow2" | tail -5; bad=1; fi
+for img in "${imgs[@]}"; do
+  n=$(basename "$img")
+  case $img in
+    *.qcow2)
+      if qemu-img check -q "$img" >"$W/check-img.out" 2>&1; then say "PASS qemu-img check $n clean after the run"; echo "$n clean" >>"$OUT/images"
+      else
+        echo "FAIL qemu-img check $n"; qemu-img check "$img" 2>&1 | tail -5
+        echo "$n dirty $(qemu-img check "$img" 2>&1 | grep -E 'leaked|corrupt|error' | tr '\n' ' ')" >>"$OUT/images"; bad=1
+      fi ;;
+    *) echo "$n no-check raw file" >>"$OUT/images" ;;
+  esac
 done
 left=$(ls /dev/ublkb* 2>/dev/null)
 [ -z "$left" ] || { echo "FAIL left behind: $left"; bad=1; }

@@ -1,8 +1,14 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
 import io.qblk.io.AioMode;
 import io.qblk.io.CacheMode;
 import io.qblk.qcow2.MetadataWrite;
+import io.qblk.target.BlockTarget;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.Qcow2Target;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
@@ -96,8 +102,8 @@ public class BenchCommand implements Callable<Integer> {
         MetadataWrite metadata = MetadataWrite.parse(metadataText);
         PrintWriter out = spec.commandLine().getOut();
         ImageFormat fmt = ImageFormat.resolve(format, file);
-        try (ImageHandle img = ImageHandle.open(file, fmt, !write, cache, aio, metadata)) {
-            long imageSize = img.virtualSize();
+        try (BlockTarget img = TargetOpener.open(file, options(fmt, !write, cache, aio, metadata))) {
+            long imageSize = img.size();
             if (imageSize < size) throw new IllegalArgumentException("image is smaller than one request");
             if (offset0 + size > imageSize) throw new IllegalArgumentException("-o is past the end of the image");
             if (!quiet) {
@@ -122,7 +128,7 @@ public class BenchCommand implements Callable<Integer> {
     static final int CLAIM = 8;
 
     /** Issues every offset once with {@code depth} virtual threads; returns the seconds from start to last completion. */
-    static double run(ImageHandle img, long[] offsets, long size, boolean write, int depth, byte pattern) throws IOException {
+    static double run(BlockTarget img, long[] offsets, long size, boolean write, int depth, byte pattern) throws IOException {
         AtomicLong next = new AtomicLong();
         AtomicReference<Throwable> failure = new AtomicReference<>();
         List<Thread> threads = new ArrayList<>(depth);
@@ -140,7 +146,7 @@ public class BenchCommand implements Callable<Integer> {
                     while (failure.get() == null && (i = next.getAndAdd(CLAIM)) < offsets.length) {
                         long end = Math.min(i + CLAIM, offsets.length);
                         for (; i < end; i++) {
-                            if (write) img.write(offsets[(int) i], buf);
+                            if (write) img.write(offsets[(int) i], buf, false);
                             else img.read(offsets[(int) i], buf);
                         }
                     }
@@ -162,15 +168,15 @@ public class BenchCommand implements Callable<Integer> {
     }
 
     /** JIT warm-up on a 128 MiB scratch image of the same format (and qcow2 options) beside the measured one. */
-    private void warmUp(ImageFormat fmt, ImageHandle measured, long size, CacheMode cache, AioMode aio,
+    private void warmUp(ImageFormat fmt, BlockTarget measured, long size, CacheMode cache, AioMode aio,
                         MetadataWrite metadata) throws IOException {
         long scratchSize = Math.max(2, (128L << 20) / size) * size;
         scratchSize = (scratchSize + 511) / 512 * 512;
         Path dir = file.toAbsolutePath().getParent();
-        Path scratch = java.nio.file.Files.createTempFile(dir, ".qblk-bench-warmup-", "." + fmt.label());
+        Path scratch = java.nio.file.Files.createTempFile(dir, ".qblk-bench-warmup-", "." + fmt.id());
         try {
             java.nio.file.Files.delete(scratch);
-            if (fmt == ImageFormat.QCOW2 && measured instanceof ImageHandle.Qcow2Handle q) {
+            if (fmt == ImageFormat.QCOW2 && measured instanceof Qcow2Target q) {
                 io.qblk.qcow2.ImageInfo info = q.image().info();
                 io.qblk.qcow2.Qcow2Image.create(scratch, io.qblk.qcow2.CreateOptions.defaults(scratchSize)
                         .withCompat(info.compat()).withClusterSize(info.clusterSize())
@@ -185,13 +191,17 @@ public class BenchCommand implements Callable<Integer> {
             long half = Math.max(size, scratchSize / 2 / size * size);
             long[] writes = offsets(warmup, 0, size, size, half, false, 0);
             long[] reads = offsets(warmup, 0, size, size, scratchSize / size * size, false, 0);
-            try (ImageHandle img = ImageHandle.open(scratch, fmt, false, cache, aio, metadata)) {
+            try (BlockTarget img = TargetOpener.open(scratch, options(fmt, false, cache, aio, metadata))) {
                 run(img, writes, size, true, depth, (byte) 1);
                 run(img, reads, size, false, depth, (byte) 1);
             }
         } finally {
             java.nio.file.Files.deleteIfExists(scratch);
         }
+    }
+
+    private static TargetOptions options(ImageFormat fmt, boolean readOnly, CacheMode cache, AioMode aio, MetadataWrite metadata) {
+        return TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly).withCache(cache).withAio(aio).withMetadata(metadata);
     }
 
     /**

@@ -1,16 +1,20 @@
 package io.qblk.cli;
 
+import io.qblk.json.QemuJson;
 import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -36,6 +40,8 @@ public class CheckCommand implements Callable<Integer> {
     @Option(names = "-q", description = "quiet")
     boolean quiet;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
@@ -46,40 +52,26 @@ public class CheckCommand implements Callable<Integer> {
             case "all" -> RepairMode.ALL;
             default -> throw new IllegalArgumentException("-r must be 'leaks' or 'all', not '" + repair + "'");
         };
+        if (share.on && mode != RepairMode.NONE)
+            throw new IllegalArgumentException("-U/--force-share opens read-only: it cannot be combined with -r");
         if (ImageFormat.probe(file) != ImageFormat.QCOW2)
             throw new IllegalArgumentException(file + ": not a qcow2 image (check supports qcow2 only)");
         CheckReport r;
-        try (Qcow2Image img = Images.openQcow2(file, mode == RepairMode.NONE)) {
-            r = img.check(mode);
-        }
+        r = share.run(() -> {
+            try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(mode == RepairMode.NONE))) {
+                return img.check(mode);
+            }
+        });
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         if (r.messages() != null) for (String m : r.messages()) err.println(m);
         err.flush();
-        if (output == OutputFormat.JSON) out.println(QemuJson.pretty(json(r)));
+        if (output == OutputFormat.JSON) out.println(QemuJson.pretty(QemuJson.check(r)));
         else if (!quiet) human(out, r);
         if (r.checkErrors() > 0) return 1;
         if (r.corruptions() > 0) return 2;
         if (r.leaks() > 0) return 3;
         return 0;
-    }
-
-    /** qemu-img check's JSON: its field order, zero counters left out as qemu does. */
-    private Map<String, Object> json(CheckReport r) {
-        Map<String, Object> j = QemuJson.object();
-        j.put("image-end-offset", r.imageEndOffset());
-        if (r.compressedClusters() > 0) j.put("compressed-clusters", r.compressedClusters());
-        j.put("total-clusters", r.totalClusters());
-        if (r.corruptionsFixed() > 0) j.put("corruptions-fixed", r.corruptionsFixed());
-        if (r.corruptions() > 0) j.put("corruptions", r.corruptions());
-        j.put("check-errors", r.checkErrors());
-        if (r.leaksFixed() > 0) j.put("leaks-fixed", r.leaksFixed());
-        if (r.leaks() > 0) j.put("leaks", r.leaks());
-        if (r.allocatedClusters() > 0) j.put("allocated-clusters", r.allocatedClusters());
-        j.put("filename", file.toString());
-        j.put("format", "qcow2");
-        if (r.fragmentedClusters() > 0) j.put("fragmented-clusters", r.fragmentedClusters());
-        return j;
     }
 
     private static void human(PrintWriter out, CheckReport r) {

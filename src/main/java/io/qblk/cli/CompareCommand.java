@@ -7,6 +7,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -39,8 +40,7 @@ public class CompareCommand implements Callable<Integer> {
     @Option(names = "-q", description = "quiet: print nothing, only the exit code tells")
     boolean quiet;
 
-    @Option(names = {"-U", "--force-share"}, description = "open the images read-only without waiting for writers (qblk takes no image locks yet, so this changes nothing today)")
-    boolean forceShare;
+    @Mixin ForceShare share;
 
     @Parameters(index = "0", paramLabel = "FILE1")
     Path file1;
@@ -52,7 +52,8 @@ public class CompareCommand implements Callable<Integer> {
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         Progress p = Progress.of(out, progress && !quiet, 2.0);
-        try (SourceImage a = SourceImage.open(file1, format1); SourceImage b = SourceImage.open(file2, format2)) {
+        try (SourceImage a = share.run(() -> SourceImage.open(file1, format1));
+             SourceImage b = share.run(() -> SourceImage.open(file2, format2))) {
             String verdict = compare(a, b, strict, p);
             if (!quiet) out.println(verdict == null ? "Images are identical." : verdict);
             p.end();

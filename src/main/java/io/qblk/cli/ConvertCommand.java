@@ -4,7 +4,11 @@ import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.target.BlockTarget;
+import io.qblk.io.ImageLock;
+import io.qblk.target.ImageFormat;
 import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
+import io.qblk.util.Sizes;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -15,6 +19,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -67,8 +72,7 @@ public class ConvertCommand implements Callable<Integer> {
     @Option(names = "-q", description = "quiet")
     boolean quiet;
 
-    @Option(names = {"-U", "--force-share"}, description = "open the inputs without waiting for writers (qblk takes no image locks yet, so this changes nothing today)")
-    boolean forceShare;
+    @Mixin ForceShare share;
 
     @Parameters(arity = "2..*", paramLabel = "IN... OUT")
     List<Path> files;
@@ -83,21 +87,27 @@ public class ConvertCommand implements Callable<Integer> {
         if (sparse % 512 != 0 || sparse > MAX_SPARSE)
             throw new IllegalArgumentException("invalid -S " + sparseText + ": a multiple of 512 up to " + MAX_SPARSE + " (0 writes everything)");
         ImageFormat outFmt = ImageFormat.parse(outFormat);
+        if (!outFmt.hasFile()) throw new IllegalArgumentException("-O " + outFormat + ": convert writes a qcow2 or raw image");
         Map<String, String> opts = CreateCommand.parseOptions(String.join(",", options));
         if (backing != null && outFmt == ImageFormat.RAW) throw new IllegalArgumentException("-B needs -O qcow2 (raw has no backing file)");
         if (backing != null && backingFormat == null) throw new IllegalArgumentException("-B needs the backing file's format (-F qcow2|raw)");
         if (backing != null && noCreate) throw new IllegalArgumentException("-B cannot be used with -n");
-        if (backingFormat != null) ImageFormat.parse(backingFormat);
+        if (backingFormat != null && !ImageFormat.parse(backingFormat).hasFile())
+            throw new IllegalArgumentException("-F " + backingFormat + ": a backing file is qcow2 or raw");
         Path out = files.getLast();
         List<Path> inputs = files.subList(0, files.size() - 1);
+        // Refused here, before anything is created or replaced (the read-write open of OUT would also
+        // conflict with the input's lock, but only after OUT had been recreated).
         for (Path in : inputs)
-            if (Files.exists(out) && Files.exists(in) && Files.isSameFile(in, out)) throw new IllegalArgumentException(out + ": output is also an input");
+            if (Files.exists(out) && Files.exists(in) && ImageLock.sameFile(in, out)) throw new IllegalArgumentException(out + ": output is also an input");
+        // An overlay is only created over a backing file that opens: check it before OUT exists.
+        if (backing != null) CreateCommand.backingSize(out, backing, backingFormat);
 
         List<SourceImage> sources = new ArrayList<>();
         try {
             long total = 0;
             for (Path in : inputs) {
-                SourceImage s = SourceImage.open(in, format);
+                SourceImage s = share.run(() -> SourceImage.open(in, format));
                 sources.add(s);
                 total += s.size;
             }
@@ -106,8 +116,7 @@ public class ConvertCommand implements Callable<Integer> {
             } else {
                 create(out, outFmt, total, opts);
             }
-            TargetOpener.Format tf = outFmt == ImageFormat.QCOW2 ? TargetOpener.Format.QCOW2 : TargetOpener.Format.RAW;
-            try (BlockTarget target = TargetOpener.open(out, tf, false)) {
+            try (BlockTarget target = TargetOpener.open(out, TargetOptions.defaults().withFormat(outFmt))) {
                 if (target.size() < total)
                     throw new IllegalArgumentException(out + ": output is " + target.size() + " bytes, smaller than the input(s) (" + total + " bytes)");
                 Progress p = Progress.of(spec.commandLine().getOut(), progress && !quiet, 1.0);
@@ -122,7 +131,11 @@ public class ConvertCommand implements Callable<Integer> {
     }
 
     private void create(Path out, ImageFormat fmt, long size, Map<String, String> opts) throws IOException {
-        Files.deleteIfExists(out); // qemu-img convert replaces OUT
+        if (Files.isRegularFile(out)) {
+            // qemu-img convert replaces OUT, but not one another process uses: its lock refuses a writer
+            try (PosixFileBackend f = PosixFileBackend.open(out, false)) { }
+        }
+        Files.deleteIfExists(out);
         if (fmt == ImageFormat.RAW) {
             MeasureCommand.raw(size, opts);
             if (opts.containsKey("preallocation") && !opts.get("preallocation").equals("off"))

@@ -1,9 +1,10 @@
 package io.qblk.cli;
 
-import io.qblk.io.PosixFileBackend;
+import io.qblk.util.Sizes;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
 import java.io.IOException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
@@ -51,23 +52,17 @@ public class CreateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        ImageFormat fmt = ImageFormat.parse(format);
+        ImageFormat fmt = format == null ? ImageFormat.QCOW2 : ImageFormat.parse(format);
+        if (!fmt.hasFile()) throw new IllegalArgumentException("-f null: the null format has no file to create");
         if (backing != null && fmt == ImageFormat.RAW) throw new IllegalArgumentException("raw images have no backing file (-b needs -f qcow2)");
         if (backing != null && backingFormat == null) throw new IllegalArgumentException(file + ": backing file specified without backing format (-F qcow2|raw)");
         if (backing == null && (backingFormat != null || unsafe)) throw new IllegalArgumentException("-F and -u need -b BACKING");
-        if (backingFormat != null) ImageFormat.parse(backingFormat);
+        if (backingFormat != null && !ImageFormat.parse(backingFormat).hasFile())
+            throw new IllegalArgumentException("-F " + backingFormat + ": a backing file is qcow2 or raw");
         if (sizeText == null && (backing == null || unsafe)) throw new IllegalArgumentException(file + ": image creation needs a SIZE (or -b BACKING to take its size)");
         Map<String, String> opts = parseOptions(String.join(",", options));
         if (Files.exists(file)) throw new FileAlreadyExistsException(file.toString());
-        Long backingSize = null;
-        if (backing != null && !unsafe) {
-            Path resolved = Path.of(backing).isAbsolute() ? Path.of(backing) : file.toAbsolutePath().getParent().resolve(backing);
-            try (SourceImage b = SourceImage.open(resolved, backingFormat)) {
-                backingSize = b.format == io.qblk.target.TargetOpener.Format.RAW ? Files.size(resolved) : b.size;
-            } catch (IOException | RuntimeException e) {
-                throw new IOException(file + ": could not open backing file " + backing + ": " + CliErrors.message(e), e);
-            }
-        }
+        Long backingSize = backing != null && !unsafe ? backingSize(file, backing, backingFormat) : null;
         long size = sizeText != null ? Sizes.parse(sizeText) : backingSize;
         if (size % 512 != 0) throw new IllegalArgumentException("size " + size + " is not a multiple of 512");
         if (fmt == ImageFormat.RAW) return createRaw(size, opts);
@@ -87,6 +82,20 @@ public class CreateCommand implements Callable<Integer> {
         return 0;
     }
 
+    /**
+     * The virtual size of {@code backing} as the overlay {@code image} will name it (a relative name is
+     * relative to the image's directory), opened read-only as {@code backingFormat}: an overlay is only
+     * created over a backing file that opens. The error names both files.
+     */
+    static long backingSize(Path image, String backing, String backingFormat) throws IOException {
+        Path resolved = Path.of(backing).isAbsolute() ? Path.of(backing) : image.toAbsolutePath().getParent().resolve(backing);
+        try (SourceImage b = SourceImage.open(resolved, backingFormat)) {
+            return b.format == ImageFormat.RAW ? Files.size(resolved) : b.size;
+        } catch (IOException | RuntimeException e) {
+            throw new IOException(image + ": could not open backing file " + backing + ": " + CliErrors.message(e), e);
+        }
+    }
+
     private int createRaw(long size, Map<String, String> opts) throws IOException {
         String prealloc = "off";
         for (var e : opts.entrySet()) {
@@ -97,17 +106,7 @@ public class CreateCommand implements Callable<Integer> {
         }
         if (!quiet) spec.commandLine().getOut().println("Formatting '" + file + "', fmt=raw size=" + size
                 + (opts.containsKey("preallocation") ? " preallocation=" + prealloc : ""));
-        try (PosixFileBackend f = PosixFileBackend.open(file, false, true)) {
-            f.truncate(size);
-            if (prealloc.equals("falloc")) f.allocate(0, size);
-            if (prealloc.equals("full")) {
-                try (var arena = java.lang.foreign.Arena.ofConfined()) {
-                    var zero = arena.allocate(1 << 20, 4096);
-                    for (long o = 0; o < size; o += zero.byteSize()) f.write(o, zero.asSlice(0, Math.min(zero.byteSize(), size - o)));
-                }
-            }
-            f.datasync();
-        }
+        io.qblk.target.RawTarget.create(file, size, io.qblk.qcow2.Preallocation.parse(prealloc));
         return 0;
     }
 

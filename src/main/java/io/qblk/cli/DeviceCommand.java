@@ -1,5 +1,6 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;

@@ -1,9 +1,15 @@
 package io.qblk.cli;
 
+import io.qblk.io.CacheMode;
+import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
+import io.qblk.nbd.NbdTls;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.FileIo;
+import io.qblk.target.ImageFormat;
 import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import io.qblk.ublk.UblkExport;
 import io.qblk.ublk.UblkServer;
 import io.qblk.ublk.UblkUnavailableException;
@@ -39,6 +45,11 @@ public class ExportCommand implements Callable<Integer> {
             description = "Serve over NBD on a TCP address (default " + DEFAULT_NBD_ADDRESS + ") or a unix socket.")
     String nbd;
 
+    @Option(names = "--tls-creds", paramLabel = "DIR",
+            description = "NBD over TLS (required): x509 credentials in DIR laid out as qemu's tls-creds-x509 "
+                    + "(server-cert.pem, server-key.pem, ca-cert.pem). Clients connect with nbds:// or a tls-creds object.")
+    Path tlsCreds;
+
     @Option(names = "--ublk", description = "Serve as a local block device /dev/ublkbN (root, CONFIG_BLK_DEV_UBLK); prints the device.")
     boolean ublk;
 
@@ -65,6 +76,16 @@ public class ExportCommand implements Callable<Integer> {
                     + "(default for --ublk: every completed write survives this process dying, so a filesystem mounted on "
                     + "the device keeps working across kill -9 + qblk ublk recover; allocating writes wait for a shared flush).")
     String metadata;
+
+    @Option(names = "--file-io", defaultValue = UblkCommand.FILE_IO_DEFAULT, paramLabel = "auto|ring|pread",
+            description = UblkCommand.FILE_IO_HELP)
+    String fileIo;
+
+    @Option(names = "--cache", paramLabel = "none|writeback",
+            description = "Page-cache use of the image file: none (O_DIRECT for aligned requests, like qemu-nbd --cache=none "
+                    + "and ublksrv; the default for --ublk, see docs/ublk.md) or writeback (buffered; the default for NBD). "
+                    + "Falls back to buffered with a message where the file system refuses O_DIRECT.")
+    String cache;
 
     @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
     Path file;
@@ -97,7 +118,13 @@ public class ExportCommand implements Callable<Integer> {
         }
         MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
-        BlockTarget target = openTarget(frontend == Frontend.UBLK ? TargetOpener.FileIo.forUblk() : TargetOpener.FileIo.SYSCALLS, metadataWrite);
+        CacheMode cacheMode = cache != null ? CacheMode.parse(cache)
+                : frontend == Frontend.UBLK ? UblkExport.defaultCacheMode() : CacheMode.WRITEBACK;
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite, cacheMode);
+        if (!readOnly && target.writeRefusal() != null) {
+            spec.commandLine().getErr().println("qblk: serving read-only: " + target.writeRefusal());
+            spec.commandLine().getErr().flush();
+        }
         try {
             return switch (frontend) {
                 case NBD -> serveNbd(target);
@@ -117,20 +144,29 @@ public class ExportCommand implements Callable<Integer> {
     }
 
     /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
-    BlockTarget openTarget(TargetOpener.FileIo io, MetadataWrite metadataWrite) throws IOException {
-        TargetOpener.Format format = TargetOpener.Format.parse(type);
-        if (format == TargetOpener.Format.NULL) {
+    BlockTarget openTarget(FileIo io, MetadataWrite metadataWrite, CacheMode cacheMode) throws IOException {
+        ImageFormat format = type == null || type.equalsIgnoreCase("auto") ? null : ImageFormat.parse(type);
+        TargetOptions o = TargetOptions.defaults().withFormat(format).withReadOnly(readOnly).withFileIo(io).withMetadata(metadataWrite).withCache(cacheMode);
+        if (format == ImageFormat.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
             if (size == null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target needs --size");
-            return TargetOpener.openNull(parseSize(size));
+            return TargetOpener.open(null, o.withNullSize(parseSize(size)));
         }
         if (size != null) throw new CommandLine.ParameterException(spec.commandLine(), "--size is only for -t null");
         if (file == null) throw new CommandLine.ParameterException(spec.commandLine(), "missing FILE");
-        return TargetOpener.open(file, format, readOnly, io, metadataWrite);
+        return TargetOpener.open(file, o);
     }
 
     private int serveNbd(BlockTarget target) throws IOException {
-        NbdServer server = new NbdServer();
+        NbdServer server;
+        try {
+            NbdServer.Options options = NbdServer.Options.defaults();
+            if (tlsCreds != null) options = options.withTls(NbdTls.load(tlsCreds, false), true);
+            server = new NbdServer(options);
+        } catch (IOException | RuntimeException e) {
+            target.close();
+            throw e;
+        }
         String address = nbd == null ? DEFAULT_NBD_ADDRESS : nbd;
         try {
             if (address.startsWith("unix:")) {

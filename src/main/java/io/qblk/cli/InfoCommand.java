@@ -1,16 +1,23 @@
 package io.qblk.cli;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.qblk.util.Sizes;
+import io.qblk.json.QemuJson;
+import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -30,14 +37,20 @@ public class InfoCommand implements Callable<Integer> {
     @Option(names = "--backing-chain", description = "also describe every backing file down the chain")
     boolean backingChain;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
     /** One image's description: qemu-img's JSON object and human lines, and where its backing file is. */
-    record Described(Map<String, Object> json, List<String> human, Path backing, String backingFormat) {}
+    record Described(ObjectNode json, List<String> human, Path backing, String backingFormat) {}
 
     @Override
     public Integer call() throws IOException {
+        return share.run(this::info);
+    }
+
+    private Integer info() throws IOException {
         PrintWriter out = spec.commandLine().getOut();
         List<Described> chain = new ArrayList<>();
         Path p = file;
@@ -70,61 +83,28 @@ public class InfoCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** qemu-img's full-backing-filename: the name as stored when absolute, else joined to the image's directory as given. */
-    static String fullBackingName(Path image, String backing) {
-        if (Path.of(backing).isAbsolute()) return backing;
-        Path dir = image.getParent();
-        return dir == null ? backing : dir + "/" + backing;
-    }
-
     private Described describe(Path file, ImageFormat fmt) throws IOException {
-        Map<String, Object> json = QemuJson.object();
         List<String> lines = new ArrayList<>();
         long actual = FileStat.allocatedBytes(file);
         if (fmt == ImageFormat.RAW) {
             long size = Files.size(file);
-            json.put("virtual-size", size);
-            json.put("filename", file.toString());
-            json.put("format", "raw");
-            json.put("actual-size", actual);
-            json.put("dirty-flag", false);
             lines.add("image: " + file);
             lines.add("file format: raw");
             lines.add("virtual size: " + Sizes.human(size) + " (" + size + " bytes)");
             lines.add("disk size: " + Sizes.human(actual));
-            return new Described(json, lines, null, null);
+            return new Described(QemuJson.rawInfo(file.toString(), size, actual), lines, null, null);
         }
+        if (fmt != ImageFormat.QCOW2) throw new IllegalArgumentException("-f " + fmt + ": info needs an image file (qcow2 or raw)");
         ImageInfo info;
-        try (Qcow2Image img = Images.openQcow2(file, true)) {
+        // Like qemu-img info, the backing chain is named, not opened: its name is untrusted input,
+        // shown so a user sees what an export would read through (e.g. /etc/shadow). --backing-chain
+        // describes each named file in turn, opening each as its own image without following further.
+        try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
         }
         boolean v3 = "1.1".equals(info.compat());
-        String backing = info.backingFilename(), full = backing == null ? null : fullBackingName(file, backing);
-        if (backing != null && info.backingFormat() != null) json.put("backing-filename-format", info.backingFormat());
-        json.put("virtual-size", info.virtualSize());
-        json.put("filename", file.toString());
-        json.put("cluster-size", info.clusterSize());
-        json.put("format", "qcow2");
-        json.put("actual-size", actual);
-        Map<String, Object> data = QemuJson.object();
-        data.put("compat", v3 ? "1.1" : "0.10");
-        data.put("compression-type", info.compressionType() == null ? "zlib" : info.compressionType());
-        if (v3) data.put("lazy-refcounts", info.lazyRefcounts());
-        data.put("refcount-bits", info.refcountBits());
-        if (v3) {
-            data.put("corrupt", info.corrupt());
-            data.put("extended-l2", info.extendedL2());
-        }
-        Map<String, Object> specific = QemuJson.object();
-        specific.put("type", "qcow2");
-        specific.put("data", data);
-        json.put("format-specific", specific);
-        if (backing != null) {
-            json.put("full-backing-filename", full);
-            json.put("backing-filename", backing);
-        }
-        json.put("dirty-flag", info.dirtyFlag());
-
+        String backing = info.backingFilename();
+        String full = backing == null ? null : QemuJson.fullBackingName(file.toString(), backing);
         lines.add("image: " + file);
         lines.add("file format: qcow2");
         lines.add("virtual size: " + Sizes.human(info.virtualSize()) + " (" + info.virtualSize() + " bytes)");
@@ -145,6 +125,6 @@ public class InfoCommand implements Callable<Integer> {
         }
         if (info.dirtyFlag()) lines.add("cleanly shut down: no");
         Path backingPath = backing == null ? null : Path.of(full);
-        return new Described(json, lines, backingPath, info.backingFormat());
+        return new Described(QemuJson.info(info, actual), lines, backingPath, info.backingFormat());
     }
 }

@@ -1,5 +1,10 @@
 package io.qblk.cli;
 
+import io.qblk.util.Sizes;
+import io.qblk.target.BlockTarget;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
@@ -11,6 +16,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -34,6 +40,8 @@ public class IoCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
     String format;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
@@ -47,14 +55,18 @@ public class IoCommand implements Callable<Integer> {
         out = spec.commandLine().getOut();
         List<Op> ops = new ArrayList<>();
         for (String c : commands) ops.add(parse(c));  // all syntax errors before touching the image
+        if (share.on && ops.stream().anyMatch(op -> op.name().equals("write") || op.name().equals("discard")))
+            throw new IllegalArgumentException("-U/--force-share opens the image read-only: only read and flush commands");
         ImageFormat fmt = ImageFormat.resolve(format, file);
-        int rc = 0;
-        try (ImageHandle img = ImageHandle.open(file, fmt, readOnly)) {
-            for (Op op : ops) {
-                if (!run(img, op)) rc = 1;
+        return share.run(() -> {
+            int rc = 0;
+            try (BlockTarget img = TargetOpener.open(file, TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly || share.on))) {
+                for (Op op : ops) {
+                    if (!run(img, op)) rc = 1;
+                }
             }
-        }
-        return rc;
+            return rc;
+        });
     }
 
     static Op parse(String command) {
@@ -94,12 +106,12 @@ public class IoCommand implements Callable<Integer> {
         }
     }
 
-    private boolean run(ImageHandle img, Op op) throws IOException {
+    private boolean run(BlockTarget img, Op op) throws IOException {
         if (op.name().equals("flush")) {
             img.flush();
             return true;
         }
-        long size = img.virtualSize();
+        long size = img.size();
         if (op.offset() + op.length() > size || op.offset() + op.length() < 0) {
             out.println(op.name() + " failed: request [" + op.offset() + ", +" + op.length()
                     + ") exceeds the image size " + size);
@@ -132,7 +144,7 @@ public class IoCommand implements Callable<Integer> {
                     try (Arena a = Arena.ofConfined()) {
                         MemorySegment buf = a.allocate(Math.max(1, op.length()), 4096).asSlice(0, op.length());
                         buf.fill((byte) (op.pattern() == null ? 0xcd : op.pattern()));
-                        img.write(op.offset(), buf);
+                        img.write(op.offset(), buf, false);
                     }
                 }
             }

@@ -1,8 +1,12 @@
 package io.qblk.cli;
 
+import io.qblk.json.QemuJson;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -11,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -27,22 +32,28 @@ public class MapCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
     String format;
 
+    @Mixin ForceShare share;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
     @Override
     public Integer call() throws IOException {
+        return share.run(this::map);
+    }
+
+    private Integer map() throws IOException {
         ImageFormat fmt = ImageFormat.resolve(format, file);
         List<MapEntry> entries;
         if (fmt == ImageFormat.RAW) {
             entries = rawEntries(file);
         } else {
-            try (Qcow2Image img = Images.openQcow2(file, true)) {
+            try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true))) {
                 entries = merge(img.map(0, img.virtualSize()));
             }
         }
         PrintWriter out = spec.commandLine().getOut();
-        if (output == OutputFormat.JSON) out.println(json(entries));
+        if (output == OutputFormat.JSON) out.println(QemuJson.mapText(entries));
         else human(out, entries);
         return 0;
     }
@@ -79,20 +90,6 @@ public class MapCommand implements Callable<Integer> {
             out.add(e);
         }
         return out;
-    }
-
-    static String json(List<MapEntry> entries) {
-        StringBuilder sb = new StringBuilder("[");
-        for (int i = 0; i < entries.size(); i++) {
-            MapEntry e = entries.get(i);
-            if (i > 0) sb.append(",\n");
-            sb.append("{ \"start\": ").append(e.start()).append(", \"length\": ").append(e.length())
-                    .append(", \"depth\": ").append(e.depth()).append(", \"present\": ").append(e.present())
-                    .append(", \"zero\": ").append(e.zero()).append(", \"data\": ").append(e.data());
-            if (e.offset() >= 0) sb.append(", \"offset\": ").append(e.offset());
-            sb.append('}');
-        }
-        return sb.append(']').toString();
     }
 
     private void human(PrintWriter out, List<MapEntry> entries) {

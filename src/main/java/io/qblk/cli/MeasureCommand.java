@@ -3,13 +3,18 @@ package io.qblk.cli;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Measure;
-import io.qblk.target.TargetOpener;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.qblk.json.QemuJson;
+import io.qblk.target.ImageFormat;
+import io.qblk.target.Qcow2Target;
+import io.qblk.util.Sizes;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -39,8 +44,7 @@ public class MeasureCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "format of FILE: qcow2 or raw (probed when absent)")
     String format;
 
-    @Option(names = {"-U", "--force-share"}, description = "open FILE without waiting for writers (qblk takes no image locks yet, so this changes nothing today)")
-    boolean forceShare;
+    @Mixin ForceShare share;
 
     @Parameters(index = "0", paramLabel = "FILE", arity = "0..1")
     Path file;
@@ -50,9 +54,14 @@ public class MeasureCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        return share.run(this::measure);
+    }
+
+    private Integer measure() throws IOException {
         if (sizeText == null && file == null) throw new IllegalArgumentException("either --size SIZE or one FILE must be given");
         if (sizeText != null && file != null) throw new IllegalArgumentException("--size SIZE cannot be used together with a FILE");
         ImageFormat fmt = ImageFormat.parse(outFormat);
+        if (!fmt.hasFile()) throw new IllegalArgumentException("-O " + outFormat + ": measure sizes a qcow2 or raw image");
         Map<String, String> opts = CreateCommand.parseOptions(String.join(",", options));
         Result r;
         if (sizeText != null) {
@@ -60,13 +69,13 @@ public class MeasureCommand implements Callable<Integer> {
             r = fmt == ImageFormat.RAW ? raw(roundUp(size, 512), opts) : qcow2(null, roundUp(size, 512), opts);
         } else {
             try (SourceImage src = SourceImage.open(file, format)) {
-                long size = src.format == TargetOpener.Format.RAW ? java.nio.file.Files.size(file) : src.size;
+                long size = src.format == ImageFormat.RAW ? java.nio.file.Files.size(file) : src.size;
                 r = fmt == ImageFormat.RAW ? raw(size, opts) : qcow2(src, roundUp(size, 512), opts);
             }
         }
         PrintWriter out = spec.commandLine().getOut();
         if (output == OutputFormat.JSON) {
-            Map<String, Object> json = QemuJson.object();
+            ObjectNode json = QemuJson.object();
             if (r.bitmaps() != null) json.put("bitmaps", r.bitmaps());
             json.put("required", r.required());
             json.put("fully-allocated", r.fullyAllocated());
@@ -114,13 +123,13 @@ public class MeasureCommand implements Callable<Integer> {
         if (co.preallocation() == Preallocation.FULL || co.preallocation() == Preallocation.FALLOC) data = aligned;
         long full = Qcow2Measure.fullyAllocated(virtualSize, co.clusterSize(), co.refcountBits());
         Long bitmaps = null;
-        if (src != null && co.version() >= 3 && src.format == TargetOpener.Format.QCOW2 && qcow2Version(src) >= 3)
+        if (src != null && co.version() >= 3 && src.format == ImageFormat.QCOW2 && qcow2Version(src) >= 3)
             bitmaps = Qcow2Measure.bitmapsSize(src.path, co.clusterSize());
         return new Result(full - aligned + data, full, bitmaps);
     }
 
     private static int qcow2Version(SourceImage src) throws IOException {
-        return "1.1".equals(((io.qblk.target.Qcow2Target) src.target).image().info().compat()) ? 3 : 2;
+        return "1.1".equals(((Qcow2Target) src.target).image().info().compat()) ? 3 : 2;
     }
 
     private static long roundUp(long v, long a) {

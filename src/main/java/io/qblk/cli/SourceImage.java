@@ -3,13 +3,13 @@ package io.qblk.cli;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.ImageFormat;
 import io.qblk.target.Qcow2Target;
 import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import java.io.Closeable;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -38,7 +38,7 @@ final class SourceImage implements Closeable {
     }
 
     final Path path;
-    final TargetOpener.Format format;
+    final ImageFormat format;
     final BlockTarget target;
     final long size;
     private final long window;
@@ -46,7 +46,7 @@ final class SourceImage implements Closeable {
     private long cachedStart = -1, cachedEnd = -1;
     private List<long[]> rawData;
 
-    private SourceImage(Path path, TargetOpener.Format format, BlockTarget target) {
+    private SourceImage(Path path, ImageFormat format, BlockTarget target) {
         this.path = path;
         this.format = format;
         this.target = target;
@@ -61,12 +61,10 @@ final class SourceImage implements Closeable {
 
     /** Opens {@code path} read-only as {@code format} (qcow2, raw; null probes), naming the file in any error. */
     static SourceImage open(Path path, String format) throws IOException {
-        if (!Files.exists(path)) throw new NoSuchFileException(path.toString());
-        if (Files.isDirectory(path)) throw new IOException(path + ": is a directory");
-        TargetOpener.Format f = format == null ? TargetOpener.detect(path) : TargetOpener.Format.parse(format);
-        if (f == TargetOpener.Format.NULL || f == TargetOpener.Format.AUTO) throw new IllegalArgumentException("unknown format '" + format + "' (qcow2 or raw)");
+        ImageFormat f = ImageFormat.resolve(format, path);
+        if (!f.hasFile()) throw new IllegalArgumentException("unknown format '" + format + "' (qcow2 or raw)");
         try {
-            return new SourceImage(path, f, TargetOpener.open(path, f, true));
+            return new SourceImage(path, f, TargetOpener.open(path, TargetOptions.defaults().withFormat(f).withReadOnly(true)));
         } catch (Qcow2Exception e) {
             String m = CliErrors.message(e);
             throw new IOException(m.startsWith(path.toString()) ? m : path + ": " + m, e);

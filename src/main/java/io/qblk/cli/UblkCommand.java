@@ -1,8 +1,12 @@
 package io.qblk.cli;
 
+import io.qblk.io.CacheMode;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.FileIo;
+import io.qblk.target.ImageFormat;
 import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import io.qblk.ublk.UblkControl;
 import io.qblk.ublk.UblkDeviceInfo;
 import io.qblk.ublk.UblkException;
@@ -51,12 +55,36 @@ public class UblkCommand {
             + "dying, so a filesystem mounted on the device keeps working across kill -9 + recover; allocating writes wait "
             + "for a shared flush) or writeback (metadata cached until the next flush; faster allocating writes).";
 
+    /** Help text of --cache on the ublk commands. */
+    static final String CACHE_HELP = "image page-cache use: none (O_DIRECT for aligned requests, like ublksrv and qemu-nbd "
+            + "--cache=none) or writeback (buffered); default: see docs/ublk.md (QBLK_UBLK_CACHE overrides it)";
+
+    /** --cache as given, or the ublk default. */
+    static CacheMode cacheMode(String cache) {
+        return cache != null ? CacheMode.parse(cache) : UblkExport.defaultCacheMode();
+    }
+
+    /** Help text of --file-io on the ublk commands. */
+    static final String FILE_IO_HELP = "ublk: how the image file is read and written: auto (default: requests of 128 KiB and more "
+            + "through the queue's io_uring, smaller ones with pread/pwrite on the request's thread), ring (every request "
+            + "through the ring) or pread (no ring); the environment variable QBLK_UBLK_FILE_IO sets the default.";
+
+    /** Default of --file-io: the environment is read here, at the edge, never by the library. */
+    static final String FILE_IO_DEFAULT = "${env:QBLK_UBLK_FILE_IO:-auto}";
+
+    /** How a ublk device opens FILE: type qcow2, raw, null (with nullSize) or auto (probed); file I/O through the queues' rings. */
+    static TargetOptions ublkOptions(String type, String fileIo, MetadataWrite metadata, long nullSize, CacheMode cache) {
+        ImageFormat format = type == null || type.equalsIgnoreCase("auto") ? null : ImageFormat.parse(type);
+        return TargetOptions.defaults().withFormat(format).withFileIo(FileIo.forUblk(fileIo)).withMetadata(metadata).withNullSize(nullSize).withCache(cache);
+    }
+
     /** Opens FILE as the given target type (qcow2, raw; null takes --size), like {@code qblk export}. */
-    static BlockTarget openTarget(String type, Path file, long nullSize, MetadataWrite metadata) throws IOException {
-        TargetOpener.Format format = TargetOpener.Format.parse(type);
-        if (format == TargetOpener.Format.NULL) return TargetOpener.openNull(nullSize);
-        if (file == null) throw new IllegalArgumentException("missing FILE");
-        return TargetOpener.open(file, format, false, TargetOpener.FileIo.forUblk(), metadata);
+    static BlockTarget openTarget(String type, Path file, long nullSize, MetadataWrite metadata, String fileIo, CacheMode cache) throws IOException {
+        TargetOptions o = ublkOptions(type, fileIo, metadata, nullSize, cache);
+        if (o.format() != ImageFormat.NULL && file == null) throw new IllegalArgumentException("missing FILE");
+        BlockTarget t = TargetOpener.open(o.format() == ImageFormat.NULL ? null : file, o);
+        if (t.writeRefusal() != null) System.err.println("qblk: serving read-only: " + t.writeRefusal());
+        return t;
     }
 
     static long parseSize(String s) {
@@ -81,6 +109,8 @@ public class UblkCommand {
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
         @Option(names = "--id", defaultValue = "-1", description = "device id to ask for (default: any)") int id;
         @Option(names = "--metadata", defaultValue = "writethrough", paramLabel = "writethrough|writeback", description = METADATA_HELP) String metadata;
+        @Option(names = "--file-io", defaultValue = FILE_IO_DEFAULT, paramLabel = "auto|ring|pread", description = FILE_IO_HELP) String fileIo;
+        @Option(names = "--cache", paramLabel = "none|writeback", description = CACHE_HELP) String cache;
         @Parameters(arity = "0..1", paramLabel = "FILE", description = "image file (not for -t null)") Path file;
 
         @Override
@@ -89,7 +119,7 @@ public class UblkCommand {
                 UblkServer.Options o = UblkServer.Options.defaults().withQueues(queues).withDepth(depth).withDevId(id);
                 UblkServer.checkLimits(o);
                 requireDriver();
-                BlockTarget target = openTarget(type, file, parseSize(size), MetadataWrite.parse(metadata));
+                BlockTarget target = openTarget(type, file, parseSize(size), MetadataWrite.parse(metadata), fileIo, cacheMode(cache));
                 return UblkExport.serve(target, o, System.out);
             });
         }
@@ -159,6 +189,8 @@ public class UblkCommand {
         @Option(names = {"-t", "--type"}, defaultValue = "auto", description = "qcow2, raw or null (default: detected from FILE)") String type;
         @Option(names = "--size", defaultValue = "1G", description = "size of a null device (default ${DEFAULT-VALUE})") String size;
         @Option(names = "--metadata", defaultValue = "writethrough", paramLabel = "writethrough|writeback", description = METADATA_HELP) String metadata;
+        @Option(names = "--file-io", defaultValue = FILE_IO_DEFAULT, paramLabel = "auto|ring|pread", description = FILE_IO_HELP) String fileIo;
+        @Option(names = "--cache", paramLabel = "none|writeback", description = CACHE_HELP) String cache;
         @Parameters(index = "0", paramLabel = "ID") int id;
         @Parameters(index = "1", arity = "0..1", paramLabel = "FILE") Path file;
 
@@ -166,15 +198,14 @@ public class UblkCommand {
         public Integer call() {
             return guarded(spec, () -> {
                 requireDriver();
-                TargetOpener.Format format = TargetOpener.Format.parse(type);
+                TargetOptions o = ublkOptions(type, fileIo, MetadataWrite.parse(metadata), parseSize(size), cacheMode(cache));
                 BlockTarget target;
-                if (format == TargetOpener.Format.NULL) {
-                    target = TargetOpener.openNull(parseSize(size));
+                if (o.format() == ImageFormat.NULL) {
+                    target = TargetOpener.open(null, o);
                 } else {
                     if (file == null) throw new IllegalArgumentException("missing FILE");
                     // The image is checked and repaired before the kernel lets I/O resume (END_USER_RECOVERY).
-                    target = TargetOpener.openForRecovery(file, format, TargetOpener.FileIo.forUblk(), MetadataWrite.parse(metadata),
-                            line -> System.err.println("qblk: " + line));
+                    target = TargetOpener.openForRecovery(file, o, line -> System.err.println("qblk: " + line));
                 }
                 return UblkExport.recover(id, target, System.out);
             });

@@ -51,6 +51,21 @@ public interface IoBackend extends Closeable {
         }
     }
 
+    /**
+     * Null when aligned requests bypass the page cache (O_DIRECT) or that was never asked for;
+     * otherwise why every request is buffered ({@link DirectIoBackend}).
+     */
+    default String directDisabledReason() {
+        return null;
+    }
+
+    /**
+     * Sends every request through the page cache from now on (a no-op for backends without
+     * O_DIRECT), e.g. because the image's clusters are smaller than {@link DirectIoBackend#ALIGNMENT}.
+     */
+    default void disableDirect(String reason) {
+    }
+
     /** True when the file was opened read-only. */
     boolean readOnly();
 

@@ -55,7 +55,20 @@ public final class LibC {
             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
             CCS, Linker.Option.firstVariadicArg(2));
 
+    private static final MethodHandle FCNTL_PTR = down("fcntl",
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS),
+            CCS, Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle FSTAT = down("fstat",
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS), CCS);
+
     public static final int F_GETFL = 3, F_SETFL = 4;
+    /** Open file description locks (x86_64 values): test, set without waiting. */
+    public static final int F_OFD_GETLK = 36, F_OFD_SETLK = 37;
+    public static final short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
+    /** struct flock on x86_64: l_type (short) at 0, l_whence (short) at 2, l_start at 8, l_len at 16, l_pid at 24. */
+    public static final long FLOCK_SIZE = 32, FLOCK_START = 8, FLOCK_LEN = 16, FLOCK_PID = 24;
+    /** struct stat on x86_64: st_dev at 0, st_ino at 8; 144 bytes. */
+    public static final long STAT_SIZE = 144, STAT_DEV = 0, STAT_INO = 8;
 
     private static final ThreadLocal<MemorySegment> STATE =
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CAPTURE));
@@ -132,6 +145,24 @@ public final class LibC {
     public static int fcntl(int fd, int cmd, int arg) {
         try {
             return (int) FCNTL.invokeExact(STATE.get(), fd, cmd, arg);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fcntl(fd, cmd, arg) for the commands taking a pointer (struct flock for the F_OFD_* locks). */
+    public static int fcntl(int fd, int cmd, MemorySegment arg) {
+        try {
+            return (int) FCNTL_PTR.invokeExact(STATE.get(), fd, cmd, arg);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fstat(fd, buf); {@code buf} holds {@link #STAT_SIZE} bytes. */
+    public static int fstat(int fd, MemorySegment buf) {
+        try {
+            return (int) FSTAT.invokeExact(STATE.get(), fd, buf);
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -5,17 +5,25 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 
-/** {@link IoBackend} on a file descriptor with pread/pwrite/fdatasync/fallocate through FFM. */
+/**
+ * {@link IoBackend} on a file descriptor with pread/pwrite/fdatasync/fallocate through FFM. Every
+ * open takes the image's {@link ImageLock} (released on close), except a {@link #openSibling sibling}
+ * descriptor, which its first descriptor's lock covers.
+ */
 public final class PosixFileBackend implements IoBackend {
     private final int fd;
+    private final ImageLock.Locked locked; // null: a sibling descriptor
+    private final Path path;
     private final boolean readOnly;
     private final String name;
     private volatile boolean closed;
 
-    private PosixFileBackend(int fd, boolean readOnly, String name) {
+    private PosixFileBackend(int fd, ImageLock.Locked locked, Path path, boolean readOnly) {
         this.fd = fd;
+        this.locked = locked;
+        this.path = path;
         this.readOnly = readOnly;
-        this.name = name;
+        this.name = path.toString();
     }
 
     /** Opens an existing file. */
@@ -30,14 +38,17 @@ public final class PosixFileBackend implements IoBackend {
 
     /** Opens a file with {@code extraFlags} (e.g. {@link LibC#O_DIRECT}) added to the open flags. */
     public static PosixFileBackend open(Path path, boolean readOnly, boolean create, int extraFlags) throws IOException {
-        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0) | extraFlags;
-        int fd = LibC.open(path.toString(), flags, 0644);
-        if (fd < 0) {
-            int e = LibC.errno();
-            if (e == Errno.ENOENT) throw new java.nio.file.NoSuchFileException(path.toString());
-            throw new ErrnoException("open " + path, e);
-        }
-        return new PosixFileBackend(fd, readOnly, path.toString());
+        ImageLock.Locked l = ImageLock.open(path, readOnly, create, extraFlags);
+        return new PosixFileBackend(l.fd(), l, path, readOnly);
+    }
+
+    /**
+     * Another descriptor of the file {@code first} has open, with {@code extraFlags} (e.g.
+     * {@link LibC#O_DIRECT}), for the same user: {@code first}'s lock covers it. Close it before {@code first}.
+     */
+    public static PosixFileBackend openSibling(PosixFileBackend first, int extraFlags) throws IOException {
+        if (first.locked == null) throw new IllegalArgumentException(first + " is itself a sibling descriptor");
+        return new PosixFileBackend(ImageLock.openSibling(first.locked, first.path, first.readOnly, extraFlags), null, first.path, first.readOnly);
     }
 
     public int fd() {
@@ -146,7 +157,8 @@ public final class PosixFileBackend implements IoBackend {
     public synchronized void close() throws IOException {
         if (closed) return;
         closed = true;
-        if (LibC.close(fd) != 0) throw new ErrnoException("close " + name, LibC.errno());
+        if (locked != null) locked.close(name);
+        else if (LibC.close(fd) != 0) throw new ErrnoException("close " + name, LibC.errno());
     }
 
     @Override

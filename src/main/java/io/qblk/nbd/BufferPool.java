@@ -8,16 +8,20 @@ import java.util.concurrent.ArrayBlockingQueue;
 /**
  * Reusable native I/O buffers in power-of-two size classes (4 KiB .. {@link NbdProtocol#MAX_PAYLOAD}),
  * 4 KiB aligned. Requests borrow a buffer for their payload and give it back when the reply is
- * sent, so a steady stream of requests allocates nothing. Each class keeps at most a few idle
- * buffers (bounded by bytes); extra buffers are left to the garbage collector.
+ * sent, so a steady stream of requests allocates nothing. Idle buffers are bounded (per class and
+ * {@link #MAX_IDLE_BYTES} in all); extra buffers are left to the garbage collector. How much is
+ * borrowed at once is bounded by the server's {@link ByteBudget}, not here.
  */
 public final class BufferPool {
     private static final int MIN_SHIFT = 12;
     private static final int MAX_SHIFT = 25;
     private static final long IDLE_BYTES_PER_CLASS = 64L << 20;
     private static final int MAX_IDLE_PER_CLASS = 256;
+    /** Idle buffers kept over all classes. */
+    static final long MAX_IDLE_BYTES = 64L << 20;
 
     private final ArrayBlockingQueue<Buffer>[] idle;
+    private final java.util.concurrent.atomic.AtomicLong idleBytes = new java.util.concurrent.atomic.AtomicLong();
 
     /** A borrowed buffer: {@link #segment()} and {@link #byteBuffer()} view the same native memory. */
     public static final class Buffer {
@@ -53,16 +57,32 @@ public final class BufferPool {
 
     /** A buffer of exactly {@code length} usable bytes (1 .. MAX_PAYLOAD). */
     public Buffer acquire(int length) {
-        if (length <= 0 || length > NbdProtocol.MAX_PAYLOAD) throw new IllegalArgumentException("buffer length " + length);
-        int shift = Math.max(MIN_SHIFT, 32 - Integer.numberOfLeadingZeros(length - 1));
-        int c = shift - MIN_SHIFT;
+        int c = sizeClass(length);
         Buffer b = idle[c].poll();
-        if (b == null) b = new Buffer(c);
+        if (b != null) idleBytes.addAndGet(-(1L << (c + MIN_SHIFT)));
+        else b = new Buffer(c);
         b.length = length;
         return b;
     }
 
+    /** Native bytes a buffer of {@code length} usable bytes occupies (its power-of-two class). */
+    static long classBytes(int length) {
+        return 1L << (sizeClass(length) + MIN_SHIFT);
+    }
+
+    private static int sizeClass(int length) {
+        if (length <= 0 || length > NbdProtocol.MAX_PAYLOAD) throw new IllegalArgumentException("buffer length " + length);
+        return Math.max(MIN_SHIFT, 32 - Integer.numberOfLeadingZeros(length - 1)) - MIN_SHIFT;
+    }
+
     public void release(Buffer b) {
-        if (b != null) idle[b.sizeClass].offer(b);
+        if (b == null) return;
+        long size = 1L << (b.sizeClass + MIN_SHIFT);
+        if (idleBytes.addAndGet(size) > MAX_IDLE_BYTES || !idle[b.sizeClass].offer(b)) idleBytes.addAndGet(-size);
+    }
+
+    /** Bytes held by idle buffers. */
+    long idleBytes() {
+        return idleBytes.get();
     }
 }

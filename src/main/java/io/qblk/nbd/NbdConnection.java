@@ -2,6 +2,7 @@ package io.qblk.nbd;
 
 import static io.qblk.nbd.NbdProtocol.*;
 
+import io.qblk.target.TargetErrors;
 import io.qblk.io.ErrnoException;
 import io.qblk.target.BlockTarget;
 import java.io.EOFException;
@@ -17,6 +18,7 @@ import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
 import java.util.concurrent.Executors;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.logging.Level;
@@ -41,14 +43,21 @@ final class NbdConnection implements Runnable {
     private static final long MAX_WRITE_DISCARD = 2L * MAX_PAYLOAD;
     private static final int MAX_DESCRIPTORS = 1 << 16;
     private static final int BASE_ALLOCATION_ID = 1;
+    /** Scratch buffer an oversized payload is read and dropped through. */
+    private static final int SKIP_CHUNK = 1 << 20;
 
     private final NbdServer server;
     private final SocketChannel channel;
     private final long id;
     private final ReentrantLock writeLock = new ReentrantLock();
     private final CountDownLatch closed = new CountDownLatch(1);
+    private final ByteBudget.Account budgetAccount = new ByteBudget.Account();
     private volatile NbdExport export;
     private volatile boolean stopping;
+    private volatile boolean handshakeDone;
+    private volatile Future<?> handshakeTimer;
+    /** Plain socket until NBD_OPT_STARTTLS, then TLS on top of it. */
+    private volatile NbdTls.Transport io;
 
     // Negotiated during the handshake, read-only afterwards.
     private boolean noZeroes;
@@ -57,8 +66,13 @@ final class NbdConnection implements Runnable {
     private boolean baseAllocation;
 
     private ArrayBlockingQueue<Slot> slots;
-    /** Read-ahead: one socket read often brings several request headers and small payloads. */
-    private final ByteBuffer inbox = ByteBuffer.allocateDirect(INBOX_SIZE).flip();
+    /**
+     * Read-ahead for the transmission phase: one socket read often brings several request headers
+     * and small payloads. Borrowed from the pool when transmission starts (a socket that never
+     * finishes the handshake holds no native buffer); null before that.
+     */
+    private BufferPool.Buffer inboxBuffer;
+    private ByteBuffer inbox;
     private static final int INBOX_SIZE = 128 << 10;
 
     /** Per in-flight request: a reusable native buffer for reply headers. */
@@ -75,6 +89,26 @@ final class NbdConnection implements Runnable {
         this.server = server;
         this.channel = channel;
         this.id = id;
+        this.io = new NbdTls.PlainTransport(channel);
+    }
+
+    void armHandshakeTimer(Future<?> timer) {
+        handshakeTimer = timer;
+        if (handshakeDone) timer.cancel(false);
+    }
+
+    void cancelHandshakeTimer() {
+        handshakeDone = true;
+        Future<?> t = handshakeTimer;
+        if (t != null) t.cancel(false);
+    }
+
+    /** The handshake timer fired: a client still haggling (or silent) is disconnected. */
+    void handshakeTimedOut() {
+        if (handshakeDone) return;
+        LOG.fine(() -> "nbd connection " + id + ": handshake not finished in time, disconnecting");
+        stopping = true;
+        NbdServer.closeQuietly(channel);
     }
 
     long id() { return id; }
@@ -110,6 +144,7 @@ final class NbdConnection implements Runnable {
         try {
             if (channel.getRemoteAddress() instanceof InetSocketAddress) channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
             NbdExport e = handshake();
+            cancelHandshakeTimer();
             if (e != null && !stopping) {
                 workers = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name("nbd-" + id + "-req-", 0).factory());
                 transmission(e, workers);
@@ -118,11 +153,13 @@ final class NbdConnection implements Runnable {
             LOG.fine(() -> "nbd connection " + id + ": client went away");
         } catch (IOException ex) {
             LOG.log(Level.FINE, "nbd connection " + id + ": " + ex.getMessage());
-        } catch (RuntimeException ex) {
-            LOG.log(Level.WARNING, "nbd connection " + id + " failed", ex);
+        } catch (RuntimeException | OutOfMemoryError ex) {
+            LOG.log(Level.WARNING, "nbd connection " + id + " failed: " + ex);
         } finally {
+            cancelHandshakeTimer();
             if (workers != null) workers.close(); // answers every request already read
             NbdServer.closeQuietly(channel);
+            if (inboxBuffer != null) server.buffers().release(inboxBuffer);
             server.connectionClosed(this);
             closed.countDown();
         }
@@ -155,6 +192,16 @@ final class NbdConnection implements Runnable {
             ByteBuffer data = readBuffer((int) length);
             if (stopping) {
                 optionError(option, REP_ERR_SHUTDOWN, "server is shutting down");
+                continue;
+            }
+            if (option == OPT_STARTTLS) {
+                startTls(length);
+                continue;
+            }
+            if (server.tlsRequired() && !io.tls() && option != OPT_ABORT) {
+                // NBD_OPT_EXPORT_NAME has no error reply: the protocol says to disconnect.
+                if (option == OPT_EXPORT_NAME) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME before TLS on a TLS-only server");
+                optionError(option, REP_ERR_TLS_REQD, "this server requires TLS: use NBD_OPT_STARTTLS");
                 continue;
             }
             switch (option) {
@@ -194,6 +241,27 @@ final class NbdConnection implements Runnable {
                 default -> optionError(option, REP_ERR_UNSUP, "option " + option + " is not supported");
             }
         }
+    }
+
+    /** NBD_OPT_STARTTLS: acknowledge, then run the TLS handshake; option haggling goes on over TLS. */
+    private void startTls(long length) throws IOException {
+        NbdTls tls = server.tls();
+        if (tls == null) { optionError(OPT_STARTTLS, REP_ERR_UNSUP, "TLS is not configured on this server"); return; }
+        if (io.tls()) { optionError(OPT_STARTTLS, REP_ERR_INVALID, "TLS is already active"); return; }
+        if (length != 0) { optionError(OPT_STARTTLS, REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data"); return; }
+        optionReply(OPT_STARTTLS, REP_ACK, null);
+        try {
+            io = tls.handshake(channel);
+        } catch (javax.net.ssl.SSLException ex) {
+            server.tlsFailureLog().log(Level.WARNING, n -> "nbd connection " + id + ": TLS handshake failed: " + ex.getMessage()
+                    + (n > 0 ? " (" + n + " more since the last message)" : ""));
+            throw new ProtocolViolation("TLS handshake failed: " + ex.getMessage());
+        }
+        // Whatever was negotiated in the clear does not carry over (the protocol asks to forget it).
+        structured = false;
+        metaContextExport = null;
+        baseAllocation = false;
+        LOG.fine(() -> "nbd connection " + id + ": TLS established");
     }
 
     private NbdExport enter(NbdExport e, String name) {
@@ -288,6 +356,9 @@ final class NbdConnection implements Runnable {
         slots = new ArrayBlockingQueue<>(maxInFlight);
         for (int i = 0; i < maxInFlight; i++) slots.add(new Slot());
         BufferPool pool = server.buffers();
+        ByteBudget budget = server.budget();
+        inboxBuffer = pool.acquire(INBOX_SIZE);
+        inbox = inboxBuffer.byteBuffer().flip();
         ByteBuffer header = ByteBuffer.allocateDirect(REQUEST_HEADER_SIZE);
 
         while (!stopping) {
@@ -304,13 +375,20 @@ final class NbdConnection implements Runnable {
             if (type == CMD_DISC) return; // workers.close() in run() answers everything in flight first
 
             Slot slot = take(slots);
+            // Memory this request will hold until its reply is written; waiting for it is the back-pressure.
+            long reserved = reservation(type, flags, length);
+            if (!reserve(budget, reserved)) { slots.add(slot); return; }
             BufferPool.Buffer payload = null;
             if (type == CMD_WRITE) {
                 if (length > MAX_PAYLOAD) {
-                    if (length > MAX_WRITE_DISCARD) throw new ProtocolViolation("write payload of " + length + " bytes");
-                    skip(length);
-                    replyError(slot, cookie, type, EINVAL, "write length " + length + " exceeds the maximum payload " + MAX_PAYLOAD);
-                    slots.add(slot);
+                    try {
+                        if (length > MAX_WRITE_DISCARD) throw new ProtocolViolation("write payload of " + length + " bytes");
+                        skip(length);
+                        replyError(slot, cookie, type, EINVAL, "write length " + length + " exceeds the maximum payload " + MAX_PAYLOAD);
+                    } finally {
+                        budget.release(budgetAccount, reserved);
+                        slots.add(slot);
+                    }
                     continue;
                 }
                 if (length > 0) {
@@ -319,6 +397,7 @@ final class NbdConnection implements Runnable {
                         readFully(payload.byteBuffer()); // a client vanishing here leaves the image untouched
                     } catch (IOException ex) {
                         pool.release(payload);
+                        budget.release(budgetAccount, reserved);
                         throw ex;
                     }
                 }
@@ -326,12 +405,47 @@ final class NbdConnection implements Runnable {
             int error = validate(e, type, flags, offset, length);
             if (error != 0) {
                 pool.release(payload);
-                replyError(slot, cookie, type, error, errorMessage(e, type, flags, offset, length, error));
-                slots.add(slot);
+                try {
+                    replyError(slot, cookie, type, error, errorMessage(e, type, flags, offset, length, error));
+                } finally {
+                    budget.release(budgetAccount, reserved);
+                    slots.add(slot);
+                }
                 continue;
             }
             BufferPool.Buffer data = payload;
-            workers.execute(() -> handle(e, slot, data, type, flags, cookie, offset, length));
+            try {
+                workers.execute(() -> handle(e, slot, data, type, flags, cookie, offset, length, reserved));
+            } catch (Throwable ex) { // no thread for it (out of memory): the request was never started
+                pool.release(data);
+                budget.release(budgetAccount, reserved);
+                slots.add(slot);
+                throw ex;
+            }
+        }
+    }
+
+    /**
+     * Native bytes a request holds until its reply is sent: READ/WRITE data, the block status
+     * descriptors, the scratch buffer an oversized WRITE is skipped through. Counted in whole
+     * pool classes, as that is what the pool hands out.
+     */
+    private static long reservation(int type, int flags, long length) {
+        return switch (type) {
+            case CMD_READ, CMD_WRITE -> length == 0 ? 0 : length > MAX_PAYLOAD
+                    ? (type == CMD_WRITE ? BufferPool.classBytes(SKIP_CHUNK) : 0) : BufferPool.classBytes((int) length);
+            case CMD_BLOCK_STATUS -> BufferPool.classBytes(4 + 8 * ((flags & CMD_FLAG_REQ_ONE) != 0 ? 1 : MAX_DESCRIPTORS));
+            default -> 0;
+        };
+    }
+
+    /** Waits until the budget has room for {@code n} bytes; false when the connection is stopping meanwhile. */
+    private boolean reserve(ByteBudget budget, long n) throws IOException {
+        try {
+            return budget.acquire(budgetAccount, n, () -> stopping || !channel.isOpen());
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted");
         }
     }
 
@@ -346,15 +460,8 @@ final class NbdConnection implements Runnable {
 
     /** NBD error value for a request that must not run, or 0. */
     private int validate(NbdExport e, int type, int flags, long offset, long length) {
-        int allowed;
-        switch (type) {
-            case CMD_READ -> allowed = CMD_FLAG_FUA | (structured ? CMD_FLAG_DF : 0);
-            case CMD_WRITE, CMD_FLUSH, CMD_TRIM -> allowed = CMD_FLAG_FUA;
-            case CMD_WRITE_ZEROES -> allowed = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE;
-            case CMD_BLOCK_STATUS -> allowed = CMD_FLAG_FUA | CMD_FLAG_REQ_ONE;
-            default -> { return EINVAL; }
-        }
-        if ((flags & ~allowed) != 0) return EINVAL;
+        if (type > CMD_BLOCK_STATUS || type == CMD_CACHE) return EINVAL;
+        if ((flags & ~allowedFlags(type)) != 0) return EINVAL;
         boolean writes = type == CMD_WRITE || type == CMD_TRIM || type == CMD_WRITE_ZEROES;
         if (writes && e.readOnly()) return EPERM;
         if (type == CMD_FLUSH) return 0;
@@ -368,6 +475,17 @@ final class NbdConnection implements Runnable {
         return 0;
     }
 
+    /** Command flags valid for a known command. */
+    private int allowedFlags(int type) {
+        return switch (type) {
+            case CMD_READ -> CMD_FLAG_FUA | (structured ? CMD_FLAG_DF : 0);
+            case CMD_WRITE, CMD_FLUSH, CMD_TRIM -> CMD_FLAG_FUA;
+            case CMD_WRITE_ZEROES -> CMD_FLAG_FUA | CMD_FLAG_NO_HOLE;
+            case CMD_BLOCK_STATUS -> CMD_FLAG_FUA | CMD_FLAG_REQ_ONE;
+            default -> 0;
+        };
+    }
+
     private String errorMessage(NbdExport e, int type, int flags, long offset, long length, int error) {
         return switch (error) {
             case EPERM -> "export '" + e.name() + "' is read-only";
@@ -375,18 +493,21 @@ final class NbdConnection implements Runnable {
             default -> {
                 if (type > CMD_BLOCK_STATUS || type == CMD_CACHE) yield "unknown command " + type;
                 if (type == CMD_BLOCK_STATUS && !baseAllocation) yield "base:allocation was not negotiated";
+                if ((flags & ~allowedFlags(type)) != 0) yield "invalid flags 0x" + Integer.toHexString(flags) + " for command " + type;
+                if (type == CMD_BLOCK_STATUS && length == 0) yield "block status of length 0";
                 if (type == CMD_READ && length > MAX_PAYLOAD) yield "read length " + length + " exceeds the maximum payload " + MAX_PAYLOAD;
                 if (Long.compareUnsigned(offset, e.size()) > 0 || length > e.size() - offset)
                     yield "request " + offset + "+" + length + " past the end of the export (" + e.size() + " bytes)";
                 if (offset % MIN_BLOCK_SIZE != 0 || length % MIN_BLOCK_SIZE != 0)
                     yield "request " + offset + "+" + length + " not aligned to " + MIN_BLOCK_SIZE + " bytes";
-                yield "invalid flags 0x" + Integer.toHexString(flags) + " for command " + type;
+                yield "invalid request";
             }
         };
     }
 
     /** Runs one request on its own virtual thread and sends its reply. */
-    private void handle(NbdExport e, Slot slot, BufferPool.Buffer payload, int type, int flags, long cookie, long offset, long length) {
+    private void handle(NbdExport e, Slot slot, BufferPool.Buffer payload, int type, int flags, long cookie, long offset, long length,
+                        long reserved) {
         BlockTarget t = e.target();
         BufferPool.Buffer buf = payload;
         BufferPool pool = server.buffers();
@@ -429,32 +550,49 @@ final class NbdConnection implements Runnable {
             }
         } catch (Throwable ex) {
             int error = nbdError(ex);
-            if (!(ex instanceof IOException)) LOG.log(Level.WARNING, "nbd request failed", ex);
+            // The full message stays in the server's log: it may name host paths the client must not see.
+            if (ex instanceof IOException) LOG.log(Level.FINE, "nbd connection " + id + ": " + commandName(type) + " failed: " + ex);
+            else LOG.log(Level.WARNING, "nbd connection " + id + ": " + commandName(type) + " failed", ex);
             try {
-                replyError(slot, cookie, type, error, ex.getMessage() == null ? ex.toString() : ex.getMessage());
+                replyError(slot, cookie, type, error, commandName(type) + " at " + offset + "+" + length + " failed: " + errorName(error));
             } catch (IOException ignored) {
                 // client gone: the reader sees it too
             }
         } finally {
             pool.release(buf);
+            server.budget().release(budgetAccount, reserved);
             slots.add(slot);
         }
     }
 
+    private static String commandName(int type) {
+        return switch (type) {
+            case CMD_READ -> "read";
+            case CMD_WRITE -> "write";
+            case CMD_FLUSH -> "flush";
+            case CMD_TRIM -> "trim";
+            case CMD_WRITE_ZEROES -> "write zeroes";
+            case CMD_BLOCK_STATUS -> "block status";
+            default -> "command " + type;
+        };
+    }
+
+    /** What an NBD error value means, for the message sent with it (never the server-side detail). */
+    private static String errorName(int error) {
+        return switch (error) {
+            case EPERM -> "operation not permitted";
+            case ENOMEM -> "out of memory";
+            case EINVAL -> "invalid argument";
+            case ENOSPC -> "no space left";
+            case EOVERFLOW -> "value too large";
+            case ENOTSUP -> "not supported";
+            case ESHUTDOWN -> "server shutting down";
+            default -> "input/output error";
+        };
+    }
+
     static int nbdError(Throwable ex) {
-        if (ex instanceof ErrnoException ee) {
-            return switch (ee.errno()) {
-                case 1, 13, 30 -> EPERM;              // EPERM, EACCES, EROFS
-                case 27, 28, 122 -> ENOSPC;           // EFBIG, ENOSPC, EDQUOT
-                case 22 -> EINVAL;
-                case 12 -> ENOMEM;
-                case 95 -> ENOTSUP;
-                default -> EIO;
-            };
-        }
-        if (ex instanceof IllegalArgumentException || ex instanceof IndexOutOfBoundsException) return EINVAL;
-        if (ex instanceof OutOfMemoryError) return ENOMEM;
-        return EIO;
+        return NbdProtocol.errorCode(TargetErrors.toErrno(ex));
     }
 
     // ------------------------------------------------------------------ replies
@@ -541,7 +679,8 @@ final class NbdConnection implements Runnable {
     private void writeFully(ByteBuffer... parts) throws IOException {
         long left = 0;
         for (ByteBuffer b : parts) left += b.remaining();
-        while (left > 0) left -= channel.write(parts);
+        NbdTls.Transport t = io;
+        while (left > 0) left -= t.write(parts);
     }
 
     private ByteBuffer readBuffer(int n) throws IOException {
@@ -567,7 +706,7 @@ final class NbdConnection implements Runnable {
     private boolean fill(ByteBuffer dst) throws IOException {
         boolean started = false;
         while (dst.hasRemaining()) {
-            if (inbox.hasRemaining()) {
+            if (inbox != null && inbox.hasRemaining()) {
                 int n = Math.min(inbox.remaining(), dst.remaining());
                 int limit = inbox.limit();
                 dst.put(inbox.limit(inbox.position() + n));
@@ -576,11 +715,11 @@ final class NbdConnection implements Runnable {
                 continue;
             }
             int r;
-            if (dst.remaining() >= INBOX_SIZE / 2) {
-                r = channel.read(dst);
+            if (inbox == null || dst.remaining() >= INBOX_SIZE / 2) {
+                r = io.read(dst);
             } else {
                 inbox.clear();
-                r = channel.read(inbox);
+                r = io.read(inbox);
                 inbox.flip();
             }
             if (r < 0) {
@@ -592,12 +731,18 @@ final class NbdConnection implements Runnable {
         return true;
     }
 
+    /**
+     * Reads and drops {@code n} bytes: in transmission through a pooled scratch buffer (the caller
+     * reserved it in the budget), during the handshake through a small heap buffer, so a client
+     * that never gets past the handshake holds no native memory.
+     */
     private void skip(long n) throws IOException {
         BufferPool pool = server.buffers();
-        BufferPool.Buffer scratch = pool.acquire(1 << 20);
+        BufferPool.Buffer scratch = inbox == null ? null : pool.acquire(SKIP_CHUNK);
+        ByteBuffer small = scratch == null ? ByteBuffer.allocate(16 << 10) : null;
         try {
             while (n > 0) {
-                ByteBuffer b = scratch.byteBuffer();
+                ByteBuffer b = scratch != null ? scratch.byteBuffer() : small.clear();
                 if (n < b.remaining()) b.limit((int) n);
                 readFully(b);
                 n -= b.position();

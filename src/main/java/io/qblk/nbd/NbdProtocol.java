@@ -111,6 +111,24 @@ public final class NbdProtocol {
     public static final int ENOTSUP = 95;
     public static final int ESHUTDOWN = 108;
 
+    /**
+     * The NBD error code for a Linux errno (from {@link io.qblk.target.TargetErrors#toErrno}): the
+     * protocol has a fixed set, so EACCES and EROFS become EPERM, EFBIG and EDQUOT ENOSPC, and any
+     * errno outside the set EIO.
+     */
+    public static int errorCode(int errno) {
+        return switch (errno) {
+            case io.qblk.io.Errno.EPERM, io.qblk.io.Errno.EACCES, io.qblk.io.Errno.EROFS -> EPERM;
+            case io.qblk.io.Errno.ENOSPC, io.qblk.io.Errno.EFBIG, io.qblk.io.Errno.EDQUOT -> ENOSPC;
+            case io.qblk.io.Errno.ENOMEM -> ENOMEM;
+            case io.qblk.io.Errno.EINVAL -> EINVAL;
+            case io.qblk.io.Errno.EOVERFLOW -> EOVERFLOW;
+            case io.qblk.io.Errno.EOPNOTSUPP -> ENOTSUP;
+            case io.qblk.io.Errno.ESHUTDOWN -> ESHUTDOWN;
+            default -> EIO;
+        };
+    }
+
     /** Smallest request granule the server accepts (BlockTarget works in 512-byte sectors). */
     public static final int MIN_BLOCK_SIZE = 512;
     public static final int PREFERRED_BLOCK_SIZE = 4096;

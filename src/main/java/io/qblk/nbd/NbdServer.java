@@ -18,6 +18,11 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.time.Duration;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -45,25 +50,146 @@ public final class NbdServer implements Closeable {
     private static final Logger LOG = Logger.getLogger(NbdServer.class.getName());
     public static final int DEFAULT_PORT = 10809;
     public static final int DEFAULT_MAX_IN_FLIGHT = 64;
+    public static final int DEFAULT_MAX_CONNECTIONS = 1024;
+    public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
+    /** Longest pause between accept attempts while the process is out of file descriptors. */
+    static final long MAX_ACCEPT_BACKOFF_MS = 1000;
 
-    private final int maxInFlight;
+    /**
+     * Limits and TLS of one server.
+     *
+     * @param maxInFlight requests one connection may have in progress at once
+     * @param maxConnections connections (handshaking or serving) at once; more are closed right after accept
+     * @param handshakeTimeout a client that has not finished option haggling (TLS included) by then is disconnected
+     * @param inFlightBytes request and reply data all connections together may hold in memory
+     *        (at least {@link NbdProtocol#MAX_PAYLOAD}); a connection over budget is not read further
+     * @param inFlightBytesPerConnection the share one connection may hold (MAX_PAYLOAD .. inFlightBytes)
+     * @param tls x509 credentials for NBD_OPT_STARTTLS, or null (STARTTLS answered unsupported)
+     * @param tlsRequired refuse every option but STARTTLS (and ABORT) until TLS is up
+     */
+    public record Options(int maxInFlight, int maxConnections, Duration handshakeTimeout, long inFlightBytes,
+                          long inFlightBytesPerConnection, NbdTls tls, boolean tlsRequired) {
+        public Options {
+            if (maxInFlight < 1) throw new IllegalArgumentException("maxInFlight must be >= 1");
+            if (maxConnections < 1) throw new IllegalArgumentException("maxConnections must be >= 1");
+            if (handshakeTimeout == null || handshakeTimeout.isNegative() || handshakeTimeout.isZero())
+                throw new IllegalArgumentException("handshake timeout must be positive");
+            if (inFlightBytes < NbdProtocol.MAX_PAYLOAD)
+                throw new IllegalArgumentException("in-flight budget must be at least " + NbdProtocol.MAX_PAYLOAD + " bytes");
+            if (inFlightBytesPerConnection < NbdProtocol.MAX_PAYLOAD || inFlightBytesPerConnection > inFlightBytes)
+                throw new IllegalArgumentException("per-connection in-flight budget must lie between "
+                        + NbdProtocol.MAX_PAYLOAD + " bytes and the global budget");
+            if (tlsRequired && tls == null) throw new IllegalArgumentException("TLS required but no TLS credentials given");
+        }
+
+        /** 64 requests per connection, 1024 connections, 10 s handshake, budget from the direct-memory limit, no TLS. */
+        public static Options defaults() {
+            long budget = defaultInFlightBytes();
+            return new Options(DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, DEFAULT_HANDSHAKE_TIMEOUT, budget,
+                    defaultPerConnection(budget), null, false);
+        }
+
+        public Options withMaxInFlight(int n) {
+            return new Options(n, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired);
+        }
+
+        public Options withMaxConnections(int n) {
+            return new Options(maxInFlight, n, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired);
+        }
+
+        public Options withHandshakeTimeout(Duration d) {
+            return new Options(maxInFlight, maxConnections, d, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired);
+        }
+
+        /** Sets the global budget; the per-connection share follows it (a quarter, 32..128 MiB). */
+        public Options withInFlightBytes(long bytes) {
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, bytes, defaultPerConnection(bytes), tls, tlsRequired);
+        }
+
+        public Options withInFlightBytesPerConnection(long bytes) {
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, bytes, tls, tlsRequired);
+        }
+
+        public Options withTls(NbdTls t, boolean required) {
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, t, required);
+        }
+
+        /** Half the JVM's direct-memory limit, 64 MiB .. 1 GiB. */
+        static long defaultInFlightBytes() {
+            long direct = directMemoryLimit();
+            return Math.clamp(direct / 2, 64L << 20, 1L << 30);
+        }
+
+        static long defaultPerConnection(long budget) {
+            return Math.clamp(budget / 4, Math.min(budget, 32L << 20), Math.min(budget, 128L << 20));
+        }
+
+        private static long directMemoryLimit() {
+            try {
+                var bean = java.lang.management.ManagementFactory.getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class);
+                long v = Long.parseLong(bean.getVMOption("MaxDirectMemorySize").getValue());
+                if (v > 0) return v;
+            } catch (RuntimeException | LinkageError ignored) {
+                // not HotSpot: fall back to the heap limit, HotSpot's own default for direct memory
+            }
+            return Runtime.getRuntime().maxMemory();
+        }
+    }
+
+    private final Options options;
     private final BufferPool buffers = new BufferPool();
+    private final ByteBudget budget;
     private final ConcurrentHashMap<String, NbdExport> exports = new ConcurrentHashMap<>();
     private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
+    private final AtomicInteger admitted = new AtomicInteger();
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
     private final AtomicLong connectionIds = new AtomicLong();
+    private final AtomicLong refusedConnections = new AtomicLong();
+    private final RateLimitedLog refusedLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
+    private final RateLimitedLog acceptErrorLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
+    private final RateLimitedLog tlsFailureLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
+    private final ScheduledExecutorService timer;
+    private volatile String defaultExport;
     private volatile boolean closed;
 
-    private record Listener(ServerSocketChannel channel, SocketAddress address, Path socketFile, Thread acceptor) {}
+    /** One listening socket; {@code accepting} is false while its acceptor backs off or after it stopped. */
+    private static final class Listener {
+        final ServerSocketChannel channel;
+        final SocketAddress address;
+        final Path socketFile;
+        Thread acceptor;
+        volatile boolean accepting = true;
+        volatile String problem;
+
+        Listener(ServerSocketChannel channel, SocketAddress address, Path socketFile) {
+            this.channel = channel;
+            this.address = address;
+            this.socketFile = socketFile;
+        }
+    }
 
     public NbdServer() {
-        this(DEFAULT_MAX_IN_FLIGHT);
+        this(Options.defaults());
     }
 
     /** @param maxInFlight requests one connection may have in progress at once (back-pressure limit) */
     public NbdServer(int maxInFlight) {
-        if (maxInFlight < 1) throw new IllegalArgumentException("maxInFlight must be >= 1");
-        this.maxInFlight = maxInFlight;
+        this(Options.defaults().withMaxInFlight(maxInFlight));
+    }
+
+    public NbdServer(Options options) {
+        this.options = options;
+        this.budget = new ByteBudget(options.inFlightBytes(), options.inFlightBytesPerConnection());
+        this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "nbd-handshake-timer");
+            t.setDaemon(true);
+            return t;
+        });
+        if (timer instanceof java.util.concurrent.ScheduledThreadPoolExecutor stpe) stpe.setRemoveOnCancelPolicy(true);
+    }
+
+    public Options options() {
+        return options;
     }
 
     /** Listens on a TCP address; port 0 picks a free port. Returns the bound address. */
@@ -112,27 +238,111 @@ public final class NbdServer implements Closeable {
     }
 
     private void startListener(ServerSocketChannel ch, SocketAddress address, Path socketFile) {
-        Thread t = Thread.ofVirtual().name("nbd-accept-" + address).unstarted(() -> acceptLoop(ch));
-        listeners.add(new Listener(ch, address, socketFile, t));
-        t.start();
+        Listener l = new Listener(ch, address, socketFile);
+        l.acceptor = Thread.ofVirtual().name("nbd-accept-" + address).unstarted(() -> acceptLoop(l));
+        listeners.add(l);
+        l.acceptor.start();
     }
 
-    private void acceptLoop(ServerSocketChannel ch) {
-        while (!closed) {
-            SocketChannel client;
+    /**
+     * Accepts until the listener closes. Nothing ends it early: a failing accept (EMFILE, ENFILE,
+     * ENOBUFS, OutOfMemoryError) backs off 10 ms .. 1 s with one log line per episode; a connection
+     * that cannot be set up (over the limit, out of memory) is closed and the loop goes on. Even a
+     * failure of the logging itself (it may need a file descriptor too) only costs a back-off step.
+     */
+    private void acceptLoop(Listener l) {
+        AcceptState st = new AcceptState();
+        while (!closed && l.channel.isOpen()) {
             try {
-                client = ch.accept();
+                acceptOnce(l, st);
             } catch (ClosedChannelException e) {
-                return;
-            } catch (IOException e) {
-                if (closed || !ch.isOpen()) return;
-                LOG.log(Level.WARNING, "nbd accept failed: " + e.getMessage());
-                continue;
+                break;
+            } catch (Throwable e) {
+                if (closed || !l.channel.isOpen()) break;
+                st.failures++;
+                if (st.backoff == 0) {
+                    l.problem = "accept failed: " + describe(e);
+                    l.accepting = false;
+                    warn("nbd " + l.address + ": " + l.problem + "; retrying with back-off, not accepting meanwhile");
+                }
+                st.backoff = st.backoff == 0 ? 10 : Math.min(MAX_ACCEPT_BACKOFF_MS, st.backoff * 2);
+                try {
+                    Thread.sleep(st.backoff);
+                } catch (InterruptedException ie) {
+                    if (closed) break;
+                }
             }
-            if (closed) { closeQuietly(client); return; }
-            NbdConnection c = new NbdConnection(this, client, connectionIds.incrementAndGet());
+        }
+        l.accepting = false;
+        if (!closed && l.problem == null) l.problem = "listener closed";
+    }
+
+    private static final class AcceptState {
+        long backoff, failures;
+    }
+
+    private void acceptOnce(Listener l, AcceptState st) throws IOException {
+        SocketChannel client = l.channel.accept();
+        if (st.backoff != 0) {
+            long n = st.failures;
+            st.backoff = 0;
+            st.failures = 0;
+            l.problem = null;
+            l.accepting = true;
+            warn("nbd " + l.address + ": accepting again after " + n + " failed accepts");
+        }
+        try {
+            admit(client);
+        } catch (Throwable e) {
+            closeQuietly(client);
+            try {
+                acceptErrorLog.log(Level.WARNING, n -> "nbd " + l.address + ": dropped a new connection: " + describe(e)
+                        + (n > 0 ? " (" + n + " more since the last message)" : ""));
+            } catch (Throwable ignored) {
+                // logging failed as well (no memory, no descriptor): the connection is closed, go on
+            }
+        }
+    }
+
+    /** Logs a warning; a logging failure (out of descriptors or memory) is swallowed, the accept loop must go on. */
+    private static void warn(String message) {
+        try {
+            LOG.warning(message);
+        } catch (Throwable ignored) {
+            // nothing sensible left to do
+        }
+    }
+
+    private static String describe(Throwable e) {
+        return e.getMessage() == null ? e.getClass().getSimpleName() : e.getClass().getSimpleName() + ": " + e.getMessage();
+    }
+
+    /** Starts serving a freshly accepted socket, or closes it when the server is full or closing. */
+    private void admit(SocketChannel client) {
+        if (closed) { closeQuietly(client); return; }
+        if (admitted.incrementAndGet() > options.maxConnections()) {
+            admitted.decrementAndGet();
+            closeQuietly(client);
+            refusedConnections.incrementAndGet();
+            refusedLog.log(Level.WARNING, n -> "nbd: connection limit " + options.maxConnections()
+                    + " reached, closing new connections" + (n > 0 ? " (" + n + " more refused since the last message)" : ""));
+            return;
+        }
+        NbdConnection c;
+        try {
+            c = new NbdConnection(this, client, connectionIds.incrementAndGet());
             connections.add(c);
+        } catch (Throwable e) {
+            admitted.decrementAndGet();
+            throw e;
+        }
+        try {
+            c.armHandshakeTimer(timer.schedule(c::handshakeTimedOut, options.handshakeTimeout().toMillis(), TimeUnit.MILLISECONDS));
             Thread.ofVirtual().name("nbd-conn-" + c.id()).start(c);
+        } catch (Throwable e) {
+            c.cancelHandshakeTimer();
+            connectionClosed(c);
+            throw e;
         }
     }
 
@@ -172,25 +382,31 @@ public final class NbdServer implements Closeable {
 
     /** Addresses the server listens on (InetSocketAddress or UnixDomainSocketAddress). */
     public List<SocketAddress> addresses() {
-        return listeners.stream().map(Listener::address).toList();
+        return listeners.stream().map(l -> l.address).toList();
     }
 
     /**
      * The URIs a client uses to reach {@code exportName} on each listener, e.g.
-     * {@code nbd://127.0.0.1:10809/vm1} and {@code nbd+unix:///vm1?socket=/run/qblk/nbd.sock}.
+     * {@code nbd://127.0.0.1:10809/vm1} and {@code nbd+unix:///vm1?socket=/run/qblk/nbd.sock}
+     * ({@code nbds://}, {@code nbds+unix://} when TLS is required).
      */
     public List<String> uris(String exportName) {
         String name = encodeName(exportName);
         List<String> out = new ArrayList<>();
         for (Listener l : listeners) {
-            if (l.address() instanceof InetSocketAddress a) {
+            if (l.address instanceof InetSocketAddress a) {
                 String host = a.getHostString().contains(":") ? "[" + a.getHostString() + "]" : a.getHostString();
-                out.add("nbd://" + host + ":" + a.getPort() + "/" + name);
-            } else if (l.address() instanceof UnixDomainSocketAddress u) {
-                out.add("nbd+unix:///" + name + "?socket=" + u.getPath());
+                out.add(scheme() + "://" + host + ":" + a.getPort() + "/" + name);
+            } else if (l.address instanceof UnixDomainSocketAddress u) {
+                out.add(scheme() + "+unix:///" + name + "?socket=" + u.getPath());
             }
         }
         return out;
+    }
+
+    /** {@code nbds} (libnbd's scheme for TLS) when this server requires TLS, else {@code nbd}. */
+    public String scheme() {
+        return options.tlsRequired() ? "nbds" : "nbd";
     }
 
     private static String encodeName(String name) {
@@ -207,6 +423,37 @@ public final class NbdServer implements Closeable {
         return connections.size();
     }
 
+    /** Connections closed right after accept because {@link Options#maxConnections()} was reached. */
+    public long refusedConnections() {
+        return refusedConnections.get();
+    }
+
+    /** Bytes of request and reply data held by in-flight requests now. */
+    public long inFlightBytes() {
+        return budget.used();
+    }
+
+    /**
+     * Serves {@code name} to clients asking for the empty export name (NBD's default export), as
+     * qemu-nbd and nbdkit do; null stops that. An export really named "" takes precedence.
+     */
+    public void setDefaultExport(String name) {
+        defaultExport = name;
+    }
+
+    /**
+     * Why listeners are not accepting, by address ({@code accept failed: ... Too many open files},
+     * {@code listener closed}); empty while every listener accepts.
+     */
+    public java.util.Map<String, String> listenerProblems() {
+        java.util.Map<String, String> out = new java.util.TreeMap<>();
+        if (closed) return out;
+        for (Listener l : listeners) {
+            if (!l.accepting || !l.channel.isOpen()) out.put(String.valueOf(l.address), l.problem == null ? "not accepting" : l.problem);
+        }
+        return out;
+    }
+
     /**
      * Stops listening, answers every in-flight request, disconnects all clients and removes unix
      * socket files. Does not close the targets.
@@ -216,17 +463,19 @@ public final class NbdServer implements Closeable {
         if (closed) return;
         closed = true;
         for (Listener l : listeners) {
-            closeQuietly(l.channel());
-            if (l.socketFile() != null) {
-                try { Files.deleteIfExists(l.socketFile()); } catch (IOException ignored) { }
+            closeQuietly(l.channel);
+            if (l.socketFile != null) {
+                try { Files.deleteIfExists(l.socketFile); } catch (IOException ignored) { }
             }
         }
         for (Listener l : listeners) {
-            try { l.acceptor().join(); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+            l.acceptor.interrupt(); // ends a back-off sleep
+            try { l.acceptor.join(); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
         }
         List<NbdConnection> all = new ArrayList<>(connections);
         for (NbdConnection c : all) c.stop();
         for (NbdConnection c : all) c.awaitClosed();
+        timer.shutdownNow();
     }
 
     public boolean isClosed() {
@@ -236,7 +485,12 @@ public final class NbdServer implements Closeable {
     // --- package-private, for connections ---
 
     NbdExport lookup(String name) {
-        return exports.get(name);
+        NbdExport e = exports.get(name);
+        if (e == null && name.isEmpty()) {
+            String d = defaultExport;
+            if (d != null) e = exports.get(d);
+        }
+        return e;
     }
 
     List<NbdExport> exportList() {
@@ -248,11 +502,27 @@ public final class NbdServer implements Closeable {
     }
 
     int maxInFlight() {
-        return maxInFlight;
+        return options.maxInFlight();
+    }
+
+    ByteBudget budget() {
+        return budget;
+    }
+
+    RateLimitedLog tlsFailureLog() {
+        return tlsFailureLog;
+    }
+
+    NbdTls tls() {
+        return options.tls();
+    }
+
+    boolean tlsRequired() {
+        return options.tlsRequired();
     }
 
     void connectionClosed(NbdConnection c) {
-        connections.remove(c);
+        if (connections.remove(c)) admitted.decrementAndGet();
     }
 
     private void checkOpen() {

@@ -1,6 +1,7 @@
 package io.qblk.qcow2;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
@@ -18,6 +19,27 @@ public interface BackingPolicy {
      */
     Path admit(String name, Path resolved) throws IOException;
 
-    /** Opens whatever the header names, like qemu-img. */
+    /** Opens whatever the header names, like qemu-img (tests of the engine only). */
     BackingPolicy ANY = (name, resolved) -> resolved;
+
+    /**
+     * Opens no backing file at all: the header still names it ({@link ImageInfo#backingFilename()}),
+     * but reads see only this image. For describing an image (qemu-img info does not open the chain
+     * either); the engine refuses it for an image opened for writing.
+     */
+    BackingPolicy NOT_OPENED = (name, resolved) -> {
+        throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "backing file " + name + " is not opened (NOT_OPENED policy)");
+    };
+
+    /**
+     * Opens what the header names if it is a regular file (symlinks followed): device nodes,
+     * directories and FIFOs are refused. The default of {@link OpenOptions} and the CLI's policy;
+     * the service adds its allowed directories.
+     */
+    BackingPolicy REGULAR_FILES = (name, resolved) -> {
+        if (Files.exists(resolved) && !Files.isRegularFile(resolved))
+            throw new Qcow2Exception(Qcow2Exception.Kind.BACKING_REFUSED, "backing file " + name
+                    + " is not a regular file (device nodes, directories and FIFOs are refused)");
+        return resolved;
+    };
 }

@@ -1,5 +1,6 @@
 package io.qblk.qcow2;
 
+import io.qblk.io.IoBackend;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -21,7 +22,44 @@ import java.util.List;
  * Runs with the image's exclusive lock held: no I/O runs meanwhile.
  */
 final class ImageCheck {
-    private final Qcow2Image img;
+    /**
+     * What check needs of an open image, and nothing more: the file and its layout to walk, the
+     * refcounts as stored, and the few in-memory changes a repair makes (through the metadata lock).
+     */
+    interface Subject {
+        String filename();
+        IoBackend file();
+        Qcow2Header header();
+        Geometry geometry();
+        int l1Entries();
+        SnapshotTable snapshots();
+        long refcountTableOffset();
+        int refcountTableClusters();
+        /** A copy of the refcount table's entries. */
+        long[] refcountTable();
+        /** The refcount block at {@code offset}, through the cache. */
+        CachedTable refblock(long offset) throws IOException;
+        boolean openedReadOnly();
+        /** Takes the image's exclusive lock: no I/O runs until {@link #endCheck}. */
+        void beginCheck(boolean repair);
+        void endCheck();
+        /** Writes everything back, including refcount decrements applied by the first flush. */
+        void flushFully() throws IOException;
+        void clearCorrupt() throws IOException;
+        void setRefcount(long cluster, long value) throws IOException;
+        void setL1Entry(int index, long entry) throws IOException;
+        void setL2Entry(long l2Offset, int index, long entry) throws IOException;
+    }
+
+    /** A refcount to set: {@code cluster} should have {@code refcount}. */
+    private record RefcountFix(long cluster, long refcount) {}
+
+    /** An entry to rewrite with OFLAG_COPIED right: entry {@code index} of the L2 table at {@code l2Offset} (-1: the L1 table). */
+    private record CopiedFix(long l2Offset, int index, long entry) {}
+
+    private final Subject img;
+    private final Geometry geo;
+    private final Qcow2Header h;
     private final int cs;
     private final long fileClusters;
     private final int[] expected;
@@ -31,53 +69,50 @@ final class ImageCheck {
     private long nextContiguous = -1;
     /** Cluster index → stored refcount, filled by compare(). */
     private long[] stored;
-    private final List<long[]> tooHigh = new ArrayList<>(); // {cluster, expected}
-    private final List<long[]> tooLow = new ArrayList<>();
-    private final List<long[]> badCopied = new ArrayList<>(); // {l2 offset or -1 for L1, index, fixed entry}
+    private final List<RefcountFix> tooHigh = new ArrayList<>();
+    private final List<RefcountFix> tooLow = new ArrayList<>();
+    private final List<CopiedFix> badCopied = new ArrayList<>();
     private long highest = -1;
 
-    private ImageCheck(Qcow2Image img) throws IOException {
+    private ImageCheck(Subject img) throws IOException {
         this.img = img;
-        this.cs = img.cs;
-        long size = img.file.size();
+        this.geo = img.geometry();
+        this.h = img.header();
+        this.cs = geo.clusterSize;
+        long size = img.file().size();
         this.fileClusters = (size + cs - 1) / cs;
-        if (fileClusters > Integer.MAX_VALUE - 16) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, img.filename + ": image too large to check");
+        if (fileClusters > Integer.MAX_VALUE - 16) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, img.filename() + ": image too large to check");
         this.expected = new int[(int) fileClusters];
     }
 
-    static CheckReport run(Qcow2Image img, RepairMode mode) throws IOException {
-        img.exclusive.lockExclusive();
+    static CheckReport run(Subject img, RepairMode mode) throws IOException {
+        boolean repair = mode != RepairMode.NONE;
+        img.beginCheck(repair);
         try {
-            boolean repair = mode != RepairMode.NONE;
-            img.repairing = repair;
-            try {
-                img.flushFully();
-                ImageCheck first = new ImageCheck(img);
-                first.analyze();
-                if (!repair || (first.leaks == 0 && first.corruptions == 0)) {
-                    if (mode == RepairMode.ALL && first.corruptions == 0 && first.checkErrors == 0) img.clearCorrupt();
-                    return first.report(0, 0);
-                }
-                first.fix(mode);
-                img.flushFully();
-                ImageCheck second = new ImageCheck(img);
-                second.analyze();
-                long leaksFixed = Math.max(0, first.leaks - second.leaks);
-                long corrFixed = mode == RepairMode.ALL ? Math.max(0, first.corruptions - second.corruptions) : 0;
-                if (mode == RepairMode.ALL && second.corruptions == 0 && second.checkErrors == 0) img.clearCorrupt();
-                second.messages.addAll(0, first.messages.stream().map(m -> "(before repair) " + m).toList());
-                return second.report(leaksFixed, corrFixed);
-            } finally {
-                img.repairing = false;
+            img.flushFully();
+            ImageCheck first = new ImageCheck(img);
+            first.analyze();
+            if (!repair || (first.leaks == 0 && first.corruptions == 0)) {
+                if (mode == RepairMode.ALL && first.corruptions == 0 && first.checkErrors == 0) img.clearCorrupt();
+                return first.report(0, 0);
             }
+            first.fix(mode);
+            img.flushFully();
+            ImageCheck second = new ImageCheck(img);
+            second.analyze();
+            long leaksFixed = Math.max(0, first.leaks - second.leaks);
+            long corrFixed = mode == RepairMode.ALL ? Math.max(0, first.corruptions - second.corruptions) : 0;
+            if (mode == RepairMode.ALL && second.corruptions == 0 && second.checkErrors == 0) img.clearCorrupt();
+            second.messages.addAll(0, first.messages.stream().map(m -> "(before repair) " + m).toList());
+            return second.report(leaksFixed, corrFixed);
         } finally {
-            img.exclusive.unlockExclusive();
+            img.endCheck();
         }
     }
 
     private CheckReport report(long leaksFixed, long corrFixed) {
-        long total = (img.vsize + cs - 1) / cs;
-        return new CheckReport(img.filename, "qcow2", checkErrors, corruptions, leaks, leaksFixed, corrFixed,
+        long total = geo.guestClusters();
+        return new CheckReport(img.filename(), "qcow2", checkErrors, corruptions, leaks, leaksFixed, corrFixed,
                 (highest + 1) * cs, total, allocated, fragmented, compressed, List.copyOf(messages));
     }
 
@@ -100,50 +135,42 @@ final class ImageCheck {
 
     private MemorySegment readCluster(Arena a, long off, long len) throws IOException {
         MemorySegment s = a.allocate(Math.max(len, 8), 4096).asSlice(0, len);
-        img.file.read(off, s);
+        img.file().read(off, s);
         return s;
     }
 
     private void analyze() throws IOException {
-        Qcow2Header h = img.h;
         ref(0, cs, "header");
         try (Arena a = Arena.ofConfined()) {
             // active L1
-            ref(h.l1TableOffset, (long) img.l1.length * 8, "L1 table");
-            walkL1(a, readLongs(a, h.l1TableOffset, img.l1.length), true);
+            ref(h.l1TableOffset, (long) img.l1Entries() * 8, "L1 table");
+            walkL1(a, FileReads.longs(img.file(), h.l1TableOffset, img.l1Entries()), true);
             // snapshots
-            if (h.nbSnapshots > 0) ref(h.snapshotsOffset, img.snapshotTableBytes, "snapshot table");
-            for (long[] s : img.snapshotL1s) {
-                ref(s[0], s[1] * 8, "snapshot L1 table");
-                walkL1(a, readLongs(a, s[0], (int) s[1]), false);
+            if (h.nbSnapshots > 0) ref(h.snapshotsOffset, img.snapshots().bytes(), "snapshot table");
+            for (SnapshotTable.SnapshotL1 s : img.snapshots().l1s()) {
+                ref(s.offset(), s.entries() * 8, "snapshot L1 table");
+                walkL1(a, FileReads.longs(img.file(), s.offset(), (int) s.entries()), false);
             }
             // refcount structures
-            ref(img.rtOffset, (long) img.rtClusters * cs, "refcount table");
-            for (int i = 0; i < img.rt.length; i++) {
-                long boff = img.rt[i] & Qcow2Image.RT_MASK;
+            ref(img.refcountTableOffset(), (long) img.refcountTableClusters() * cs, "refcount table");
+            long[] rt = img.refcountTable();
+            for (int i = 0; i < rt.length; i++) {
+                long boff = rt[i] & Geometry.REFTABLE_OFFSET_MASK;
                 if (boff == 0) continue;
                 if (boff % cs != 0) corruption("refcount block " + i + " at " + boff + " is not cluster aligned");
                 else ref(boff, cs, "refcount block " + i);
             }
             // bitmaps
-            if (h.nbBitmaps > 0) walkBitmaps(a, h);
+            if (h.nbBitmaps > 0) walkBitmaps(a);
         }
         compare();
         checkCopiedFlags();
     }
 
-    private long[] readLongs(Arena a, long off, int n) throws IOException {
-        long[] out = new long[n];
-        if (n == 0) return out;
-        MemorySegment s = readCluster(a, off, (long) n * 8);
-        for (int i = 0; i < n; i++) out[i] = s.get(CachedTable.BE_LONG, i * 8L);
-        return out;
-    }
-
     private void walkL1(Arena a, long[] l1, boolean active) throws IOException {
         MemorySegment l2 = a.allocate(cs, 4096);
         for (int i = 0; i < l1.length; i++) {
-            long l2off = l1[i] & Qcow2Image.OFFSET_MASK;
+            long l2off = l1[i] & L2Entry.OFFSET_MASK;
             if (l2off == 0) continue;
             if (l2off % cs != 0) {
                 corruption("L1 entry " + i + ": L2 table offset " + l2off + " is not cluster aligned");
@@ -154,14 +181,14 @@ final class ImageCheck {
                 continue;
             }
             ref(l2off, cs, "L2 table");
-            img.file.read(l2off, l2);
+            img.file().read(l2off, l2);
             nextContiguous = -1; // qemu counts fragmentation within each L2 table
             for (int j = 0; j < cs / 8; j++) {
                 long e = l2.get(CachedTable.BE_LONG, j * 8L);
-                long guest = (((long) i << (img.clusterBits - 3)) + j) * cs;
-                switch (img.typeOf(e)) {
-                    case Qcow2Image.NORMAL, Qcow2Image.ZERO_ALLOC -> {
-                        long off = e & Qcow2Image.OFFSET_MASK;
+                long guest = (((long) i << geo.l2Bits) + j) * cs;
+                switch (geo.typeOf(e)) {
+                    case L2Entry.NORMAL, L2Entry.ZERO_ALLOC -> {
+                        long off = e & L2Entry.OFFSET_MASK;
                         if (off % cs != 0) {
                             corruption("L2 entry for guest offset " + guest + ": host offset " + off + " is not cluster aligned");
                             continue;
@@ -177,9 +204,9 @@ final class ImageCheck {
                             nextContiguous = off + cs;
                         }
                     }
-                    case Qcow2Image.COMPRESSED_CLUSTER -> {
-                        long[] r = img.compressedRange(e);
-                        ref(r[0], r[1], "compressed cluster");
+                    case L2Entry.COMPRESSED_CLUSTER -> {
+                        HostRange r = geo.compressedRange(e);
+                        ref(r.offset(), r.length(), "compressed cluster");
                         if (active) {
                             allocated++;
                             compressed++;
@@ -192,7 +219,7 @@ final class ImageCheck {
         }
     }
 
-    private void walkBitmaps(Arena a, Qcow2Header h) throws IOException {
+    private void walkBitmaps(Arena a) throws IOException {
         ref(h.bitmapDirectoryOffset, h.bitmapDirectorySize, "bitmap directory");
         if (h.bitmapDirectoryOffset / cs >= fileClusters) return;
         MemorySegment dir = readCluster(a, h.bitmapDirectoryOffset, h.bitmapDirectorySize);
@@ -208,8 +235,8 @@ final class ImageCheck {
             } else if (tableSize > 0) {
                 ref(tableOff, tableSize * 8, "bitmap table");
                 if (tableOff / cs < fileClusters) {
-                    for (long e : readLongs(a, tableOff, (int) tableSize)) {
-                        long off = e & Qcow2Image.OFFSET_MASK;
+                    for (long e : FileReads.longs(img.file(), tableOff, (int) tableSize)) {
+                        long off = e & L2Entry.OFFSET_MASK;
                         if (off != 0) ref(off, cs, "bitmap data");
                     }
                 }
@@ -219,16 +246,17 @@ final class ImageCheck {
     }
 
     private void compare() throws IOException {
-        int order = img.rOrder;
-        long perBlock = 1L << img.rbBits;
-        long covered = (long) img.rt.length * perBlock;
+        int order = geo.refcountOrder;
+        long perBlock = geo.refcountsPerBlock();
+        long[] rt = img.refcountTable();
+        long covered = (long) rt.length * perBlock;
         long limit = Math.max(fileClusters, 0);
         stored = new long[(int) fileClusters];
-        long max = img.maxRefcount();
-        for (int bi = 0; bi < img.rt.length && (long) bi * perBlock < limit; bi++) {
-            long boff = img.rt[bi] & Qcow2Image.RT_MASK;
+        long max = geo.maxRefcount();
+        for (int bi = 0; bi < rt.length && (long) bi * perBlock < limit; bi++) {
+            long boff = rt[bi] & Geometry.REFTABLE_OFFSET_MASK;
             CachedTable b = null;
-            if (boff != 0 && boff % cs == 0 && boff / cs < fileClusters) b = img.load(boff, CachedTable.Kind.REFBLOCK);
+            if (boff != 0 && boff % cs == 0 && boff / cs < fileClusters) b = img.refblock(boff);
             for (long i = 0; i < perBlock; i++) {
                 long c = bi * perBlock + i;
                 if (c >= limit) break;
@@ -244,50 +272,50 @@ final class ImageCheck {
         long want = expected[(int) c];
         if (have > 0 || want > 0) highest = Math.max(highest, c);
         if (want > max) {
-            corruption("cluster " + c + " is referenced " + want + " times, more than " + img.h.refcountBits() + "-bit refcounts can hold");
+            corruption("cluster " + c + " is referenced " + want + " times, more than " + h.refcountBits() + "-bit refcounts can hold");
             return;
         }
         if (have < want) {
             corruption("refcount too low for cluster " + c + " (offset " + c * cs + "): refcount " + have + ", referenced " + want + " times");
-            tooLow.add(new long[] {c, want});
+            tooLow.add(new RefcountFix(c, want));
         } else if (have > want) {
             leaks++;
             if (messages.size() < 1000) messages.add("Leaked cluster " + c + " (offset " + c * cs + ") refcount=" + have + " reference=" + want);
-            tooHigh.add(new long[] {c, want});
+            tooHigh.add(new RefcountFix(c, want));
         }
     }
 
     /** OFLAG_COPIED must be set exactly when the refcount is 1 (active L1 and its L2 tables). */
     private void checkCopiedFlags() throws IOException {
-        if (!img.snapshotL1s.isEmpty() && img.openedReadOnly()) return;
+        if (!img.snapshots().l1s().isEmpty() && img.openedReadOnly()) return;
         try (Arena a = Arena.ofConfined()) {
-            long[] l1 = readLongs(a, img.h.l1TableOffset, img.l1.length);
+            long[] l1 = FileReads.longs(img.file(), h.l1TableOffset, img.l1Entries());
             MemorySegment l2 = a.allocate(cs, 4096);
             for (int i = 0; i < l1.length; i++) {
-                long l2off = l1[i] & Qcow2Image.OFFSET_MASK;
+                long l2off = l1[i] & L2Entry.OFFSET_MASK;
                 if (l2off == 0 || l2off % cs != 0 || l2off / cs >= fileClusters) continue;
                 boolean should = stored[(int) (l2off / cs)] == 1;
-                if (should != ((l1[i] & Qcow2Image.COPIED) != 0)) {
+                if (should != ((l1[i] & L2Entry.COPIED) != 0)) {
                     corruption("OFLAG_COPIED L2 table at " + l2off + ": refcount " + stored[(int) (l2off / cs)]);
                 }
                 boolean fixed = expected[(int) (l2off / cs)] == 1;
-                if (fixed != ((l1[i] & Qcow2Image.COPIED) != 0)) {
-                    badCopied.add(new long[] {-1, i, fixed ? l1[i] | Qcow2Image.COPIED : l1[i] & ~Qcow2Image.COPIED});
+                if (fixed != ((l1[i] & L2Entry.COPIED) != 0)) {
+                    badCopied.add(new CopiedFix(-1, i, fixed ? l1[i] | L2Entry.COPIED : l1[i] & ~L2Entry.COPIED));
                 }
-                img.file.read(l2off, l2);
+                img.file().read(l2off, l2);
                 for (int j = 0; j < cs / 8; j++) {
                     long e = l2.get(CachedTable.BE_LONG, j * 8L);
-                    int t = img.typeOf(e);
-                    if (t != Qcow2Image.NORMAL && t != Qcow2Image.ZERO_ALLOC) continue;
-                    long off = e & Qcow2Image.OFFSET_MASK;
+                    int t = geo.typeOf(e);
+                    if (t != L2Entry.NORMAL && t != L2Entry.ZERO_ALLOC) continue;
+                    long off = e & L2Entry.OFFSET_MASK;
                     if (off % cs != 0 || off / cs >= fileClusters) continue;
                     boolean want = stored[(int) (off / cs)] == 1;
-                    if (want != ((e & Qcow2Image.COPIED) != 0)) {
+                    if (want != ((e & L2Entry.COPIED) != 0)) {
                         corruption("OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e) + " refcount=" + stored[(int) (off / cs)]);
                     }
                     boolean fixedL2 = expected[(int) (off / cs)] == 1;
-                    if (fixedL2 != ((e & Qcow2Image.COPIED) != 0)) {
-                        badCopied.add(new long[] {l2off, j, fixedL2 ? e | Qcow2Image.COPIED : e & ~Qcow2Image.COPIED});
+                    if (fixedL2 != ((e & L2Entry.COPIED) != 0)) {
+                        badCopied.add(new CopiedFix(l2off, j, fixedL2 ? e | L2Entry.COPIED : e & ~L2Entry.COPIED));
                     }
                 }
             }
@@ -295,31 +323,14 @@ final class ImageCheck {
     }
 
     private void fix(RepairMode mode) throws IOException {
-        for (long[] f : tooHigh) img.withMeta(() -> {
-            img.setRefcountLocked(f[0], f[1]);
-            return null;
-        });
+        for (RefcountFix f : tooHigh) img.setRefcount(f.cluster(), f.refcount());
         if (mode != RepairMode.ALL) return;
-        long max = img.maxRefcount();
-        for (long[] f : tooLow) img.withMeta(() -> {
-            img.setRefcountLocked(f[0], Math.min(f[1], max));
-            return null;
-        });
+        long max = geo.maxRefcount();
+        for (RefcountFix f : tooLow) img.setRefcount(f.cluster(), Math.min(f.refcount(), max));
         // Fix OFLAG_COPIED after refcounts are right: re-derive from the repaired refcounts on the next pass.
-        for (long[] f : badCopied) {
-            if (f[0] < 0) {
-                img.withMeta(() -> {
-                    img.setL1EntryLocked((int) f[1], f[2]);
-                    return null;
-                });
-            } else {
-                img.withMeta(() -> {
-                    CachedTable t = img.l2Cache.get(f[0]);
-                    if (t == null) throw new NeedLoad(f[0], CachedTable.Kind.L2);
-                    img.setL2EntryLocked(t, (int) f[1], f[2]);
-                    return null;
-                });
-            }
+        for (CopiedFix f : badCopied) {
+            if (f.l2Offset() < 0) img.setL1Entry(f.index(), f.entry());
+            else img.setL2Entry(f.l2Offset(), f.index(), f.entry());
         }
     }
 }

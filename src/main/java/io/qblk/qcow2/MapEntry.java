@@ -12,14 +12,4 @@ package io.qblk.qcow2;
  * @param offset  host offset of the data in the image at {@code depth}, -1 when there is none
  */
 public record MapEntry(long start, long length, int depth, boolean present, boolean zero, boolean data, long offset) {
-
-    /** The JSON object qemu-img prints for this entry. */
-    public String toJson() {
-        StringBuilder b = new StringBuilder();
-        b.append("{ \"start\": ").append(start).append(", \"length\": ").append(length)
-                .append(", \"depth\": ").append(depth).append(", \"present\": ").append(present)
-                .append(", \"zero\": ").append(zero).append(", \"data\": ").append(data);
-        if (offset >= 0) b.append(", \"offset\": ").append(offset);
-        return b.append("}").toString();
-    }
 }

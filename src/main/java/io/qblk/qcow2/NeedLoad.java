@@ -1,16 +1,19 @@
 package io.qblk.qcow2;
 
-/**
- * Control flow inside the metadata lock: the operation needs a metadata cluster that is not
- * cached. The caller drops the lock, loads {@link #offset} and retries; nothing was changed.
- */
-final class NeedLoad extends RuntimeException {
+import java.io.IOException;
+
+/** The operation needs a metadata cluster that is not cached: load {@link #offset}, then retry. */
+final class NeedLoad extends MetaRetry {
     final long offset;
     final CachedTable.Kind kind;
 
     NeedLoad(long offset, CachedTable.Kind kind) {
-        super(null, null, false, false);
         this.offset = offset;
         this.kind = kind;
+    }
+
+    @Override
+    void resolve(MetadataCache cache) throws IOException {
+        cache.load(offset, kind);
     }
 }

@@ -31,7 +31,7 @@ public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backi
     }
 
     public OpenOptions(boolean readOnly, long cacheBytes) {
-        this(readOnly, cacheBytes, BackingPolicy.ANY);
+        this(readOnly, cacheBytes, BackingPolicy.REGULAR_FILES);
     }
 
     public static OpenOptions defaults() {

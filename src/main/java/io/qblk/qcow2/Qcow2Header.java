@@ -1,5 +1,10 @@
 package io.qblk.qcow2;
 
+import io.qblk.io.IoBackend;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -20,8 +25,31 @@ import java.util.Map;
  * then extensions: { u32 type, u32 length, data padded to 8 } ... type 0 ends the list
  * </pre>
  */
-final class Qcow2Header {
+public final class Qcow2Header {
     static final int MAGIC = 0x514649fb;
+
+    private static final ValueLayout.OfInt BE32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfLong BE64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+
+    /** Whether {@code file} starts with the qcow2 magic "QFI\xfb" (the one format probe of qblk). */
+    public static boolean hasMagic(IoBackend file) throws IOException {
+        if (file.size() < 4) return false;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = a.allocate(4);
+            file.read(0, m);
+            return m.get(BE32, 0) == MAGIC;
+        }
+    }
+
+    /** Whether {@code file} is a qcow2 v3 image with its dirty bit (incompatible feature bit 0) set. */
+    public static boolean dirtyBitSet(IoBackend file) throws IOException {
+        if (file.size() < 80) return false;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(80);
+            file.read(0, h);
+            return h.get(BE32, 0) == MAGIC && h.get(BE32, 4) >= 3 && (h.get(BE64, 72) & INCOMPAT_DIRTY) != 0;
+        }
+    }
     static final int V2_LENGTH = 72;
     static final int V3_MIN_LENGTH = 104;
     /** qemu's limit on the L1 table: 32 MiB. */

@@ -54,12 +54,12 @@ public final class Qcow2Measure {
     public static long bitmapsSize(Path file, int clusterSize) throws IOException {
         try (IoBackend f = PosixFileBackend.open(file, true)) {
             long fsize = f.size();
-            byte[] probe = Qcow2Image.readBytes(f, 0, (int) Math.min(Qcow2Header.PROBE_BYTES, fsize));
+            byte[] probe = FileReads.bytes(f, 0, (int) Math.min(Qcow2Header.PROBE_BYTES, fsize));
             if (probe.length < Qcow2Header.PROBE_BYTES) probe = java.util.Arrays.copyOf(probe, Qcow2Header.PROBE_BYTES);
             int bits = Qcow2Header.clusterBitsOf(probe, fsize);
-            Qcow2Header h = Qcow2Header.parse(Qcow2Image.readBytes(f, 0, (int) Math.min(1 << bits, fsize)), fsize);
+            Qcow2Header h = Qcow2Header.parse(FileReads.bytes(f, 0, (int) Math.min(1 << bits, fsize)), fsize);
             if (h.nbBitmaps == 0 || (h.autoclear & 1) == 0) return 0;
-            ByteBuffer dir = ByteBuffer.wrap(Qcow2Image.readBytes(f, h.bitmapDirectoryOffset, (int) h.bitmapDirectorySize))
+            ByteBuffer dir = ByteBuffer.wrap(FileReads.bytes(f, h.bitmapDirectoryOffset, (int) h.bitmapDirectorySize))
                     .order(ByteOrder.BIG_ENDIAN);
             long cs = clusterSize, total = 0, dirBytes = 0;
             int pos = 0;

@@ -9,7 +9,11 @@ import org.eclipse.microprofile.health.HealthCheckResponseBuilder;
 import org.eclipse.microprofile.health.Liveness;
 import org.eclipse.microprofile.health.Readiness;
 
-/** {@code /q/health}: the service is live while it answers; ready when every device serves and its backing file exists. */
+/**
+ * {@code /q/health}: the service is live while it answers; ready when every device serves, its
+ * backing file exists and every NBD listener accepts connections (not while it backs off from
+ * EMFILE/ENFILE).
+ */
 public class DeviceHealth {
 
     @Liveness
@@ -25,10 +29,12 @@ public class DeviceHealth {
     @ApplicationScoped
     public static class Ready implements HealthCheck {
         @Inject DeviceManager devices;
+        @Inject NbdFrontend nbd;
 
         @Override
         public HealthCheckResponse call() {
-            Map<String, String> problems = devices.problems();
+            Map<String, String> problems = new java.util.TreeMap<>(devices.problems());
+            problems.putAll(nbd.listenerProblems());
             HealthCheckResponseBuilder b = HealthCheckResponse.named("devices");
             boolean up = true;
             for (var e : problems.entrySet()) {

@@ -1,7 +1,9 @@
 package io.qblk.service;
 
 import io.micrometer.core.instrument.MeterRegistry;
+import io.qblk.io.ImageLock;
 import io.qblk.target.BlockTarget;
+import io.qblk.target.ImageFormat;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
 import jakarta.annotation.PreDestroy;
@@ -131,7 +133,7 @@ public class DeviceManager {
 
     private void startDefault(String address) {
         Path image = paths.allowedDirs().getFirst().resolve("default.qcow2");
-        DeviceSpec nbd = new DeviceSpec("default", image, TargetType.QCOW2, FrontendType.NBD, 1, 128, false, address, DEFAULT_IMAGE_SIZE);
+        DeviceSpec nbd = new DeviceSpec("default", image, ImageFormat.QCOW2, FrontendType.NBD, 1, 128, false, address, DEFAULT_IMAGE_SIZE);
         boolean ublkToo = false;
         String noUblk = null;
         Optional<Frontend> ublk = frontend(FrontendType.UBLK);
@@ -189,8 +191,9 @@ public class DeviceManager {
             if (devices.containsKey(spec.name())) throw ApiException.conflict("device '" + spec.name() + "' already exists");
             if (spec.image() != null) {
                 for (Device other : devices.values()) {
-                    if (spec.image().equals(other.spec.image()))
-                        throw ApiException.conflict(spec.image() + " is already served by device '" + other.spec.name() + "'");
+                    if (ImageLock.sameFile(spec.image(), other.spec.image()))
+                        throw ApiException.conflict(spec.image() + " is already served by device '" + other.spec.name() + "'"
+                                + (spec.image().equals(other.spec.image()) ? "" : " (as " + other.spec.image() + ", the same file)"));
                 }
             }
             Device d = new Device(spec, frontendTypes);
@@ -218,16 +221,24 @@ public class DeviceManager {
     }
 
     private void start(Device d) {
+        start(d, false);
+    }
+
+    /** Opens the device's target ({@code recovering}: checked and repaired first) and attaches its frontends. */
+    private void start(Device d, boolean recovering) {
         List<Frontend> fronts = d.frontends.stream().map(this::usableFrontend).toList();
         BlockTarget raw;
         try {
-            raw = images.open(d.spec);
+            raw = ImageLock.heldBy("device '" + d.spec.name() + "'",
+                    () -> images.open(d.spec, recovering, line -> LOG.infof("device %s: %s", d.spec.name(), line)));
         } catch (ApiException e) {
             throw e;
         } catch (IOException e) {
             throw imageError(d.spec, e);
         }
         MeteredTarget target = new MeteredTarget(d.spec.name(), raw, registry);
+        if (!d.spec.readOnly() && raw.writeRefusal() != null)
+            LOG.warnf("device %s: served read-only: %s", d.spec.name(), raw.writeRefusal());
         List<Frontend.Attachment> done = new ArrayList<>();
         try {
             for (Frontend f : fronts) done.add(f.attach(d.spec, target));
@@ -252,8 +263,13 @@ public class DeviceManager {
             String file = nf.getFile() == null || nf.getFile().equals(what) ? "" : " (" + nf.getFile() + ")";
             return ApiException.notFound(what + ": no such file or directory" + file);
         }
-        if (Qcow2Support.isFormatError(e)) return ApiException.unprocessable(what + ": " + message(e));
-        return ApiException.conflict("cannot open " + what + ": " + message(e));
+        ApiException a = ApiException.fromIo(e, 409, "Conflict");
+        String m = message(e);
+        // an in-use refusal already names the file and its holder
+        String detail = m.startsWith(what) || e instanceof ImageLock.InUseException ? m
+                : a.status() == 409 && !(e instanceof io.qblk.qcow2.Qcow2Exception)
+                ? "cannot open " + what + ": " + m : what + ": " + m;
+        return new ApiException(a.status(), a.title(), detail);
     }
 
     static String message(Throwable e) {
@@ -285,7 +301,7 @@ public class DeviceManager {
             String err = stop(d);
             if (err != null) LOG.warnf("device %s: while stopping for recovery: %s", name, err);
             try {
-                start(d);
+                start(d, true);
             } catch (ApiException e) {
                 d.error = e.detail();
                 throw e;
@@ -352,9 +368,9 @@ public class DeviceManager {
         }
     }
 
-    /** The device serving {@code image}, or null. */
+    /** The device serving {@code image} (under any name of the file), or null. */
     public String servedBy(Path image) {
-        for (Device d : devices.values()) if (image.equals(d.spec.image())) return d.spec.name();
+        for (Device d : devices.values()) if (ImageLock.sameFile(image, d.spec.image())) return d.spec.name();
         return null;
     }
 
@@ -362,7 +378,7 @@ public class DeviceManager {
     public void flushIfServed(Path image) throws IOException {
         for (Device d : devices.values()) {
             MeteredTarget t = d.target;
-            if (t != null && image.equals(d.spec.image()) && !t.readOnly()) t.flush();
+            if (t != null && ImageLock.sameFile(image, d.spec.image()) && !t.readOnly()) t.flush();
         }
     }
 
@@ -384,9 +400,11 @@ public class DeviceManager {
         List<String> eps = d.attachments.stream().map(Frontend.Attachment::endpoint).toList();
         String state = d.running() ? "running" : "failed";
         DeviceSpec s = d.spec;
-        return new DeviceInfo(s.name(), state, s.image() == null ? null : s.image().toString(), s.target(), s.frontend(),
-                eps.isEmpty() ? null : eps.getFirst(), eps, t == null ? 0 : t.size(), s.readOnly(), s.queues(), s.depth(),
-                t == null ? 0 : t.inflight(), d.error);
+        String refusal = s.readOnly() || t == null ? null : t.writeRefusal();
+        String readOnlyReason = s.readOnly() ? "read-only by request" : refusal;
+        return new DeviceInfo(s.name(), state, s.image() == null ? null : s.image().toString(), s.target().id(), s.frontend(),
+                eps.isEmpty() ? null : eps.getFirst(), eps, t == null ? 0 : t.size(), readOnlyReason != null, s.queues(), s.depth(),
+                t == null ? 0 : t.inflight(), d.error, readOnlyReason);
     }
 
     private static void closeQuietly(BlockTarget t, String name) {

@@ -9,6 +9,6 @@ import java.nio.file.Path;
  * @param nbdAddress host:port the NBD export listens on (NBD frontend only)
  * @param createSize create the image with this size when it is missing; 0 = never create
  */
-public record DeviceSpec(String name, Path image, TargetType target, FrontendType frontend, int queues, int depth,
+public record DeviceSpec(String name, Path image, io.qblk.target.ImageFormat target, FrontendType frontend, int queues, int depth,
                          boolean readOnly, String nbdAddress, long createSize) {
 }

@@ -1,6 +1,7 @@
 package io.qblk.service;
 
-import io.qblk.cli.Sizes;
+import io.qblk.target.ImageFormat;
+import io.qblk.util.Sizes;
 import io.qblk.service.ApiException.FieldError;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -44,9 +45,9 @@ public final class DeviceSpecs {
             errors.add(new FieldError(prefix.isEmpty() ? "name" : prefix.substring(0, prefix.length() - 1),
                     "device name " + (d.name() == null ? "is missing" : "'" + d.name() + "' is invalid")
                             + ": use 1-63 characters a-z, 0-9 and '-', starting with a letter or digit"));
-        TargetType target = TargetType.QCOW2;
+        ImageFormat target = ImageFormat.QCOW2;
         if (d.target() != null) {
-            try { target = TargetType.parse(d.target()); }
+            try { target = ImageFormat.parse(d.target()); }
             catch (IllegalArgumentException e) { errors.add(new FieldError(key(prefix, "target"), e.getMessage())); }
         }
         FrontendType frontend = FrontendType.NBD;
@@ -76,7 +77,7 @@ public final class DeviceSpecs {
             }
         }
         Path image = null;
-        if (target == TargetType.NULL) {
+        if (target == ImageFormat.NULL) {
             if (d.image() != null) errors.add(new FieldError(key(prefix, "image"), "the null target takes no image"));
             if (createSize == 0) createSize = DEFAULT_NULL_SIZE;
         } else if (d.image() == null || d.image().isBlank()) {

@@ -18,6 +18,7 @@ import java.util.List;
  */
 @ApplicationScoped
 public class ImagePaths {
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(ImagePaths.class);
     private final List<Path> allowed = new ArrayList<>();
 
     @Inject
@@ -51,7 +52,10 @@ public class ImagePaths {
             }
             Path check = real;
             if (allowed.stream().noneMatch(check::startsWith))
-                throw new io.qblk.qcow2.Qcow2Exception(io.qblk.qcow2.Qcow2Exception.Kind.BACKING_REFUSED, "backing file " + name + " (" + real + ") lies outside the allowed image directories " + allowed);
+            {
+                LOG.warnf("backing file %s resolves to %s, outside the allowed image directories %s: refused", name, real, allowed);
+                throw new io.qblk.qcow2.Qcow2Exception(io.qblk.qcow2.Qcow2Exception.Kind.BACKING_REFUSED, "backing file " + name + " lies outside the allowed image directories");
+            }
             return real;
         };
     }
@@ -116,7 +120,7 @@ public class ImagePaths {
         if (p.getFileName() == null) throw ApiException.badRequest(raw + ": names a directory, not a file");
         // Reject early when even the unresolved path is outside, so /dev/null gets a clear answer.
         if (allowed.stream().noneMatch(p::startsWith) && !symlinkedAllowedDir(p))
-            throw ApiException.forbidden(raw + ": outside the allowed image directories " + allowed);
+            throw forbidden(raw, raw + ": outside the allowed image directories", "is " + p);
         return p;
     }
 
@@ -132,8 +136,17 @@ public class ImagePaths {
         }
     }
 
+    /**
+     * A 403 whose detail names only what the client sent: where a path really leads (symlink
+     * targets) and which directories are allowed are host facts for the log, not for the client.
+     */
+    private ApiException forbidden(String raw, String detail, String hostFact) {
+        LOG.infof("refused image path %s: %s, outside the allowed image directories %s", raw, hostFact, allowed);
+        return ApiException.forbidden(detail);
+    }
+
     private void requireInside(String raw, Path real) {
         if (allowed.stream().noneMatch(real::startsWith))
-            throw ApiException.forbidden(raw + ": resolves to " + real + ", outside the allowed image directories " + allowed);
+            throw forbidden(raw, raw + ": resolves to a file outside the allowed image directories", "resolves to " + real);
     }
 }

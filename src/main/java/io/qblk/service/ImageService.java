@@ -1,21 +1,31 @@
 package io.qblk.service;
 
-import io.qblk.io.PosixFileBackend;
-import io.qblk.uring.UringFileBackend;
+import io.qblk.io.Errno;
+import io.qblk.io.ErrnoException;
+import io.qblk.json.QemuJson;
+import io.qblk.qcow2.CheckReport;
+import io.qblk.qcow2.CreateOptions;
+import io.qblk.qcow2.MetadataWrite;
+import io.qblk.qcow2.Preallocation;
+import io.qblk.qcow2.Qcow2Image;
+import io.qblk.qcow2.RepairMode;
 import io.qblk.target.BlockTarget;
-import io.qblk.target.TargetOpener;
-import io.qblk.target.NullTarget;
+import io.qblk.target.FileIo;
+import io.qblk.target.ImageFormat;
 import io.qblk.target.RawTarget;
+import io.qblk.target.TargetOpener;
+import io.qblk.target.TargetOptions;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
-import java.util.Locale;
-import java.util.Map;
+import java.util.function.Consumer;
 
-/** Creates, inspects, checks and opens images. Paths reaching here are already vetted by {@link ImagePaths}. */
+/**
+ * Creates, inspects, checks and opens images: the service's only contact with the qcow2 engine,
+ * through {@link TargetOpener} like the CLI. Paths reaching here are already vetted by {@link ImagePaths}.
+ */
 @ApplicationScoped
 public class ImageService {
 
@@ -23,76 +33,100 @@ public class ImageService {
     @Inject
     ImagePaths paths;
 
-    public enum Format { QCOW2, RAW }
+    @Inject
+    QblkConfig config;
 
-    public enum RepairMode { NONE, LEAKS, ALL }
-
-    public void create(Path path, Format format, long size, Integer clusterSize) throws IOException {
+    public void create(Path path, ImageFormat format, long size, Integer clusterSize) throws IOException {
         if (size <= 0 || size % 512 != 0) throw ApiException.badRequest("size must be a positive multiple of 512 bytes, got " + size);
         switch (format) {
-            case QCOW2 -> Qcow2Support.create(path, size, clusterSize);
+            case QCOW2 -> {
+                CreateOptions o = CreateOptions.defaults(size);
+                if (clusterSize != null) o = o.withClusterSize(clusterSize);
+                try {
+                    o.validate();
+                } catch (IllegalArgumentException e) {
+                    throw ApiException.badRequest(e.getMessage());
+                }
+                Qcow2Image.create(path, o);
+            }
             case RAW -> {
                 if (clusterSize != null) throw ApiException.badRequest("clusterSize only applies to qcow2 images");
-                try (PosixFileBackend f = PosixFileBackend.open(path, false, true)) {
-                    if (f.size() != 0) throw ApiException.conflict(path + ": already exists");
-                    f.truncate(size);
-                    f.datasync();
-                }
+                createRaw(path, size);
             }
+            case NULL -> throw ApiException.badRequest("the null format has no file to create");
+        }
+    }
+
+    /** A new raw file of {@code size} bytes; a failed create (EFBIG, ENOSPC) leaves no file behind. */
+    static void createRaw(Path path, long size) throws IOException {
+        try {
+            RawTarget.create(path, size, Preallocation.OFF);
+        } catch (ErrnoException e) {
+            if (e.errno() == Errno.EEXIST) throw ApiException.conflict(path.getFileName() + ": already exists");
+            throw e;
         }
     }
 
     /** qemu-img info style description of an image. */
     public Object info(Path path) throws IOException {
-        Format f = detect(path);
-        if (f == Format.QCOW2) return json(Qcow2Support.info(path, paths.backingPolicy()));
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("filename", path.toString());
-        m.put("format", "raw");
-        m.put("virtualSize", Files.size(path));
-        return m;
+        ImageFormat f = ImageFormat.probe(path);
+        if (f == ImageFormat.QCOW2) {
+            try (Qcow2Image image = TargetOpener.openImage(path, options(null).withReadOnly(true))) {
+                return QemuJson.info(image.info(), image.info().actualSize());
+            }
+        }
+        return QemuJson.rawInfo(path.toString(), Files.size(path), Files.size(path));
     }
 
+    /** qemu-img check --output=json fields, plus "messages" and "clean". */
     public Object check(Path path, RepairMode mode) throws IOException {
-        if (detect(path) != Format.QCOW2) throw ApiException.badRequest(path + ": only qcow2 images can be checked (this one is raw)");
-        return json(Qcow2Support.check(path, mode.name().toLowerCase(Locale.ROOT), paths.backingPolicy()));
+        if (ImageFormat.probe(path) != ImageFormat.QCOW2)
+            throw ApiException.badRequest(path + ": only qcow2 images can be checked (this one is raw)");
+        try (Qcow2Image image = TargetOpener.openImage(path, options(ImageFormat.QCOW2).withReadOnly(mode == RepairMode.NONE))) {
+            CheckReport report = image.check(mode);
+            var tree = QemuJson.check(report);
+            tree.put("clean", report.clean());
+            var msgs = tree.putArray("messages");
+            report.messages().forEach(msgs::add);
+            return tree;
+        }
     }
 
     /** Opens the target a device serves; creates the image first when it is missing and createSize > 0. */
     public BlockTarget open(DeviceSpec spec) throws IOException {
-        if (spec.target() == TargetType.NULL) return new NullTarget(spec.createSize());
-        Path image = spec.image();
-        if (!Files.exists(image)) {
-            if (spec.createSize() == 0) throw new java.nio.file.NoSuchFileException(image.toString(), null, "no such file (set create-size to create it)");
-            create(image, spec.target() == TargetType.QCOW2 ? Format.QCOW2 : Format.RAW, spec.createSize(), null);
-        }
-        if (spec.target() == TargetType.QCOW2) {
-            if (detect(image) != Format.QCOW2) throw ApiException.unprocessable(image + ": not a qcow2 image (use target raw for raw files)");
-            return Qcow2Support.open(image, spec.readOnly(), paths.backingPolicy(), onQueueRing(spec));
-        }
-        return new RawTarget(onQueueRing(spec) ? UringFileBackend.openForCallerRing(image, spec.readOnly(), TargetOpener.FileIo.forUblk().ringMinBytes())
-                : PosixFileBackend.open(image, spec.readOnly()));
+        return open(spec, false, null);
     }
 
     /**
-     * A ublk device's file I/O goes through the io_uring of the queue whose tag asks (the queue's
-     * own ring; other threads, e.g. flush at shutdown, use plain syscalls on the same descriptor).
+     * Opens the target a device serves. With {@code recovering} (a device restarted after an unclean
+     * stop) a qcow2 image is also checked and its leaks repaired before it is served
+     * ({@link TargetOpener#openForRecovery}); {@code log} gets the one line saying what was repaired.
      */
-    private static boolean onQueueRing(DeviceSpec spec) {
-        return spec.frontend() == FrontendType.UBLK;
-    }
-
-    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
-
-    private static Object json(Object o) throws IOException {
-        return o instanceof String s ? JSON.readTree(s) : o;
-    }
-
-    /** QCOW2 when the file starts with the qcow2 magic, RAW otherwise. */
-    public static Format detect(Path path) throws IOException {
-        try (var in = Files.newInputStream(path)) {
-            byte[] b = in.readNBytes(4);
-            return b.length == 4 && b[0] == 'Q' && b[1] == 'F' && b[2] == 'I' && (b[3] & 0xff) == 0xfb ? Format.QCOW2 : Format.RAW;
+    public BlockTarget open(DeviceSpec spec, boolean recovering, Consumer<String> log) throws IOException {
+        TargetOptions o = deviceOptions(spec);
+        if (spec.target() == ImageFormat.NULL) return TargetOpener.open(null, o);
+        Path image = spec.image();
+        if (!Files.exists(image)) {
+            if (spec.createSize() == 0) throw new java.nio.file.NoSuchFileException(image.toString(), null, "no such file (set create-size to create it)");
+            create(image, spec.target(), spec.createSize(), null);
         }
+        return recovering ? TargetOpener.openForRecovery(image, o, log) : TargetOpener.open(image, o);
+    }
+
+    /**
+     * A device's open options: the allowed-dirs backing policy; a ublk device's file I/O goes through
+     * the io_uring of the queue whose tag asks (as {@code qblk.ublk.file-io} says) and its qcow2
+     * metadata is written through (like {@code qblk export --ublk}), so every completed write
+     * survives the service dying.
+     */
+    TargetOptions deviceOptions(DeviceSpec spec) {
+        TargetOptions o = options(spec.target()).withReadOnly(spec.readOnly()).withNullSize(spec.createSize());
+        if (spec.frontend() != FrontendType.UBLK) return o;
+        return o.withFileIo(FileIo.forUblk(config.ublk().fileIo())).withMetadata(MetadataWrite.WRITETHROUGH)
+                .withCache(io.qblk.ublk.UblkExport.defaultCacheMode());
+    }
+
+    private TargetOptions options(ImageFormat format) {
+        return TargetOptions.defaults().withFormat(format).withBacking(paths.backingPolicy());
     }
 }

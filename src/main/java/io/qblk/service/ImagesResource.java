@@ -1,6 +1,9 @@
 package io.qblk.service;
 
-import io.qblk.cli.Sizes;
+import io.qblk.qcow2.RepairMode;
+import io.qblk.target.ImageFormat;
+import io.qblk.util.Sizes;
+import io.qblk.io.ImageLock;
 import io.smallrye.common.annotation.RunOnVirtualThread;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
@@ -43,10 +46,11 @@ public class ImagesResource {
                 errors.add(new ApiException.FieldError("size", e.getMessage()));
             }
         }
-        ImageService.Format format = ImageService.Format.QCOW2;
+        ImageFormat format = ImageFormat.QCOW2;
         if (body.format() != null) {
             try {
-                format = ImageService.Format.valueOf(body.format().toUpperCase(Locale.ROOT));
+                format = ImageFormat.parse(body.format());
+                if (!format.hasFile()) throw new IllegalArgumentException(body.format());
             } catch (IllegalArgumentException e) {
                 errors.add(new ApiException.FieldError("format", "unknown format '" + body.format() + "' (expected qcow2 or raw)"));
             }
@@ -69,6 +73,8 @@ public class ImagesResource {
         if (path == null) throw ApiException.invalid(List.of(new ApiException.FieldError("path", "query parameter is required")));
         java.nio.file.Path p = paths.existing(path);
         devices.flushIfServed(p);
+        // A device of this service writes it: read it as qemu-img info -U would, just after the flush.
+        if (devices.servedBy(p) != null) return ImageLock.forceShared(() -> images.info(p));
         return images.info(p);
     }
 
@@ -78,19 +84,21 @@ public class ImagesResource {
     public Object check(ImageRequests.Check body) throws IOException {
         if (body == null || body.path() == null)
             throw ApiException.invalid(List.of(new ApiException.FieldError("path", "is required")));
-        ImageService.RepairMode mode = ImageService.RepairMode.NONE;
+        RepairMode mode = RepairMode.NONE;
         if (body.repair() != null) {
             try {
-                mode = ImageService.RepairMode.valueOf(body.repair().toUpperCase(Locale.ROOT));
+                mode = RepairMode.valueOf(body.repair().toUpperCase(Locale.ROOT));
             } catch (IllegalArgumentException e) {
                 throw ApiException.invalid(List.of(new ApiException.FieldError("repair", "unknown repair mode '" + body.repair() + "' (expected none, leaks or all)")));
             }
         }
         java.nio.file.Path p = paths.existing(body.path());
         String user = devices.servedBy(p);
-        if (user != null && mode != ImageService.RepairMode.NONE)
+        if (user != null && mode != RepairMode.NONE)
             throw ApiException.conflict(body.path() + " is served by device '" + user + "': delete the device before repairing");
         devices.flushIfServed(p);
+        RepairMode m = mode;
+        if (user != null) return ImageLock.forceShared(() -> images.check(p, m));
         return images.check(p, mode);
     }
 }

@@ -116,6 +116,7 @@ public final class MeteredTarget implements BlockTarget {
 
     @Override public long size() { return inner.size(); }
     @Override public boolean readOnly() { return inner.readOnly(); }
+    @Override public String writeRefusal() { return inner.writeRefusal(); }
 
     @Override
     public void read(long offset, MemorySegment dst) throws IOException {

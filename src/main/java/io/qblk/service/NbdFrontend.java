@@ -1,16 +1,24 @@
 package io.qblk.service;
 
+import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
+import io.qblk.nbd.NbdTls;
 import io.qblk.target.BlockTarget;
 import io.quarkus.runtime.ShutdownEvent;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.event.Reception;
+import jakarta.inject.Inject;
 import java.io.IOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
+import java.nio.file.Path;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.TreeMap;
 
 /**
  * Serves devices as NBD exports. Devices that ask for the same listen address share one
@@ -18,7 +26,12 @@ import java.util.Optional;
  */
 @ApplicationScoped
 public class NbdFrontend implements Frontend {
+    static final String DEFAULT_DEVICE = "default";
+
+    @Inject QblkConfig config;
+
     private final Map<String, Listener> servers = new HashMap<>();
+    private NbdTls tls;
 
     private record Listener(NbdServer server, InetSocketAddress bound) {}
 
@@ -36,7 +49,7 @@ public class NbdFrontend implements Frontend {
             int colon = address.lastIndexOf(':');
             String host = address.substring(0, colon).replaceAll("^\\[|\\]$", "");
             int port = Integer.parseInt(address.substring(colon + 1));
-            NbdServer server = new NbdServer(Math.max(1, spec.depth()));
+            NbdServer server = new NbdServer(options(host, Math.max(1, spec.depth())));
             try {
                 l = new Listener(server, server.bindTcp(host, port));
             } catch (IOException e) {
@@ -51,9 +64,11 @@ public class NbdFrontend implements Frontend {
         } catch (IllegalArgumentException e) {
             throw new IOException(e.getMessage(), e);
         }
+        // NBD's default export (the empty name, what nbd://host:port means) is the default device.
+        if (DEFAULT_DEVICE.equals(spec.name())) listener.server().setDefaultExport(DEFAULT_DEVICE);
         String host = listener.bound().getHostString();
         if (host.contains(":")) host = "[" + host + "]";
-        String endpoint = "nbd://" + host + ":" + listener.bound().getPort() + "/" + spec.name();
+        String endpoint = listener.server().scheme() + "://" + host + ":" + listener.bound().getPort() + "/" + spec.name();
         return new Attachment() {
             @Override public String endpoint() { return endpoint; }
 
@@ -67,6 +82,55 @@ public class NbdFrontend implements Frontend {
                 release(address, listener, spec.name());
             }
         };
+    }
+
+    /**
+     * Server options for a listener on {@code host}: limits from {@code qblk.nbd.*}; a non-loopback
+     * host must be listed in {@code qblk.nbd.allowed-addresses} and, unless
+     * {@code qblk.nbd.tls.required=false}, needs TLS ({@code qblk.nbd.tls.dir}).
+     */
+    NbdServer.Options options(String host, int maxInFlight) throws IOException {
+        QblkConfig.Nbd c = config.nbd();
+        boolean loopback = isLoopback(host);
+        if (!loopback && !c.allowedAddresses().orElse(List.of()).contains(host))
+            throw ApiException.forbidden("NBD address '" + host + "' is not a loopback address; listening on it needs "
+                    + "qblk.nbd.allowed-addresses to list it");
+        NbdServer.Options o = NbdServer.Options.defaults().withMaxInFlight(maxInFlight)
+                .withMaxConnections(c.maxConnections()).withHandshakeTimeout(c.handshakeTimeout());
+        try {
+            if (c.inFlightBytes().isPresent()) o = o.withInFlightBytes(Sizes.parse(c.inFlightBytes().get()));
+        } catch (IllegalArgumentException e) {
+            throw ApiException.badRequest("qblk.nbd.in-flight-bytes: " + e.getMessage());
+        }
+        boolean required = c.tls().required().orElse(!loopback);
+        NbdTls t = tls();
+        if (required && t == null)
+            throw ApiException.forbidden("NBD address '" + host + "' requires TLS: set qblk.nbd.tls.dir (or qblk.nbd.tls.required=false)");
+        return o.withTls(t, required);
+    }
+
+    private synchronized NbdTls tls() throws IOException {
+        if (tls == null && config.nbd().tls().dir().isPresent())
+            tls = NbdTls.load(Path.of(config.nbd().tls().dir().get()), config.nbd().tls().verifyPeer());
+        return tls;
+    }
+
+    private static boolean isLoopback(String host) {
+        try {
+            for (InetAddress a : InetAddress.getAllByName(host)) if (!a.isLoopbackAddress()) return false;
+            return true;
+        } catch (UnknownHostException e) {
+            return false;
+        }
+    }
+
+    /** Listeners not accepting connections now, by address, with the reason (for readiness). */
+    public synchronized Map<String, String> listenerProblems() {
+        Map<String, String> out = new TreeMap<>();
+        for (var e : servers.entrySet()) {
+            e.getValue().server().listenerProblems().values().forEach(p -> out.put("nbd " + e.getKey(), p));
+        }
+        return out;
     }
 
     private void release(String address, Listener l, String name) {

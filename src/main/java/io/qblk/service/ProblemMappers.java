@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import io.qblk.io.ErrnoException;
+import io.qblk.io.ImageLock;
 import jakarta.ws.rs.WebApplicationException;
 import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.core.UriInfo;
@@ -76,13 +77,9 @@ public class ProblemMappers {
 
     @ServerExceptionMapper
     public Response io(IOException e, UriInfo uri) {
-        if (e instanceof NoSuchFileException n) return problem(404, "Not Found", n.getFile() + ": no such file", path(uri), List.of());
-        if (e instanceof FileAlreadyExistsException f) return problem(409, "Conflict", f.getFile() + ": already exists", path(uri), List.of());
-        if (e instanceof AccessDeniedException a) return problem(403, "Forbidden", a.getFile() + ": permission denied", path(uri), List.of());
-        if (Qcow2Support.isFormatError(e)) return problem(422, "Unprocessable image", DeviceManager.message(e), path(uri), List.of());
-        if (e instanceof ErrnoException) return problem(500, "I/O error", DeviceManager.message(e), path(uri), List.of());
-        LOG.warnf("%s: %s", path(uri), DeviceManager.message(e));
-        return problem(500, "I/O error", DeviceManager.message(e), path(uri), List.of());
+        ApiException a = ApiException.fromIo(e, 500, "I/O error");
+        if (a.status() == 500 && !(e instanceof ErrnoException)) LOG.warnf("%s: %s", path(uri), DeviceManager.message(e));
+        return api(a, uri);
     }
 
     @ServerExceptionMapper

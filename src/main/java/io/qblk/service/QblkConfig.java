@@ -24,6 +24,8 @@ public interface QblkConfig {
 
     Nbd nbd();
 
+    Ublk ublk();
+
     interface DeviceConfig {
         /** Image file; required unless target is null. */
         Optional<String> image();
@@ -69,10 +71,63 @@ public interface QblkConfig {
         List<String> allowedDirs();
     }
 
+    interface Ublk {
+        /**
+         * How ublk devices read and write their image files: auto (requests of 128 KiB and more
+         * through the queue's io_uring, smaller ones with pread/pwrite), ring or pread. The
+         * environment variable QBLK_UBLK_FILE_IO sets it too (as every qblk.* key).
+         */
+        @WithName("file-io")
+        @WithDefault("auto")
+        @Pattern(regexp = "auto|ring|pread", message = "must be auto, ring or pread")
+        String fileIo();
+    }
+
     interface Nbd {
         /** Default NBD listen address for devices without nbd-address. */
         @WithDefault("127.0.0.1:10809")
         @Pattern(regexp = DeviceSpecs.ADDRESS_REGEX, message = "must be host:port")
         String address();
+
+        /**
+         * Non-loopback hosts NBD may listen on (as written in nbd-address, e.g. {@code 0.0.0.0},
+         * {@code 192.0.2.7}); a device asking for any other non-loopback host is refused. Default none.
+         */
+        @WithName("allowed-addresses")
+        Optional<List<String>> allowedAddresses();
+
+        /** Connections per listener at once (handshaking or serving); more are closed right after accept. */
+        @WithName("max-connections")
+        @WithDefault("1024")
+        @jakarta.validation.constraints.Min(1)
+        int maxConnections();
+
+        /** A client that has not finished the handshake (TLS included) by then is disconnected. */
+        @WithName("handshake-timeout")
+        @WithDefault("10s")
+        java.time.Duration handshakeTimeout();
+
+        /**
+         * Request and reply data all clients of one listener may hold in memory (e.g. 256M; at least
+         * 32M); a client over its share is not read further until its replies drain. Default: half
+         * the JVM's direct-memory limit, 64M..1G.
+         */
+        @WithName("in-flight-bytes")
+        Optional<String> inFlightBytes();
+
+        Tls tls();
+
+        interface Tls {
+            /** Directory with ca-cert.pem, server-cert.pem, server-key.pem (qemu's tls-creds-x509 layout). */
+            Optional<String> dir();
+
+            /** Refuse clients that do not start TLS; default: on for non-loopback listeners, off on loopback. */
+            Optional<Boolean> required();
+
+            /** Require a client certificate signed by ca-cert.pem. */
+            @WithName("verify-peer")
+            @WithDefault("false")
+            boolean verifyPeer();
+        }
     }
 }

@@ -42,6 +42,19 @@ public interface BlockTarget extends Closeable {
     /** A run of bytes with one allocation status. */
     record Extent(long offset, long length, boolean hole, boolean zero) {}
 
+    /**
+     * Why a target opened for writing refuses writes after all (a qcow2 image with its corrupt bit
+     * set is served read-only), or null.
+     */
+    default String writeRefusal() {
+        return null;
+    }
+
+    /** Null unless cache mode none was asked for and requests are buffered anyway; then why. */
+    default String directDisabledReason() {
+        return null;
+    }
+
     @Override
     void close() throws IOException;
 }

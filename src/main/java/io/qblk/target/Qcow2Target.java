@@ -28,6 +28,8 @@ public final class Qcow2Target implements BlockTarget {
     public Qcow2Image image() { return image; }
 
     @Override public long size() { return size; }
+    @Override public String directDisabledReason() { return image.directDisabledReason(); }
+    @Override public String writeRefusal() { return image.writeRefusal(); }
     @Override public boolean readOnly() { return image.readOnly(); }
     @Override public void read(long offset, MemorySegment dst) throws IOException { image.read(offset, dst); }
 

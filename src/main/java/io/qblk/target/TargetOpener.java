@@ -3,130 +3,54 @@ package io.qblk.target;
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CheckReport;
-import io.qblk.qcow2.MetadataWrite;
 import io.qblk.qcow2.OpenOptions;
-import io.qblk.qcow2.RepairMode;
+import io.qblk.qcow2.Qcow2Exception;
+import io.qblk.qcow2.Qcow2Header;
 import io.qblk.qcow2.Qcow2Image;
-import io.qblk.uring.UringFileBackend;
+import io.qblk.qcow2.RepairMode;
+import io.qblk.uring.FileBackends;
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
-import java.util.Locale;
+import java.util.function.Consumer;
 
 /**
- * Opens what a frontend serves: an image file as qcow2 or raw, or a null device of a given size.
- * Shared by {@code qblk export} (NBD and ublk) and the service.
+ * The one way qblk opens what it serves or inspects: an image file as qcow2 or raw, or a null
+ * device of a given size. Used by the CLI ({@code export}, {@code ublk export/recover}, {@code io},
+ * {@code bench}, {@code info}, {@code check}, {@code map}) and by the service (devices, info,
+ * check, recover), each passing its {@link TargetOptions} (its backing policy among them).
  */
 public final class TargetOpener {
     private TargetOpener() {}
 
-    /** Image format; {@link #AUTO} looks at the file's first bytes (qcow2 magic, else raw). */
-    public enum Format {
-        AUTO, QCOW2, RAW, NULL;
-
-        public static Format parse(String s) {
-            try {
-                return valueOf(s.trim().toUpperCase(Locale.ROOT));
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("unknown format '" + s + "' (expected qcow2, raw or null)");
-            }
-        }
-
-        @Override
-        public String toString() {
-            return name().toLowerCase(Locale.ROOT);
-        }
-    }
-
-    /** How a raw or qcow2 target does its file I/O. */
-    public enum FileIo {
-        /** pread/pwrite/fdatasync on the calling thread ({@link PosixFileBackend}): NBD, tools. */
-        SYSCALLS,
-        /**
-         * Through the io_uring bound to the calling thread ({@link UringFileBackend#openForCallerRing}):
-         * under ublk that is the ring of the queue whose tag runs the request; unbound threads use syscalls.
-         */
-        CALLER_RING,
-        /**
-         * Reads and writes of at least {@link #LARGE} bytes as {@link #CALLER_RING}; smaller ones,
-         * fdatasync and fallocate with syscalls on the tag's thread: the ublk default, measured in the
-         * VM (docs/ublk.md: 4k random I/O 1.2-1.7x faster with syscalls, 512k sequential 1.3-1.5x
-         * faster on the ring).
-         */
-        CALLER_RING_LARGE;
-
-        /** The size from which {@link #CALLER_RING_LARGE} uses the ring. */
-        public static final long LARGE = 128 << 10;
-
-        /** Below this many bytes a read or write uses syscalls even on a thread with a ring bound. */
-        public long ringMinBytes() {
-            return switch (this) {
-                case SYSCALLS -> Long.MAX_VALUE;
-                case CALLER_RING -> 0;
-                case CALLER_RING_LARGE -> LARGE;
-            };
-        }
-
-        /** Whether file I/O follows the caller's ring (for some sizes at least). */
-        public boolean onCallerRing() {
-            return this != SYSCALLS;
-        }
-
-        /**
-         * What ublk exports use: CALLER_RING_LARGE, or as QBLK_UBLK_FILE_IO says: {@code pread}
-         * (SYSCALLS), {@code ring} (CALLER_RING, every size), {@code auto} (the default).
-         */
-        public static FileIo forUblk() {
-            String v = System.getenv("QBLK_UBLK_FILE_IO");
-            if (v == null || v.isEmpty() || v.equals("auto")) return CALLER_RING_LARGE;
-            return switch (v) {
-                case "pread" -> SYSCALLS;
-                case "ring" -> CALLER_RING;
-                default -> throw new IllegalArgumentException("QBLK_UBLK_FILE_IO=" + v + ": expected auto, ring or pread");
-            };
-        }
-    }
-
-    /** The qcow2 header magic "QFI\xfb". */
-    public static final int QCOW2_MAGIC = 0x514649fb;
-
-    /** Opens {@code file} in {@code format} with syscall I/O; a read-only target refuses writes. NULL needs {@link #openNull}. */
-    public static BlockTarget open(Path file, Format format, boolean readOnly) throws IOException {
-        return open(file, format, readOnly, FileIo.SYSCALLS);
-    }
-
-    /** Opens {@code file} in {@code format}, its file I/O done as {@code io} says; qcow2 metadata write-back. */
-    public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io) throws IOException {
-        return open(file, format, readOnly, io, MetadataWrite.WRITEBACK);
-    }
-
-    /**
-     * Opens {@code file} in {@code format}, its file I/O done as {@code io} says; a qcow2 image keeps
-     * its changed metadata as {@code metadata} says (raw has none: every completed write is in the file).
-     */
-    public static BlockTarget open(Path file, Format format, boolean readOnly, FileIo io, MetadataWrite metadata) throws IOException {
-        if (format == Format.NULL) throw new IllegalArgumentException("the null target has no file; use a size");
-        if (format == Format.AUTO) format = detect(file);
+    /** Opens {@code file} (null for the null target) as {@code options} say. */
+    public static BlockTarget open(Path file, TargetOptions options) throws IOException {
+        ImageFormat format = options.format() != null ? options.format() : ImageFormat.probe(file);
         return switch (format) {
-            case RAW -> {
-                IoBackend f = io.onCallerRing() ? UringFileBackend.openForCallerRing(file, readOnly, io.ringMinBytes())
-                        : PosixFileBackend.open(file, readOnly);
+            case NULL -> new NullTarget(options.nullSize());
+            case RAW -> rawTarget(openFile(file, options));
+            case QCOW2 -> {
+                if (!options.fileIo().onCallerRing()) yield new Qcow2Target(openImage(file, options));
+                // Opening (header, tables, and the repair of a dirty image left by a crash) runs here on
+                // an unbound thread, so it uses syscalls and is complete before any queue serves I/O;
+                // afterwards every queue's tags reach the file through their own ring.
+                IoBackend f = openFile(file, options);
                 try {
-                    yield new RawTarget(f);
+                    yield new Qcow2Target(named(file, () -> Qcow2Image.open(f, engineOptions(options), file)), f);
                 } catch (IOException | RuntimeException e) {
                     f.close();
                     throw e;
                 }
             }
-            case QCOW2 -> {
-                OpenOptions options = OpenOptions.defaults().withReadOnly(readOnly).withMetadataWrite(metadata);
-                yield io.onCallerRing() ? openQcow2OnCallerRing(file, options, io.ringMinBytes()) : new Qcow2Target(Qcow2Image.open(file, options));
-            }
-            default -> throw new IllegalStateException(format.toString());
         };
+    }
+
+    /**
+     * Opens {@code file} as a qcow2 image for the engine's own operations (info, check, map),
+     * with syscall file I/O; a format error names the file.
+     */
+    public static Qcow2Image openImage(Path file, TargetOptions options) throws IOException {
+        if (options.fileIo().onCallerRing()) throw new IllegalArgumentException("openImage uses syscall file I/O");
+        return named(file, () -> Qcow2Image.open(file, engineOptions(options)));
     }
 
     /**
@@ -137,24 +61,27 @@ public final class TargetOpener {
      * clusters (allocated, not yet referenced), which this reclaims. {@code log} receives one line
      * saying what was found and repaired.
      */
-    public static BlockTarget openForRecovery(Path file, Format format, FileIo io, MetadataWrite metadata,
-                                              java.util.function.Consumer<String> log) throws IOException {
-        if (format == Format.AUTO) format = detect(file);
-        if (format != Format.QCOW2) return open(file, format, false, io);
-        boolean dirty = dirtyBitSet(file);
-        BlockTarget t = open(file, format, false, io, metadata);
+    public static BlockTarget openForRecovery(Path file, TargetOptions options, Consumer<String> log) throws IOException {
+        ImageFormat format = options.format() != null ? options.format() : ImageFormat.probe(file);
+        options = options.withFormat(format);
+        if (format != ImageFormat.QCOW2 || options.readOnly()) return open(file, options);
+        boolean dirty;
+        try (PosixFileBackend f = PosixFileBackend.open(file, true)) {
+            dirty = Qcow2Header.dirtyBitSet(f);
+        }
+        BlockTarget t = open(file, options);
         try {
             Qcow2Image image = ((Qcow2Target) t).image();
             CheckReport r = image.check(RepairMode.ALL);
             if (r.corruptions() > 0 || r.checkErrors() > 0)
-                throw new IOException(file + ": " + r.corruptions() + " corruption(s) and " + r.checkErrors()
-                        + " check error(s) remain after repair; not serving it");
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, file + ": " + r.corruptions() + " corruption(s) and "
+                        + r.checkErrors() + " check error(s) remain after repair; not serving it");
             image.flush();
             boolean stillDirty = image.info().dirtyFlag();
             log.accept(file + ": reopened after its server died: dirty bit " + (dirty ? "was set, repaired while opening" : "was clear")
                     + (stillDirty ? " (STILL SET)" : "") + "; check repaired " + r.leaksFixed() + " leaked cluster(s) and "
                     + r.corruptionsFixed() + " refcount error(s) before serving");
-            if (stillDirty) throw new IOException(file + ": dirty bit still set after repair; not serving it");
+            if (stillDirty) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, file + ": dirty bit still set after repair; not serving it");
             return t;
         } catch (IOException | RuntimeException e) {
             t.close();
@@ -162,46 +89,39 @@ public final class TargetOpener {
         }
     }
 
-    /** Whether a qcow2 v3 header has its dirty bit (incompatible feature bit 0) set. */
-    static boolean dirtyBitSet(Path file) throws IOException {
-        try (PosixFileBackend f = PosixFileBackend.open(file, true); Arena a = Arena.ofConfined()) {
-            if (f.size() < 80) return false;
-            MemorySegment h = a.allocate(80);
-            f.read(0, h);
-            ValueLayout.OfInt be32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-            if (h.get(be32, 0) != QCOW2_MAGIC || h.get(be32, 4) < 3) return false;
-            long incompatible = h.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 72);
-            return (incompatible & 1) != 0;
-        }
-    }
-
-    public static BlockTarget openNull(long size) {
-        return new NullTarget(size);
-    }
-
-    /** QCOW2 when the file starts with the qcow2 magic, RAW otherwise. */
-    public static Format detect(Path file) throws IOException {
-        try (PosixFileBackend f = PosixFileBackend.open(file, true); Arena a = Arena.ofConfined()) {
-            if (f.size() < 4) return Format.RAW;
-            MemorySegment m = a.allocate(4);
-            f.read(0, m);
-            int magic = m.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 0);
-            return magic == QCOW2_MAGIC ? Format.QCOW2 : Format.RAW;
-        }
-    }
-
-    /**
-     * The engine on a caller-ring backend. Opening (header, tables, and the repair of a dirty image
-     * left by a crash) runs here on an unbound thread, so it uses syscalls and is complete before any
-     * queue serves I/O; afterwards every queue's tags reach the file through their own ring.
-     */
-    private static BlockTarget openQcow2OnCallerRing(Path file, OpenOptions options, long ringMinBytes) throws IOException {
-        UringFileBackend f = UringFileBackend.openForCallerRing(file, options.readOnly(), ringMinBytes);
+    /** A raw target on {@code f}; {@code f} is closed when the target cannot be made. */
+    static BlockTarget rawTarget(IoBackend f) throws IOException {
         try {
-            return new Qcow2Target(Qcow2Image.open(f, options, file), f);
+            return new RawTarget(f);
         } catch (IOException | RuntimeException e) {
             f.close();
             throw e;
+        }
+    }
+
+    private static IoBackend openFile(Path file, TargetOptions o) throws IOException {
+        if (file == null) throw new IllegalArgumentException("missing FILE (only the null target has none)");
+        return o.fileIo().onCallerRing() ? FileBackends.openOnCallerRing(file, o.readOnly(), o.fileIo().ringMinBytes(), o.cache())
+                : FileBackends.open(file, o.readOnly(), o.cache(), o.aio());
+    }
+
+    private static OpenOptions engineOptions(TargetOptions o) {
+        return OpenOptions.defaults().withReadOnly(o.readOnly()).withBackingPolicy(o.backing())
+                .withMetadataWrite(o.metadata()).withCacheMode(o.cache()).withAio(o.aio());
+    }
+
+    private interface ImageOpen {
+        Qcow2Image open() throws IOException;
+    }
+
+    /** Format errors keep their kind and name the file. */
+    private static Qcow2Image named(Path file, ImageOpen open) throws IOException {
+        try {
+            return open.open();
+        } catch (Qcow2Exception e) {
+            String m = e.getMessage() == null ? "" : e.getMessage();
+            if (m.startsWith(file.toString())) throw e;
+            throw new Qcow2Exception(e.kind(), file + ": " + m, e);
         }
     }
 }

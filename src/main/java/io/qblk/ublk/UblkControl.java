@@ -25,10 +25,18 @@ public final class UblkControl implements AutoCloseable {
 
     static final int CMD_GET_DEV_INFO = 0x02, CMD_ADD_DEV = 0x04, CMD_DEL_DEV = 0x05, CMD_START_DEV = 0x06,
             CMD_STOP_DEV = 0x07, CMD_SET_PARAMS = 0x08, CMD_GET_PARAMS = 0x09,
-            CMD_START_USER_RECOVERY = 0x10, CMD_END_USER_RECOVERY = 0x11, CMD_GET_FEATURES = 0x13;
+            CMD_START_USER_RECOVERY = 0x10, CMD_END_USER_RECOVERY = 0x11, CMD_GET_DEV_INFO2 = 0x12, CMD_GET_FEATURES = 0x13;
 
     public static final long F_URING_CMD_COMP_IN_TASK = 1L << 1, F_NEED_GET_DATA = 1L << 2,
-            F_USER_RECOVERY = 1L << 3, F_USER_RECOVERY_REISSUE = 1L << 4, F_CMD_IOCTL_ENCODE = 1L << 6;
+            F_USER_RECOVERY = 1L << 3, F_USER_RECOVERY_REISSUE = 1L << 4, F_UNPRIVILEGED_DEV = 1L << 5,
+            F_CMD_IOCTL_ENCODE = 1L << 6;
+
+    /**
+     * Not root: devices are created with UBLK_F_UNPRIVILEGED_DEV (kernel ≥ 6.5, ioctl-encoded opcodes),
+     * and every command on a device carries the path of its /dev/ublkcN ahead of its payload (the
+     * kernel checks the caller's access to that node; GET_DEV_INFO becomes GET_DEV_INFO2).
+     */
+    static final boolean UNPRIVILEGED = UblkSyscalls.geteuid() != 0;
 
     private static final int CTRL_CMD_SIZE = 32, IO_CMD_SIZE = 16;
 
@@ -36,6 +44,8 @@ public final class UblkControl implements AutoCloseable {
     private final CommandRing ring;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment buf = arena.allocate(4096, 4096);
+    /** Unprivileged commands: "/dev/ublkcN" followed by the payload. */
+    private final MemorySegment pathBuf = arena.allocate(4096 + 64, 8);
     private final boolean ioctlEncoding;
     private final long features;
 
@@ -64,7 +74,8 @@ public final class UblkControl implements AutoCloseable {
         if (fd < 0) {
             int e = LibC.errno();
             if (e == Errno.EACCES || e == Errno.EPERM)
-                throw new UblkException(CONTROL_PATH + ": permission denied (ublk needs root / CAP_SYS_ADMIN)", e);
+                throw new UblkException(CONTROL_PATH + ": permission denied (ublk needs root, or read-write access to "
+                        + CONTROL_PATH + " for unprivileged devices on Linux 6.5 or later)", e);
             if (e == Errno.ENOENT || e == Errno.ENODEV || e == Errno.ENXIO) throw new UblkUnavailableException();
             throw UblkException.fromErrno("open " + CONTROL_PATH, e);
         }
@@ -119,6 +130,21 @@ public final class UblkControl implements AutoCloseable {
     }
 
     private synchronized int command(int cmdOp, int devId, long addr, int len, long data0) throws UblkException {
+        int nr = cmdOp & 0xff;
+        if (!UNPRIVILEGED || devId < 0 || nr == CMD_ADD_DEV || nr == CMD_GET_FEATURES) return submit(cmdOp, devId, addr, len, data0, 0);
+        // Unprivileged: addr = "/dev/ublkcN" + payload, dev_path_len = the path's length; the kernel
+        // checks our access to that node and then hands the command the payload behind it.
+        byte[] path = ("/dev/ublkc" + devId).getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        MemorySegment.copy(MemorySegment.ofArray(path), 0, pathBuf, 0, path.length);
+        MemorySegment payload = len > 0 ? MemorySegment.ofAddress(addr).reinterpret(len) : null;
+        if (payload != null) MemorySegment.copy(payload, 0, pathBuf, path.length, len);
+        if (nr == CMD_GET_DEV_INFO) cmdOp = ioctlEncoding ? ioc(2, CMD_GET_DEV_INFO2, CTRL_CMD_SIZE) : CMD_GET_DEV_INFO2;
+        int r = submit(cmdOp, devId, pathBuf.address(), path.length + len, data0, path.length);
+        if (payload != null && r >= 0) MemorySegment.copy(pathBuf, path.length, payload, 0, len); // replies (GET_*)
+        return r;
+    }
+
+    private int submit(int cmdOp, int devId, long addr, int len, long data0, int devPathLen) throws UblkException {
         MemorySegment sqe = ring.nextSqe();
         CommandRing.prepUringCmd(sqe, fd, cmdOp, 1);
         long c = CommandRing.SQE_CMD;
@@ -127,6 +153,9 @@ public final class UblkControl implements AutoCloseable {
         sqe.set(ValueLayout.JAVA_SHORT, c + 6, (short) len);
         sqe.set(ValueLayout.JAVA_LONG, c + 8, addr);
         sqe.set(ValueLayout.JAVA_LONG, c + 16, data0);
+        sqe.set(ValueLayout.JAVA_SHORT, c + 24, (short) devPathLen);
+        sqe.set(ValueLayout.JAVA_SHORT, c + 26, (short) 0);
+        sqe.set(ValueLayout.JAVA_INT, c + 28, 0);
         int[] res = {Integer.MIN_VALUE};
         try {
             while (res[0] == Integer.MIN_VALUE) {
@@ -142,7 +171,10 @@ public final class UblkControl implements AutoCloseable {
     private int check(String what, int devId, int r) throws UblkException {
         if (r < 0) {
             String dev = devId >= 0 ? " (device " + devId + ")" : "";
-            if (-r == Errno.EPERM) throw new UblkException("ublk " + what + dev + ": permission denied (needs root / CAP_SYS_ADMIN)", -r);
+            if (-r == Errno.EPERM || -r == Errno.EACCES)
+                throw new UblkException("ublk " + what + dev + ": permission denied (" + (UNPRIVILEGED
+                        ? "not root: the device must be an unprivileged one of this user, with its /dev/ublkcN accessible"
+                        : "needs root / CAP_SYS_ADMIN") + ")", -r);
             if (-r == Errno.ENODEV) throw new UblkException("ublk " + what + dev + ": no such ublk device", -r);
             throw UblkException.fromErrno("ublk " + what + dev, -r);
         }

@@ -2,6 +2,7 @@ package io.qblk.ublk;
 
 import io.qblk.target.BlockTarget;
 
+import io.qblk.io.CacheMode;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.util.concurrent.CountDownLatch;
@@ -17,6 +18,16 @@ public final class UblkExport {
     private UblkExport() {}
 
     /** Serves a new device; returns the process exit code. */
+    /**
+     * The image page-cache use of a ublk device unless chosen per device (--cache, the service's
+     * device key): QBLK_UBLK_CACHE (none or writeback) when set, else none (measured in
+     * docs/performance.md, issue 11; like ublksrv and qemu-nbd --cache=none).
+     */
+    public static CacheMode defaultCacheMode() {
+        String v = System.getenv("QBLK_UBLK_CACHE");
+        return v == null || v.isBlank() ? CacheMode.NONE : CacheMode.parse(v);
+    }
+
     public static int serve(BlockTarget target, UblkServer.Options options, PrintStream out) throws IOException {
         UblkServer server;
         try {
@@ -43,6 +54,9 @@ public final class UblkExport {
     private static int run(UblkServer server, BlockTarget target, PrintStream out) throws IOException {
         out.println(server.blockDevice());
         out.flush();
+        System.err.println("qblk: " + server.blockDevice() + ": " + (server.unprivileged() ? "unprivileged device, " : "")
+                + (server.ioctlEncoding() ? "ioctl-encoded" : "legacy") + " ublk opcodes; tag threads " + (server.carried() ? "carried by their queue's ring thread"
+                : "on the default scheduler" + (io.qblk.uring.VirtualCarrier.available() ? "" : " (" + io.qblk.uring.VirtualCarrier.unavailableReason() + ")")));
         AtomicBoolean shuttingDown = new AtomicBoolean();
         CountDownLatch cleaned = new CountDownLatch(1);
         Thread hook = new Thread(() -> {

@@ -35,6 +35,12 @@ import java.util.logging.Logger;
  * completion arrives. A completion of 0 means iod[t] holds a new request; -ENODEV (UBLK_IO_RES_ABORT)
  * means the device is stopping and the tag ends.
  *
+ * <p>Carrier: where the JDK allows it ({@link io.qblk.uring.VirtualCarrier}), the tag threads run on
+ * the ring thread itself ({@link RingThread#newThread}), so the hand-offs drawn above are an enqueue
+ * and a park on one OS thread: a request is reaped, served and committed without a thread switch, and
+ * the target's file I/O must (and does, with the caller-ring backend) go through the ring. Otherwise
+ * they run on the default virtual-thread scheduler and the ring thread wakes them across threads.
+ *
  * <p>Each tag thread runs with the queue's ring bound as its {@link CallerRing}: a target whose file
  * sits on a caller-ring {@link io.qblk.uring.UringFileBackend} (raw and qcow2 under ublk) submits its
  * data and metadata I/O to this same ring, so it is batched with the queue's io commands in one
@@ -117,7 +123,7 @@ final class UblkQueue {
         }
         for (int t = 0; t < depth; t++) {
             int tag = t;
-            tagThreads[t] = Thread.ofVirtual().name("ublk-q" + qid + "-t" + t).unstarted(() -> tagLoop(tag));
+            tagThreads[t] = ring.newThread("ublk-q" + qid + "-t" + t, () -> tagLoop(tag)); // carried by the ring thread when it can
         }
         for (Thread th : tagThreads) th.start();
         try {
@@ -138,6 +144,11 @@ final class UblkQueue {
     /** Requests this queue has completed (READ, WRITE, FLUSH, DISCARD, WRITE_ZEROES, including failed ones). */
     long servedRequests() {
         return served.sum();
+    }
+
+    /** Whether the tag threads run on the ring thread (the per-queue carrier). */
+    boolean carried() {
+        return ring != null && ring.carriesVirtualThreads();
     }
 
     /** Whether the tag buffers are registered with the ring (backend I/O into them uses READ_FIXED / WRITE_FIXED). */
@@ -260,7 +271,7 @@ final class UblkQueue {
             }
         } catch (IOException | RuntimeException e) {
             LOG.warning("ublk queue " + qid + ": op " + op + " at " + offset + "+" + length + " failed: " + e.getMessage());
-            return -Errno.EIO;
+            return -io.qblk.target.TargetErrors.toErrno(e);
         }
     }
 }

@@ -66,7 +66,8 @@ public final class UblkServer {
         checkLimits(o);
         UblkControl control = UblkControl.open();
         long flags = UblkControl.F_USER_RECOVERY | UblkControl.F_USER_RECOVERY_REISSUE
-                | (control.ioctlEncoding() ? UblkControl.F_CMD_IOCTL_ENCODE : 0);
+                | (control.ioctlEncoding() ? UblkControl.F_CMD_IOCTL_ENCODE : 0)
+                | (UblkControl.UNPRIVILEGED ? UblkControl.F_UNPRIVILEGED_DEV : 0); // the kernel drops user recovery then
         UblkDeviceInfo granted;
         try {
             granted = control.addDevice(new UblkDeviceInfo(o.queues(), o.depth(), 0, o.maxIoBytes(), o.devId(), 0, flags));
@@ -144,8 +145,23 @@ public final class UblkServer {
     private void openQueues() throws UblkException {
         Path cdev = Path.of("/dev/ublkc" + devId);
         waitForNode(cdev);
-        cdevFd = LibC.open(cdev.toString(), LibC.O_RDWR | LibC.O_CLOEXEC, 0);
-        if (cdevFd < 0) throw UblkException.fromErrno("open " + cdev, LibC.errno());
+        long deadline = System.currentTimeMillis() + 10_000;
+        while ((cdevFd = LibC.open(cdev.toString(), LibC.O_RDWR | LibC.O_CLOEXEC, 0)) < 0) {
+            int e = LibC.errno();
+            // An unprivileged device's nodes are created root-owned; a udev rule gives them to their owner.
+            if (e != Errno.EACCES || !UblkControl.UNPRIVILEGED || System.currentTimeMillis() > deadline) {
+                if (e == Errno.EACCES && UblkControl.UNPRIVILEGED)
+                    throw new UblkException("open " + cdev + ": permission denied (an unprivileged device needs a udev rule "
+                            + "giving its owner /dev/ublkcN and /dev/ublkbN, see docs/ublk.md)", e);
+                throw UblkException.fromErrno("open " + cdev, e);
+            }
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException ie) {
+                Thread.currentThread().interrupt();
+                throw new UblkException("interrupted waiting for access to " + cdev);
+            }
+        }
         for (int q = 0; q < info.queues(); q++) {
             UblkQueue queue = new UblkQueue(q, info.queueDepth(), info.maxIoBufBytes(), info.flags(), cdevFd, target);
             queues.add(queue);
@@ -244,6 +260,23 @@ public final class UblkServer {
         long[] r = new long[queues.size()];
         for (UblkQueue q : queues) r[q.id()] = q.servedRequests();
         return r;
+    }
+
+    /** Whether the device speaks the ioctl-encoded opcodes (UBLK_F_CMD_IOCTL_ENCODE; 6.1 knows only the legacy ones). */
+    public boolean ioctlEncoding() {
+        return info != null && (info.flags() & UblkControl.F_CMD_IOCTL_ENCODE) != 0;
+    }
+
+    /** Whether the device was created unprivileged (UBLK_F_UNPRIVILEGED_DEV: this process is not root). */
+    public boolean unprivileged() {
+        return info != null && (info.flags() & UblkControl.F_UNPRIVILEGED_DEV) != 0;
+    }
+
+    /** Whether every queue's tag threads run on that queue's ring thread (the per-queue carrier). */
+    public synchronized boolean carried() {
+        if (queues.isEmpty()) return false;
+        for (UblkQueue q : queues) if (!q.carried()) return false;
+        return true;
     }
 
     /** Whether the tag buffers are registered with every queue's ring (fixed-buffer backend I/O). */

@@ -37,6 +37,7 @@ final class UblkSyscalls {
     private static final MethodHandle WRITE = down("write", FunctionDescriptor.of(ValueLayout.JAVA_LONG,
             ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG), CCS);
     private static final MethodHandle GETPID = down("getpid", FunctionDescriptor.of(ValueLayout.JAVA_INT));
+    private static final MethodHandle GETEUID = down("geteuid", FunctionDescriptor.of(ValueLayout.JAVA_INT));
 
     private UblkSyscalls() {}
 
@@ -107,6 +108,14 @@ final class UblkSyscalls {
         eight.set(ValueLayout.JAVA_LONG, 0, 1L);
         try {
             long ignored = (long) WRITE.invokeExact(STATE.get(), fd, eight, 8L);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    static int geteuid() {
+        try {
+            return (int) GETEUID.invokeExact();
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -8,10 +8,17 @@ import java.time.Duration;
  * @param entries      SQ entries (power of two; the kernel clamps and rounds), CQ gets twice as many
  * @param setupFlags   extra IORING_SETUP_* bits, e.g. {@link IoUring#SETUP_SQE128} | {@link IoUring#SETUP_CQE32}
  * @param closeTimeout how long close() waits for in-flight operations before failing them
+ * @param carrier      whether the owner thread also carries the virtual threads made by
+ *                     {@link RingThread#newThread} (when {@link VirtualCarrier#available()}; otherwise
+ *                     they run on the default scheduler)
  */
-public record RingOptions(int entries, int setupFlags, Duration closeTimeout) {
+public record RingOptions(int entries, int setupFlags, Duration closeTimeout, boolean carrier) {
     public RingOptions {
         if (entries < 1 || entries > 32768) throw new IllegalArgumentException("ring entries " + entries);
+    }
+
+    public RingOptions(int entries, int setupFlags, Duration closeTimeout) {
+        this(entries, setupFlags, closeTimeout, false);
     }
 
     /** 128 entries, 64-byte SQEs and 16-byte CQEs, 5 s close timeout. */
@@ -19,20 +26,25 @@ public record RingOptions(int entries, int setupFlags, Duration closeTimeout) {
         return new RingOptions(128, 0, Duration.ofSeconds(5));
     }
 
-    /** A ring for a ublk queue: SQE128 (80-byte command area) and CQE32. */
+    /** A ring for a ublk queue: SQE128 (80-byte command area) and CQE32, carrying the queue's tag threads. */
     public static RingOptions forUblk(int entries) {
-        return new RingOptions(entries, IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32, Duration.ofSeconds(5));
+        return new RingOptions(entries, IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32, Duration.ofSeconds(5), true);
     }
 
     public RingOptions withEntries(int n) {
-        return new RingOptions(n, setupFlags, closeTimeout);
+        return new RingOptions(n, setupFlags, closeTimeout, carrier);
     }
 
     public RingOptions withSetupFlags(int flags) {
-        return new RingOptions(entries, flags, closeTimeout);
+        return new RingOptions(entries, flags, closeTimeout, carrier);
     }
 
     public RingOptions withCloseTimeout(Duration d) {
-        return new RingOptions(entries, setupFlags, d);
+        return new RingOptions(entries, setupFlags, d, carrier);
+    }
+
+    /** Whether the owner thread carries the ring's virtual threads (see {@link RingThread#newThread}). */
+    public RingOptions withCarrier(boolean on) {
+        return new RingOptions(entries, setupFlags, closeTimeout, on);
     }
 }

@@ -35,6 +35,19 @@ import java.util.concurrent.atomic.AtomicInteger;
  * handlers, tasks from {@link #callOnOwner}) may submit and even {@link #execute} without deadlock: on
  * the owner thread execute runs the loop inline until its request completes.
  *
+ * <p>Carrier mode ({@link RingOptions#carrier()}, when {@link VirtualCarrier#available()}): the virtual
+ * threads made by {@link #newThread} run on the owner thread itself, between batches. A carried thread
+ * that executes a request puts it straight into the backlog and parks; the completion unparks it onto
+ * the owner's run queue, so a request is reaped, served and resubmitted without leaving the thread (no
+ * eventfd write, no cross-thread unpark). Carried code must never block the thread: file I/O goes
+ * through this ring, locks park. Threads woken from elsewhere (a lock released by another queue, a
+ * timed park) are queued for the owner and wake it like a submission.
+ *
+ * <pre>
+ *  owner loop:  run ready carried threads ─▶ fill SQEs ─▶ io_uring_enter ─▶ reap: complete ─▶ unpark = enqueue
+ *                 (each runs until it parks on its next request)
+ * </pre>
+ *
  * <p>Closing fails queued operations with {@link RingClosedException}, asks the kernel to cancel what
  * is in flight, waits up to {@link RingOptions#closeTimeout()} for it, fails the rest, then releases
  * the ring. Later submissions fail immediately.
@@ -62,9 +75,21 @@ public final class RingThread implements AutoCloseable {
         }
     }
 
+    /** Bound in the virtual threads this ring carries (see {@link #carriedHere}). */
+    private static final ScopedValue<RingThread> CARRIED = ScopedValue.newInstance();
+
     private final String name;
     private final RingOptions options;
     private final Thread owner;
+    /** Carrier mode: this ring's virtual threads run on {@link #owner}. */
+    private final boolean carrying;
+    private final Thread.Builder.OfVirtual carriedThreads;
+    /** Carried continuations made runnable on the owner thread (owner-only). */
+    private final ArrayDeque<Runnable> ready = new ArrayDeque<>();
+    /** Carried continuations made runnable by other threads. */
+    private final java.util.concurrent.ConcurrentLinkedQueue<Runnable> remoteReady = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    /** Set once the owner has run its last carried continuation; later ones run on the common pool. */
+    private volatile boolean carrierDone;
     private final CompletableFuture<Void> started = new CompletableFuture<>();
 
     // ---- shared between submitters and the owner
@@ -101,6 +126,8 @@ public final class RingThread implements AutoCloseable {
         this.name = name;
         this.options = options;
         this.owner = Thread.ofPlatform().name(name).daemon(true).unstarted(this::run);
+        this.carrying = options.carrier() && VirtualCarrier.available();
+        this.carriedThreads = carrying ? VirtualCarrier.builder(this::schedule) : null;
         wakeValue.set(ValueLayout.JAVA_LONG, 0, 1L);
         timeout.set(ValueLayout.JAVA_LONG, 0, 0L);
         timeout.set(ValueLayout.JAVA_LONG, 8, 50_000_000L); // 50 ms poll while closing
@@ -162,6 +189,62 @@ public final class RingThread implements AutoCloseable {
         return closing;
     }
 
+    /** Whether this ring's owner thread carries the virtual threads made by {@link #newThread}. */
+    public boolean carriesVirtualThreads() {
+        return carrying;
+    }
+
+    /**
+     * An unstarted virtual thread running {@code task}: carried by the owner thread in carrier mode
+     * (see the class comment), otherwise on the default scheduler.
+     */
+    public Thread newThread(String threadName, Runnable task) {
+        if (!carrying) return Thread.ofVirtual().name(threadName).unstarted(task);
+        return carriedThreads.name(threadName).unstarted(() -> ScopedValue.where(CARRIED, this).run(task));
+    }
+
+    /** Whether the current thread is one this ring carries, running on its owner. */
+    private boolean carriedHere() {
+        return carrying && !carrierDone && CARRIED.isBound() && CARRIED.get() == this;
+    }
+
+    /** The scheduler of the carried threads: a continuation to run on the owner thread. */
+    private void schedule(Runnable continuation) {
+        if (!carrierDone && (Thread.currentThread() == owner || carriedHere())) { // on the owner's OS thread
+            ready.addLast(continuation);
+            return;
+        }
+        remoteReady.add(continuation);
+        if (carrierDone) {
+            drainRemoteToPool(); // the owner has ended: run what is left elsewhere
+        } else if (sleeping) {
+            wake();
+        }
+    }
+
+    private void drainRemoteToPool() {
+        Runnable r;
+        while ((r = remoteReady.poll()) != null) java.util.concurrent.ForkJoinPool.commonPool().execute(r);
+    }
+
+    /** Runs the carried continuations that are ready now (owner thread, main loop only). */
+    private void runReady() {
+        Runnable r;
+        while ((r = remoteReady.poll()) != null) ready.addLast(r);
+        for (int n = ready.size(); n > 0; n--) {
+            Runnable c = ready.pollFirst();
+            try {
+                c.run();
+            } catch (Throwable t) {
+                LOG.log(System.Logger.Level.ERROR, "carried thread on " + name + " failed", t);
+            }
+        }
+    }
+
+    private boolean hasReady() {
+        return !ready.isEmpty() || !remoteReady.isEmpty();
+    }
+
     // =====================================================================================
     // Submission API (any thread)
 
@@ -171,7 +254,7 @@ public final class RingThread implements AutoCloseable {
      * On the owner thread itself the op joins the backlog and goes out with the next batch.
      */
     public void submit(UringOp op) {
-        if (isOwnerThread()) {
+        if (isOwnerThread() || carriedHere()) {
             if (shutDown) op.fail(closedException());
             else backlog.addLast(op);
             return;
@@ -189,7 +272,11 @@ public final class RingThread implements AutoCloseable {
         if (isOwnerThread()) {
             if (shutDown) throw closedException();
             backlog.addLast(request);
-            while (!request.isDone()) loopOnce(true);
+            while (!request.isDone()) loopOnce(true, false);
+        } else if (carriedHere()) { // on the owner's OS thread: straight into the next batch, then park
+            if (shutDown) throw closedException();
+            backlog.addLast(request);
+            request.await();
         } else {
             push(request);
             request.await();
@@ -210,7 +297,11 @@ public final class RingThread implements AutoCloseable {
         if (isOwnerThread()) {
             if (shutDown) throw closedException();
             backlog.addLast(op);
-            while (!allDone(chain)) loopOnce(true);
+            while (!allDone(chain)) loopOnce(true, false);
+        } else if (carriedHere()) {
+            if (shutDown) throw closedException();
+            backlog.addLast(op);
+            for (UringRequest r : chain) r.await();
         } else {
             push(op);
             for (UringRequest r : chain) r.await();
@@ -436,7 +527,7 @@ public final class RingThread implements AutoCloseable {
         started.complete(null);
         armWake();
         try {
-            while (!closing) loopOnce(true);
+            while (!closing) loopOnce(true, carrying);
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "ring thread " + name + " failed; closing it", t);
             closing = true;
@@ -445,14 +536,19 @@ public final class RingThread implements AutoCloseable {
         }
     }
 
-    /** One turn of the owner loop: take new work, fill SQEs, one io_uring_enter, dispatch completions. */
-    private void loopOnce(boolean mayBlock) throws ErrnoException {
+    /**
+     * One turn of the owner loop: run ready carried threads ({@code runTasks}: the main loop only, not
+     * a nested {@link #execute} on the owner), take new work, fill SQEs, one io_uring_enter, dispatch
+     * completions.
+     */
+    private void loopOnce(boolean mayBlock, boolean runTasks) throws ErrnoException {
+        if (runTasks) runReady();
         takeIncoming();
         fill();
         int wait = 0;
         if (mayBlock) {
             sleeping = true;
-            if (INCOMING.getVolatile(this) == null && !closing && ring.cqReady() == 0) wait = 1;
+            if (INCOMING.getVolatile(this) == null && !closing && ring.cqReady() == 0 && !(runTasks && hasReady())) wait = 1;
             else sleeping = false;
         }
         try {
@@ -588,6 +684,10 @@ public final class RingThread implements AutoCloseable {
                 if (c != null) c.prepCancel(0, Sqe.CANCEL_ANY | Sqe.CANCEL_ALL).userData(CANCEL_UD);
             }
             while ((inflight() > 0 || wakeArmed) && System.nanoTime() < deadline) {
+                if (carrying) {
+                    runReady(); // carried threads see their failures and end
+                    while (!backlog.isEmpty()) failQuietly(backlog.pollFirst());
+                }
                 if (!timeoutArmed) {
                     Sqe t = ring.nextSqe();
                     if (t != null) {
@@ -610,6 +710,16 @@ public final class RingThread implements AutoCloseable {
         for (UringOp op : stuck) failQuietly(op, new RingClosedException("io_uring ring thread " + name
                 + " closed with the operation still in flight"));
         ring.close();
+        if (carrying) { // let the carried threads see their failures and end (new requests fail at once)
+            while (hasReady() || !backlog.isEmpty()) {
+                runReady();
+                while (!backlog.isEmpty()) failQuietly(backlog.pollFirst());
+                UringOp rest = (UringOp) INCOMING.getAndSet(this, CLOSED);
+                takeChain(rest);
+            }
+            carrierDone = true;
+            drainRemoteToPool();
+        }
         eventFdClosed = true;
         while (wakers.get() > 0) Thread.onSpinWait();
         UringSyscalls.close(eventFd);

@@ -2,12 +2,12 @@ package io.qblk.uring;
 
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
+import io.qblk.io.ImageLock;
 import io.qblk.io.IoBackend;
 import io.qblk.io.LibC;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -37,28 +37,45 @@ public final class UringFileBackend implements IoBackend {
     /** Caller-ring mode: reads and writes shorter than this use syscalls even on a bound thread. */
     private final long ringMinBytes;
     private final int fd;
+    private final ImageLock.Locked locked; // null: a sibling descriptor
+    private final Path path;
     private final boolean readOnly;
     private final String name;
     private final LongAdder ringOps = new LongAdder(), fixedOps = new LongAdder(), syscallOps = new LongAdder();
     private volatile boolean closed;
 
-    private UringFileBackend(RingThread ring, boolean ownsRing, int fd, boolean readOnly, String name) {
-        this(ring, ownsRing, fd, readOnly, name, 0);
+    private UringFileBackend(RingThread ring, boolean ownsRing, ImageLock.Locked locked, Path path, boolean readOnly, long ringMinBytes) {
+        this(ring, ownsRing, locked.fd(), locked, path, readOnly, ringMinBytes);
     }
 
-    private UringFileBackend(RingThread ring, boolean ownsRing, int fd, boolean readOnly, String name, long ringMinBytes) {
+    private UringFileBackend(RingThread ring, boolean ownsRing, int fd, ImageLock.Locked locked, Path path, boolean readOnly, long ringMinBytes) {
         this.ring = ring;
         this.fixedRoute = ring == null ? null : new CallerRing(ring);
         this.ownsRing = ownsRing;
         this.ringMinBytes = ringMinBytes;
         this.fd = fd;
+        this.locked = locked;
+        this.path = path;
         this.readOnly = readOnly;
-        this.name = name;
+        this.name = path.toString();
     }
 
-    /** Opens {@code path} (creating it with mode 0644 when {@code create}) on an existing ring thread. */
+    /**
+     * Opens {@code path} (creating it with mode 0644 when {@code create}) on an existing ring thread.
+     * Every open takes the image's {@link ImageLock}, released on close.
+     */
     public static UringFileBackend open(RingThread ring, Path path, boolean readOnly, boolean create) throws IOException {
-        return new UringFileBackend(ring, false, openFd(path, readOnly, create), readOnly, path.toString());
+        return new UringFileBackend(ring, false, ImageLock.open(path, readOnly, create, 0), path, readOnly, 0);
+    }
+
+    /**
+     * Another descriptor of the file {@code first} has open, on {@code ring}, for the same user:
+     * {@code first}'s lock covers it (e.g. the O_DIRECT half of a pair). Close it before {@code first}.
+     */
+    public static UringFileBackend openSibling(RingThread ring, UringFileBackend first) throws IOException {
+        if (first.locked == null) throw new IllegalArgumentException(first + " is itself a sibling descriptor");
+        int fd = ImageLock.openSibling(first.locked, first.path, first.readOnly, 0);
+        return new UringFileBackend(ring, false, fd, null, first.path, first.readOnly, 0);
     }
 
     /**
@@ -76,25 +93,14 @@ public final class UringFileBackend implements IoBackend {
      */
     public static UringFileBackend openForCallerRing(Path path, boolean readOnly, long ringMinBytes) throws IOException {
         if (ringMinBytes < 0) throw new IllegalArgumentException("ringMinBytes < 0: " + ringMinBytes);
-        return new UringFileBackend(null, false, openFd(path, readOnly, false), readOnly, path.toString(), ringMinBytes);
-    }
-
-    private static int openFd(Path path, boolean readOnly, boolean create) throws IOException {
-        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (create ? LibC.O_CREAT : 0);
-        int fd = LibC.open(path.toString(), flags, 0644);
-        if (fd < 0) {
-            int e = LibC.errno();
-            if (e == Errno.ENOENT) throw new NoSuchFileException(path.toString());
-            throw new ErrnoException("open " + path, e);
-        }
-        return fd;
+        return new UringFileBackend(null, false, ImageLock.open(path, readOnly, false, 0), path, readOnly, ringMinBytes);
     }
 
     /** Opens {@code path} on a ring thread of its own (64 entries), closed together with the file. */
     public static UringFileBackend open(Path path, boolean readOnly) throws IOException {
         RingThread ring = RingThread.start("uring-" + path.getFileName(), RingOptions.defaults().withEntries(64));
         try {
-            return new UringFileBackend(ring, true, openFd(path, readOnly, false), readOnly, path.toString());
+            return new UringFileBackend(ring, true, ImageLock.open(path, readOnly, false, 0), path, readOnly, 0);
         } catch (IOException | RuntimeException e) {
             ring.close();
             throw e;
@@ -295,7 +301,8 @@ public final class UringFileBackend implements IoBackend {
         if (closed) return;
         closed = true;
         try {
-            if (LibC.close(fd) != 0) throw new ErrnoException("close " + name, LibC.errno());
+            if (locked != null) locked.close(name);
+            else if (LibC.close(fd) != 0) throw new ErrnoException("close " + name, LibC.errno());
         } finally {
             if (ownsRing) ring.close();
         }

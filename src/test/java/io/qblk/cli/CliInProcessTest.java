@@ -26,6 +26,8 @@ class CliInProcessTest {
     @Test void createRawAndV2() throws Exception { CliScenarios.createRawAndVersion2(IN_PROCESS, dir); }
     @Test void createRejects() throws Exception { CliScenarios.createRejectsBadInputWithoutTouchingFiles(IN_PROCESS, dir); }
     @Test void info() throws Exception { CliScenarios.infoHumanAndJsonMatchQemuImg(IN_PROCESS, dir); }
+    @Test void infoBacking() throws Exception { CliScenarios.infoShowsTheBackingFileLikeQemuImg(IN_PROCESS, dir); }
+    @Test void deviceNodeBacking() throws Exception { CliScenarios.aBackingDeviceNodeIsRefused(IN_PROCESS, dir); }
     @Test void checkAll() throws Exception { CliScenarios.checkExitCodesCleanLeakedCorruptAndRepair(IN_PROCESS, dir); }
     @Test void checkLeak() throws Exception { CliScenarios.checkLeakExitCodeAndRepair(IN_PROCESS, dir); }
     @Test void map() throws Exception { CliScenarios.mapJsonAndHuman(IN_PROCESS, dir); }

@@ -122,6 +122,43 @@ final class CliScenarios {
         assertEquals(1048576L, rawInfo.get("virtual-size").asLong());
     }
 
+    /** Replaces the "actual-size"/"disk size" figures, which depend on the file system, not on the tool. */
+    private static String sansActualSize(String s) {
+        return s.replaceAll("\"actual-size\": \\d+", "\"actual-size\": N").replaceAll("disk size: .*", "disk size: N");
+    }
+
+    /**
+     * qblk info names the backing file as qemu-img does, text for text (issue 16: an image whose
+     * backing file is /etc/shadow showed nothing), relative and absolute names, human and JSON.
+     */
+    static void infoShowsTheBackingFileLikeQemuImg(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path base = dir.resolve("base.qcow2"), top = dir.resolve("top.qcow2"), shadow = dir.resolve("shadow.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", base.toString(), "1M").expect(0);
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top.toString()).expect(0);
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/shadow", "-F", "raw", shadow.toString(), "1M").expect(0);
+        for (Path img : List.of(top, shadow)) {
+            for (String output : List.of("human", "json")) {
+                LaunchResult r = launcher.launch("info", "--output=" + output, img.toString());
+                assertEquals(0, r.exitCode(), r.getErrorOutput());
+                String qemu = QemuTools.run("qemu-img", "info", "--output=" + output, img.toString()).expect(0).out();
+                assertEquals(sansActualSize(qemu).strip(), sansActualSize(r.getOutput()).strip(), img + " " + output);
+            }
+        }
+        LaunchResult r = launcher.launch("info", shadow.toString());
+        assertTrue(r.getOutput().contains("backing file: /etc/shadow\nbacking file format: raw\n"), r.getOutput());
+    }
+
+    /** A backing file name is untrusted input: the CLI refuses one that is no regular file, in one line. */
+    static void aBackingDeviceNodeIsRefused(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path img = dir.resolve("devzero.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "/dev/zero", "-F", "raw", img.toString(), "1M").expect(0);
+        byte[] before = Files.readAllBytes(img);
+        LaunchResult r = launcher.launch("io", "-c", "read 0 512", img.toString());
+        assertEquals(1, r.exitCode());
+        assertOneErrorLine(r, "not a regular file");
+        assertTrue(java.util.Arrays.equals(before, Files.readAllBytes(img)), "the image is untouched");
+    }
+
     /** A qemu-made image with one leaked cluster (qemu-img check agrees: exit 3). */
     static Path leakyImage(Path dir) throws Exception {
         Path img = dir.resolve("leak.qcow2");

@@ -137,6 +137,11 @@ class ExportCommandTest {
         assertError(1, "multiple of 512", "-t", "null", "--size", "1000", "--nbd", "127.0.0.1:0");
         assertError(1, "unknown format", "-t", "vmdk", rawImage(1 << 20).toString());
         assertError(1, "bad NBD address", "--nbd=localhost", rawImage(1 << 20).toString());
+        assertError(1, "TLS credentials directory not found", "--nbd", "127.0.0.1:0", "--tls-creds",
+                dir.resolve("no-creds").toString(), rawImage(1 << 20).toString());
+        Files.createDirectories(dir.resolve("empty-creds"));
+        assertError(1, "server-cert.pem: missing", "--nbd", "127.0.0.1:0", "--tls-creds",
+                dir.resolve("empty-creds").toString(), rawImage(1 << 20).toString());
     }
 
     private void assertError(int code, String text, String... args) {

@@ -83,6 +83,7 @@ class QemuParityTest {
                 {empty.toString(), biggerTail.toString()}, {biggerTail.toString(), empty.toString()},
                 {a.toString(), overlay.toString()}, {"-s", a.toString(), overlay.toString()}, {empty.toString(), a.toString()},
                 {"-f", "raw", "-F", "qcow2", raw.toString(), a.toString()}, {"-q", a.toString(), differs.toString()},
+                {a.toString(), a.toString()}, {"-s", overlay.toString(), overlay.toString()}, // one file opened twice, read-only: the locks share
         };
         for (String[] args : pairs) {
             QemuTools.Result q = QemuTools.run(cmd("qemu-img", concat(new String[] {"compare"}, args)));
@@ -283,6 +284,22 @@ class QemuParityTest {
         r = QblkRunner.run("convert", "-O", "qcow2", a.toString(), a.toString());
         assertEquals(1, r.exitCode());
         assertTrue(r.err().contains("output is also an input"), r.err());
+        Path hardLink = Files.createLink(dir.resolve("a-link.qcow2"), a); // the same file under another name
+        r = QblkRunner.run("convert", "-n", "-O", "qcow2", a.toString(), hardLink.toString());
+        assertEquals(1, r.exitCode());
+        assertTrue(r.err().contains("output is also an input"), r.err());
+        // -B with a backing file that does not open: refused before OUT is created, nothing left behind
+        r = QblkRunner.run("convert", "-O", "qcow2", "-B", "missing-base.qcow2", "-F", "qcow2", a.toString(), out.toString());
+        assertEquals(1, r.exitCode());
+        assertEquals(1, r.err().lines().count(), r.err());
+        assertTrue(r.err().contains("could not open backing file missing-base.qcow2"), r.err());
+        assertFalse(r.err().contains("Exception"), r.err());
+        assertFalse(Files.exists(out), "convert -B with a missing backing file left " + out + " behind");
+        Path notQcow2 = Files.write(dir.resolve("not-qcow2.raw"), new byte[4096]);
+        r = QblkRunner.run("convert", "-O", "qcow2", "-B", notQcow2.toString(), "-F", "qcow2", a.toString(), out.toString());
+        assertEquals(1, r.exitCode());
+        assertTrue(r.err().contains("could not open backing file"), r.err());
+        assertFalse(Files.exists(out), "convert -B with a backing file of the wrong format left " + out + " behind");
         QemuTools.run("qemu-img", "check", a.toString()).expect(0);
         Path small = qcow2("small.qcow2", "1M");
         r = QblkRunner.run("convert", "-n", "-O", "qcow2", a.toString(), small.toString());

@@ -1,5 +1,7 @@
 package io.qblk.io;
 
+import io.qblk.uring.FileBackends;
+
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;

@@ -494,4 +494,61 @@ class NbdProtocolTest {
         }
         assertThrows(IOException.class, () -> new RawNbdClient(addr));
     }
+
+    // ------------------------------------------------------------------ issue 16: small items
+
+    /** An error chunk with this error value and exactly this message. */
+    static void assertErrorChunk(RawNbdClient.Reply r, int error, String message) {
+        assertEquals(error, structuredError(r));
+        assertEquals(message, new String(r.payload(), 6, r.payload().length - 6, java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void blockStatusOfLengthZeroIsEinvalSaidAsSuch() throws IOException {
+        try (RawNbdClient c = connected("mem")) {
+            c.request(0, CMD_BLOCK_STATUS, 1, 0, 0, null);
+            assertErrorChunk(c.reply(), EINVAL, "block status of length 0");
+        }
+        assertServesAnotherClient();
+    }
+
+    @Test
+    void emptyExportNameServesTheDefaultExport() throws IOException {
+        try (RawNbdClient c = client()) {
+            c.option(OPT_GO, RawNbdClient.goData(""));
+            assertEquals(REP_ERR_UNKNOWN, c.optionReply().type(), "no default export set");
+        }
+        server.setDefaultExport("mem");
+        try (RawNbdClient c = client().go("", true, false)) {
+            assertEquals(SIZE, c.exportSize);
+            c.request(0, CMD_WRITE, 1, 0, 4096, pattern(4096, 5));
+            assertEquals(0, c.reply().error());
+        }
+        byte[] b = new byte[4096];
+        mem.read(0, java.lang.foreign.MemorySegment.ofArray(b));
+        assertArrayEquals(pattern(4096, 5), b, "the empty name reached the default export");
+    }
+
+    @Test
+    void targetErrorsReachTheClientWithoutServerDetail() throws IOException {
+        io.qblk.target.BlockTarget failing = new io.qblk.target.BlockTarget() {
+            @Override public long size() { return SIZE; }
+            @Override public boolean readOnly() { return false; }
+            @Override public void read(long offset, java.lang.foreign.MemorySegment dst) throws IOException {
+                throw new IOException("/srv/secret/images/vm.qcow2 -> /etc/shadow: I/O error");
+            }
+            @Override public void write(long offset, java.lang.foreign.MemorySegment src, boolean fua) { }
+            @Override public void flush() { }
+            @Override public void discard(long offset, long length) { }
+            @Override public void writeZeroes(long offset, long length, boolean mayUnmap) { }
+            @Override public java.util.List<Extent> blockStatus(long offset, long length) { return java.util.List.of(); }
+            @Override public void close() { }
+        };
+        server.addExport("failing", failing, false);
+        try (RawNbdClient c = connected("failing")) {
+            c.request(0, CMD_READ, 1, 4096, 4096, null);
+            assertErrorChunk(c.reply(), EIO, "read at 4096+4096 failed: input/output error");
+        }
+        assertServesAnotherClient();
+    }
 }

@@ -30,7 +30,7 @@ class NbdQcow2Test {
     }
 
     Served serve(Path image, boolean readOnly) throws Exception {
-        BlockTarget t = TargetOpener.open(image, TargetOpener.Format.AUTO, readOnly);
+        BlockTarget t = TargetOpener.open(image, io.qblk.target.TargetOptions.defaults().withReadOnly(readOnly));
         assertInstanceOf(Qcow2Target.class, t, "qcow2 detected by its magic");
         NbdServer s = new NbdServer();
         InetSocketAddress a = s.bindTcp("127.0.0.1", 0);

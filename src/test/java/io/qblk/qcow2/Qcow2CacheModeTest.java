@@ -90,7 +90,7 @@ class Qcow2CacheModeTest {
             if (failure.get() != null) throw new AssertionError("writer failed", failure.get());
             assertArrayEquals(model, read(img, 0, size), "contents through the same handle");
             if (cache == CacheMode.NONE && direct && cluster >= 4096) {
-                DirectIoBackend d = (DirectIoBackend) img.file;
+                DirectIoBackend d = (DirectIoBackend) img.file();
                 assertTrue(d.directOps() > 0, "no request went direct");
                 assertTrue(d.bufferedOps() > 0, "no request went buffered");
             }

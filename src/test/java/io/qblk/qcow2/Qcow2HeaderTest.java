@@ -97,6 +97,39 @@ class Qcow2HeaderTest {
         assertArrayEquals(new byte[10], Files.readAllBytes(p));
     }
 
+    /**
+     * Issue 16: an open that only reads never writes the file, even when it is a read-write open
+     * (qblk io -c "read ..." opens read-write, as qemu-io does): unknown autoclear bits are cleared
+     * before the first change, not at open.
+     */
+    @Test
+    void openThatOnlyReadsLeavesAutoclearBitsAndFileUntouched() throws Exception {
+        Path p = fresh("ac.qcow2", 3);
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.write(0, filled(4096, 5));
+        }
+        patch(p, b -> b.putLong(88, 0x4000_0000_0000_0000L)); // an unknown autoclear bit
+        byte[] before = Files.readAllBytes(p);
+        java.nio.file.attribute.FileTime old = java.nio.file.attribute.FileTime.fromMillis(1_000_000_000_000L);
+        Files.setLastModifiedTime(p, old);
+        for (boolean readOnly : new boolean[] {true, false}) {
+            try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(readOnly))) {
+                assertArrayEquals(filled(4096, 5).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), read(img, 0, 4096));
+                img.map(0, img.virtualSize());
+                img.info();
+                img.check(RepairMode.NONE);
+                img.flush();
+            }
+            assertArrayEquals(before, Files.readAllBytes(p), "readOnly=" + readOnly + ": an open that only reads changed the file");
+            assertEquals(old, Files.getLastModifiedTime(p), "readOnly=" + readOnly + ": an open that only reads touched the file");
+        }
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.writeZeroes(65536, 65536, false);
+        }
+        assertEquals(0, ByteBuffer.wrap(Files.readAllBytes(p)).getLong(88), "the first change clears the autoclear bits");
+        assertQemuClean(p);
+    }
+
     @Test
     void unknownExtensionIsSkippedAndAutoclearClearedOnWrite() throws Exception {
         Path p = fresh("ext.qcow2", 3);

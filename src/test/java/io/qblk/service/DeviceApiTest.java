@@ -9,6 +9,7 @@ import io.restassured.http.ContentType;
 import io.restassured.response.Response;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -126,6 +127,53 @@ class DeviceApiTest {
         given().delete("/devices/" + name("child")).then().statusCode(204);
     }
 
+    /** Issue 16: two devices on one image through a hard link; qemu's tools against a served image. */
+    @Test
+    void oneImageUnderTwoNamesIsServedOnce() throws Exception {
+        String a = name("same") + ".qcow2", b = name("same-link") + ".qcow2";
+        given().contentType(ContentType.JSON).body(Map.of("path", a, "size", "64M")).post("/images").then().statusCode(201);
+        Files.createLink(DATA.resolve(b), DATA.resolve(a));
+        String endpoint = given().contentType(ContentType.JSON).body(Map.of("name", name("same-a"), "image", a))
+                .post("/devices").then().statusCode(201).extract().path("endpoint");
+        given().contentType(ContentType.JSON).body(Map.of("name", name("same-b"), "image", b))
+                .post("/devices").then().statusCode(409).contentType("application/problem+json")
+                .body("detail", containsString("already served by device '" + name("same-a") + "'"))
+                .body("detail", containsString("the same file"));
+        given().contentType(ContentType.JSON).body(Map.of("name", name("same-r"), "image", b, "readOnly", true))
+                .post("/devices").then().statusCode(409);
+        given().get("/devices/" + name("same-b")).then().statusCode(404);
+
+        QemuIo.Result w = QemuIo.run(endpoint, "write -P 0x6b 0 4M", "flush");
+        assertEquals(0, w.exit(), w.output());
+        // qemu's tools see the service's lock: no write behind its back, info only with -U.
+        Process q = new ProcessBuilder("qemu-io", "-c", "write -P 0x22 0 1M", DATA.resolve(b).toString()).redirectErrorStream(true).start();
+        String qout = new String(q.getInputStream().readAllBytes());
+        assertNotEquals(0, q.waitFor(), qout);
+        assertTrue(qout.contains("Failed to get \"write\" lock"), qout);
+        // The service itself still describes and checks the image it serves, under either name.
+        given().queryParam("path", b).get("/images/info").then().statusCode(200).body(containsString("67108864"));
+        given().contentType(ContentType.JSON).body(Map.of("path", b)).post("/images/check").then().statusCode(200);
+        given().contentType(ContentType.JSON).body(Map.of("path", b, "repair", "leaks")).post("/images/check")
+                .then().statusCode(409).body("detail", containsString("served by device '" + name("same-a") + "'"));
+
+        given().delete("/devices/" + name("same-a")).then().statusCode(204);
+        qemuImg("check", DATA.resolve(a).toString());
+        // Another process (qemu-nbd) writing the image: a device on it is refused with its pid.
+        Process nbd = io.qblk.io.ImageLockTest.qemuNbd(DATA.resolve(a), DATA, false);
+        try {
+            given().contentType(ContentType.JSON).body(Map.of("name", name("same-q"), "image", b))
+                    .post("/devices").then().statusCode(409).contentType("application/problem+json")
+                    .body("detail", containsString("image is in use for writing by another process (pid " + nbd.pid() + ")"));
+        } finally {
+            io.qblk.io.ImageLockTest.stop(nbd);
+        }
+        given().get("/devices/" + name("same-q")).then().statusCode(404);
+        Process r = new ProcessBuilder("qemu-io", "-r", "-c", "read -P 0x6b 0 4M", DATA.resolve(b).toString()).redirectErrorStream(true).start();
+        String rout = new String(r.getInputStream().readAllBytes());
+        assertEquals(0, r.waitFor(), rout);
+        assertFalse(rout.contains("Pattern verification failed"), rout);
+    }
+
     private static void qemuImg(String... args) throws Exception {
         String[] cmd = new String[args.length + 1];
         cmd[0] = "qemu-img";
@@ -203,6 +251,81 @@ class DeviceApiTest {
         given().get("/devices/" + name("ub")).then().statusCode(404);
     }
 
+    /** Issue 16: a chunked body over the 64 KiB limit gets a problem+json 413, and the log no IllegalStateException. */
+    @Test
+    void aChunkedBodyOverTheLimitGetsAProblem413() throws Exception {
+        List<String> logged = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        java.util.logging.Handler h = new java.util.logging.Handler() {
+            @Override public void publish(java.util.logging.LogRecord r) {
+                String m = String.valueOf(r.getMessage()) + (r.getThrown() == null ? "" : " " + r.getThrown());
+                if (m.contains("IllegalStateException") || m.contains("already been written")) logged.add(m);
+            }
+            @Override public void flush() {}
+            @Override public void close() {}
+        };
+        java.util.logging.Logger root = java.util.logging.Logger.getLogger("");
+        root.addHandler(h);
+        try {
+            byte[] big = ("{\"path\": \"" + "x".repeat(100_000) + "\", \"size\": \"1M\"}").getBytes();
+            var client = java.net.http.HttpClient.newBuilder().version(java.net.http.HttpClient.Version.HTTP_1_1).build();
+            var req = java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + io.restassured.RestAssured.port + "/images"))
+                    .header("Content-Type", "application/json")
+                    .POST(java.net.http.HttpRequest.BodyPublishers.ofInputStream(() -> new java.io.ByteArrayInputStream(big))).build();
+            var resp = client.send(req, java.net.http.HttpResponse.BodyHandlers.ofString());
+            assertEquals(413, resp.statusCode(), resp.body());
+            assertTrue(resp.headers().firstValue("Content-Type").orElse("").startsWith("application/problem+json"), resp.headers().toString());
+            assertTrue(resp.body().contains("\"status\":413") && resp.body().contains("too large"), resp.body());
+            Thread.sleep(300);
+            assertEquals(List.of(), logged);
+            given().get("/devices/default").then().statusCode(200); // and the service still answers
+        } finally {
+            root.removeHandler(h);
+        }
+    }
+
+    /** Issue 16: a raw create the file system refuses (EFBIG) leaves no 0-byte file that would make the next create a 409. */
+    @Test
+    void aFailedRawCreateLeavesNoFileBehind() throws Exception {
+        Path probe = Files.createTempFile(DATA, "efbig", ".probe");
+        boolean fsRefuses;
+        try (var ch = java.nio.channels.FileChannel.open(probe, java.nio.file.StandardOpenOption.WRITE)) {
+            ch.position((1L << 60) - 1).write(java.nio.ByteBuffer.wrap(new byte[1]));
+            fsRefuses = false;
+        } catch (java.io.IOException e) {
+            fsRefuses = true;
+        } finally {
+            Files.deleteIfExists(probe);
+        }
+        org.junit.jupiter.api.Assumptions.assumeTrue(fsRefuses, "skipped: the file system under " + DATA + " holds 1 EiB files, so no EFBIG to provoke");
+        String image = name("huge") + ".raw";
+        given().contentType(ContentType.JSON).body(Map.of("path", image, "size", "1E", "format", "raw"))
+                .post("/images").then().statusCode(422).contentType("application/problem+json")
+                .body("detail", containsString("EFBIG"));
+        assertFalse(Files.exists(DATA.resolve(image)), "no file is left behind");
+        given().contentType(ContentType.JSON).body(Map.of("path", image, "size", "1M", "format", "raw"))
+                .post("/images").then().statusCode(201);
+        assertEquals(1 << 20, Files.size(DATA.resolve(image)));
+    }
+
+    /** Issue 16: an image with the corrupt bit is served read-only, and GET /devices says why. */
+    @Test
+    void aCorruptImageIsServedReadOnlyAndSaysWhy() throws Exception {
+        String image = name("corrupt") + ".qcow2";
+        given().contentType(ContentType.JSON).body(Map.of("path", image, "size", "1M")).post("/images").then().statusCode(201);
+        try (io.qblk.cli.ImagePatcher p = new io.qblk.cli.ImagePatcher(DATA.resolve(image))) {
+            p.u64(72, p.u64(72) | 2); // incompatible feature bit 1: corrupt
+        }
+        String dev = name("corrupt");
+        given().contentType(ContentType.JSON).body(Map.of("name", dev, "image", image)).post("/devices").then().statusCode(201)
+                .body("readOnly", is(true))
+                .body("readOnlyReason", containsString("marked corrupt"));
+        given().get("/devices").then().statusCode(200)
+                .body("find { it.name == '" + dev + "' }.readOnlyReason", containsString("marked corrupt"));
+        given().delete("/devices/" + dev).then().statusCode(204);
+        given().get("/devices/default").then().statusCode(200).body("readOnly", is(false))
+                .body("readOnlyReason", org.hamcrest.Matchers.nullValue());
+    }
+
     @Test
     void imagePathsStayInsideTheAllowedDirectory() throws Exception {
         given().contentType(ContentType.JSON).body(Map.of("path", "../escape.qcow2", "size", "1M"))
@@ -210,7 +333,8 @@ class DeviceApiTest {
                 .body("detail", containsString("'..'"));
         assertFalse(Files.exists(DATA.resolveSibling("escape.qcow2")));
         given().queryParam("path", "/dev/null").get("/images/info").then().statusCode(403)
-                .body("detail", containsString("outside the allowed image directories"));
+                .body("detail", containsString("outside the allowed image directories"))
+                .body("detail", org.hamcrest.Matchers.not(containsString(DATA.toAbsolutePath().toString())));
         given().contentType(ContentType.JSON).body(Map.of("name", name("devnull"), "image", "/dev/null", "target", "raw"))
                 .post("/devices").then().statusCode(400).body("errors[0].field", is("image"))
                 .body("errors[0].message", containsString("outside"));
@@ -222,7 +346,8 @@ class DeviceApiTest {
         Files.createSymbolicLink(devLink, Path.of("/dev/zero"));
         try {
             given().queryParam("path", link.getFileName().toString()).get("/images/info").then().statusCode(403)
-                    .body("detail", containsString("resolves to " + outside.toRealPath()));
+                    .body("detail", containsString("resolves to a file outside the allowed image directories"))
+                    .body("detail", org.hamcrest.Matchers.not(containsString(outside.toRealPath().toString())));
             given().contentType(ContentType.JSON).body(Map.of("path", devLink.getFileName().toString())).post("/images/check")
                     .then().statusCode(403);
             given().contentType(ContentType.JSON).body(Map.of("path", link.getFileName().toString(), "size", "1M"))

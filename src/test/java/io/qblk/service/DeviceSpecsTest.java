@@ -14,7 +14,7 @@ class DeviceSpecsTest {
     @Test
     void defaultsAndNullTarget() throws Exception {
         DeviceSpec s = build(new DeviceSpecs.Draft("d1", "/x.qcow2", null, null, null, null, null, null, null));
-        assertEquals(TargetType.QCOW2, s.target());
+        assertEquals(io.qblk.target.ImageFormat.QCOW2, s.target());
         assertEquals(FrontendType.NBD, s.frontend());
         assertEquals("127.0.0.1:10809", s.nbdAddress());
         assertEquals(0, s.createSize());
@@ -38,7 +38,7 @@ class DeviceSpecsTest {
         assertTrue(ublkAddress.getMessage().contains("only applies to the nbd frontend"));
     }
 
-    /** create-size uses the one size grammar ({@link io.qblk.cli.Sizes}); errors name the key. */
+    /** create-size uses the one size grammar ({@link io.qblk.util.Sizes}); errors name the key. */
     @Test
     void createSizeGrammar() throws Exception {
         java.util.Map<String, Long> good = java.util.Map.of("512M", 512L << 20, "8G", 8L << 30, "8GiB", 8L << 30,

@@ -139,11 +139,11 @@ class CallerRingBackendTest {
 
     @Test
     void smallTransfersUseSyscallsBelowTheRingThreshold() throws Exception {
-        // The ublk default (TargetOpener.FileIo.CALLER_RING_LARGE): under 128 KiB pread/pwrite on the
+        // The ublk default (FileIo.CALLER_RING_LARGE): under 128 KiB pread/pwrite on the
         // bound thread, from 128 KiB on the ring; fdatasync and fallocate as syscalls; same data either way.
         Path p = dir.resolve("threshold");
         Files.write(p, new byte[0]);
-        long min = io.qblk.target.TargetOpener.FileIo.CALLER_RING_LARGE.ringMinBytes();
+        long min = io.qblk.target.FileIo.CALLER_RING_LARGE.ringMinBytes();
         assertEquals(131072, min);
         try (UringFileBackend b = UringFileBackend.openForCallerRing(p, false, min)) {
             MemorySegment small = arena.allocate(4096, 4096), large = arena.allocate(131072, 4096);
@@ -273,7 +273,7 @@ class CallerRingBackendTest {
         }
         int tags = 48, chunk = 20 * 1024;
         long a0 = ringA.submittedSqes(), b0 = ringB.submittedSqes();
-        try (BlockTarget t = TargetOpener.open(p, TargetOpener.Format.AUTO, false, TargetOpener.FileIo.CALLER_RING)) {
+        try (BlockTarget t = TargetOpener.open(p, io.qblk.target.TargetOptions.defaults().withFileIo(io.qblk.target.FileIo.CALLER_RING))) {
             try (ExecutorService vts = Executors.newVirtualThreadPerTaskExecutor()) {
                 List<Future<?>> fs = new ArrayList<>();
                 for (int i = 0; i < tags; i++) {
@@ -305,7 +305,7 @@ class CallerRingBackendTest {
         String out = new String(check.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertTrue(check.waitFor(30, TimeUnit.SECONDS));
         assertEquals(0, check.exitValue(), out);
-        try (BlockTarget t = TargetOpener.open(p, TargetOpener.Format.QCOW2, true); Arena a = Arena.ofConfined()) {
+        try (BlockTarget t = TargetOpener.open(p, io.qblk.target.TargetOptions.defaults().withFormat(io.qblk.target.ImageFormat.QCOW2).withReadOnly(true)); Arena a = Arena.ofConfined()) {
             MemorySegment want = a.allocate(chunk, 4096), got = a.allocate(chunk, 4096);
             for (int id = 0; id < tags; id++) {
                 fill(want, id);

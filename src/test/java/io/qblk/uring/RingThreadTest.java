@@ -165,7 +165,8 @@ class RingThreadTest {
         var e = assertThrows(ErrnoException.class, () -> ring.read(123456, buf, 0));
         assertEquals("EBADF", e.errnoName());
         assertTrue(e.getMessage().contains("EBADF"), e.getMessage());
-        PosixFileBackend ro = PosixFileBackend.open(dir.resolve("data"), true);
+        // A read-only descriptor of the file the test holds read-write: force-share, as the lock requires.
+        PosixFileBackend ro = io.qblk.io.ImageLock.forceShared(() -> PosixFileBackend.open(dir.resolve("data"), true));
         try {
             var w = assertThrows(ErrnoException.class, () -> ring.write(ro.fd(), buf, 0));
             assertEquals("EBADF", w.errnoName());

@@ -1,4 +1,4 @@
-package io.qblk.cli;
+package io.qblk.util;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

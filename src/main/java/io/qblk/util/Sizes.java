@@ -1,4 +1,4 @@
-package io.qblk.cli;
+package io.qblk.util;
 
 import java.math.BigDecimal;
 import java.math.MathContext;

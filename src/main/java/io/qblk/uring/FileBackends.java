@@ -1,12 +1,20 @@
-package io.qblk.io;
+package io.qblk.uring;
 
-import io.qblk.uring.RingOptions;
-import io.qblk.uring.RingThread;
-import io.qblk.uring.UringFileBackend;
+import io.qblk.io.AioMode;
+import io.qblk.io.CacheMode;
+import io.qblk.io.DirectIoBackend;
+import io.qblk.io.Errno;
+import io.qblk.io.ErrnoException;
+import io.qblk.io.IoBackend;
+import io.qblk.io.LibC;
+import io.qblk.io.PosixFileBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** Opens an existing image file as an {@link IoBackend} in a given {@link CacheMode} and {@link AioMode}. */
+/**
+ * Opens an existing image file as an {@link IoBackend} in a given {@link CacheMode} and {@link AioMode}:
+ * the choice between syscall backends (io.qblk.io) and io_uring ones lives here, above both.
+ */
 public final class FileBackends {
     /** Ring size of a file's own ring thread: room for a queue depth of 128 without backlog. */
     static final int RING_ENTRIES = 128;
@@ -26,7 +34,7 @@ public final class FileBackends {
             try {
                 PosixFileBackend direct;
                 try {
-                    direct = PosixFileBackend.open(path, readOnly, false, LibC.O_DIRECT);
+                    direct = PosixFileBackend.openSibling(buffered, LibC.O_DIRECT);
                 } catch (ErrnoException e) {
                     if (e.errno() != Errno.EINVAL) throw e;
                     return new DirectIoBackend(buffered, null, "the file system refuses O_DIRECT (" + e.getMessage() + ")", null, buffered.fd());
@@ -42,7 +50,7 @@ public final class FileBackends {
         try {
             buffered = UringFileBackend.open(ring, path, readOnly, false);
             if (cache == CacheMode.WRITEBACK) return new DirectIoBackend(buffered, null, null, ring, buffered.fd());
-            direct = UringFileBackend.open(ring, path, readOnly, false);
+            direct = UringFileBackend.openSibling(ring, buffered);
             String refused = setDirect(direct.fd());
             if (refused != null) {
                 direct.close();
@@ -53,6 +61,32 @@ public final class FileBackends {
             if (direct != null) direct.close();
             if (buffered != null) buffered.close();
             ring.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Opens {@code path} for I/O through the calling thread's io_uring ({@link UringFileBackend#openForCallerRing},
+     * the ublk queues' rings): cache WRITEBACK is that backend itself; NONE is a {@link DirectIoBackend}
+     * over two such descriptors, the second with O_DIRECT (buffered only, with the reason, where the
+     * file system refuses it). Zeroing then goes through the backend too (nothing blocks a ring thread
+     * that carries the caller).
+     */
+    public static IoBackend openOnCallerRing(Path path, boolean readOnly, long ringMinBytes, CacheMode cache) throws IOException {
+        UringFileBackend buffered = UringFileBackend.openForCallerRing(path, readOnly, ringMinBytes);
+        if (cache == CacheMode.WRITEBACK) return buffered;
+        UringFileBackend direct = null;
+        try {
+            direct = UringFileBackend.openForCallerRing(path, readOnly, ringMinBytes);
+            String refused = setDirect(direct.fd());
+            if (refused != null) {
+                direct.close();
+                return new DirectIoBackend(buffered, null, refused, null, -1);
+            }
+            return new DirectIoBackend(buffered, direct, null, null, -1);
+        } catch (IOException | RuntimeException e) {
+            if (direct != null) direct.close();
+            buffered.close();
             throw e;
         }
     }

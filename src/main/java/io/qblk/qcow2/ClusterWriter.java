@@ -1,0 +1,296 @@
+package io.qblk.qcow2;
+
+import io.qblk.io.IoBackend;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.HashMap;
+
+/**
+ * The write paths: writes into allocated clusters (one pwrite), allocating writes (copy-on-write
+ * of zero, compressed, shared or unallocated clusters), write-zeroes and discard, preallocation.
+ * Mapping changes are made in memory under the metadata lock, always <em>after</em> the data they
+ * map was written (rule R1) and after the allocator raised the refcount (R2); the clusters they
+ * unmap are queued as frees (R4). {@link WriteBack} writes them in rule order.
+ *
+ * <p>A guest cluster being allocated is registered <em>in flight</em>: every other writer, zeroer
+ * or discarder of that cluster waits for it, so a guest cluster is never allocated twice.
+ */
+final class ClusterWriter {
+    private final IoBackend file;
+    private final Geometry geo;
+    private final MetadataCache cache;
+    private final ClusterMap map;
+    private final RefcountAllocator alloc;
+    private final OverlapCheck overlap;
+    private final WriteGuard guard;
+    private final WriteBack writeBack;
+    private final ClusterReader reader;
+    private final BackingChain backing;
+    private final IoEpochs epochs;
+    private final SharedExclusiveLock exclusive;
+    private final BufferPool clusterPool;
+    private final MemorySegment zeroCluster;
+    private final int cs, clusterBits;
+    /** Guest clusters whose allocating write is in flight; guarded by the metadata lock. */
+    private final HashMap<Long, InFlight> inflight = new HashMap<>();
+
+    ClusterWriter(IoBackend file, Geometry geo, MetadataCache cache, ClusterMap map, RefcountAllocator alloc, OverlapCheck overlap,
+            WriteGuard guard, WriteBack writeBack, ClusterReader reader, BackingChain backing, IoEpochs epochs,
+            SharedExclusiveLock exclusive, BufferPool clusterPool) {
+        this.file = file;
+        this.geo = geo;
+        this.cache = cache;
+        this.map = map;
+        this.alloc = alloc;
+        this.overlap = overlap;
+        this.guard = guard;
+        this.writeBack = writeBack;
+        this.reader = reader;
+        this.backing = backing;
+        this.epochs = epochs;
+        this.exclusive = exclusive;
+        this.clusterPool = clusterPool;
+        this.cs = geo.clusterSize;
+        this.clusterBits = geo.clusterBits;
+        this.zeroCluster = Arena.ofAuto().allocate(cs, 4096);
+    }
+
+    // ---------------------------------------------------------------- write
+
+    /** Writes guest bytes (range already checked). */
+    void write(long offset, MemorySegment src) throws IOException {
+        long len = src.byteSize();
+        guard.checkWritable();
+        guard.beforeChange();
+        boolean mapped = false;
+        exclusive.lockShared();
+        try {
+            long pos = 0;
+            while (pos < len) {
+                long gOff = offset + pos;
+                long g = gOff >>> clusterBits;
+                int in = (int) (gOff & (cs - 1));
+                long n = Math.min(cs - in, len - pos);
+                int slot = epochs.enter(); // R5: lookup and pwrite in one grace-period section
+                try {
+                    long e = map.lookup(g);
+                    if (geo.typeOf(e) == L2Entry.NORMAL && (e & L2Entry.COPIED) != 0) {
+                        long host = geo.hostOf(e, g);
+                        long run = map.contiguousRun(g, host, n, len - pos, true);
+                        String bad = overlap.dataOverlap(host, in + run);
+                        if (bad != null) throw new MetadataCorruption(bad);
+                        file.write(host + in, src.asSlice(pos, run));
+                        writeBack.dataWritten(); // after completion: a flush that starts later must sync
+                        pos += run;
+                        continue;
+                    }
+                } finally {
+                    epochs.exit(slot);
+                }
+                if (allocatingWrite(g, in, src.asSlice(pos, n))) {
+                    pos += n;
+                    mapped = true;
+                }
+            }
+        } catch (MetadataCorruption c) {
+            throw guard.corrupted(c);
+        } finally {
+            exclusive.unlockShared();
+        }
+        writeBack.afterRequest(mapped);
+    }
+
+    /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */
+    private record Claim(CachedTable table, long old, long host, boolean fresh, InFlight mine) {}
+
+    /**
+     * Writes into guest cluster g when it is not a plain allocated cluster: allocates a host
+     * cluster (or reuses a preallocated zero cluster), writes the whole cluster (old contents or
+     * zeroes or backing data around {@code part}), then maps it. Returns false if the caller must
+     * look the cluster up again (another writer mapped it meanwhile).
+     */
+    private boolean allocatingWrite(long g, int in, MemorySegment part) throws IOException {
+        int idx = geo.l2Index(g);
+        Claim c = cache.withMeta(() -> {
+            guard.checkWritable();
+            InFlight other = inflight.get(g);
+            if (other != null) throw new MetaRetry.AwaitAllocation(other);
+            CachedTable t = map.l2ForWriteLocked(g);
+            long old = t.entry(idx);
+            int type = geo.typeOf(old);
+            if (type == L2Entry.NORMAL && (old & L2Entry.COPIED) != 0) return null;
+            long host;
+            boolean fresh;
+            if (type == L2Entry.ZERO_ALLOC && (old & L2Entry.COPIED) != 0) {
+                host = geo.hostOf(old, g);
+                String bad = overlap.dataOverlapLocked(host);
+                if (bad != null) throw new MetadataCorruption(bad);
+                fresh = false;
+            } else {
+                host = alloc.allocClusterLocked(null); // R2: refcount raised before anything maps it
+                fresh = true;
+            }
+            InFlight mine = new InFlight();
+            inflight.put(g, mine);
+            t.pins++;
+            return new Claim(t, old, host, fresh, mine);
+        });
+        if (c == null) return false;
+
+        MemorySegment buf = null;
+        try {
+            MemorySegment out = part;
+            long at = c.host;
+            if (in != 0 || part.byteSize() != cs) {
+                if (reader.oldReadsAsZero(g, c.old)) {
+                    // The rest of the cluster must read as zero: say so with one fallocate instead of
+                    // writing a cluster of zeroes around the guest bytes (R1 covers both writes).
+                    file.zeroRange(c.host, cs);
+                    at = c.host + in;
+                } else {
+                    buf = clusterPool.acquire();
+                    reader.oldContents(g, c.old, buf);
+                    buf.asSlice(in, part.byteSize()).copyFrom(part);
+                    out = buf;
+                }
+            }
+            file.write(at, out);
+            writeBack.dataWritten();
+        } catch (Throwable ex) {
+            cache.lock();
+            try {
+                // Unreferenced: give it back after the next flush (a leak at worst if we crash first).
+                if (c.fresh) alloc.queueFreeLocked(new HostRun(c.host, 1));
+                c.table.pins--;
+                inflight.remove(g);
+            } finally {
+                cache.unlock();
+            }
+            c.mine.finish();
+            throw ex;
+        } finally {
+            if (buf != null) clusterPool.release(buf);
+        }
+        // R1: the data is written; only now does the entry map it.
+        cache.lock();
+        try {
+            long cur = c.table.entry(idx);
+            c.table.setEntry(idx, c.host | L2Entry.COPIED);
+            writeBack.mappingChangedLocked();
+            if (c.fresh || geo.typeOf(cur) != L2Entry.ZERO_ALLOC || (cur & L2Entry.OFFSET_MASK) != c.host) alloc.queueEntryFreeLocked(cur);
+            c.table.pins--;
+            inflight.remove(g);
+        } finally {
+            cache.unlock();
+        }
+        c.mine.finish();
+        return true;
+    }
+
+    // ---------------------------------------------------------------- zeroes and discard
+
+    /** Write-zeroes or discard of a guest range (range already checked). */
+    void zeroRange(long offset, long length, boolean mayUnmap, boolean discard) throws IOException {
+        guard.checkWritable();
+        guard.beforeChange();
+        long vsize = geo.virtualSize;
+        long end = offset + length;
+        long firstFull = (offset + cs - 1) & ~(long) (cs - 1);
+        long lastFull = end == vsize ? end : end & ~(long) (cs - 1); // a partial last cluster at the image end counts as full
+        if (firstFull >= lastFull) { // within one cluster
+            if (!discard) writeZeroBytes(offset, length);
+            return;
+        }
+        if (!discard && offset < firstFull) writeZeroBytes(offset, firstFull - offset);
+        boolean physical = geo.version < 3 && backing.present() && !discard; // v2 with a backing file: no zero flag
+        if (physical) {
+            for (long o = firstFull; o < lastFull; o += cs) writeZeroBytes(o, Math.min(cs, lastFull - o));
+        } else {
+            exclusive.lockShared();
+            try {
+                long endG = (lastFull + cs - 1) >>> clusterBits;
+                for (long g = firstFull >>> clusterBits; g < endG; ) g = zeroClusters(g, endG, mayUnmap, discard);
+            } catch (MetadataCorruption c) {
+                throw guard.corrupted(c);
+            } finally {
+                exclusive.unlockShared();
+            }
+            if (writeBack.writeThrough()) writeBack.commit();
+        }
+        if (!discard && lastFull < end) writeZeroBytes(lastFull, end - lastFull);
+        writeBack.flushIfOverBudget();
+    }
+
+    /** Zeroes guest clusters [g, endG) within one L2 table; returns the next cluster to do. */
+    private long zeroClusters(long g, long endG, boolean mayUnmap, boolean discard) throws IOException {
+        long stop = Math.min(endG, geo.nextL2Boundary(g));
+        return cache.withMeta(() -> {
+            guard.checkWritable();
+            for (long c = g; c < stop; c++) {
+                InFlight other = inflight.get(c);
+                if (other != null) throw new MetaRetry.AwaitAllocation(other);
+            }
+            if (map.unmappedL2(g) && (!backing.present() || geo.version < 3)) return stop; // reads as zero already
+            CachedTable t = map.l2ForWriteLocked(g);
+            for (long c = g; c < stop; c++) {
+                int idx = geo.l2Index(c);
+                long cur = t.entry(idx);
+                int type = geo.typeOf(cur);
+                long next;
+                if (geo.version >= 3) {
+                    if (!mayUnmap && (type == L2Entry.NORMAL || type == L2Entry.ZERO_ALLOC) && (cur & L2Entry.COPIED) != 0)
+                        next = (cur & L2Entry.OFFSET_MASK) | L2Entry.ZERO_FLAG | L2Entry.COPIED;
+                    else if (discard && !backing.present()) next = 0;
+                    else next = L2Entry.ZERO_FLAG;
+                } else {
+                    next = 0;
+                }
+                if (next == cur) continue;
+                t.setEntry(idx, next);
+                writeBack.mappingChangedLocked();
+                if ((next & L2Entry.OFFSET_MASK) == 0) alloc.queueEntryFreeLocked(cur); // R4: freed after the flush
+            }
+            return stop;
+        });
+    }
+
+    private void writeZeroBytes(long offset, long length) throws IOException {
+        for (long o = offset; o < offset + length; ) {
+            long n = Math.min(cs - (o & (cs - 1)), offset + length - o);
+            write(o, zeroCluster.asSlice(0, n));
+            o += n;
+        }
+    }
+
+    // ---------------------------------------------------------------- preallocation
+
+    /** Maps every guest cluster to a host cluster (preallocation=metadata|falloc|full). */
+    void preallocate(Preallocation mode) throws IOException {
+        long clusters = geo.guestClusters();
+        long maxEnd = 0;
+        for (long g = 0; g < clusters; g++) {
+            final long gg = g;
+            long host = cache.withMeta(() -> {
+                CachedTable t = map.l2ForWriteLocked(gg);
+                int idx = geo.l2Index(gg);
+                long cur = t.entry(idx);
+                if (geo.typeOf(cur) == L2Entry.NORMAL) return cur & L2Entry.OFFSET_MASK;
+                long c = alloc.allocClusterLocked(null);
+                t.setEntry(idx, c | L2Entry.COPIED);
+                return c;
+            });
+            if (mode == Preallocation.FULL) file.write(host, zeroCluster);
+            maxEnd = Math.max(maxEnd, host + cs);
+            writeBack.flushIfOverBudget();
+        }
+        if (mode == Preallocation.FALLOC) {
+            // data clusters follow the metadata mostly contiguously: reserve everything up to the end
+            long start = 3L * cs;
+            if (maxEnd > start) file.allocate(start, maxEnd - start);
+        }
+        if (file.size() < maxEnd) file.truncate(maxEnd);
+        writeBack.dataWritten();
+        writeBack.flushFully();
+    }
+}

@@ -1,0 +1,83 @@
+package io.qblk.qcow2;
+
+/**
+ * An image's fixed layout arithmetic: cluster size, entries per L2 table and per refcount block,
+ * guest offset → L1/L2 index, host cluster → refcount block/slot. Pure values, no I/O.
+ */
+final class Geometry {
+    /** Mask of the offset in a refcount-table entry (bits 9..63; the low bits are reserved). */
+    static final long REFTABLE_OFFSET_MASK = ~511L;
+
+    final int clusterSize;
+    final int clusterBits;
+    /** log2(entries per L2 table). */
+    final int l2Bits;
+    final int l2Mask;
+    /** log2(refcount width in bits). */
+    final int refcountOrder;
+    /** log2(refcount entries per refcount block). */
+    final int rbBits;
+    final long rbMask;
+    final int version;
+    final long virtualSize;
+
+    Geometry(int clusterBits, int refcountOrder, int version, long virtualSize) {
+        this.clusterBits = clusterBits;
+        this.clusterSize = 1 << clusterBits;
+        this.l2Bits = clusterBits - 3;
+        this.l2Mask = (1 << l2Bits) - 1;
+        this.refcountOrder = refcountOrder;
+        this.rbBits = clusterBits + 3 - refcountOrder;
+        this.rbMask = (1L << rbBits) - 1;
+        this.version = version;
+        this.virtualSize = virtualSize;
+    }
+
+    static Geometry of(Qcow2Header h) {
+        return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size);
+    }
+
+    /** Guest cluster number of a guest byte offset (also host cluster index of a host offset). */
+    long clusterOf(long offset) { return offset >>> clusterBits; }
+
+    int inCluster(long offset) { return (int) (offset & (clusterSize - 1)); }
+
+    long clusterStart(long offset) { return offset & ~(long) (clusterSize - 1); }
+
+    boolean aligned(long offset) { return (offset & (clusterSize - 1)) == 0; }
+
+    int l1Index(long guestCluster) { return (int) (guestCluster >>> l2Bits); }
+
+    int l2Index(long guestCluster) { return (int) (guestCluster & l2Mask); }
+
+    /** First guest cluster after the L2 table that maps {@code guestCluster}. */
+    long nextL2Boundary(long guestCluster) { return ((guestCluster >>> l2Bits) + 1) << l2Bits; }
+
+    long refblockIndex(long hostCluster) { return hostCluster >>> rbBits; }
+
+    int refblockSlot(long hostCluster) { return (int) (hostCluster & rbMask); }
+
+    long refcountsPerBlock() { return 1L << rbBits; }
+
+    /** 8-byte entries (L1, refcount table) per cluster. */
+    int entriesPerCluster() { return clusterSize / 8; }
+
+    /** The cluster of an 8-byte-entry table that holds entry {@code i}. */
+    int tableClusterOf(long i) { return (int) (i * 8 / clusterSize); }
+
+    long maxRefcount() { return refcountOrder == 6 ? Long.MAX_VALUE : (1L << (1 << refcountOrder)) - 1; }
+
+    long guestClusters() { return (virtualSize + clusterSize - 1) >>> clusterBits; }
+
+    int typeOf(long e) { return L2Entry.type(e, version); }
+
+    HostRange compressedRange(long e) { return L2Entry.compressedRange(e, clusterBits); }
+
+    /** The host cluster a standard entry for guest cluster g maps to; refuses an unaligned one. */
+    long hostOf(long e, long g) throws MetadataCorruption {
+        long off = e & L2Entry.OFFSET_MASK;
+        if (!aligned(off))
+            throw new MetadataCorruption("L2 entry for guest offset " + (g << clusterBits) + " points to unaligned host offset " + off);
+        return off;
+    }
+}

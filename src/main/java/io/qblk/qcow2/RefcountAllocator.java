@@ -1,0 +1,259 @@
+package io.qblk.qcow2;
+
+import io.qblk.io.IoBackend;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+
+/**
+ * Refcounts and cluster allocation: the refcount table (in memory whole), refcount blocks (through
+ * the {@link MetadataCache}), the free-cluster hint and the frees waiting for a flush. Everything
+ * here runs under the metadata lock and changes memory only; {@link WriteBack} writes it in rule
+ * order (docs/ordering.md):
+ *
+ * <ul>
+ * <li>R2: an allocation raises the refcount in memory before the caller can reference the cluster,
+ * so every snapshot that holds the reference also holds the refcount.</li>
+ * <li>R3: a new refcount block is created fresh (written in phase A0) and linked into the table in
+ * memory; a grown table is a new, relocated table (written whole in A0, the header in A).</li>
+ * <li>R4: a free is only queued ({@link #queueFreeLocked}); the decrement happens after the flush
+ * that made the dropped reference durable ({@link WriteBack}), so until then the cluster keeps
+ * refcount ≥ 1 and the allocator cannot hand it out.</li>
+ * </ul>
+ */
+final class RefcountAllocator {
+    private final IoBackend file;
+    private final String filename;
+    private final Geometry geo;
+    private final MetadataCache cache;
+    private final OverlapCheck overlap;
+    private final EngineStats stats;
+    private final int cs, clusterBits, order;
+
+    private PointerTable table;
+    private long tableOffset;
+    private int tableClusters;
+    private boolean relocated;
+    private long freeHint;
+    private ArrayList<HostRun> pendingFrees = new ArrayList<>();
+
+    RefcountAllocator(IoBackend file, String filename, Geometry geo, MetadataCache cache, OverlapCheck overlap, EngineStats stats,
+            long[] entries, long tableOffset, int tableClusters) {
+        this.file = file;
+        this.filename = filename;
+        this.geo = geo;
+        this.cache = cache;
+        this.overlap = overlap;
+        this.stats = stats;
+        this.cs = geo.clusterSize;
+        this.clusterBits = geo.clusterBits;
+        this.order = geo.refcountOrder;
+        this.table = new PointerTable(entries, cs);
+        this.tableOffset = tableOffset;
+        this.tableClusters = tableClusters;
+    }
+
+    // ---------------------------------------------------------------- refcounts
+
+    private long blockOffset(long bi) {
+        return table.get((int) bi) & Geometry.REFTABLE_OFFSET_MASK;
+    }
+
+    /** Under meta: the refcount block covering host cluster {@code ci}, null if none; may throw NeedLoad. */
+    CachedTable refblockLocked(long ci) {
+        long bi = geo.refblockIndex(ci);
+        if (bi >= table.length()) return null;
+        long boff = blockOffset(bi);
+        if (boff == 0) return null;
+        return cache.getLocked(boff, CachedTable.Kind.REFBLOCK);
+    }
+
+    long refcountLocked(long ci) {
+        CachedTable b = refblockLocked(ci);
+        return b == null ? 0 : b.refcount(geo.refblockSlot(ci), order);
+    }
+
+    /** Under meta: sets a refcount (check's repair), creating a refcount block if none covers the cluster. */
+    void setRefcountLocked(long ci, long value) throws IOException {
+        long bi = geo.refblockIndex(ci);
+        while (bi >= table.length()) growTableLocked();
+        if (blockOffset(bi) == 0) {
+            long saved = freeHint;
+            freeHint = Math.max(freeHint, fileClustersLocked());
+            long off = allocClusterLocked(MetadataKind.REFCOUNT_BLOCK);
+            freeHint = saved;
+            if (blockOffset(bi) != 0) {
+                // the allocator itself placed a block for this range (self-describing): use that one
+                refblockLocked(geo.clusterOf(off)).setRefcount(geo.refblockSlot(geo.clusterOf(off)), order, 0);
+                overlap.forgetLocked(off);
+                refblockLocked(ci).setRefcount(geo.refblockSlot(ci), order, value);
+                return;
+            }
+            linkNewRefblockLocked(off, table, bi);
+        }
+        refblockLocked(ci).setRefcount(geo.refblockSlot(ci), order, value);
+        if (value == 0) freeHint = Math.min(freeHint, ci);
+    }
+
+    private long fileClustersLocked() {
+        try {
+            return (file.size() + cs - 1) >>> clusterBits;
+        } catch (IOException e) {
+            return freeHint;
+        }
+    }
+
+    /**
+     * Under meta: takes a free host cluster (refcount 0 → 1) for metadata of kind {@code kind}
+     * (null = guest data). May throw NeedLoad before changing anything but fresh refcount blocks.
+     */
+    long allocClusterLocked(MetadataKind kind) throws IOException {
+        long idx = freeHint;
+        while (true) {
+            long bi = geo.refblockIndex(idx);
+            if (bi >= table.length()) {
+                growTableLocked();
+                idx = freeHint;
+                continue;
+            }
+            long boff = blockOffset(bi);
+            if (boff == 0) {
+                long off = idx << clusterBits;
+                MetadataKind existing = overlap.kindAt(off);
+                if (existing != null) throw new MetadataCorruption("cluster at " + off + " holds the " + existing.label + " but no refcount block covers it");
+                linkNewRefblockLocked(off, table, bi); // the block describes itself: its cluster is idx
+                idx++;
+                continue;
+            }
+            CachedTable b = cache.getLocked(boff, CachedTable.Kind.REFBLOCK);
+            long end = (bi + 1) << geo.rbBits;
+            for (; idx < end; idx++) {
+                if (b.refcount(geo.refblockSlot(idx), order) == 0) {
+                    long off = idx << clusterBits;
+                    if (off >= Qcow2Header.MAX_HOST_OFFSET) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": image file reached the 64 PiB offset limit");
+                    MetadataKind existing = overlap.kindAt(off);
+                    if (existing != null)
+                        throw new MetadataCorruption("cluster at " + off + " holds the " + existing.label + " but its refcount is 0");
+                    b.setRefcount(geo.refblockSlot(idx), order, 1);
+                    stats.allocations.increment();
+                    if (kind != null) overlap.markLocked(off, kind);
+                    freeHint = idx + 1;
+                    return off;
+                }
+            }
+            freeHint = Math.max(freeHint, idx);
+        }
+    }
+
+    /**
+     * Under meta: a fresh refcount block at {@code off}, entry {@code bi} of {@code into} (the live
+     * table, or a grown one not yet referenced); a block inside the range it covers counts itself.
+     * Rule R3: fresh, so phase A0 writes and syncs it before phase A writes the table entry.
+     */
+    private CachedTable linkNewRefblockLocked(long off, PointerTable into, long bi) {
+        CachedTable b = cache.addFreshLocked(off, CachedTable.Kind.REFBLOCK);
+        if (into == table) into.setLocked((int) bi, off);
+        else into.setUntracked((int) bi, off);
+        overlap.markLocked(off, MetadataKind.REFCOUNT_BLOCK);
+        long self = geo.clusterOf(off);
+        if (geo.refblockIndex(self) == bi) b.setRefcount(geo.refblockSlot(self), order, 1);
+        return b;
+    }
+
+    /** Under meta: a bigger refcount table, placed with its new refcount blocks right after the covered range. */
+    private void growTableLocked() throws IOException {
+        int oldLen = table.length();
+        int perCluster = geo.entriesPerCluster();
+        long base = (long) oldLen << geo.rbBits;
+        long newLen = Math.max(oldLen + perCluster, (long) oldLen * 3 / 2);
+        newLen = (newLen + perCluster - 1) / perCluster * perCluster;
+        long n = newLen / perCluster;
+        if (n * cs > Qcow2Header.MAX_REFTABLE_BYTES) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": refcount table would exceed 8 MiB");
+        long entries = geo.refcountsPerBlock();
+        long k = 1;
+        while (k + n > k * entries) k++;
+        if (oldLen + k > newLen) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": cannot grow the refcount table");
+        PointerTable grown = table.grown((int) newLen);
+        CachedTable[] blocks = new CachedTable[(int) k];
+        for (int j = 0; j < k; j++) blocks[j] = linkNewRefblockLocked((base + j) << clusterBits, grown, oldLen + j);
+        for (long c = base; c < base + k + n; c++) blocks[(int) (geo.refblockIndex(c) - oldLen)].setRefcount(geo.refblockSlot(c), order, 1);
+        pendingFrees.add(new HostRun(tableOffset, tableClusters)); // R4: the old table is freed after a flush
+        table = grown;
+        tableOffset = (base + k) << clusterBits;
+        tableClusters = (int) n;
+        relocated = true;
+        for (long c = 0; c < n; c++) overlap.markLocked(tableOffset + (c << clusterBits), MetadataKind.REFCOUNT_TABLE);
+        freeHint = Math.max(freeHint, base + k + n);
+    }
+
+    /** Under meta: refcount - 1; returns false if the refcount was already 0. */
+    boolean decrementLocked(long ci) {
+        CachedTable b = refblockLocked(ci);
+        if (b == null) return false;
+        int i = geo.refblockSlot(ci);
+        long v = b.refcount(i, order);
+        if (v == 0) return false;
+        b.setRefcount(i, order, v - 1);
+        if (v == 1) {
+            freeHint = Math.min(freeHint, ci);
+            overlap.forgetLocked(ci << clusterBits);
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------- frees (rule R4)
+
+    /** Under meta: queues host clusters for release after the next flush. */
+    void queueFreeLocked(HostRun run) {
+        pendingFrees.add(run);
+    }
+
+    /** Under meta: queues the host clusters an L2 entry references for release after the next flush. */
+    void queueEntryFreeLocked(long e) {
+        switch (geo.typeOf(e)) {
+            case L2Entry.NORMAL, L2Entry.ZERO_ALLOC -> pendingFrees.add(new HostRun(e & L2Entry.OFFSET_MASK, 1));
+            case L2Entry.COMPRESSED_CLUSTER -> {
+                HostRange c = geo.compressedRange(e);
+                long first = geo.clusterOf(c.offset()), last = geo.clusterOf(c.offset() + c.length() - 1);
+                pendingFrees.add(new HostRun(first << clusterBits, last - first + 1));
+            }
+            default -> {}
+        }
+    }
+
+    /** Under meta: the frees queued so far (a flush snapshot takes them). */
+    List<HostRun> takePendingFreesLocked() {
+        List<HostRun> f = pendingFrees;
+        pendingFrees = new ArrayList<>();
+        return f;
+    }
+
+    /** Under meta: gives back frees a failed flush took. */
+    void restorePendingFreesLocked(List<HostRun> frees) {
+        pendingFrees.addAll(0, frees);
+    }
+
+    // ---------------------------------------------------------------- the refcount table, for write-back and check
+
+    /** What changed in the refcount table since the last flush. */
+    record TableChanges(boolean relocated, BitSet dirtyClusters) {}
+
+    /** Under meta: the table's changes, now marked written (give them back with {@link #restoreChangesLocked}). */
+    TableChanges takeChangesLocked() {
+        TableChanges c = new TableChanges(relocated, table.takeDirtyLocked());
+        relocated = false;
+        return c;
+    }
+
+    void restoreChangesLocked(TableChanges c) {
+        relocated |= c.relocated();
+        table.restoreDirtyLocked(c.dirtyClusters());
+    }
+
+    PointerTable table() { return table; }
+
+    long tableOffset() { return tableOffset; }
+
+    int tableClusters() { return tableClusters; }
+}

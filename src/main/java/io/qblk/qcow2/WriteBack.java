@@ -1,0 +1,339 @@
+package io.qblk.qcow2;
+
+import io.qblk.io.IoBackend;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Writes the cached metadata back in the order of docs/ordering.md: every rule about <em>when</em>
+ * something reaches the file lives here. The in-memory changes it writes are made elsewhere under
+ * the metadata lock (allocations: {@link RefcountAllocator}, mappings: {@link ClusterMap},
+ * {@link ClusterWriter}); a flush takes a consistent snapshot of them under that lock and writes it
+ * without the lock:
+ *
+ * <pre>
+ *  A0  fresh refcount blocks, a relocated refcount table          -> datasync   (R3)
+ *  A   dirty refcount blocks, refcount-table clusters, header
+ *      field of a relocated table, fresh L2 tables; covers every
+ *      completed data write                                      -> datasync   (R1, R2, R3)
+ *  B   dirty existing L2 tables, dirty L1 clusters               -> datasync   (skipped by a commit)
+ *  then frees queued before the snapshot, after a grace period               (R4, R5)
+ * </pre>
+ *
+ * Write-through ({@link MetadataWrite#WRITETHROUGH}): a request that changed a mapping waits for a
+ * <em>commit</em> (a flush without B's sync) covering its change; one commit serves every request
+ * queued behind the flush lock (group commit).
+ */
+final class WriteBack {
+    private final IoBackend file;
+    private final String filename;
+    private final Qcow2Header h;
+    private final int cs;
+    private final MetadataCache cache;
+    private final RefcountAllocator alloc;
+    private final ClusterMap map;
+    private final OverlapCheck overlap;
+    private final WriteGuard guard;
+    private final IoEpochs epochs;
+    private final SharedExclusiveLock exclusive;
+    private final EngineStats stats;
+    private final MetadataWrite metadataWrite;
+
+    private final ReentrantLock flushLock = new ReentrantLock();
+    /** Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); guarded by meta. */
+    private long mappingChanges;
+    /** How many of them a successful flush has written to the file (in rule order); guarded by flushLock. */
+    private long committedChanges;
+    /**
+     * Frees whose dropping L2/L1 entries a commit wrote without the final sync (rule R4 waits for
+     * that sync): applied after the next flush, whose phase-A sync covers those writes. Guarded by flushLock.
+     */
+    private List<HostRun> unsyncedFrees = new ArrayList<>();
+    /** A write completed since the last datasync: the next flush must sync even with no metadata to write (R1). */
+    private volatile boolean unsyncedWrites;
+
+    WriteBack(IoBackend file, String filename, Qcow2Header h, Geometry geo, MetadataCache cache, RefcountAllocator alloc, ClusterMap map,
+            OverlapCheck overlap, WriteGuard guard, IoEpochs epochs, SharedExclusiveLock exclusive, EngineStats stats, MetadataWrite metadataWrite) {
+        this.file = file;
+        this.filename = filename;
+        this.h = h;
+        this.cs = geo.clusterSize;
+        this.cache = cache;
+        this.alloc = alloc;
+        this.map = map;
+        this.overlap = overlap;
+        this.guard = guard;
+        this.epochs = epochs;
+        this.exclusive = exclusive;
+        this.stats = stats;
+        this.metadataWrite = metadataWrite;
+    }
+
+    /** After a data write completed (never before: a flush that starts later must sync it, R1). */
+    void dataWritten() {
+        unsyncedWrites = true;
+    }
+
+    /** Under meta, in the critical section that set an L2 entry: counts the change for write-through. */
+    void mappingChangedLocked() {
+        mappingChanges++;
+    }
+
+    boolean writeThrough() {
+        return metadataWrite == MetadataWrite.WRITETHROUGH;
+    }
+
+    /** After a request: write-through commit if it changed a mapping, else a flush if the cache is over budget. */
+    void afterRequest(boolean mapped) throws IOException {
+        if (mapped && writeThrough()) commit();
+        else if (cache.overBudget()) flush();
+    }
+
+    void flushIfOverBudget() throws IOException {
+        if (cache.overBudget()) flush();
+    }
+
+    /** A full flush: everything changed so far is durable when it returns ("flush means durable"). */
+    void flush() throws IOException {
+        if (guard.openedReadOnly() || guard.closed()) return;
+        exclusive.lockShared();
+        flushLock.lock();
+        try {
+            flushLocked(true);
+        } finally {
+            flushLock.unlock();
+            exclusive.unlockShared();
+        }
+    }
+
+    /** Flushes twice so that also refcount decrements applied after the first flush are on disk. */
+    void flushFully() throws IOException {
+        if (guard.openedReadOnly()) return;
+        flush();
+        flush();
+    }
+
+    /**
+     * {@link MetadataWrite#WRITETHROUGH}: returns once every mapping change made before the call is
+     * in the file, after the data and refcounts it depends on were synced. Callers queue on the flush
+     * lock; whoever gets it runs a flush for all changes made so far that skips only the last sync
+     * (phase B's: the next flush's phase-A sync covers it), and those whose changes that flush
+     * covered return without another one (group commit).
+     */
+    void commit() throws IOException {
+        long want;
+        cache.lock();
+        try {
+            want = mappingChanges;
+        } finally {
+            cache.unlock();
+        }
+        exclusive.lockShared();
+        flushLock.lock();
+        try {
+            if (committedChanges >= want) return;
+            flushLocked(false);
+            if (committedChanges < want) throw new IOException(filename + ": metadata could not be written (the image is marked corrupt)");
+        } finally {
+            flushLock.unlock();
+            exclusive.unlockShared();
+        }
+    }
+
+    /** One metadata cluster (or part) to write during a flush. */
+    private record Item(long offset, MemorySegment bytes, MetadataKind kind, CachedTable table, int gen) {}
+
+    /** The snapshot a flush writes, taken under the metadata lock. */
+    private record Snapshot(List<Item> a0, List<Item> a, List<Item> b, RefcountAllocator.TableChanges table, BitSet l1Dirty,
+                            List<HostRun> frees, long covered) {}
+
+    /**
+     * One flush; {@code syncMappings} false skips the sync after phase B (a commit): the L2/L1
+     * writes are then in the file but not yet durable, and the frees they allow wait for the next
+     * flush (see {@link #unsyncedFrees}).
+     */
+    private void flushLocked(boolean syncMappings) throws IOException {
+        stats.flushes.increment();
+        guard.checkNotPoisoned();
+        if (guard.metadataFrozen()) {
+            // Corrupt: write no metadata at all, only make completed data writes durable.
+            if (unsyncedWrites) sync();
+            return;
+        }
+        // Frees a previous commit left waiting: their L2/L1 writes become durable with this flush's phase-A sync.
+        List<HostRun> ready = unsyncedFrees;
+        unsyncedFrees = new ArrayList<>();
+        List<HostRun> frees;
+        boolean wroteB;
+        try (Arena arena = Arena.ofConfined()) {
+            Snapshot s;
+            String bad;
+            cache.lock();
+            try {
+                s = snapshotLocked(arena);
+                bad = overlapLocked(s);
+            } finally {
+                cache.unlock();
+            }
+            if (bad != null) {
+                restore(s);
+                unsyncedFrees.addAll(0, ready);
+                throw guard.corrupted(new MetadataCorruption(bad));
+            }
+            try {
+                // The order does matter: each phase writes only what the previous syncs made safe to reference.
+                if (!s.a0.isEmpty()) { // R3: new refcount blocks and a relocated table before anything points to them
+                    writeAll(s.a0);
+                    sync();
+                }
+                if (!s.a.isEmpty() || !s.b.isEmpty() || unsyncedWrites) {
+                    // R1 + R2: data and refcounts synced before any L2/L1 entry (phase B) references them;
+                    // R3: new L2 tables synced before their L1 entries
+                    writeAll(s.a);
+                    sync();
+                }
+                if (!s.b.isEmpty()) {
+                    writeAll(s.b);
+                    if (syncMappings) sync();
+                    else unsyncedWrites = true; // the next flush's phase A syncs these writes
+                }
+            } catch (IOException ex) {
+                restore(s);
+                unsyncedFrees.addAll(0, ready);
+                throw ex;
+            }
+            markWritten(s);
+            committedChanges = Math.max(committedChanges, s.covered);
+            frees = s.frees;
+            wroteB = !s.b.isEmpty();
+        }
+        // R4: a free is applied only after the sync that made its dropped reference durable.
+        if (!syncMappings && wroteB) {
+            unsyncedFrees.addAll(frees);
+            frees = ready;
+        } else {
+            frees.addAll(0, ready);
+        }
+        if (!frees.isEmpty()) applyFrees(frees);
+    }
+
+    /** Under meta: copies of every dirty cluster, sorted into phases, and the frees queued so far. */
+    private Snapshot snapshotLocked(Arena arena) {
+        List<Item> a0 = new ArrayList<>(), a = new ArrayList<>(), b = new ArrayList<>();
+        long covered = mappingChanges;
+        RefcountAllocator.TableChanges table = alloc.takeChangesLocked();
+        BitSet l1D = map.l1().takeDirtyLocked();
+        List<HostRun> frees = alloc.takePendingFreesLocked();
+        cache.forEachDirtyLocked(CachedTable.Kind.REFBLOCK, t -> (t.fresh ? a0 : a).add(snap(arena, t)));
+        cache.forEachDirtyLocked(CachedTable.Kind.L2, t -> (t.fresh ? a : b).add(snap(arena, t)));
+        PointerTable rt = alloc.table();
+        if (table.relocated()) {
+            a0.add(new Item(alloc.tableOffset(), rt.allBytes(arena), MetadataKind.REFCOUNT_TABLE, null, 0));
+            MemorySegment hb = arena.allocate(12);
+            hb.copyFrom(MemorySegment.ofArray(headerRefcountFields()));
+            a.add(new Item(48, hb, MetadataKind.HEADER, null, 0));
+        } else {
+            BitSet d = table.dirtyClusters();
+            for (int c = d.nextSetBit(0); c >= 0; c = d.nextSetBit(c + 1))
+                a.add(new Item(alloc.tableOffset() + (long) c * cs, rt.clusterBytes(arena, c), MetadataKind.REFCOUNT_TABLE, null, 0));
+        }
+        PointerTable l1 = map.l1();
+        for (int c = l1D.nextSetBit(0); c >= 0; c = l1D.nextSetBit(c + 1))
+            b.add(new Item(map.l1Offset() + (long) c * cs, l1.clusterBytes(arena, c), MetadataKind.L1, null, 0));
+        return new Snapshot(a0, a, b, table, l1D, frees, covered);
+    }
+
+    /** Under meta: the first metadata write of the snapshot that would land on other metadata, or null. */
+    private String overlapLocked(Snapshot s) {
+        for (List<Item> list : List.of(s.a0, s.a, s.b))
+            for (Item it : list) {
+                String bad = overlap.metadataOverlapLocked(it.offset, it.bytes.byteSize(), it.kind);
+                if (bad != null) return bad;
+            }
+        return null;
+    }
+
+    private Item snap(Arena arena, CachedTable t) {
+        MemorySegment s = arena.allocate(cs, 4096);
+        t.serialize(s);
+        return new Item(t.offset, s, t.kind == CachedTable.Kind.L2 ? MetadataKind.L2 : MetadataKind.REFCOUNT_BLOCK, t, t.dirtyGen);
+    }
+
+    private byte[] headerRefcountFields() {
+        ByteBuffer bb = ByteBuffer.allocate(12).order(ByteOrder.BIG_ENDIAN);
+        bb.putLong(alloc.tableOffset()).putInt(alloc.tableClusters());
+        return bb.array();
+    }
+
+    /** After the phases: what was written is clean (unless it changed again since the snapshot). */
+    private void markWritten(Snapshot s) {
+        cache.lock();
+        try {
+            for (List<Item> list : List.of(s.a0, s.a, s.b)) {
+                for (Item it : list) {
+                    if (it.table == null) continue;
+                    it.table.fresh = false;
+                    it.table.cleanGen = it.gen;
+                }
+            }
+            if (s.table.relocated()) {
+                h.refcountTableOffset = alloc.tableOffset();
+                h.refcountTableClusters = alloc.tableClusters();
+            }
+            cache.evictLocked();
+        } finally {
+            cache.unlock();
+        }
+    }
+
+    /** A failed flush: nothing was marked clean; the next flush writes the same clusters and frees again. */
+    private void restore(Snapshot s) {
+        cache.lock();
+        try {
+            alloc.restoreChangesLocked(s.table);
+            map.l1().restoreDirtyLocked(s.l1Dirty);
+            alloc.restorePendingFreesLocked(s.frees);
+        } finally {
+            cache.unlock();
+        }
+    }
+
+    private void writeAll(List<Item> items) throws IOException {
+        for (Item it : items) file.write(it.offset, it.bytes);
+    }
+
+    private void sync() throws IOException {
+        unsyncedWrites = false;
+        stats.datasyncs.increment();
+        try {
+            file.datasync();
+        } catch (IOException e) {
+            guard.poison(e);
+            throw e;
+        }
+    }
+
+    /** R5 then R4: waits until no I/O that may still use an old mapping is running, then drops the refcounts. */
+    private void applyFrees(List<HostRun> frees) throws IOException {
+        epochs.synchronize();
+        var at = new Object() {
+            int run;
+            long cluster;
+        };
+        cache.withMeta(() -> {
+            for (; at.run < frees.size(); at.run++, at.cluster = 0) {
+                HostRun r = frees.get(at.run);
+                long first = r.offset() >>> h.clusterBits;
+                for (; at.cluster < r.clusters(); at.cluster++) alloc.decrementLocked(first + at.cluster);
+            }
+            return null;
+        });
+    }
+}

@@ -1,0 +1,138 @@
+package io.qblk.qcow2;
+
+import io.qblk.io.IoBackend;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Whether the image may be changed, and the header feature bits that record it: opened read-only,
+ * refused (corrupt bit, snapshots), poisoned by a failed datasync, or in repair by check. Sets the
+ * corrupt bit when corruption is found, clears it after a clean repair, and clears unknown
+ * autoclear bits before the first change (never on an open that only reads).
+ */
+final class WriteGuard {
+    private final String filename;
+    private final Qcow2Header h;
+    private final IoBackend file;
+    private final MetadataCache cache;
+    private final boolean openedReadOnly;
+    private volatile String writeRefusal;
+    private volatile IOException poisoned;
+    /** Set while check repairs an image: metadata may be written although the image is marked corrupt. */
+    private volatile boolean repairing;
+    /** Autoclear bits to clear in the header before the first change of the image. */
+    private volatile boolean autoclearPending;
+    private volatile boolean closed;
+
+    WriteGuard(String filename, Qcow2Header h, IoBackend file, MetadataCache cache, boolean openedReadOnly) {
+        this.filename = filename;
+        this.h = h;
+        this.file = file;
+        this.cache = cache;
+        this.openedReadOnly = openedReadOnly;
+    }
+
+    boolean openedReadOnly() { return openedReadOnly; }
+
+    boolean closed() { return closed; }
+
+    void markClosed() { closed = true; }
+
+    boolean readOnly() { return openedReadOnly || writeRefusal != null; }
+
+    boolean corruptBit() { return (h.incompatible & Qcow2Header.INCOMPAT_CORRUPT) != 0; }
+
+    /** Refuses every change from now on, with {@code reason}. */
+    void refuse(String reason) { writeRefusal = reason; }
+
+    /** Why an image opened for writing refuses writes, or null. */
+    String writeRefusal() { return writeRefusal; }
+
+    /** True when no metadata may be written now: refused, and not repairing. */
+    boolean metadataFrozen() { return writeRefusal != null && !repairing; }
+
+    void setRepairing(boolean r) { repairing = r; }
+
+    void checkWritable() throws IOException {
+        if (openedReadOnly) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, filename + ": image is opened read-only");
+        String r = writeRefusal;
+        if (r != null) throw new Qcow2Exception(Qcow2Exception.Kind.READ_ONLY, r);
+        checkNotPoisoned();
+    }
+
+    void checkNotPoisoned() throws IOException {
+        IOException p = poisoned;
+        if (p != null) throw new IOException(filename + ": an earlier flush failed (" + p.getMessage() + "); reopen the image", p);
+    }
+
+    /** A datasync failed: the on-disk state is unknown, nothing more is written (docs/ordering.md, "Failures"). */
+    void poison(IOException e) { poisoned = e; }
+
+    boolean poisoned() { return poisoned != null; }
+
+    /** Read-write open of a version 3 image with autoclear bits: they are cleared before the first change. */
+    void clearAutoclearBeforeFirstChange() {
+        if (h.version >= 3 && h.autoclear != 0) autoclearPending = true;
+    }
+
+    /**
+     * Called before anything changes the image (a write, zero, discard, repair): clears the
+     * autoclear bits we do not maintain (bitmaps and unknown ones) in the header, synced, once.
+     */
+    void beforeChange() throws IOException {
+        if (!autoclearPending) return;
+        synchronized (this) {
+            if (!autoclearPending) return;
+            h.autoclear = 0;
+            writeFeatureBits();
+            autoclearPending = false;
+        }
+    }
+
+    /** Sets the corrupt bit (version 3; best effort), refuses further writes, and returns the exception to throw. */
+    Qcow2Exception corrupted(MetadataCorruption c) {
+        if (!openedReadOnly && writeRefusal == null) {
+            writeRefusal = filename + ": image is marked corrupt (" + c.getMessage() + ")";
+            if (h.version >= 3) {
+                cache.lock();
+                try {
+                    h.incompatible |= Qcow2Header.INCOMPAT_CORRUPT;
+                } finally {
+                    cache.unlock();
+                }
+                try {
+                    writeFeatureBits();
+                } catch (IOException ignored) {
+                    // the write refusal above still protects the image in this process
+                }
+            }
+        }
+        return new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": corrupt image: " + c.getMessage(), c);
+    }
+
+    /** Called by check after a successful repair of a corrupt image: writes become possible again. */
+    void clearCorrupt() throws IOException {
+        if (!corruptBit() && writeRefusal == null) return;
+        h.incompatible &= ~Qcow2Header.INCOMPAT_CORRUPT;
+        writeFeatureBits();
+        if (h.nbSnapshots == 0) writeRefusal = null;
+    }
+
+    /** Clears the dirty bit after the repair that made the refcounts right. */
+    void clearDirty() throws IOException {
+        h.incompatible &= ~Qcow2Header.INCOMPAT_DIRTY;
+        writeFeatureBits();
+    }
+
+    /** Writes the incompatible/compatible/autoclear feature fields (offset 72) and syncs them. */
+    synchronized void writeFeatureBits() throws IOException {
+        if (h.version < 3) return;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(24, 512);
+            s.copyFrom(MemorySegment.ofArray(h.featureBytes()));
+            file.write(72, s);
+            file.datasync();
+        }
+    }
+}
