@@ -152,14 +152,13 @@ public class DeviceManager {
                 image, info.endpoint(), info.endpoint(), host(info.endpoint()), port(info.endpoint()), info.endpoint());
     }
 
+    // nbd:// or nbds:// (TLS): the scheme is not assumed.
     private static String host(String nbdUri) {
-        String hp = nbdUri.substring("nbd://".length(), nbdUri.indexOf('/', "nbd://".length()));
-        return hp.substring(0, hp.lastIndexOf(':'));
+        return java.net.URI.create(nbdUri).getHost();
     }
 
     private static String port(String nbdUri) {
-        String hp = nbdUri.substring("nbd://".length(), nbdUri.indexOf('/', "nbd://".length()));
-        return hp.substring(hp.lastIndexOf(':') + 1);
+        return String.valueOf(java.net.URI.create(nbdUri).getPort());
     }
 
     Optional<Frontend> frontend(FrontendType type) {

@@ -77,7 +77,7 @@ public final class FileBackends {
         if (cache == CacheMode.WRITEBACK) return buffered;
         UringFileBackend direct = null;
         try {
-            direct = UringFileBackend.openForCallerRing(path, readOnly, ringMinBytes);
+            direct = UringFileBackend.openSiblingForCallerRing(buffered);
             String refused = setDirect(direct.fd());
             if (refused != null) {
                 direct.close();

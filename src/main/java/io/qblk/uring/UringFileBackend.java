@@ -79,6 +79,16 @@ public final class UringFileBackend implements IoBackend {
     }
 
     /**
+     * A second descriptor of {@code first}'s file for the caller's ring (same threshold), covered by
+     * {@code first}'s image lock (the O_DIRECT half of a {@link io.qblk.io.DirectIoBackend} pair).
+     */
+    public static UringFileBackend openSiblingForCallerRing(UringFileBackend first) throws IOException {
+        if (first.locked == null) throw new IllegalArgumentException(first + " is itself a sibling descriptor");
+        int fd = ImageLock.openSibling(first.locked, first.path, first.readOnly, 0);
+        return new UringFileBackend(null, false, fd, null, first.path, first.readOnly, first.ringMinBytes);
+    }
+
+    /**
      * Opens {@code path} for I/O through whichever ring the calling thread has bound with
      * {@link CallerRing#run}, with pread/pwrite when none is bound.
      */
