@@ -34,33 +34,66 @@ public class CreateCommand implements Callable<Integer> {
     @Option(names = "-q", description = "quiet: no 'Formatting' line")
     boolean quiet;
 
+    @Option(names = "-b", paramLabel = "BACKING", description = "make an overlay of BACKING (stored as given; a relative name is relative to FILE's directory)")
+    String backing;
+
+    @Option(names = "-F", paramLabel = "FMT", description = "format of BACKING: qcow2 or raw (required with -b)")
+    String backingFormat;
+
+    @Option(names = "-u", description = "unsafe: do not open BACKING (SIZE is then required)")
+    boolean unsafe;
+
     @Parameters(index = "0", paramLabel = "FILE")
     Path file;
 
-    @Parameters(index = "1", paramLabel = "SIZE", description = "virtual size, suffixes k/M/G/T; a multiple of 512")
+    @Parameters(index = "1", paramLabel = "SIZE", arity = "0..1",
+            description = "virtual size, suffixes k/M/G/T; a multiple of 512 (with -b: the backing file's size when absent)")
     String sizeText;
 
     @Override
     public Integer call() throws IOException {
         ImageFormat fmt = format == null ? ImageFormat.QCOW2 : ImageFormat.parse(format);
         if (!fmt.hasFile()) throw new IllegalArgumentException("-f null: the null format has no file to create");
-        long size = Sizes.parse(sizeText);
-        if (size % 512 != 0) throw new IllegalArgumentException("size " + size + " is not a multiple of 512");
+        if (backing != null && fmt == ImageFormat.RAW) throw new IllegalArgumentException("raw images have no backing file (-b needs -f qcow2)");
+        if (backing != null && backingFormat == null) throw new IllegalArgumentException(file + ": backing file specified without backing format (-F qcow2|raw)");
+        if (backing == null && (backingFormat != null || unsafe)) throw new IllegalArgumentException("-F and -u need -b BACKING");
+        if (backingFormat != null && !ImageFormat.parse(backingFormat).hasFile())
+            throw new IllegalArgumentException("-F " + backingFormat + ": a backing file is qcow2 or raw");
+        if (sizeText == null && (backing == null || unsafe)) throw new IllegalArgumentException(file + ": image creation needs a SIZE (or -b BACKING to take its size)");
         Map<String, String> opts = parseOptions(String.join(",", options));
         if (Files.exists(file)) throw new FileAlreadyExistsException(file.toString());
+        Long backingSize = backing != null && !unsafe ? backingSize(file, backing, backingFormat) : null;
+        long size = sizeText != null ? Sizes.parse(sizeText) : backingSize;
+        if (size % 512 != 0) throw new IllegalArgumentException("size " + size + " is not a multiple of 512");
         if (fmt == ImageFormat.RAW) return createRaw(size, opts);
 
         CreateOptions co = qcow2Options(size, opts);
+        if (backing != null) co = co.withBacking(backing, backingFormat);
         StringBuilder line = new StringBuilder("Formatting '").append(file).append("', fmt=qcow2 cluster_size=")
                 .append(co.clusterSize()).append(" extended_l2=off");
         if (opts.containsKey("preallocation")) line.append(" preallocation=").append(opts.get("preallocation"));
-        line.append(" compression_type=zlib size=").append(size)
-                .append(" compat=").append(co.version() == 2 ? "0.10" : "1.1")
-                .append(" lazy_refcounts=").append(co.lazyRefcounts() ? "on" : "off")
+        line.append(" compression_type=zlib size=").append(size);
+        if (opts.containsKey("compat")) line.append(" compat=").append(co.version() == 2 ? "0.10" : "1.1");
+        if (backing != null) line.append(" backing_file=").append(backing).append(" backing_fmt=").append(backingFormat);
+        line.append(" lazy_refcounts=").append(co.lazyRefcounts() ? "on" : "off")
                 .append(" refcount_bits=").append(co.refcountBits());
         if (!quiet) spec.commandLine().getOut().println(line);
         Qcow2Image.create(file, co);
         return 0;
+    }
+
+    /**
+     * The virtual size of {@code backing} as the overlay {@code image} will name it (a relative name is
+     * relative to the image's directory), opened read-only as {@code backingFormat}: an overlay is only
+     * created over a backing file that opens. The error names both files.
+     */
+    static long backingSize(Path image, String backing, String backingFormat) throws IOException {
+        Path resolved = Path.of(backing).isAbsolute() ? Path.of(backing) : image.toAbsolutePath().getParent().resolve(backing);
+        try (SourceImage b = SourceImage.open(resolved, backingFormat)) {
+            return b.format == ImageFormat.RAW ? Files.size(resolved) : b.size;
+        } catch (IOException | RuntimeException e) {
+            throw new IOException(image + ": could not open backing file " + backing + ": " + CliErrors.message(e), e);
+        }
     }
 
     private int createRaw(long size, Map<String, String> opts) throws IOException {

@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 @TopCommand
 @Command(name = "qblk", mixinStandardHelpOptions = true, version = "qblk 0.1.0",
         description = "Serve qcow2 images as Linux block devices (ublk, NBD) and work on them offline.",
-        subcommands = {CreateCommand.class, InfoCommand.class, CheckCommand.class, MapCommand.class,
+        subcommands = {CreateCommand.class, InfoCommand.class, CheckCommand.class, MapCommand.class, CompareCommand.class,
+                MeasureCommand.class, ConvertCommand.class,
                 IoCommand.class, BenchCommand.class, ExportCommand.class, UblkCommand.class,
                 ServeCommand.class, DeviceCommand.class})
 public class QblkCommand {

@@ -8,12 +8,19 @@ package io.qblk.qcow2;
  * @param clusterSize   512 .. 2 MiB, a power of two
  * @param refcountBits  1 .. 64, a power of two; version 2 only allows 16
  * @param lazyRefcounts sets the lazy-refcounts compatible feature bit (version 3 only)
+ * @param backingFile   backing file name stored in the header exactly as given (relative names resolve
+ *                      against the image's directory when opened); null for none
+ * @param backingFormat backing format header extension ("qcow2", "raw"); null writes none
  */
 public record CreateOptions(long size, int version, int clusterSize, int refcountBits, Preallocation preallocation,
-        boolean lazyRefcounts) {
+        boolean lazyRefcounts, String backingFile, String backingFormat) {
 
     public CreateOptions {
         if (preallocation == null) throw new IllegalArgumentException("preallocation must not be null");
+    }
+
+    public CreateOptions(long size, int version, int clusterSize, int refcountBits, Preallocation preallocation, boolean lazyRefcounts) {
+        this(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, null, null);
     }
 
     /** qemu-img's defaults: compat 1.1, 64 KiB clusters, 16-bit refcounts, no preallocation. */
@@ -21,8 +28,8 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
         return new CreateOptions(size, 3, 65536, 16, Preallocation.OFF, false);
     }
 
-    public CreateOptions withSize(long s) { return new CreateOptions(s, version, clusterSize, refcountBits, preallocation, lazyRefcounts); }
-    public CreateOptions withVersion(int v) { return new CreateOptions(size, v, clusterSize, refcountBits, preallocation, lazyRefcounts); }
+    public CreateOptions withSize(long s) { return new CreateOptions(s, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat); }
+    public CreateOptions withVersion(int v) { return new CreateOptions(size, v, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat); }
     /** "0.10" = version 2, "1.1" (or "v3") = version 3. */
     public CreateOptions withCompat(String compat) {
         return switch (compat) {
@@ -31,10 +38,15 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
             default -> throw new IllegalArgumentException("compat must be 0.10 or 1.1: " + compat);
         };
     }
-    public CreateOptions withClusterSize(int c) { return new CreateOptions(size, version, c, refcountBits, preallocation, lazyRefcounts); }
-    public CreateOptions withRefcountBits(int r) { return new CreateOptions(size, version, clusterSize, r, preallocation, lazyRefcounts); }
-    public CreateOptions withPreallocation(Preallocation p) { return new CreateOptions(size, version, clusterSize, refcountBits, p, lazyRefcounts); }
-    public CreateOptions withLazyRefcounts(boolean l) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, l); }
+    public CreateOptions withClusterSize(int c) { return new CreateOptions(size, version, c, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat); }
+    public CreateOptions withRefcountBits(int r) { return new CreateOptions(size, version, clusterSize, r, preallocation, lazyRefcounts, backingFile, backingFormat); }
+    public CreateOptions withPreallocation(Preallocation p) { return new CreateOptions(size, version, clusterSize, refcountBits, p, lazyRefcounts, backingFile, backingFormat); }
+    public CreateOptions withLazyRefcounts(boolean l) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, l, backingFile, backingFormat); }
+
+    /** An overlay: the header names {@code file} (stored as given) and, when not null, its {@code format}. */
+    public CreateOptions withBacking(String file, String format) {
+        return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, file, format);
+    }
 
     /** Throws IllegalArgumentException naming the first bad option. */
     public void validate() {
@@ -48,6 +60,11 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
         if (version == 2 && lazyRefcounts)
             throw new IllegalArgumentException("lazy_refcounts needs compat=1.1 (version 3)");
         if (size < 0) throw new IllegalArgumentException("size must not be negative: " + size);
+        if (backingFile != null && (backingFile.isEmpty() || backingFile.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 1023))
+            throw new IllegalArgumentException("backing file name must be 1..1023 bytes");
+        if (backingFormat != null && backingFile == null) throw new IllegalArgumentException("backing format given without a backing file");
+        if (backingFile != null && preallocation != Preallocation.OFF)
+            throw new IllegalArgumentException("preallocation is not supported with a backing file");
         long maxL1Entries = Qcow2Header.MAX_L1_ENTRIES;
         long bytesPerL2 = (long) clusterSize * (clusterSize / 8);
         if (Long.divideUnsigned(size + bytesPerL2 - 1, bytesPerL2) > maxL1Entries || size > Qcow2Header.MAX_VIRTUAL_SIZE)

@@ -309,7 +309,11 @@ public final class Qcow2Header {
         return b.array();
     }
 
-    /** Serializes a fresh header (no extensions other than the feature name table) for create. */
+    /**
+     * Serializes a fresh header for create: the backing format extension (when {@link #backingFormat}
+     * is set), the feature name table (version 3), the end marker, then the backing file name (when
+     * {@link #backingFile} is set), in qemu's order.
+     */
     byte[] serializeNew(int cs) {
         ByteBuffer b = ByteBuffer.allocate(cs).order(ByteOrder.BIG_ENDIAN);
         b.putInt(MAGIC).putInt(version).putLong(0).putInt(0).putInt(clusterBits).putLong(size).putInt(0)
@@ -320,22 +324,32 @@ public final class Qcow2Header {
             b.putLong(incompatible).putLong(compatible).putLong(autoclear).putInt(refcountOrder).putInt(headerLength);
             b.put((byte) 0); // compression type zlib
             b.position(headerLength);
-            // feature name table, so tools can name the bits
+        }
+        if (backingFormat != null) {
+            byte[] f = backingFormat.getBytes(StandardCharsets.UTF_8);
+            b.putInt(EXT_BACKING_FORMAT).putInt(f.length).put(f);
+            b.position(b.position() + (8 - f.length % 8) % 8);
+        }
+        if (version >= 3 && cs > 4096) {
+            // feature name table, so tools can name the bits (qemu-img writes none with clusters of 4k and less)
             String[][] feats = {{"0", "0", "dirty bit"}, {"0", "1", "corrupt bit"}, {"0", "2", "external data file"},
                     {"0", "3", "compression type"}, {"0", "4", "extended L2 entries"}, {"1", "0", "lazy refcounts"},
                     {"2", "0", "bitmaps"}, {"2", "1", "raw external data"}};
-            if (b.remaining() >= 8 + feats.length * 48 + 8) {
-                b.putInt(EXT_FEATURE_TABLE).putInt(feats.length * 48);
-                for (String[] f : feats) {
-                    int start = b.position();
-                    b.put((byte) Integer.parseInt(f[0])).put((byte) Integer.parseInt(f[1]));
-                    b.put(f[2].getBytes(StandardCharsets.US_ASCII));
-                    b.position(start + 48);
-                }
+            b.putInt(EXT_FEATURE_TABLE).putInt(feats.length * 48);
+            for (String[] f : feats) {
+                int start = b.position();
+                b.put((byte) Integer.parseInt(f[0])).put((byte) Integer.parseInt(f[1]));
+                b.put(f[2].getBytes(StandardCharsets.US_ASCII));
+                b.position(start + 48);
             }
-            b.putInt(EXT_END).putInt(0);
-        } else {
-            b.putInt(EXT_END).putInt(0);
+        }
+        b.putInt(EXT_END).putInt(0);
+        if (backingFile != null) {
+            byte[] name = backingFile.getBytes(StandardCharsets.UTF_8);
+            if (name.length > b.remaining()) throw new IllegalArgumentException("backing file name does not fit in the header cluster");
+            int at = b.position();
+            b.put(name);
+            b.putLong(8, at).putInt(16, name.length);
         }
         return b.array();
     }

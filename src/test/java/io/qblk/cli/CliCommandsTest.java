@@ -58,6 +58,18 @@ class CliCommandsTest {
     }
 
     @Test
+    @Launch(value = {"compare", "/nonexistent/a.qcow2", "/nonexistent/b.qcow2"}, exitCode = 2)
+    void compareErrorExitsTwo(LaunchResult r) {
+        CliScenarios.assertOneErrorLine(r, "/nonexistent/a.qcow2: no such file");
+    }
+
+    @Test
+    @Launch(value = {"measure", "-O", "qcow2", "--size", "1G"})
+    void measure(LaunchResult r) {
+        org.junit.jupiter.api.Assertions.assertEquals("required size: 393216\nfully allocated size: 1074135040", r.getOutput().strip());
+    }
+
+    @Test
     @Launch(value = {"info", "/nonexistent/qblk-missing.qcow2"}, exitCode = 1)
     void missingFile(LaunchResult r) {
         CliScenarios.assertOneErrorLine(r, "/nonexistent/qblk-missing.qcow2: no such file");

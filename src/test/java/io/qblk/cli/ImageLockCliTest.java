@@ -111,6 +111,28 @@ class ImageLockCliTest {
             assertFalse(read.out().contains("Pattern verification failed"), read.out());
             assertOneLine(QblkRunner.run("io", "-U", "-c", "write 0 4k", img.toString()), "only read and flush");
             assertOneLine(QblkRunner.run("check", "-U", "-r", "leaks", img.toString()), "cannot be combined with -r");
+
+            // compare, measure and convert's inputs: refused without -U, read with it
+            QblkRunner.Result cmp = QblkRunner.run("compare", img.toString(), img.toString());
+            assertEquals(2, cmp.exitCode(), cmp.out() + cmp.err());
+            assertTrue(cmp.err().contains("image is in use for writing by another process"), cmp.err());
+            cmp = QblkRunner.run("compare", "-U", img.toString(), img.toString());
+            assertEquals(0, cmp.exitCode(), cmp.out() + cmp.err());
+            assertEquals("Images are identical.\n", cmp.out());
+            assertOneLine(QblkRunner.run("measure", "-O", "qcow2", img.toString()), "image is in use for writing by another process");
+            QblkRunner.Result measure = QblkRunner.run("measure", "-U", "-O", "qcow2", img.toString());
+            assertEquals(0, measure.exitCode(), measure.err());
+            assertTrue(measure.out().startsWith("required size: "), measure.out());
+            Path copy = dir.resolve("copy.qcow2");
+            assertOneLine(QblkRunner.run("convert", "-O", "qcow2", img.toString(), copy.toString()), "image is in use for writing by another process");
+            assertFalse(java.nio.file.Files.exists(copy), "a refused convert created its output");
+            QblkRunner.Result conv = QblkRunner.run("convert", "-U", "-O", "qcow2", img.toString(), copy.toString());
+            assertEquals(0, conv.exitCode(), conv.err());
+            Proc.run(30, "qemu-io", "-c", "read -P 0x33 0 64k", copy.toString()).ok("the -U copy holds the data");
+            // convert never replaces an image another process writes, -U or not (-U is for the inputs)
+            Path src = qcow2("src.qcow2");
+            assertOneLine(QblkRunner.run("convert", "-U", "-O", "qcow2", src.toString(), img.toString()), "image is in use for writing by another process");
+            assertTrue(java.nio.file.Files.exists(img), "convert deleted an image in use");
         } finally {
             ImageLockTest.stop(q);
         }
