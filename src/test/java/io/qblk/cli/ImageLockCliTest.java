@@ -69,12 +69,7 @@ class ImageLockCliTest {
         Path img = qcow2("e.qcow2");
         try (Export e = Export.start(img.toString())) {
             Proc.run(30, "qemu-io", "-f", "raw", e.uri(), "-c", "write -P 0x11 10M 1M").ok("write through the export");
-            Proc.Result w = Proc.run(30, "qemu-io", "-c", "write -P 0x22 10M 1M", img.toString());
-            assertNotEquals(0, w.exit(), w.out());
-            assertTrue(w.out().contains("Failed to get \"write\" lock"), w.out());
-            Proc.Result info = Proc.run(30, "qemu-img", "info", img.toString());
-            assertNotEquals(0, info.exit(), info.out());
-            assertTrue(info.out().contains("Failed to get shared \"write\" lock"), info.out());
+            ImageLockTest.assertQemuRefusesWhileWritten(img);
             assertTrue(Proc.run(30, "qemu-img", "info", "-U", img.toString()).ok("qemu-img info -U").out().contains("file format: qcow2"));
 
             // Issue 16: a second export of the same file, under another name, exits at once with one line.

@@ -61,6 +61,16 @@ public class ImageLockTest {
     }
 
     /** qemu-nbd serving {@code image} on a unix socket; its locks are in place when this returns. */
+    /** While qblk writes {@code img}: qemu-io cannot write it and qemu-img info (without -U) cannot open it. */
+    public static void assertQemuRefusesWhileWritten(Path img) throws Exception {
+        Proc.Result w = Proc.run(30, "qemu-io", "-c", "write -P 0x22 10M 1M", img.toString());
+        assertNotEquals(0, w.exit(), w.out());
+        assertTrue(w.out().contains("Failed to get \"write\" lock"), w.out());
+        Proc.Result info = Proc.run(30, "qemu-img", "info", img.toString());
+        assertNotEquals(0, info.exit(), info.out());
+        assertTrue(info.out().contains("Failed to get shared \"write\" lock"), info.out());
+    }
+
     public static Process qemuNbd(Path image, Path dir, boolean readOnly) throws Exception {
         List<String> cmd = new ArrayList<>(List.of("qemu-nbd", "-f", "qcow2", "-k", dir.resolve("q" + System.nanoTime() + ".sock").toString()));
         if (readOnly) cmd.add("-r");
@@ -117,12 +127,7 @@ public class ImageLockTest {
     void qemuToolsRespectAWriterInThisProcess() throws Exception {
         Path img = qcow2("w.qcow2");
         try (PosixFileBackend f = PosixFileBackend.open(img, false)) {
-            Proc.Result w = Proc.run(30, "qemu-io", "-c", "write -P 0x22 10M 1M", img.toString());
-            assertNotEquals(0, w.exit(), w.out());
-            assertTrue(w.out().contains("Failed to get \"write\" lock"), w.out());
-            Proc.Result info = Proc.run(30, "qemu-img", "info", img.toString());
-            assertNotEquals(0, info.exit(), info.out());
-            assertTrue(info.out().contains("Failed to get shared \"write\" lock"), info.out());
+            assertQemuRefusesWhileWritten(img);
             Proc.run(30, "qemu-img", "info", "-U", img.toString()).ok("qemu-img info -U while qblk writes");
         }
         Proc.run(30, "qemu-io", "-c", "write -P 0x22 10M 1M", img.toString()).ok("qemu-io once qblk closed the image");
