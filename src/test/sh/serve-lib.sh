@@ -13,7 +13,7 @@ free_port() {
   [ "$lo" -gt 21000 ] || lo=32768
   for _ in $(seq 1 50); do
     p=$(( 20000 + RANDOM % (lo - 20000) ))
-    if ! ss -tanH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
+    if [ -z "$(ss -tanH "sport = :$p" 2>/dev/null)" ]; then echo "$p"; return; fi
   done
   echo "$NAME: no free port" >&2; exit 1
 }

@@ -36,7 +36,9 @@ grep -q "Pattern verification failed" qemu-io.log && fail "read back wrong data:
 
 QBLK_NO_BUILD=1 "$ROOT/qblk" device list --url "$URL" >list.txt 2>&1 || fail "qblk device list: $(cat list.txt)"
 grep -q "^default *running" list.txt || fail "device list: $(cat list.txt)"
-curl -fsS "$URL/q/metrics" | grep -q 'qblk_io_bytes_total{device="default",op="write"} 262144' || fail "write bytes metric"
+# Whole output first: with pipefail, grep -q closing the pipe early would fail curl (error 23).
+METRICS=$(curl -fsS "$URL/q/metrics") || fail "GET /q/metrics"
+grep -qF 'qblk_io_bytes_total{device="default",op="write"} 262144' <<<"$METRICS" || fail "write bytes metric"
 
 kill -TERM "$PID"
 rc=0; wait "$PID" || rc=$?
@@ -44,7 +46,8 @@ PID=""
 [ "$rc" = 0 ] || [ "$rc" = 143 ] || fail "exit code $rc after SIGTERM"
 grep -q "device default: flushed and closed" serve.log || fail "no clean close in the log"
 qemu-img check -f qcow2 data/default.qcow2 >check.txt 2>&1 || fail "qemu-img check: $(cat check.txt)"
-qemu-img info --output=json data/default.qcow2 | grep -q '"dirty-flag": false' || fail "dirty flag still set"
+INFO=$(qemu-img info --output=json data/default.qcow2) || fail "qemu-img info"
+grep -q '"dirty-flag": false' <<<"$INFO" || fail "dirty flag still set"
 qemu-io -f qcow2 -c 'read -P 0x5c 1M 256k' data/default.qcow2 >qemu-io.log 2>&1 || fail "data after restart: $(cat qemu-io.log)"
 grep -q "Pattern verification failed" qemu-io.log && fail "data lost after shutdown"
 echo "serve-smoke: PASS (exit code $rc, image clean, data intact)"
