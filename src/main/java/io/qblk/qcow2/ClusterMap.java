@@ -58,17 +58,24 @@ final class ClusterMap {
         return (l1.get(geo.l1Index(g)) & L2Entry.OFFSET_MASK) == 0;
     }
 
-    /** Under meta: the L2 table for guest cluster g, allocating an empty one when the L1 entry is 0. */
+    /**
+     * Under meta: the L2 table for guest cluster g, allocating an empty one when the L1 entry is 0,
+     * and copying a shared one (L1 entry without OFLAG_COPIED: an internal snapshot references it
+     * too) before anything changes in it. The returned table is always this image's own.
+     */
     CachedTable l2ForWriteLocked(long g) throws IOException {
         int l1i = geo.l1Index(g);
-        long off = l1.get(l1i) & L2Entry.OFFSET_MASK;
+        long l1e = l1.get(l1i);
+        long off = l1e & L2Entry.OFFSET_MASK;
         if (off == 0) {
             long c = alloc.allocClusterLocked(MetadataKind.L2);
             CachedTable t = cache.addFreshLocked(c, CachedTable.Kind.L2);
             l1.setLocked(l1i, c | L2Entry.COPIED);
             return t;
         }
-        return cache.getLocked(off, CachedTable.Kind.L2);
+        CachedTable t = cache.getLocked(off, CachedTable.Kind.L2);
+        if ((l1e & L2Entry.COPIED) != 0) return t;
+        return L2CopyOnWrite.copyLocked(geo, t, l1i, l1, alloc, cache);
     }
 
     /** Under meta: sets an L1 entry (check's repair of OFLAG_COPIED). */

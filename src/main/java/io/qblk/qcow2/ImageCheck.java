@@ -287,7 +287,6 @@ final class ImageCheck {
 
     /** OFLAG_COPIED must be set exactly when the refcount is 1 (active L1 and its L2 tables). */
     private void checkCopiedFlags() throws IOException {
-        if (!img.snapshots().l1s().isEmpty() && img.openedReadOnly()) return;
         try (Arena a = Arena.ofConfined()) {
             long[] l1 = FileReads.longs(img.file(), h.l1TableOffset, img.l1Entries());
             MemorySegment l2 = a.allocate(cs, 4096);

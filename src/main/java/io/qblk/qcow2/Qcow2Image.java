@@ -144,8 +144,6 @@ public final class Qcow2Image implements Closeable {
             guard.refuse(filename + ": image is marked corrupt; only check with repair may modify it");
             return;
         }
-        if (h.nbSnapshots > 0)
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "image has " + h.nbSnapshots + " internal snapshot(s): opening for writing is not supported (open read-only)");
         // We do not maintain bitmaps (or anything else behind an autoclear bit): they are cleared
         // before the first change, so an open that only reads leaves the file untouched.
         guard.clearAutoclearBeforeFirstChange();
