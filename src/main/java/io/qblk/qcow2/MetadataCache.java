@@ -96,6 +96,11 @@ final class MetadataCache {
         return t;
     }
 
+    /** Under meta: forgets the cached table at {@code off} (its cluster was freed; a later use of the cluster must not see it). */
+    void discardLocked(long off, CachedTable.Kind kind) {
+        if (map(kind).remove(off) != null) cachedBytes -= cs;
+    }
+
     /** Under meta: every dirty cached table of {@code kind}. */
     void forEachDirtyLocked(CachedTable.Kind kind, Consumer<CachedTable> action) {
         for (CachedTable t : map(kind).values()) if (t.dirty()) action.accept(t);

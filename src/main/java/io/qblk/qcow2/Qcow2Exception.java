@@ -26,7 +26,9 @@ public class Qcow2Exception extends IOException {
         /** The backing file named in the header does not exist. */
         BACKING_MISSING(Errno.ENOENT),
         /** The backing file named in the header is refused by policy (outside allowed directories, not a regular file). */
-        BACKING_REFUSED(Errno.EACCES);
+        BACKING_REFUSED(Errno.EACCES),
+        /** A named thing the caller asked for does not exist (an internal snapshot). */
+        NOT_FOUND(Errno.ENOENT);
 
         private final int errno;
 

@@ -35,7 +35,7 @@ public final class Qcow2Image implements Closeable {
     private final String filename;
     private final Qcow2Header h;
     private final Geometry geo;
-    private final SnapshotTable snapshots;
+    private final SnapshotOps snapshots;
     private final BackingChain backing;
     private final EngineStats stats = new EngineStats();
     private final SharedExclusiveLock exclusive = new SharedExclusiveLock();
@@ -47,6 +47,8 @@ public final class Qcow2Image implements Closeable {
     private final WriteBack writeBack;
     private final ClusterReader reader;
     private final ClusterWriter writer;
+    private final IoEpochs epochs;
+    private final BufferPool clusterPool;
 
     // ------------------------------------------------------------------ open
 
@@ -110,14 +112,14 @@ public final class Qcow2Image implements Closeable {
             if (!geo.aligned(off) || off < 0 || off >= Qcow2Header.MAX_HOST_OFFSET)
                 throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
         }
-        this.snapshots = SnapshotTable.read(file, h);
+        SnapshotTable snapshotTable = SnapshotTable.read(file, h);
 
         // Metadata map for the overlap check: first come wins, later conflicts surface as overlaps.
         overlap.markIfAbsent(0L, MetadataKind.HEADER);
         overlap.markRange(h.l1TableOffset, (long) h.l1Size * 8, MetadataKind.L1);
         overlap.markRange(h.refcountTableOffset, (long) h.refcountTableClusters * cs, MetadataKind.REFCOUNT_TABLE);
-        if (h.nbSnapshots > 0) overlap.markRange(h.snapshotsOffset, snapshots.bytes(), MetadataKind.SNAPSHOT_TABLE);
-        for (SnapshotTable.SnapshotL1 s : snapshots.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
+        if (h.nbSnapshots > 0) overlap.markRange(h.snapshotsOffset, snapshotTable.bytes(), MetadataKind.SNAPSHOT_TABLE);
+        for (SnapshotTable.SnapshotL1 s : snapshotTable.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
         if (h.nbBitmaps > 0) overlap.markRange(h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
         for (long e : rt) if ((e & Geometry.REFTABLE_OFFSET_MASK) != 0) overlap.markIfAbsent(e & Geometry.REFTABLE_OFFSET_MASK, MetadataKind.REFCOUNT_BLOCK);
         for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
@@ -130,6 +132,9 @@ public final class Qcow2Image implements Closeable {
         this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite());
         this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool);
         this.writer = new ClusterWriter(file, geo, cache, map, alloc, overlap, guard, writeBack, reader, backing, epochs, exclusive, clusterPool);
+        this.snapshots = new SnapshotOps(file, filename, h, geo, cache, alloc, map, overlap, writeBack, guard, exclusive, snapshotTable);
+        this.epochs = epochs;
+        this.clusterPool = clusterPool;
 
         try {
             if (!o.readOnly()) prepareForWriting();
@@ -221,6 +226,43 @@ public final class Qcow2Image implements Closeable {
         writeBack.flush();
     }
 
+    // ------------------------------------------------------------------ internal snapshots (SnapshotOps)
+
+    /** The internal snapshots, in table order. */
+    public List<SnapshotInfo> snapshots() {
+        return snapshots.list();
+    }
+
+    /** Creates an internal snapshot of the active image named {@code name} (qemu-img snapshot -c). */
+    public SnapshotInfo createSnapshot(String name) throws IOException {
+        return snapshots.create(name);
+    }
+
+    /** Reverts the active image to the snapshot with ID or name {@code key} (qemu-img snapshot -a). */
+    public void applySnapshot(String key) throws IOException {
+        snapshots.apply(key);
+    }
+
+    /** Deletes the snapshot with ID or name {@code key} (qemu-img snapshot -d). */
+    public void deleteSnapshot(String key) throws IOException {
+        snapshots.delete(key);
+    }
+
+    /** Reads guest bytes of the snapshot with ID or name {@code key} (what the image held when it was taken). */
+    public void readSnapshot(String key, long offset, MemorySegment dst) throws IOException {
+        checkRange(offset, dst.byteSize());
+        long[] l1 = snapshots.l1Of(key);
+        ClusterMap smap = new ClusterMap(geo, cache, alloc, l1, 0);
+        exclusive.lockShared();
+        try {
+            new ClusterReader(file, filename, geo, smap, backing, epochs, clusterPool).read(offset, dst);
+        } catch (MetadataCorruption c) {
+            throw guard.corrupted(c);
+        } finally {
+            exclusive.unlockShared();
+        }
+    }
+
     // ------------------------------------------------------------------ map / info / check
 
     public List<MapEntry> map(long offset, long length) throws IOException {
@@ -288,7 +330,7 @@ public final class Qcow2Image implements Closeable {
             @Override public Qcow2Header header() { return h; }
             @Override public Geometry geometry() { return geo; }
             @Override public int l1Entries() { return map.l1().length(); }
-            @Override public SnapshotTable snapshots() { return snapshots; }
+            @Override public SnapshotTable snapshots() { return snapshots.table(); }
             @Override public long refcountTableOffset() { return alloc.tableOffset(); }
             @Override public int refcountTableClusters() { return alloc.tableClusters(); }
             @Override public long[] refcountTable() { return alloc.table().copy(); }

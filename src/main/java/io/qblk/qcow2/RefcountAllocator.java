@@ -187,6 +187,16 @@ final class RefcountAllocator {
         freeHint = Math.max(freeHint, base + k + n);
     }
 
+    /** Under meta: refcount + 1 of a cluster in use (a snapshot takes another reference); may throw NeedLoad before changing anything. */
+    void incrementLocked(long ci) throws IOException {
+        CachedTable b = refblockLocked(ci);
+        long v = b == null ? 0 : b.refcount(geo.refblockSlot(ci), order);
+        if (v == 0) throw new MetadataCorruption("cluster " + ci + " is referenced but its refcount is 0");
+        if (v >= geo.maxRefcount())
+            throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": refcount of cluster " + ci + " would exceed the " + (1 << order) + "-bit maximum " + geo.maxRefcount());
+        b.setRefcount(geo.refblockSlot(ci), order, v + 1);
+    }
+
     /** Under meta: refcount - 1; returns false if the refcount was already 0. */
     boolean decrementLocked(long ci) {
         CachedTable b = refblockLocked(ci);

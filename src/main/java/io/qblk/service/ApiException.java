@@ -62,6 +62,7 @@ public class ApiException extends RuntimeException {
                 case CORRUPT, UNSUPPORTED, NOT_QCOW2, LIMIT, BACKING_MISSING, BACKING_REFUSED -> unprocessable(detail);
                 case INVALID_ARGUMENT -> badRequest(detail);
                 case READ_ONLY -> conflict(detail);
+                case NOT_FOUND -> notFound(detail);
             };
         }
         if (e instanceof ImageLock.InUseException) return conflict(detail); // names the file and its holder

@@ -35,7 +35,7 @@ class SnapshotWriteTest {
     Path dir;
 
     static Stream<String> layouts() {
-        return Stream.of("compat=1.1,cluster_size=64k", "compat=0.10,cluster_size=64k", "compat=1.1,cluster_size=4k,refcount_bits=4",
+        return Stream.of("compat=1.1,cluster_size=64k", "compat=0.10,cluster_size=64k", "compat=1.1,cluster_size=4k,refcount_bits=16",
                 "compat=1.1,cluster_size=512,refcount_bits=64");
     }
 
