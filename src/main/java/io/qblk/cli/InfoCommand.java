@@ -6,6 +6,7 @@ import io.qblk.json.QemuJson;
 import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.qcow2.SnapshotInfo;
 import io.qblk.target.ImageFormat;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.TargetOptions;
@@ -96,11 +97,13 @@ public class InfoCommand implements Callable<Integer> {
         }
         if (fmt != ImageFormat.QCOW2) throw new IllegalArgumentException("-f " + fmt + ": info needs an image file (qcow2 or raw)");
         ImageInfo info;
+        List<SnapshotInfo> snapshots;
         // Like qemu-img info, the backing chain is named, not opened: its name is untrusted input,
         // shown so a user sees what an export would read through (e.g. /etc/shadow). --backing-chain
         // describes each named file in turn, opening each as its own image without following further.
         try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
+            snapshots = img.snapshots();
         }
         boolean v3 = "1.1".equals(info.compat());
         String backing = info.backingFilename();
@@ -114,6 +117,7 @@ public class InfoCommand implements Callable<Integer> {
             lines.add("backing file: " + backing + (full.equals(backing) ? "" : " (actual path: " + full + ")"));
             if (info.backingFormat() != null) lines.add("backing file format: " + info.backingFormat());
         }
+        lines.addAll(SnapshotList.lines(snapshots));
         lines.add("Format specific information:");
         lines.add("    compat: " + (v3 ? "1.1" : "0.10"));
         lines.add("    compression type: zlib");
@@ -125,6 +129,6 @@ public class InfoCommand implements Callable<Integer> {
         }
         if (info.dirtyFlag()) lines.add("cleanly shut down: no");
         Path backingPath = backing == null ? null : Path.of(full);
-        return new Described(QemuJson.info(info, actual), lines, backingPath, info.backingFormat());
+        return new Described(QemuJson.withSnapshots(QemuJson.info(info, actual), snapshots), lines, backingPath, info.backingFormat());
     }
 }

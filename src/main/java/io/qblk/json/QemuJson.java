@@ -13,6 +13,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.MapEntry;
+import io.qblk.qcow2.SnapshotInfo;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.List;
@@ -31,6 +32,7 @@ public final class QemuJson {
     /** qemu's layout: four-space indent, {@code "key": value}. */
     private static final DefaultPrettyPrinter PRETTY = new DefaultPrettyPrinter()
             .withObjectIndenter(new DefaultIndenter("    ", "\n"))
+            .withArrayIndenter(new DefaultIndenter("    ", "\n"))
             .withSeparators(Separators.createDefaultInstance().withObjectFieldValueSpacing(Separators.Spacing.AFTER));
 
     public static ObjectNode object() {
@@ -74,6 +76,32 @@ public final class QemuJson {
             j.put("backing-filename", backing);
         }
         j.put("dirty-flag", i.dirtyFlag());
+        return j;
+    }
+
+    /**
+     * {@code info} with its {@code "snapshots"} array (none: {@code info} unchanged), where qemu-img
+     * prints it: after {@code backing-filename-format}, before everything else.
+     */
+    public static ObjectNode withSnapshots(ObjectNode info, List<SnapshotInfo> snapshots) {
+        if (snapshots.isEmpty()) return info;
+        ObjectNode j = object();
+        if (info.has("backing-filename-format")) j.set("backing-filename-format", info.get("backing-filename-format"));
+        ArrayNode a = j.putArray("snapshots");
+        for (SnapshotInfo s : snapshots) {
+            ObjectNode o = a.addObject();
+            if (s.icount() != -1) o.put("icount", s.icount());
+            o.put("vm-clock-nsec", s.vmClockNsec() % 1_000_000_000L);
+            o.put("name", s.name());
+            o.put("date-sec", s.dateSec());
+            o.put("date-nsec", s.dateNsec());
+            o.put("vm-clock-sec", s.vmClockNsec() / 1_000_000_000L);
+            o.put("id", s.id());
+            o.put("vm-state-size", s.vmStateSize());
+        }
+        info.properties().forEach(e -> {
+            if (!j.has(e.getKey())) j.set(e.getKey(), e.getValue());
+        });
         return j;
     }
 

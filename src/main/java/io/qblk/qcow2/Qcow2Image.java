@@ -243,9 +243,9 @@ public final class Qcow2Image implements Closeable {
         snapshots.apply(key);
     }
 
-    /** Deletes the snapshot with ID or name {@code key} (qemu-img snapshot -d). */
-    public void deleteSnapshot(String key) throws IOException {
-        snapshots.delete(key);
+    /** Deletes the first snapshot named {@code name} (qemu-img snapshot -d, which matches names, not IDs). */
+    public void deleteSnapshot(String name) throws IOException {
+        snapshots.delete(name);
     }
 
     /** Reads guest bytes of the snapshot with ID or name {@code key} (what the image held when it was taken). */

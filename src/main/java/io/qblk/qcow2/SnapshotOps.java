@@ -102,7 +102,7 @@ final class SnapshotOps {
     // ---------------------------------------------------------------- create
 
     SnapshotInfo create(String name) throws IOException {
-        if (name == null || name.isEmpty()) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "snapshot name must not be empty");
+        if (name == null) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "snapshot name missing");
         if (name.getBytes(StandardCharsets.UTF_8).length > 0xffff) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "snapshot name too long");
         return exclusively(() -> {
             if (table.entries().size() >= SnapshotTable.MAX_SNAPSHOTS)
@@ -166,10 +166,10 @@ final class SnapshotOps {
 
     // ---------------------------------------------------------------- delete
 
-    void delete(String key) throws IOException {
+    void delete(String name) throws IOException {
         exclusively(() -> {
-            SnapshotTable.Entry e = table.find(key);
-            if (e == null) throw notFound(key);
+            SnapshotTable.Entry e = table.findByName(name);
+            if (e == null) throw notFound(name);
             writeBack.flushFully();
             long[] sl1 = FileReads.longs(file, e.l1Offset(), (int) e.l1Entries());
             SnapshotTable next = table.without(e);

@@ -67,6 +67,12 @@ record SnapshotTable(long bytes, List<Entry> entries) {
         return null;
     }
 
+    /** The first snapshot named {@code name}, else null (qemu-img snapshot -d looks up names only). */
+    Entry findByName(String name) {
+        for (Entry e : entries) if (e.name().equals(name)) return e;
+        return null;
+    }
+
     /** The next free numeric ID: one more than the highest numeric ID in use. */
     String nextId() {
         long max = 0;
