@@ -39,6 +39,14 @@ final class CrashStateExplorer {
     private final boolean qemu;
 
     long explored, corrupt, lost, foreign, leaksAfterRepair, qemuChecked, torn, exhaustiveEpochs, sampledEpochs;
+    /** Snapshots missing, present after a completed delete, or not reading what they held when taken. */
+    long snapshotsBroken;
+    /**
+     * States of a crash inside a snapshot create/delete whose only corruption is OFLAG_COPIED out of
+     * step with the refcounts (docs/ordering.md, S6: refcounts and flags live in different clusters).
+     * Allowed, and check(ALL) must then repair them.
+     */
+    long copiedFlagDrift, snapshotReads;
     private int reported;
 
     CrashStateExplorer(long seed, long budget, List<Workload> workloads, int qemuEvery, PrintStream out) {
@@ -67,7 +75,7 @@ final class CrashStateExplorer {
 
     String summary() {
         return "crash-states: explored=" + explored + " corrupt=" + corrupt + " lost=" + lost + " foreign=" + foreign
-                + " leaks-after-repair=" + leaksAfterRepair;
+                + " leaks-after-repair=" + leaksAfterRepair + " snapshots-broken=" + snapshotsBroken;
     }
 
     /** A workload's run: the image it started from, the backend log and the guest ops. */
@@ -144,8 +152,8 @@ final class CrashStateExplorer {
             explore(record(workloads.get(i)), share);
             remaining -= explored - before;
         }
-        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %.1f s%n",
-                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, (System.nanoTime() - t0) / 1e9);
+        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %d snapshot reads verified, %d OFLAG_COPIED-only states inside snapshot ops (repaired), %.1f s%n",
+                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, snapshotReads, copiedFlagDrift, (System.nanoTime() - t0) / 1e9);
     }
 
     void explore(Recorded r, long share) throws IOException {
@@ -170,7 +178,7 @@ final class CrashStateExplorer {
         long syncs = r.log().size() - writes;
         MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
         int applied = 0;
-        long bad0 = corrupt + lost + foreign + leaksAfterRepair;
+        long bad0 = corrupt + lost + foreign + leaksAfterRepair + snapshotsBroken;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment disk = arena.allocate(w.virtualSize(), 4096);
             for (CrashPoint p : points) {
@@ -198,7 +206,7 @@ final class CrashStateExplorer {
             }
         }
         out.printf("  %-14s %5d writes %3d barriers %3d crash points %7d states %6.1f s%s%n", w.name(), writes, syncs, points.size(),
-                explored - before, (System.nanoTime() - t0) / 1e9, corrupt + lost + foreign + leaksAfterRepair > bad0 ? "  FAILURES" : "");
+                explored - before, (System.nanoTime() - t0) / 1e9, corrupt + lost + foreign + leaksAfterRepair + snapshotsBroken > bad0 ? "  FAILURES" : "");
     }
 
     /**
@@ -294,7 +302,9 @@ final class CrashStateExplorer {
             qemuChecked++;
             String[] o = new String[1];
             int rc = QemuImgCheck.check(st, o);
-            if (rc != 0 && rc != 3) {
+            if (rc == 2 && inSnapshotOp(r, p) && onlyCopiedFlagErrors(o[0].lines().toList())) {
+                // tolerated: see copiedFlagDrift
+            } else if (rc != 0 && rc != 3) {
                 corrupt++;
                 report(where, "qemu-img check exit " + rc + ": " + o[0].strip());
                 return;
@@ -310,7 +320,9 @@ final class CrashStateExplorer {
         }
         try {
             CheckReport c = img.check(RepairMode.NONE);
-            if (c.corruptions() > 0 || c.checkErrors() > 0) {
+            if (c.corruptions() > 0 && c.checkErrors() == 0 && inSnapshotOp(r, p) && onlyCopiedFlagErrors(c.messages())) {
+                copiedFlagDrift++;
+            } else if (c.corruptions() > 0 || c.checkErrors() > 0) {
                 corrupt++;
                 report(where, "check: " + c.corruptions() + " corruptions, " + c.checkErrors() + " errors: " + c.messages());
                 return;
@@ -322,6 +334,11 @@ final class CrashStateExplorer {
                 if (v.foreignSectors() > 0) foreign++;
                 report(where, v.lostSectors() + " lost, " + v.foreignSectors() + " foreign sectors (last completed flush: op #"
                         + e.flushId + "); first: " + v.first());
+            }
+            String snap = checkSnapshots(r, p, img, disk);
+            if (snap != null) {
+                snapshotsBroken++;
+                report(where, snap);
             }
             // check(ALL) re-analyses after repairing: its report describes the repaired image
             CheckReport after = c.clean() ? c : img.check(RepairMode.ALL);
@@ -343,6 +360,52 @@ final class CrashStateExplorer {
                 report(where, "close failed: " + ex.getMessage());
             }
         }
+    }
+
+    /** The crash falls inside a snapshot create or delete (between its start and its return). */
+    private static boolean inSnapshotOp(Recorded r, CrashPoint p) {
+        for (GuestOp op : r.ops()) if (op.snapshotOp() && op.startTick() < p.crashTick() && p.crashTick() <= op.endTick()) return true;
+        return false;
+    }
+
+    private static boolean onlyCopiedFlagErrors(List<String> messages) {
+        List<String> errors = messages.stream().filter(m -> m.contains("ERROR")).toList();
+        return !errors.isEmpty() && errors.stream().allMatch(m -> m.contains("OFLAG_COPIED"));
+    }
+
+    private final java.util.IdentityHashMap<Recorded, java.util.Map<Integer, ExpectedContents.Expectation>> snapshotExpect = new java.util.IdentityHashMap<>();
+
+    /**
+     * Every snapshot whose create returned before the crash exists (unless its delete had begun),
+     * none whose delete returned does, and each present one reads exactly what the guest disk held
+     * when it was taken (create flushes first, so that content is known).
+     */
+    private String checkSnapshots(Recorded r, CrashPoint p, Qcow2Image img, MemorySegment disk) throws IOException {
+        java.util.Set<String> present = new java.util.HashSet<>();
+        for (io.qblk.qcow2.SnapshotInfo s : img.snapshots()) present.add(s.name());
+        java.util.Map<Integer, ExpectedContents.Expectation> exps = snapshotExpect.computeIfAbsent(r, k -> new java.util.HashMap<>());
+        for (GuestOp op : r.ops()) {
+            if (op.type() != GuestOp.Type.SNAPSHOT || !op.ok()) continue;
+            String name = "s" + op.id();
+            boolean created = op.endTick() < p.crashTick();
+            boolean deleteStarted = false, deleted = false;
+            for (GuestOp d : r.ops()) {
+                if (d.type() != GuestOp.Type.SNAPSHOT_DELETE || d.offset() != op.id()) continue;
+                deleteStarted |= d.startTick() < p.crashTick();
+                deleted |= d.ok() && d.endTick() < p.crashTick();
+            }
+            boolean has = present.contains(name);
+            if (created && !deleteStarted && !has) return "snapshot " + name + " (op #" + op.id() + " returned before the crash) is missing";
+            if (deleted && has) return "snapshot " + name + " is still there after its delete returned";
+            if (!has) continue;
+            ExpectedContents.Expectation e = exps.computeIfAbsent(op.id(),
+                    id -> new ExpectedContents(r.ops(), r.workload().virtualSize()).at(id, op.startTick()));
+            img.readSnapshot(name, 0, disk);
+            ExpectedContents.Verdict v = e.verify(disk);
+            snapshotReads++;
+            if (v != null) return "snapshot " + name + ": " + v.lostSectors() + " lost, " + v.foreignSectors() + " foreign sectors; first: " + v.first();
+        }
+        return null;
     }
 
     void report(String where, String msg) {
@@ -371,6 +434,6 @@ final class CrashStateExplorer {
         CrashStateExplorer x = new CrashStateExplorer(seed, states, workloads(workload, seed), qemuEvery, System.out);
         x.run();
         System.out.println(x.summary());
-        System.exit(x.corrupt + x.lost + x.foreign + x.leaksAfterRepair == 0 ? 0 : 1);
+        System.exit(x.corrupt + x.lost + x.foreign + x.leaksAfterRepair + x.snapshotsBroken == 0 ? 0 : 1);
     }
 }

@@ -21,18 +21,18 @@ final class ExpectedContents {
         this.ops = ops;
         this.sectors = virtualSize / 512;
         int[] count = new int[(int) sectors];
-        for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) count[(int) s]++;
+        for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH && !op.snapshotOp()) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) count[(int) s]++;
         sectorOps = new int[(int) sectors][];
         for (int s = 0; s < sectors; s++) if (count[s] > 0) sectorOps[s] = new int[count[s]];
         int[] fill = new int[(int) sectors];
-        for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) sectorOps[(int) s][fill[(int) s]++] = op.id();
+        for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH && !op.snapshotOp()) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) sectorOps[(int) s][fill[(int) s]++] = op.id();
     }
 
     /** The last guest flush that had returned successfully when the barrier {@code lastBarrierComplete} completed. */
     int lastCompletedFlush(long lastBarrierComplete) {
         int f = -1;
         for (GuestOp op : ops)
-            if (op.type() == GuestOp.Type.FLUSH && op.ok() && op.endTick() <= lastBarrierComplete + 1) f = op.id();
+            if (op.barrier() && op.ok() && op.endTick() <= lastBarrierComplete + 1) f = op.id();
         return f;
     }
 

@@ -7,10 +7,23 @@ package io.qblk.faults;
  * @param startTick backend clock when the call began; {@code endTick} when it returned
  */
 record GuestOp(int id, Type type, long offset, long length, boolean ok, long startTick, long endTick) {
-    enum Type { WRITE, WRITE_ZEROES, ZERO_UNMAP, DISCARD, FLUSH }
+    /**
+     * SNAPSHOT creates internal snapshot "s&lt;id&gt;" (it flushes first, so it is also a barrier);
+     * SNAPSHOT_DELETE deletes snapshot "s&lt;offset&gt;". Neither touches guest sectors.
+     */
+    enum Type { WRITE, WRITE_ZEROES, ZERO_UNMAP, DISCARD, FLUSH, SNAPSHOT, SNAPSHOT_DELETE }
+
+    /** A flush or a snapshot create (which flushes everything before it). */
+    boolean barrier() {
+        return type == Type.FLUSH || type == Type.SNAPSHOT;
+    }
+
+    boolean snapshotOp() {
+        return type == Type.SNAPSHOT || type == Type.SNAPSHOT_DELETE;
+    }
 
     boolean touches(long sector) {
-        return type != Type.FLUSH && sector >= offset / 512 && sector < (offset + length + 511) / 512;
+        return type != Type.FLUSH && !snapshotOp() && sector >= offset / 512 && sector < (offset + length + 511) / 512;
     }
 
     /** The value a sector holds after this op: a tag for writes, zero otherwise. */

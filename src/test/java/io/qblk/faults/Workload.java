@@ -18,7 +18,7 @@ import java.util.function.LongSupplier;
 record Workload(String kind, int clusterSize, int refcountBits, long virtualSize, long seed, List<Planned> ops) {
 
     /** "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's sync). */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot");
     static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
 
     record Planned(GuestOp.Type type, long offset, long length) {}
@@ -57,7 +57,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "snapshot" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;
@@ -72,12 +72,23 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
             if (r.nextInt(4) == 0) off = align(off, clusterSize); // sometimes cluster aligned, to hit the full-cluster paths
             off = Math.min(off, vsize - len);
             ops.add(new Planned(t, off, len));
+            if (kind.equals("snapshot") && (i == 2 || i == n / 2 || i == n - 3)) {
+                // internal snapshots: the writes after them copy shared L2 tables and data clusters;
+                // the first one is deleted again later
+                if (i == n - 3) ops.add(new Planned(GuestOp.Type.SNAPSHOT_DELETE, firstSnapshot(ops), 0));
+                else ops.add(new Planned(GuestOp.Type.SNAPSHOT, 0, 0));
+            }
             if (r.nextInt(3) == 0 || i == n / 2) ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
         }
         ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
         // writes after the final flush: the last epoch is never flushed
         ops.add(new Planned(GuestOp.Type.WRITE, align(r.nextLong(vsize - 65536), 512), 8192));
         return new Workload(kind, clusterSize, refBits, vsize, seed, List.copyOf(ops));
+    }
+
+    private static long firstSnapshot(List<Planned> ops) {
+        for (int i = 0; i < ops.size(); i++) if (ops.get(i).type() == GuestOp.Type.SNAPSHOT) return i;
+        throw new IllegalStateException("no snapshot to delete");
     }
 
     private static long align(long v, long a) {
@@ -107,6 +118,8 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                         case ZERO_UNMAP -> img.writeZeroes(p.offset(), p.length(), true);
                         case DISCARD -> img.discard(p.offset(), p.length());
                         case FLUSH -> img.flush();
+                        case SNAPSHOT -> img.createSnapshot("s" + id);
+                        case SNAPSHOT_DELETE -> img.deleteSnapshot("s" + p.offset());
                     }
                 } catch (IOException e) {
                     ok = false;
