@@ -180,7 +180,7 @@ final class SnapshotOps {
             adjustTree(sl1, -1); // S5: the header no longer names the snapshot
             long first = geo.clusterOf(e.l1Offset());
             int n = Math.max(1, clustersFor(e.l1Entries() * 8));
-            for (int c = 0; c < n; c++) adjust(first + c, -1, false);
+            for (int c = 0; c < n; c++) adjust(first + c, -1, false, null);
             refreshCopiedFlags(); // S6: in the same flush as the decrements
             writeBack.flushFully();
             return null;
@@ -268,8 +268,29 @@ final class SnapshotOps {
         return run;
     }
 
-    /** Adds {@code d} (+1 or -1) to the refcount of every L2 table {@code l1} names and every cluster those tables map. */
+    /**
+     * Adds {@code d} (+1 or -1) to the refcount of every L2 table {@code l1} names and every cluster
+     * those tables map. An increment that would overflow the refcount width fails with LIMIT after
+     * taking back the increments already made (in memory only: nothing was flushed in between).
+     */
     private void adjustTree(long[] l1, int d) throws IOException {
+        if (d < 0) {
+            walkTree(l1, d, null);
+            return;
+        }
+        java.util.ArrayList<Long> done = new java.util.ArrayList<>();
+        try {
+            walkTree(l1, d, done);
+        } catch (IOException | RuntimeException e) {
+            for (int i = done.size() - 1; i >= 0; i--) {
+                long ci = done.get(i);
+                cache.withMeta(() -> alloc.decrementLocked(ci));
+            }
+            throw e;
+        }
+    }
+
+    private void walkTree(long[] l1, int d, List<Long> done) throws IOException {
         for (long x : l1) {
             long off = x & L2Entry.OFFSET_MASK;
             if (off == 0) continue;
@@ -277,22 +298,23 @@ final class SnapshotOps {
             for (int j = 0; j < t.entries.length; j++) {
                 long e = t.entry(j);
                 switch (geo.typeOf(e)) {
-                    case L2Entry.NORMAL, L2Entry.ZERO_ALLOC -> adjust(geo.clusterOf(e & L2Entry.OFFSET_MASK), d, false);
+                    case L2Entry.NORMAL, L2Entry.ZERO_ALLOC -> adjust(geo.clusterOf(e & L2Entry.OFFSET_MASK), d, false, done);
                     case L2Entry.COMPRESSED_CLUSTER -> {
                         HostRange r = geo.compressedRange(e);
-                        for (long c = geo.clusterOf(r.offset()); c <= geo.clusterOf(r.offset() + r.length() - 1); c++) adjust(c, d, false);
+                        for (long c = geo.clusterOf(r.offset()); c <= geo.clusterOf(r.offset() + r.length() - 1); c++) adjust(c, d, false, done);
                     }
                     default -> {}
                 }
             }
-            adjust(geo.clusterOf(off), d, true);
+            adjust(geo.clusterOf(off), d, true, done);
         }
     }
 
-    private void adjust(long ci, int d, boolean l2) throws IOException {
+    private void adjust(long ci, int d, boolean l2, List<Long> done) throws IOException {
         cache.withMeta(() -> {
             if (d > 0) {
                 alloc.incrementLocked(ci);
+                if (done != null) done.add(ci);
             } else {
                 alloc.decrementLocked(ci);
                 if (l2 && alloc.refcountLocked(ci) == 0) cache.discardLocked(ci << geo.clusterBits, CachedTable.Kind.L2);

@@ -52,7 +52,8 @@ class Qcow2ModelPropertyTest {
         }
     }
 
-    enum Kind { WRITE, WRITE_ZEROES, WRITE_ZEROES_UNMAP, DISCARD, READ, FLUSH, REOPEN }
+    /** SNAPSHOT creates an internal snapshot; SNAPSHOT_APPLY / SNAPSHOT_DELETE pick an existing one by {@code seed}. */
+    enum Kind { WRITE, WRITE_ZEROES, WRITE_ZEROES_UNMAP, DISCARD, READ, FLUSH, REOPEN, SNAPSHOT, SNAPSHOT_APPLY, SNAPSHOT_DELETE }
 
     /**
      * One command. {@code where} and {@code howLong} are scaled to the image when the command runs:
@@ -103,7 +104,10 @@ class Qcow2ModelPropertyTest {
                 Pair.of(10, Generate.constant(Kind.DISCARD)),
                 Pair.of(20, Generate.constant(Kind.READ)),
                 Pair.of(4, Generate.constant(Kind.FLUSH)),
-                Pair.of(4, Generate.constant(Kind.REOPEN))));
+                Pair.of(4, Generate.constant(Kind.REOPEN)),
+                Pair.of(3, Generate.constant(Kind.SNAPSHOT)),
+                Pair.of(1, Generate.constant(Kind.SNAPSHOT_APPLY)),
+                Pair.of(1, Generate.constant(Kind.SNAPSHOT_DELETE))));
         return kind.zip(where, howLong, seed, Command::new);
     }
 
@@ -182,6 +186,8 @@ class Qcow2ModelPropertyTest {
     static final class Model {
         final byte[] bytes;
         final BitSet zeroOrOld = new BitSet();
+        /** Internal snapshots by name, in creation order: the exact bytes each held when taken. */
+        final java.util.LinkedHashMap<String, byte[]> snapshots = new java.util.LinkedHashMap<>();
         Model(long size) { bytes = new byte[Math.toIntExact(size)]; }
     }
 
@@ -210,6 +216,15 @@ class Qcow2ModelPropertyTest {
                 }
                 // Pin every "zero or old" byte to what the engine returns, checking it is one of the two.
                 read(image, cfg, 0, cfg.size(), model, arena, -1);
+                for (var e : model.snapshots.entrySet()) {
+                    try (Arena a = Arena.ofConfined()) {
+                        MemorySegment s = a.allocate(cfg.size(), 4096);
+                        image.readSnapshot(e.getKey(), 0, s);
+                        if (!java.util.Arrays.equals(e.getValue(), s.toArray(ValueLayout.JAVA_BYTE)))
+                            throw new AssertionError("snapshot " + e.getKey() + " no longer reads what it held when taken");
+                    }
+                }
+                assertEquals(List.copyOf(model.snapshots.keySet()), image.snapshots().stream().map(SnapshotInfo::name).toList());
             } finally {
                 image.close();
             }
@@ -261,6 +276,33 @@ class Qcow2ModelPropertyTest {
                 image.discard(off, len);
             }
             case READ -> read(image, cfg, off, len, m, arena, step);
+            case SNAPSHOT -> {
+                read(image, cfg, 0, cfg.size(), m, arena, step); // pins "zero or old" bytes: the snapshot's content is then exact
+                String name = "m" + step;
+                try {
+                    image.createSnapshot(name);
+                    m.snapshots.put(name, m.bytes.clone());
+                } catch (Qcow2Exception e) {
+                    // narrow refcounts (1..4 bits) overflow: refused, nothing changed
+                    assertEquals(Qcow2Exception.Kind.LIMIT, e.kind(), e.getMessage());
+                }
+            }
+            case SNAPSHOT_APPLY, SNAPSHOT_DELETE -> {
+                if (m.snapshots.isEmpty()) break;
+                String name = List.copyOf(m.snapshots.keySet()).get(c.seed() % m.snapshots.size());
+                if (c.kind() == Kind.SNAPSHOT_DELETE) {
+                    image.deleteSnapshot(name);
+                    m.snapshots.remove(name);
+                } else {
+                    try {
+                        image.applySnapshot(name);
+                        System.arraycopy(m.snapshots.get(name), 0, m.bytes, 0, m.bytes.length);
+                        m.zeroOrOld.clear();
+                    } catch (Qcow2Exception e) {
+                        assertEquals(Qcow2Exception.Kind.LIMIT, e.kind(), e.getMessage());
+                    }
+                }
+            }
             case FLUSH -> image.flush();
             case REOPEN -> {
                 if (cfg.metadata() == MetadataWrite.WRITETHROUGH) {
