@@ -118,7 +118,7 @@ final class CrashStateExplorer {
         long start = rec.clock();
         img.close();
         ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock()));
-        damageRefcounts(mem, w.clusterSize(), w.refcountDamage());
+        damageRefcounts(mem, w.refcountDamage());
         byte[] base = mem.snapshot();
         long damaged;
         try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(base.clone(), base.length), OpenOptions.defaults().withReadOnly(true))) {
@@ -135,21 +135,9 @@ final class CrashStateExplorer {
     }
 
     /** Breaks the refcount structure of a closed image in {@code mem} the way {@code damage} says. */
-    static void damageRefcounts(MemoryBackend mem, int cs, String damage) throws IOException {
-        java.nio.ByteBuffer hdr = java.nio.ByteBuffer.wrap(mem.snapshot());
-        long rt = hdr.getLong(48), l1 = hdr.getLong(40);
-        int l1Size = hdr.getInt(36);
-        long l2 = 0;
-        for (int i = 0; i < l1Size && l2 == 0; i++) l2 = hdr.getLong((int) (l1 + 8L * i)) & 0x00fffffffffffe00L;
-        long entry0 = switch (damage) {
-            case "past-eof" -> Math.max(0x7fff0000L / cs * cs, (mem.size() / cs + 16) * cs);
-            case "overlap-l2" -> l2 != 0 ? l2 : (mem.size() / cs + 16) * cs;
-            case "zeroed" -> 0;
-            default -> throw new IllegalArgumentException(damage);
-        };
-        byte[] patch = new byte[damage.equals("zeroed") ? cs : 8];
-        java.nio.ByteBuffer.wrap(patch).putLong(0, entry0);
-        mem.write(rt, MemorySegment.ofArray(patch));
+    static void damageRefcounts(MemoryBackend mem, String damage) throws IOException {
+        io.qblk.cli.ImagePatcher.Patch p = io.qblk.cli.ImagePatcher.refcountDamage(java.nio.ByteBuffer.wrap(mem.snapshot()), damage);
+        mem.write(p.offset(), MemorySegment.ofArray(p.bytes()));
     }
 
     /** One crash point: durable log prefix, in-flight writes, and the last completed guest flush. */

@@ -26,7 +26,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      */
     static final List<String> REPAIR_KINDS = List.of("rebuild");
     /** How "rebuild" breaks the refcount structure: table entry 0 past EOF, on an L2 table, or the table zeroed. */
-    static final List<String> DAMAGES = List.of("past-eof", "overlap-l2", "zeroed");
+    static final List<String> DAMAGES = io.qblk.cli.ImagePatcher.DAMAGES;
     static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
 
     record Planned(GuestOp.Type type, long offset, long length) {}
