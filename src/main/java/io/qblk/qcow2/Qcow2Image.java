@@ -119,7 +119,7 @@ public final class Qcow2Image implements Closeable {
         this.guard = new WriteGuard(filename, h, file, cache, o.readOnly());
         this.backing = BackingChain.open(h, dir, o, depth, cacheBudget);
         IoEpochs epochs = new IoEpochs();
-        this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite());
+        this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite(), o.discard());
         this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool);
         this.writer = new ClusterWriter(file, geo, cache, map, alloc, overlap, guard, writeBack, reader, backing, epochs, exclusive, clusterPool);
 
