@@ -4,6 +4,7 @@ import io.qblk.io.CacheMode;
 import io.qblk.util.Sizes;
 import io.qblk.nbd.NbdServer;
 import io.qblk.nbd.NbdTls;
+import io.qblk.qcow2.DiscardMode;
 import io.qblk.qcow2.MetadataWrite;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.FileIo;
@@ -87,6 +88,11 @@ public class ExportCommand implements Callable<Integer> {
                     + "Falls back to buffered with a message where the file system refuses O_DIRECT.")
     String cache;
 
+    @Option(names = "--discard", paramLabel = "ignore|unmap", defaultValue = "unmap",
+            description = "Freed qcow2 clusters (discard, write zeroes with unmap): unmap (default) punches them out of the image "
+                    + "file, so its disk usage shrinks; ignore keeps the blocks allocated.")
+    String discard;
+
     @Parameters(arity = "0..1", paramLabel = "FILE", description = "Image file (none for -t null).")
     Path file;
 
@@ -146,7 +152,8 @@ public class ExportCommand implements Callable<Integer> {
     /** Opens FILE (or the null device) as -t/--read-only/--size say; ublk uses the queues' rings for file I/O. */
     BlockTarget openTarget(FileIo io, MetadataWrite metadataWrite, CacheMode cacheMode) throws IOException {
         ImageFormat format = type == null || type.equalsIgnoreCase("auto") ? null : ImageFormat.parse(type);
-        TargetOptions o = TargetOptions.defaults().withFormat(format).withReadOnly(readOnly).withFileIo(io).withMetadata(metadataWrite).withCache(cacheMode);
+        TargetOptions o = TargetOptions.defaults().withFormat(format).withReadOnly(readOnly).withFileIo(io).withMetadata(metadataWrite).withCache(cacheMode)
+                .withDiscard(DiscardMode.parse(discard));
         if (format == ImageFormat.NULL) {
             if (file != null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target takes --size, not a FILE");
             if (size == null) throw new CommandLine.ParameterException(spec.commandLine(), "a null target needs --size");

@@ -3,6 +3,7 @@ package io.qblk.cli;
 import io.qblk.util.Sizes;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.ImageFormat;
+import io.qblk.qcow2.DiscardMode;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.TargetOptions;
 import java.io.IOException;
@@ -40,6 +41,10 @@ public class IoCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "qcow2 or raw (probed when absent)")
     String format;
 
+    @Option(names = {"-d", "--discard"}, paramLabel = "ignore|unmap", defaultValue = "unmap",
+            description = "freed qcow2 clusters: unmap (default) punches them out of the file, so its disk usage shrinks; ignore keeps the blocks")
+    String discard;
+
     @Mixin ForceShare share;
 
     @Parameters(index = "0", paramLabel = "FILE")
@@ -60,7 +65,8 @@ public class IoCommand implements Callable<Integer> {
         ImageFormat fmt = ImageFormat.resolve(format, file);
         return share.run(() -> {
             int rc = 0;
-            try (BlockTarget img = TargetOpener.open(file, TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly || share.on))) {
+            try (BlockTarget img = TargetOpener.open(file, TargetOptions.defaults().withFormat(fmt).withReadOnly(readOnly || share.on)
+                    .withDiscard(DiscardMode.parse(discard)))) {
                 for (Op op : ops) {
                     if (!run(img, op)) rc = 1;
                 }

@@ -12,6 +12,7 @@ public final class EngineStats {
     final LongAdder allocations = new LongAdder();
     final LongAdder flushes = new LongAdder();
     final LongAdder datasyncs = new LongAdder();
+    final LongAdder holesPunched = new LongAdder();
 
     /** Lookups of an L2 table answered from the metadata cache. */
     public long cacheHits() { return cacheHits.sum(); }
@@ -27,4 +28,7 @@ public final class EngineStats {
 
     /** fdatasync calls issued by the engine. */
     public long datasyncs() { return datasyncs.sum(); }
+
+    /** Freed host clusters punched out of the image file ({@link DiscardMode#UNMAP}). */
+    public long holesPunched() { return holesPunched.sum(); }
 }

@@ -48,6 +48,11 @@ final class ImageCheck {
         void clearCorrupt() throws IOException;
         void setRefcount(long cluster, long value) throws IOException;
         void setL1Entry(int index, long entry) throws IOException;
+        /**
+         * Replaces the refcount structure by one holding {@code counts} (cluster index → refcount),
+         * placed from cluster {@code start} on; the next flush writes it in rule order (R6).
+         */
+        void rebuildRefcounts(int[] counts, long start) throws IOException;
         void setL2Entry(long l2Offset, int index, long entry) throws IOException;
     }
 
@@ -63,6 +68,10 @@ final class ImageCheck {
     private final int cs;
     private final long fileClusters;
     private final int[] expected;
+    /** {@link #expected} before the refcount structures themselves were counted: what a rebuild keeps. */
+    private int[] withoutRefcounts;
+    /** Why the refcount structure is beyond saving (entries past the end, overlaps, uncovered clusters), or null. */
+    private String rebuildReason;
     private final List<String> messages = new ArrayList<>();
     private long corruptions, leaks, checkErrors;
     private long errorLines, leakLines, unlistedCopied, unlistedOther;
@@ -97,7 +106,12 @@ final class ImageCheck {
                 if (mode == RepairMode.ALL && first.corruptions == 0 && first.checkErrors == 0) img.clearCorrupt();
                 return first.report(0, 0);
             }
-            first.fix(mode);
+            if (mode == RepairMode.ALL && first.rebuildReason != null) {
+                img.rebuildRefcounts(first.withoutRefcounts, first.fileClusters);
+                first.fixCopied();
+            } else {
+                first.fix(mode);
+            }
             img.flushFully();
             ImageCheck second = new ImageCheck(img);
             second.analyze();
@@ -105,6 +119,8 @@ final class ImageCheck {
             long corrFixed = mode == RepairMode.ALL ? Math.max(0, first.corruptions - second.corruptions) : 0;
             if (mode == RepairMode.ALL && second.corruptions == 0 && second.checkErrors == 0) img.clearCorrupt();
             second.messages.addAll(0, first.messages.stream().map(m -> "(before repair) " + m).toList());
+            if (mode == RepairMode.ALL && first.rebuildReason != null)
+                second.messages.add(first.messages.size(), "Rebuilding refcount structure (" + first.rebuildReason + ")");
             return second.report(leaksFixed, corrFixed);
         } finally {
             img.endCheck();
@@ -163,20 +179,58 @@ final class ImageCheck {
                 ref(s.offset(), s.entries() * 8, "snapshot L1 table");
                 walkL1(a, FileReads.longs(img.file(), s.offset(), (int) s.entries()), false);
             }
+            // bitmaps
+            if (h.nbBitmaps > 0) walkBitmaps(a);
+            withoutRefcounts = expected.clone();
             // refcount structures
-            ref(img.refcountTableOffset(), (long) img.refcountTableClusters() * cs, "refcount table");
+            long rtOff = img.refcountTableOffset(), rtLen = (long) img.refcountTableClusters() * cs;
+            if ((rtOff + rtLen + cs - 1) / cs > fileClusters) rebuild("the refcount table lies past the end of the file");
+            ref(rtOff, rtLen, "refcount table");
             long[] rt = img.refcountTable();
             for (int i = 0; i < rt.length; i++) {
                 long boff = rt[i] & Geometry.REFTABLE_OFFSET_MASK;
                 if (boff == 0) continue;
-                if (boff % cs != 0) corruption("refcount block " + i + " at " + boff + " is not cluster aligned");
-                else ref(boff, cs, "refcount block " + i);
+                if (boff % cs != 0) {
+                    corruption("refcount block " + i + " at " + boff + " is not cluster aligned");
+                    rebuild("refcount block " + i + " is not cluster aligned");
+                } else {
+                    if (boff / cs >= fileClusters) rebuild("refcount block " + i + " lies past the end of the file");
+                    ref(boff, cs, "refcount block " + i);
+                }
             }
-            // bitmaps
-            if (h.nbBitmaps > 0) walkBitmaps(a);
+            findRebuildReasons(rt, rtOff, rtLen);
         }
         compare();
         checkCopiedFlags();
+    }
+
+    private void rebuild(String why) {
+        if (rebuildReason == null) rebuildReason = why;
+    }
+
+    /**
+     * The refcount structure is beyond saving when raising refcounts in place cannot work: one of
+     * its clusters is shared with other metadata or data (writing it would destroy the other), or
+     * a referenced cluster has no refcount block (creating one may need a cluster the broken
+     * structure calls free while it is in use).
+     */
+    private void findRebuildReasons(long[] rt, long rtOff, long rtLen) {
+        for (long c = rtOff / cs; c < Math.min(fileClusters, (rtOff + rtLen + cs - 1) / cs); c++)
+            if (expected[(int) c] > 1) rebuild("the refcount table overlaps other metadata or data at cluster " + c);
+        for (int i = 0; i < rt.length; i++) {
+            long boff = rt[i] & Geometry.REFTABLE_OFFSET_MASK;
+            if (boff != 0 && boff % cs == 0 && boff / cs < fileClusters && expected[(int) (boff / cs)] > 1)
+                rebuild("refcount block " + i + " overlaps other metadata or data at cluster " + boff / cs);
+        }
+        long perBlock = geo.refcountsPerBlock();
+        for (long c = 0; c < fileClusters; c++) {
+            if (withoutRefcounts[(int) c] == 0) continue;
+            long bi = c / perBlock;
+            if (bi >= rt.length || (rt[(int) bi] & Geometry.REFTABLE_OFFSET_MASK) == 0) {
+                rebuild("no refcount block covers cluster " + c);
+                return;
+            }
+        }
     }
 
     private void walkL1(Arena a, long[] l1, boolean active) throws IOException {
@@ -309,7 +363,7 @@ final class ImageCheck {
                 if (should != ((l1[i] & L2Entry.COPIED) != 0)) {
                     corruption("OFLAG_COPIED L2 table at " + l2off + ": refcount " + stored[(int) (l2off / cs)]);
                 }
-                boolean fixed = expected[(int) (l2off / cs)] == 1;
+                boolean fixed = repairedCounts()[(int) (l2off / cs)] == 1;
                 if (fixed != ((l1[i] & L2Entry.COPIED) != 0)) {
                     badCopied.add(new CopiedFix(-1, i, fixed ? l1[i] | L2Entry.COPIED : l1[i] & ~L2Entry.COPIED));
                 }
@@ -324,7 +378,7 @@ final class ImageCheck {
                     if (want != ((e & L2Entry.COPIED) != 0)) {
                         corruption("OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e) + " refcount=" + stored[(int) (off / cs)]);
                     }
-                    boolean fixedL2 = expected[(int) (off / cs)] == 1;
+                    boolean fixedL2 = repairedCounts()[(int) (off / cs)] == 1;
                     if (fixedL2 != ((e & L2Entry.COPIED) != 0)) {
                         badCopied.add(new CopiedFix(l2off, j, fixedL2 ? e | L2Entry.COPIED : e & ~L2Entry.COPIED));
                     }
@@ -333,15 +387,23 @@ final class ImageCheck {
         }
     }
 
+    /** The refcounts a repair (-r all) leaves: the rebuilt ones leave out the old refcount structure. */
+    private int[] repairedCounts() {
+        return rebuildReason != null ? withoutRefcounts : expected;
+    }
+
+    private void fixCopied() throws IOException {
+        for (CopiedFix f : badCopied) {
+            if (f.l2Offset() < 0) img.setL1Entry(f.index(), f.entry());
+            else img.setL2Entry(f.l2Offset(), f.index(), f.entry());
+        }
+    }
+
     private void fix(RepairMode mode) throws IOException {
         for (RefcountFix f : tooHigh) img.setRefcount(f.cluster(), f.refcount());
         if (mode != RepairMode.ALL) return;
         long max = geo.maxRefcount();
         for (RefcountFix f : tooLow) img.setRefcount(f.cluster(), Math.min(f.refcount(), max));
-        // Fix OFLAG_COPIED after refcounts are right: re-derive from the repaired refcounts on the next pass.
-        for (CopiedFix f : badCopied) {
-            if (f.l2Offset() < 0) img.setL1Entry(f.index(), f.entry());
-            else img.setL2Entry(f.l2Offset(), f.index(), f.entry());
-        }
+        fixCopied(); // after the refcounts are right; the second pass checks the result
     }
 }

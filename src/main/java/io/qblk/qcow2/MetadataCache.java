@@ -101,6 +101,12 @@ final class MetadataCache {
         if (map(kind).remove(off) != null) cachedBytes -= cs;
     }
 
+    /** Under meta: forgets every cached refcount block (check's rebuild replaces them all). */
+    void dropRefblocksLocked() {
+        cachedBytes -= (long) rbCache.size() * cs;
+        rbCache.clear();
+    }
+
     /** Under meta: every dirty cached table of {@code kind}. */
     void forEachDirtyLocked(CachedTable.Kind kind, Consumer<CachedTable> action) {
         for (CachedTable t : map(kind).values()) if (t.dirty()) action.accept(t);

@@ -13,9 +13,10 @@ import java.util.Objects;
  * @param cacheMode     page-cache use of the image files (and its backing chain) opened by path; default WRITEBACK
  * @param aio           how their I/O is issued; default POSIX
  * @param metadataWrite when changed metadata reaches the file; default WRITEBACK (see {@link MetadataWrite})
+ * @param discard       whether freed clusters are punched out of the image file; default UNMAP (see {@link DiscardMode})
  */
 public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy, CacheMode cacheMode, AioMode aio,
-                          MetadataWrite metadataWrite) {
+                          MetadataWrite metadataWrite, DiscardMode discard) {
     public static final long DEFAULT_CACHE_BYTES = 32L << 20;
 
     public OpenOptions {
@@ -24,10 +25,11 @@ public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backi
         Objects.requireNonNull(cacheMode, "cacheMode");
         Objects.requireNonNull(aio, "aio");
         Objects.requireNonNull(metadataWrite, "metadataWrite");
+        Objects.requireNonNull(discard, "discard");
     }
 
     public OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backingPolicy) {
-        this(readOnly, cacheBytes, backingPolicy, CacheMode.WRITEBACK, AioMode.POSIX, MetadataWrite.WRITEBACK);
+        this(readOnly, cacheBytes, backingPolicy, CacheMode.WRITEBACK, AioMode.POSIX, MetadataWrite.WRITEBACK, DiscardMode.UNMAP);
     }
 
     public OpenOptions(boolean readOnly, long cacheBytes) {
@@ -39,26 +41,30 @@ public record OpenOptions(boolean readOnly, long cacheBytes, BackingPolicy backi
     }
 
     public OpenOptions withReadOnly(boolean ro) {
-        return new OpenOptions(ro, cacheBytes, backingPolicy, cacheMode, aio, metadataWrite);
+        return new OpenOptions(ro, cacheBytes, backingPolicy, cacheMode, aio, metadataWrite, discard);
     }
 
     public OpenOptions withCacheBytes(long bytes) {
-        return new OpenOptions(readOnly, bytes, backingPolicy, cacheMode, aio, metadataWrite);
+        return new OpenOptions(readOnly, bytes, backingPolicy, cacheMode, aio, metadataWrite, discard);
     }
 
     public OpenOptions withBackingPolicy(BackingPolicy policy) {
-        return new OpenOptions(readOnly, cacheBytes, policy, cacheMode, aio, metadataWrite);
+        return new OpenOptions(readOnly, cacheBytes, policy, cacheMode, aio, metadataWrite, discard);
     }
 
     public OpenOptions withCacheMode(CacheMode mode) {
-        return new OpenOptions(readOnly, cacheBytes, backingPolicy, mode, aio, metadataWrite);
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, mode, aio, metadataWrite, discard);
     }
 
     public OpenOptions withAio(AioMode mode) {
-        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, mode, metadataWrite);
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, mode, metadataWrite, discard);
     }
 
     public OpenOptions withMetadataWrite(MetadataWrite mode) {
-        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, aio, mode);
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, aio, mode, discard);
+    }
+
+    public OpenOptions withDiscard(DiscardMode mode) {
+        return new OpenOptions(readOnly, cacheBytes, backingPolicy, cacheMode, aio, metadataWrite, mode);
     }
 }

@@ -33,6 +33,9 @@ final class OverlapCheck {
 
     void forgetLocked(long off) { kinds.remove(off); }
 
+    /** Under meta: forgets everything (check's rebuild marks the whole layout again). */
+    void clearLocked() { kinds.clear(); }
+
     /**
      * Null if a guest data write to the clusters of [host, host+len) hits no live metadata, else
      * why not. Takes the metadata lock: the map is a plain HashMap changed by allocations.

@@ -114,22 +114,14 @@ public final class Qcow2Image implements Closeable {
         }
         SnapshotTable snapshotTable = SnapshotTable.read(file, h);
 
-        // Metadata map for the overlap check: first come wins, later conflicts surface as overlaps.
-        overlap.markIfAbsent(0L, MetadataKind.HEADER);
-        overlap.markRange(h.l1TableOffset, (long) h.l1Size * 8, MetadataKind.L1);
-        overlap.markRange(h.refcountTableOffset, (long) h.refcountTableClusters * cs, MetadataKind.REFCOUNT_TABLE);
-        if (h.nbSnapshots > 0) overlap.markRange(h.snapshotsOffset, snapshotTable.bytes(), MetadataKind.SNAPSHOT_TABLE);
-        for (SnapshotTable.SnapshotL1 s : snapshotTable.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
-        if (h.nbBitmaps > 0) overlap.markRange(h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
-        for (long e : rt) if ((e & Geometry.REFTABLE_OFFSET_MASK) != 0) overlap.markIfAbsent(e & Geometry.REFTABLE_OFFSET_MASK, MetadataKind.REFCOUNT_BLOCK);
-        for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
+        markMetadata(l1, rt, h.refcountTableOffset, h.refcountTableClusters, snapshotTable);
 
         this.alloc = new RefcountAllocator(file, filename, geo, cache, overlap, stats, rt, h.refcountTableOffset, h.refcountTableClusters);
         this.map = new ClusterMap(geo, cache, alloc, l1, h.l1TableOffset);
         this.guard = new WriteGuard(filename, h, file, cache, o.readOnly());
         this.backing = BackingChain.open(h, dir, o, depth, cacheBudget);
         IoEpochs epochs = new IoEpochs();
-        this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite());
+        this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite(), o.discard());
         this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool);
         this.writer = new ClusterWriter(file, geo, cache, map, alloc, overlap, guard, writeBack, reader, backing, epochs, exclusive, clusterPool);
         this.snapshots = new SnapshotOps(file, filename, h, geo, cache, alloc, map, overlap, writeBack, guard, exclusive, snapshotTable);
@@ -142,6 +134,21 @@ public final class Qcow2Image implements Closeable {
             backing.close();
             throw t;
         }
+    }
+
+    /**
+     * The metadata map for the overlap check, from the layout (at open, and again after check
+     * rebuilt the refcount structure): first come wins, later conflicts surface as overlaps.
+     */
+    private void markMetadata(long[] l1, long[] rt, long rtOffset, int rtClusters, SnapshotTable snapshots) {
+        overlap.markIfAbsent(0L, MetadataKind.HEADER);
+        overlap.markRange(h.l1TableOffset, (long) h.l1Size * 8, MetadataKind.L1);
+        overlap.markRange(rtOffset, (long) rtClusters * geo.clusterSize, MetadataKind.REFCOUNT_TABLE);
+        if (h.nbSnapshots > 0) overlap.markRange(h.snapshotsOffset, snapshots.bytes(), MetadataKind.SNAPSHOT_TABLE);
+        for (SnapshotTable.SnapshotL1 s : snapshots.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
+        if (h.nbBitmaps > 0) overlap.markRange(h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
+        for (long e : rt) if ((e & Geometry.REFTABLE_OFFSET_MASK) != 0) overlap.markIfAbsent(e & Geometry.REFTABLE_OFFSET_MASK, MetadataKind.REFCOUNT_BLOCK);
+        for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
     }
 
     private void prepareForWriting() throws IOException {
@@ -356,6 +363,16 @@ public final class Qcow2Image implements Closeable {
             public void setRefcount(long cluster, long value) throws IOException {
                 cache.withMeta(() -> {
                     alloc.setRefcountLocked(cluster, value);
+                    return null;
+                });
+            }
+
+            @Override
+            public void rebuildRefcounts(int[] counts, long start) throws IOException {
+                cache.withMeta(() -> {
+                    alloc.rebuildLocked(counts, start);
+                    overlap.clearLocked();
+                    markMetadata(map.l1().copy(), alloc.table().copy(), alloc.tableOffset(), alloc.tableClusters(), snapshots.table());
                     return null;
                 });
             }

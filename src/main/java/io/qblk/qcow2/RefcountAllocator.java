@@ -197,6 +197,59 @@ final class RefcountAllocator {
         b.setRefcount(geo.refblockSlot(ci), order, v + 1);
     }
 
+    /**
+     * Under meta: replaces the whole refcount structure by a new one (check's rebuild, when the old
+     * one is beyond saving): {@code counts[c]} is the refcount of host cluster {@code c}; the new
+     * refcount blocks and table go at cluster {@code start} and after (the end of the file, so they
+     * overwrite nothing the old header still reaches) and count themselves. Only blocks that hold a
+     * non-zero refcount are created. Rule R3 (ordering.md R6): all of it is fresh and the table is
+     * "relocated", so the next flush writes blocks and table in phase A0, syncs, and only then
+     * points the header at the table in phase A; a crash before that leaves the old structure in
+     * charge, one after it the new one, and the old structure's clusters are merely unreferenced.
+     * Returns the first cluster after the new structure.
+     */
+    long rebuildLocked(int[] counts, long start) throws IOException {
+        long perBlock = geo.refcountsPerBlock();
+        int perCluster = geo.entriesPerCluster();
+        java.util.TreeSet<Long> blocks = new java.util.TreeSet<>();
+        for (int c = 0; c < counts.length; c++) {
+            if (counts[c] == 0) continue;
+            blocks.add(geo.refblockIndex(c));
+            c = (int) Math.min(Integer.MAX_VALUE - 1L, ((geo.refblockIndex(c) + 1) << geo.rbBits) - 1);
+        }
+        long k, t, end;
+        while (true) { // the new structure needs refcounts too: grow until it covers itself
+            k = blocks.size();
+            t = Math.max(1, ((blocks.isEmpty() ? 0 : blocks.last()) + perCluster) / perCluster);
+            end = start + k + t;
+            boolean added = false;
+            for (long bi = geo.refblockIndex(start); bi <= geo.refblockIndex(end - 1); bi++) added |= blocks.add(bi);
+            if (!added) break;
+        }
+        if (t * cs > Qcow2Header.MAX_REFTABLE_BYTES || (end << clusterBits) >= Qcow2Header.MAX_HOST_OFFSET)
+            throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": a rebuilt refcount table would exceed its size limit");
+        cache.dropRefblocksLocked();
+        long max = geo.maxRefcount();
+        PointerTable fresh = new PointerTable(new long[(int) (t * perCluster)], cs);
+        long at = start;
+        for (long bi : blocks) {
+            long off = at++ << clusterBits;
+            CachedTable b = cache.addFreshLocked(off, CachedTable.Kind.REFBLOCK);
+            fresh.setUntracked((int) bi, off);
+            for (long c = bi << geo.rbBits, last = Math.min((bi + 1) << geo.rbBits, end); c < last; c++) {
+                long v = c < counts.length ? counts[(int) c] : c >= start ? 1 : 0;
+                if (v != 0) b.setRefcount(geo.refblockSlot(c), order, Math.min(v, max));
+            }
+        }
+        table = fresh;
+        tableOffset = (start + k) << clusterBits;
+        tableClusters = (int) t;
+        relocated = true;
+        freeHint = 0;
+        pendingFrees = new ArrayList<>(); // counts already say what is in use now
+        return end;
+    }
+
     /** Under meta: refcount - 1; returns false if the refcount was already 0. */
     boolean decrementLocked(long ci) {
         CachedTable b = refblockLocked(ci);

@@ -45,6 +45,7 @@ final class WriteBack {
     private final SharedExclusiveLock exclusive;
     private final EngineStats stats;
     private final MetadataWrite metadataWrite;
+    private final DiscardMode discard;
 
     private final ReentrantLock flushLock = new ReentrantLock();
     /** Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); guarded by meta. */
@@ -60,7 +61,8 @@ final class WriteBack {
     private volatile boolean unsyncedWrites;
 
     WriteBack(IoBackend file, String filename, Qcow2Header h, Geometry geo, MetadataCache cache, RefcountAllocator alloc, ClusterMap map,
-            OverlapCheck overlap, WriteGuard guard, IoEpochs epochs, SharedExclusiveLock exclusive, EngineStats stats, MetadataWrite metadataWrite) {
+            OverlapCheck overlap, WriteGuard guard, IoEpochs epochs, SharedExclusiveLock exclusive, EngineStats stats, MetadataWrite metadataWrite,
+            DiscardMode discard) {
         this.file = file;
         this.filename = filename;
         this.h = h;
@@ -74,6 +76,7 @@ final class WriteBack {
         this.exclusive = exclusive;
         this.stats = stats;
         this.metadataWrite = metadataWrite;
+        this.discard = discard;
     }
 
     /** After a data write completed (never before: a flush that starts later must sync it, R1). */
@@ -320,9 +323,56 @@ final class WriteBack {
         }
     }
 
-    /** R5 then R4: waits until no I/O that may still use an old mapping is running, then drops the refcounts. */
+    /**
+     * R5 then R4: waits until no I/O that may still use an old mapping is running, then drops the
+     * refcounts. With {@link DiscardMode#UNMAP}, R7: the clusters whose refcount these frees take to
+     * 0 are punched out of the file first, while their refcount still keeps the allocator away.
+     */
+    /**
+     * R7: punches a hole over every cluster the frees will free for good (refcount equal to the
+     * number of frees of it). Nothing on disk references them any more (R4 ran the sync), and
+     * nothing can allocate them before {@link #applyFrees} decrements, so no live data is punched.
+     */
+    private void punchFreed(List<HostRun> frees) throws IOException {
+        java.util.TreeMap<Long, Integer> times = new java.util.TreeMap<>();
+        for (HostRun r : frees) {
+            long first = r.offset() >>> h.clusterBits;
+            for (long c = 0; c < r.clusters(); c++) times.merge(first + c, 1, Integer::sum);
+        }
+        List<Long> gone = cache.withMeta(() -> {
+            List<Long> g = new ArrayList<>();
+            for (var e : times.entrySet()) if (alloc.refcountLocked(e.getKey()) == e.getValue()) g.add(e.getKey());
+            return g;
+        });
+        long runStart = -1, runEnd = -1;
+        for (long c : gone) {
+            if (c == runEnd) {
+                runEnd++;
+                continue;
+            }
+            if (runStart >= 0) punch(runStart, runEnd);
+            runStart = c;
+            runEnd = c + 1;
+        }
+        if (runStart >= 0) punch(runStart, runEnd);
+    }
+
+    /**
+     * Punches clusters [from, to). Best effort: a failure leaves the blocks allocated (the free
+     * itself still happens; a failing disk shows at the next datasync, which poisons the image).
+     */
+    private void punch(long from, long to) {
+        try {
+            file.punchHole(from << h.clusterBits, (to - from) << h.clusterBits);
+            stats.holesPunched.add(to - from);
+        } catch (IOException e) {
+            // keep the blocks
+        }
+    }
+
     private void applyFrees(List<HostRun> frees) throws IOException {
         epochs.synchronize();
+        if (discard == DiscardMode.UNMAP) punchFreed(frees);
         var at = new Object() {
             int run;
             long cluster;

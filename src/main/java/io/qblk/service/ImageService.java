@@ -127,6 +127,7 @@ public class ImageService {
     }
 
     private TargetOptions options(ImageFormat format) {
-        return TargetOptions.defaults().withFormat(format).withBacking(paths.backingPolicy());
+        return TargetOptions.defaults().withFormat(format).withBacking(paths.backingPolicy())
+                .withDiscard(io.qblk.qcow2.DiscardMode.parse(config.images().discard()));
     }
 }

@@ -69,6 +69,13 @@ public interface QblkConfig {
         @WithName("allowed-dirs")
         @WithDefault("./data")
         List<String> allowedDirs();
+
+        /**
+         * What freeing a qcow2 cluster (discard, zeroes with unmap) does to the image file: unmap
+         * punches it out so the file's disk usage shrinks, ignore keeps the blocks (qemu's discard=).
+         */
+        @WithDefault("unmap")
+        String discard();
     }
 
     interface Ublk {

@@ -107,7 +107,7 @@ public final class TargetOpener {
 
     private static OpenOptions engineOptions(TargetOptions o) {
         return OpenOptions.defaults().withReadOnly(o.readOnly()).withBackingPolicy(o.backing())
-                .withMetadataWrite(o.metadata()).withCacheMode(o.cache()).withAio(o.aio());
+                .withMetadataWrite(o.metadata()).withCacheMode(o.cache()).withAio(o.aio()).withDiscard(o.discard());
     }
 
     private interface ImageOpen {

@@ -29,6 +29,8 @@ class CliInProcessTest {
     @Test void infoBacking() throws Exception { CliScenarios.infoShowsTheBackingFileLikeQemuImg(IN_PROCESS, dir); }
     @Test void deviceNodeBacking() throws Exception { CliScenarios.aBackingDeviceNodeIsRefused(IN_PROCESS, dir); }
     @Test void checkAll() throws Exception { CliScenarios.checkExitCodesCleanLeakedCorruptAndRepair(IN_PROCESS, dir); }
+    @Test void checkRebuild() throws Exception { CliScenarios.checkRepairRebuildsBrokenRefcounts(IN_PROCESS, dir); }
+    @Test void ioDiscardThin() throws Exception { CliScenarios.ioDiscardPunchesHoles(IN_PROCESS, dir); }
     @Test void checkLeak() throws Exception { CliScenarios.checkLeakExitCodeAndRepair(IN_PROCESS, dir); }
     @Test void map() throws Exception { CliScenarios.mapJsonAndHuman(IN_PROCESS, dir); }
     @Test void io() throws Exception { CliScenarios.ioWritesReadsVerifiesAndReportsMismatch(IN_PROCESS, dir); }

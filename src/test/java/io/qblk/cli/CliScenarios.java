@@ -259,6 +259,51 @@ final class CliScenarios {
         assertOneErrorLine(r, "-r");
     }
 
+    /**
+     * Issue 16 item 6: a refcount structure beyond saving (table entry past EOF, a refcount block on
+     * an L2 table, the table zeroed) is rebuilt by {@code check -r all}, which then ends clean as
+     * {@code qemu-img check -r all} does from the same input: exit 0, "No errors" after the double
+     * check, qemu-img check clean, and the guest data equal to the undamaged image and to qemu's
+     * repair. A refcount_table_clusters too large to open is refused by both with exit 1.
+     */
+    static void checkRepairRebuildsBrokenRefcounts(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        Path good = dir.resolve("rc-good.qcow2");
+        QemuTools.run("qemu-img", "create", "-f", "qcow2", good.toString(), "64M").expect(0);
+        QemuTools.qemuIo(good, false, "write -P 0xab 0 4M", "write -P 0xcd 20M 1M", "write -z 30M 64k").expect(0);
+        for (String damage : ImagePatcher.DAMAGES) {
+            Path mine = dir.resolve("rc-" + damage + ".qcow2"), qemus = dir.resolve("rc-" + damage + "-qemu.qcow2");
+            Files.copy(good, mine);
+            try (ImagePatcher p = new ImagePatcher(mine)) {
+                p.damageRefcounts(mine, damage);
+            }
+            Files.copy(mine, qemus);
+            QemuTools.run("qemu-img", "check", mine.toString()).expect(2);
+            QemuTools.run("qemu-img", "check", "-r", "all", qemus.toString()).expect(0);
+            LaunchResult r = launcher.launch("check", "-r", "all", mine.toString());
+            assertEquals(0, r.exitCode(), damage + ": " + r.getOutput() + r.getErrorOutput());
+            String out = r.getOutput();
+            assertTrue(out.startsWith("The following inconsistencies were found and repaired:"), damage + ": " + out);
+            assertTrue(out.contains("Double checking the fixed image now...\nNo errors were found on the image."), damage + ": " + out);
+            assertTrue(r.getErrorOutput().contains("Rebuilding refcount structure"), damage + ": " + r.getErrorOutput());
+            QemuTools.run("qemu-img", "check", mine.toString()).expect(0);
+            QemuTools.run("qemu-img", "compare", good.toString(), mine.toString()).expect(0);
+            QemuTools.run("qemu-img", "compare", qemus.toString(), mine.toString()).expect(0);
+            r = launcher.launch("check", mine.toString());
+            assertEquals(0, r.exitCode(), damage + " after repair: " + r.getOutput() + r.getErrorOutput());
+        }
+        Path huge = dir.resolve("rc-huge.qcow2");
+        Files.copy(good, huge);
+        try (ImagePatcher p = new ImagePatcher(huge)) {
+            p.u32(56, 0x00ffffff);
+        }
+        String before = QemuTools.sha256(huge);
+        QemuTools.run("qemu-img", "check", "-r", "all", huge.toString()).expect(1);
+        LaunchResult r = launcher.launch("check", "-r", "all", huge.toString());
+        assertEquals(1, r.exitCode(), r.getOutput() + r.getErrorOutput());
+        assertOneErrorLine(r, "refcount_table_clusters");
+        assertEquals(before, QemuTools.sha256(huge), "a refused image is left untouched");
+    }
+
     static void mapJsonAndHuman(QuarkusMainLauncher launcher, Path dir) throws Exception {
         Path img = dir.resolve("m.qcow2");
         QemuTools.run("qemu-img", "create", "-f", "qcow2", img.toString(), "4M").expect(0);
@@ -274,6 +319,32 @@ final class CliScenarios {
         assertEquals(2, lines.length, r.getOutput());
         assertTrue(lines[0].startsWith("Offset          Length          Mapped to       File"));
         assertTrue(lines[1].startsWith("0               0x10000         0x"), lines[1]);
+    }
+
+    /**
+     * Thin provisioning (issue 15): {@code io -c "discard 0 8M"} on written data and a zero with
+     * unmap punch the freed clusters out of the file, so its allocated size shrinks; with
+     * {@code --discard ignore} it does not. Either way qemu-img check is clean and the data right.
+     */
+    static void ioDiscardPunchesHoles(QuarkusMainLauncher launcher, Path dir) throws Exception {
+        for (String mode : new String[] {"unmap", "ignore"}) {
+            Path img = dir.resolve("thin-" + mode + ".qcow2");
+            QemuTools.run("qemu-img", "create", "-f", "qcow2", img.toString(), "64M").expect(0);
+            QemuTools.qemuIo(img, false, "write -P 0xab 0 8M", "write -P 0xcd 16M 2M").expect(0);
+            long before = io.qblk.cli.FileStat.allocatedBytes(img);
+            assertTrue(before >= 10L << 20, "written: " + before);
+            LaunchResult r = launcher.launch("io", "--discard", mode, "-c", "discard 0 8M", "-c", "write -z -u 17M 1M", img.toString());
+            assertEquals(0, r.exitCode(), r.getOutput() + r.getErrorOutput());
+            long after = io.qblk.cli.FileStat.allocatedBytes(img);
+            if (mode.equals("unmap")) assertTrue(after <= before - (9L << 20), mode + ": allocated " + before + " -> " + after + " bytes");
+            else assertTrue(after >= before, mode + ": allocated " + before + " -> " + after + " bytes");
+            QemuTools.run("qemu-img", "check", img.toString()).expect(0);
+            String read = QemuTools.qemuIo(img, true, "read -P 0 0 8M", "read -P 0xcd 16M 1M", "read -P 0 17M 1M").expect(0).out();
+            assertFalse(read.contains("Pattern verification failed"), mode + ": " + read);
+        }
+        LaunchResult r = launcher.launch("io", "--discard", "sometimes", "-c", "flush", dir.resolve("thin-unmap.qcow2").toString());
+        assertEquals(1, r.exitCode());
+        assertOneErrorLine(r, "discard mode must be");
     }
 
     static void ioWritesReadsVerifiesAndReportsMismatch(QuarkusMainLauncher launcher, Path dir) throws Exception {

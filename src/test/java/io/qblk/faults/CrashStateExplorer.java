@@ -60,13 +60,19 @@ final class CrashStateExplorer {
 
     static List<Workload> workloads(String filter, long seed) {
         List<Workload> ws = new ArrayList<>();
-        for (String k : Workload.KINDS)
+        for (String k : concat(Workload.KINDS, Workload.REPAIR_KINDS))
             for (int cs : Workload.CLUSTER_SIZES) {
                 Workload w = Workload.generate(k, cs, seed);
                 if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
             }
-        if (ws.isEmpty()) throw new IllegalArgumentException("no workload matches " + filter + " (kinds " + Workload.KINDS + ", or kind-clustersize like mixed-64k)");
+        if (ws.isEmpty()) throw new IllegalArgumentException("no workload matches " + filter + " (kinds " + concat(Workload.KINDS, Workload.REPAIR_KINDS) + ", or kind-clustersize like mixed-64k)");
         return ws;
+    }
+
+    private static List<String> concat(List<String> a, List<String> b) {
+        List<String> all = new ArrayList<>(a);
+        all.addAll(b);
+        return all;
     }
 
     private static double weight(Workload w) {
@@ -78,10 +84,19 @@ final class CrashStateExplorer {
                 + " leaks-after-repair=" + leaksAfterRepair + " snapshots-broken=" + snapshotsBroken;
     }
 
-    /** A workload's run: the image it started from, the backend log and the guest ops. */
-    record Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops) {}
+    /**
+     * A workload's run: the image it started from, the backend log and the guest ops;
+     * {@code damagedCorruptions} > 0 when the run is a repair of a damaged image (the base has that
+     * many corruptions, and a crash state may keep exactly those until it is repaired).
+     */
+    record Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops, long damagedCorruptions) {
+        Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops) {
+            this(workload, base, log, ops, 0);
+        }
+    }
 
     static Recorded record(Workload w) throws IOException {
+        if (w.kind().equals("rebuild")) return recordRebuild(w);
         MemoryBackend mem = new MemoryBackend();
         Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
         byte[] base = mem.snapshot();
@@ -92,7 +107,45 @@ final class CrashStateExplorer {
         long start = rec.clock();
         img.close();
         ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock())); // close flushes
-        return new Recorded(w, base, rec.log(), List.copyOf(ops));
+        return new Recorded(w, base, rec.log(), List.copyOf(ops), 0);
+    }
+
+    /**
+     * The rebuild of a broken refcount structure (docs/ordering.md R6): the guest ops run and are
+     * flushed unrecorded, the refcount structure is damaged, then {@code check(ALL)} is recorded. A
+     * barrier first, so that every crash point after it expects all the guest's data.
+     */
+    static Recorded recordRebuild(Workload w) throws IOException {
+        MemoryBackend mem = new MemoryBackend();
+        Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
+        RecordingBackend rec = new RecordingBackend(mem);
+        rec.recording(false);
+        Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
+        List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
+        for (GuestOp op : ops) if (!op.ok()) throw new IOException("workload " + w.name() + ": " + op + " failed on a healthy backend");
+        long start = rec.clock();
+        img.close();
+        ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock()));
+        damageRefcounts(mem, w.refcountDamage());
+        byte[] base = mem.snapshot();
+        long damaged;
+        try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(base.clone(), base.length), OpenOptions.defaults().withReadOnly(true))) {
+            damaged = ro.check(RepairMode.NONE).corruptions();
+        }
+        if (damaged == 0) throw new IOException(w.name() + ": the damage left no corruption to repair");
+        rec.recording(true);
+        rec.datasync();
+        try (Qcow2Image repair = Qcow2Image.open(rec, w.openOptions())) {
+            CheckReport c = repair.check(RepairMode.ALL);
+            if (!c.clean()) throw new IOException(w.name() + ": the recorded repair did not end clean: " + c.messages());
+        }
+        return new Recorded(w, base, rec.log(), List.copyOf(ops), damaged);
+    }
+
+    /** Breaks the refcount structure of a closed image in {@code mem} the way {@code damage} says. */
+    static void damageRefcounts(MemoryBackend mem, String damage) throws IOException {
+        io.qblk.cli.ImagePatcher.Patch p = io.qblk.cli.ImagePatcher.refcountDamage(java.nio.ByteBuffer.wrap(mem.snapshot()), damage);
+        mem.write(p.offset(), MemorySegment.ofArray(p.bytes()));
     }
 
     /** One crash point: durable log prefix, in-flight writes, and the last completed guest flush. */
@@ -304,7 +357,7 @@ final class CrashStateExplorer {
             int rc = QemuImgCheck.check(st, o);
             if (rc == 2 && inSnapshotOp(r, p) && onlyCopiedFlagErrors(o[0].lines().toList())) {
                 // tolerated: see copiedFlagDrift
-            } else if (rc != 0 && rc != 3) {
+            } else if (rc != 0 && rc != 3 && !(rc == 2 && r.damagedCorruptions() > 0)) { // a repair's damage: checked below, unchanged
                 corrupt++;
                 report(where, "qemu-img check exit " + rc + ": " + o[0].strip());
                 return;
@@ -320,9 +373,11 @@ final class CrashStateExplorer {
         }
         try {
             CheckReport c = img.check(RepairMode.NONE);
+            // A repair's crash state may still be the damaged image, never anything worse.
+            boolean asDamaged = r.damagedCorruptions() > 0 && c.corruptions() == r.damagedCorruptions();
             if (c.corruptions() > 0 && c.checkErrors() == 0 && inSnapshotOp(r, p) && onlyCopiedFlagErrors(c.messages())) {
                 copiedFlagDrift++;
-            } else if (c.corruptions() > 0 || c.checkErrors() > 0) {
+            } else if ((c.corruptions() > 0 && !asDamaged) || c.checkErrors() > 0) {
                 corrupt++;
                 report(where, "check: " + c.corruptions() + " corruptions, " + c.checkErrors() + " errors: " + c.messages());
                 return;

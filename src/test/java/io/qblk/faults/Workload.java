@@ -19,6 +19,14 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
 
     /** "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's sync). */
     static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot");
+    /**
+     * Kinds whose recorded run is a repair, not guest I/O: "rebuild" runs the "mixed" operations,
+     * closes the image, breaks its refcount structure ({@link #refcountDamage}) and records
+     * {@code check(ALL)} rebuilding it (the crash states are those of the rebuild).
+     */
+    static final List<String> REPAIR_KINDS = List.of("rebuild");
+    /** How "rebuild" breaks the refcount structure: table entry 0 past EOF, on an L2 table, or the table zeroed. */
+    static final List<String> DAMAGES = io.qblk.cli.ImagePatcher.DAMAGES;
     static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
 
     record Planned(GuestOp.Type type, long offset, long length) {}
@@ -30,7 +38,12 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     }
 
     String name() {
-        return kind + "-" + sizeName(clusterSize);
+        return kind + "-" + sizeName(clusterSize) + (kind.equals("rebuild") ? "-" + refcountDamage() : "");
+    }
+
+    /** For "rebuild": the damage, varied over seeds and cluster sizes. */
+    String refcountDamage() {
+        return DAMAGES.get((int) Math.floorMod(seed + CLUSTER_SIZES.indexOf(clusterSize), (long) DAMAGES.size()));
     }
 
     static String sizeName(int cs) {
@@ -57,7 +70,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough", "snapshot" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "snapshot", "rebuild" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;

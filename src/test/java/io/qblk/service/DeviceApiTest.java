@@ -174,6 +174,28 @@ class DeviceApiTest {
         assertFalse(rout.contains("Pattern verification failed"), rout);
     }
 
+    /** Issue 16 item 6 through the API: each broken refcount structure is rebuilt and ends clean. */
+    @Test
+    void checkRepairRebuildsBrokenRefcounts() throws Exception {
+        String good = name("rc-good") + ".qcow2";
+        qemuImg("create", "-q", "-f", "qcow2", DATA.resolve(good).toString(), "64M");
+        io.qblk.cli.QemuTools.qemuIo(DATA.resolve(good), false, "write -P 0xab 0 4M", "write -P 0xcd 20M 1M").expect(0);
+        for (String damage : io.qblk.cli.ImagePatcher.DAMAGES) {
+            String img = name("rc-" + damage) + ".qcow2";
+            Files.copy(DATA.resolve(good), DATA.resolve(img));
+            try (io.qblk.cli.ImagePatcher p = new io.qblk.cli.ImagePatcher(DATA.resolve(img))) {
+                p.damageRefcounts(DATA.resolve(img), damage);
+            }
+            given().contentType(ContentType.JSON).body(Map.of("path", img)).post("/images/check").then().statusCode(200)
+                    .body("clean", is(false)).body("corruptions", greaterThan(0));
+            given().contentType(ContentType.JSON).body(Map.of("path", img, "repair", "all")).post("/images/check").then().statusCode(200)
+                    .body("clean", is(true)).body("corruptions-fixed", greaterThan(0)).body("$", not(hasKey("corruptions"))).body("$", not(hasKey("leaks")))
+                    .body("messages", hasItem(startsWith("Rebuilding refcount structure")));
+            qemuImg("check", DATA.resolve(img).toString());
+            qemuImg("compare", DATA.resolve(good).toString(), DATA.resolve(img).toString());
+        }
+    }
+
     private static void qemuImg(String... args) throws Exception {
         String[] cmd = new String[args.length + 1];
         cmd[0] = "qemu-img";
