@@ -161,7 +161,7 @@ final class ImageCheck {
                 else ref(boff, cs, "refcount block " + i);
             }
             // bitmaps
-            if (h.nbBitmaps > 0) walkBitmaps(a);
+            if (Bitmaps.valid(h)) walkBitmaps(a);
         }
         compare();
         checkCopiedFlags();

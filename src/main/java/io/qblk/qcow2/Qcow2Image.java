@@ -47,6 +47,7 @@ public final class Qcow2Image implements Closeable {
     private final WriteBack writeBack;
     private final ClusterReader reader;
     private final ClusterWriter writer;
+    private final Bitmaps bitmaps;
 
     // ------------------------------------------------------------------ open
 
@@ -111,6 +112,7 @@ public final class Qcow2Image implements Closeable {
                 throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
         }
         this.snapshots = SnapshotTable.read(file, h);
+        this.bitmaps = Bitmaps.load(file, filename, h, geo, overlap, o.readOnly());
 
         // Metadata map for the overlap check: first come wins, later conflicts surface as overlaps.
         overlap.markIfAbsent(0L, MetadataKind.HEADER);
@@ -118,7 +120,6 @@ public final class Qcow2Image implements Closeable {
         overlap.markRange(h.refcountTableOffset, (long) h.refcountTableClusters * cs, MetadataKind.REFCOUNT_TABLE);
         if (h.nbSnapshots > 0) overlap.markRange(h.snapshotsOffset, snapshots.bytes(), MetadataKind.SNAPSHOT_TABLE);
         for (SnapshotTable.SnapshotL1 s : snapshots.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
-        if (h.nbBitmaps > 0) overlap.markRange(h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
         for (long e : rt) if ((e & Geometry.REFTABLE_OFFSET_MASK) != 0) overlap.markIfAbsent(e & Geometry.REFTABLE_OFFSET_MASK, MetadataKind.REFCOUNT_BLOCK);
         for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
 
@@ -146,9 +147,9 @@ public final class Qcow2Image implements Closeable {
         }
         if (h.nbSnapshots > 0)
             throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "image has " + h.nbSnapshots + " internal snapshot(s): opening for writing is not supported (open read-only)");
-        // We do not maintain bitmaps (or anything else behind an autoclear bit): they are cleared
-        // before the first change, so an open that only reads leaves the file untouched.
-        guard.clearAutoclearBeforeFirstChange();
+        // Bitmaps that loaded are maintained (autoclear bit 0 kept, enabled ones marked in use before
+        // the first change); other autoclear bits are cleared then. An open that only reads writes nothing.
+        guard.prepareFirstChange(bitmaps.keptAutoclear(), bitmaps);
         if ((h.incompatible & Qcow2Header.INCOMPAT_DIRTY) != 0) {
             guard.beforeChange();
             CheckReport r = ImageCheck.run(checkSubject(), RepairMode.ALL);
@@ -206,16 +207,19 @@ public final class Qcow2Image implements Closeable {
 
     public void write(long offset, MemorySegment src) throws IOException {
         checkRange(offset, src.byteSize());
+        bitmaps.markDirty(offset, src.byteSize());
         writer.write(offset, src);
     }
 
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         checkRange(offset, length);
+        bitmaps.markDirty(offset, length);
         writer.zeroRange(offset, length, mayUnmap, false);
     }
 
     public void discard(long offset, long length) throws IOException {
         checkRange(offset, length);
+        bitmaps.markDirty(offset, length);
         writer.zeroRange(offset, length, true, true);
     }
 
@@ -274,6 +278,15 @@ public final class Qcow2Image implements Closeable {
                 (h.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0, h.refcountBits(), guard.corruptBit(), false, "zlib",
                 h.backingFile, h.backingFormat);
     }
+
+    /** The persistent dirty bitmaps, as {@code qemu-img info} lists them (empty when none or invalid). */
+    public List<BitmapInfo> bitmaps() { return bitmaps.info(); }
+
+    /**
+     * Dirty extents ([start, length) in guest bytes, merged) of the bitmap {@code name} as tracked by
+     * this write-open, or null when it does not track it.
+     */
+    public List<long[]> dirtyExtents(String name) { return bitmaps.dirtyExtents(name); }
 
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
@@ -348,7 +361,12 @@ public final class Qcow2Image implements Closeable {
             if (guard.closed()) return;
             IOException first = null;
             try {
-                if (!guard.openedReadOnly() && !guard.poisoned()) writeBack.flushFully();
+                if (!guard.openedReadOnly() && !guard.poisoned()) {
+                    writeBack.flushFully();
+                    bitmaps.storeOnClose(
+                            () -> cache.withMeta(() -> alloc.allocClusterLocked(MetadataKind.BITMAP_DATA)),
+                            writeBack::flushFully);
+                }
             } catch (IOException e) {
                 first = e;
             }
