@@ -31,6 +31,9 @@ final class Bitmaps {
     private final byte[] directory;
     private final long directoryOffset;
     private final List<BitmapDirectory.Entry> entries;
+    /** Consistent bitmaps with their bits (every open reads them: NBD serves them as dirty-bitmap contexts). */
+    private final List<Tracked> loaded;
+    /** The loaded bitmaps this write-open changes: enabled ones. */
     private final List<Tracked> tracked;
     /** Why the directory was not loaded (read-only opens keep going without bitmaps), or null. */
     private final String loadError;
@@ -38,14 +41,15 @@ final class Bitmaps {
     private volatile boolean inUseOnDisk;
 
     private Bitmaps(IoBackend file, String filename, Geometry geo, byte[] directory, long directoryOffset,
-                    List<BitmapDirectory.Entry> entries, List<Tracked> tracked, String loadError) {
+                    List<BitmapDirectory.Entry> entries, List<Tracked> loaded, boolean readOnly, String loadError) {
         this.file = file;
         this.filename = filename;
         this.geo = geo;
         this.directory = directory;
         this.directoryOffset = directoryOffset;
         this.entries = entries;
-        this.tracked = tracked;
+        this.loaded = loaded;
+        this.tracked = readOnly ? List.of() : loaded.stream().filter(t -> t.entry.auto()).toList();
         this.loadError = loadError;
     }
 
@@ -57,11 +61,11 @@ final class Bitmaps {
     /**
      * Loads the directory and marks its clusters (directory, tables, data) for the overlap check.
      * A malformed directory fails a write-open with a CORRUPT {@link Qcow2Exception}; a read-only
-     * open goes on without bitmaps ({@link #loadError()} says why). An open for writing also reads
-     * the bits of the bitmaps it will track.
+     * open goes on without bitmaps ({@link #loadError()} says why). The bits of every consistent
+     * bitmap are read; an open for writing tracks the enabled ones.
      */
     static Bitmaps load(IoBackend file, String filename, Qcow2Header h, Geometry geo, OverlapCheck overlap, boolean readOnly) throws IOException {
-        if (!valid(h)) return new Bitmaps(file, filename, geo, new byte[0], 0, List.of(), List.of(), null);
+        if (!valid(h)) return new Bitmaps(file, filename, geo, new byte[0], 0, List.of(), List.of(), readOnly, null);
         int cs = geo.clusterSize;
         long fsize = file.size();
         try {
@@ -80,17 +84,15 @@ final class Bitmaps {
                 overlap.markRange(entries.get(i).tableOffset(), entries.get(i).tableSize() * 8L, MetadataKind.BITMAP_TABLE);
                 for (long t : tables.get(i)) if ((t & BitmapDirectory.ENTRY_OFFSET_MASK) != 0) overlap.markIfAbsent(t & BitmapDirectory.ENTRY_OFFSET_MASK, MetadataKind.BITMAP_DATA);
             }
-            List<Tracked> tracked = new ArrayList<>();
-            if (!readOnly) {
-                for (int i = 0; i < entries.size(); i++) {
-                    BitmapDirectory.Entry e = entries.get(i);
-                    if (e.auto() && !e.inUse()) tracked.add(readBits(file, e, tables.get(i), geo));
-                }
+            List<Tracked> loaded = new ArrayList<>();
+            for (int i = 0; i < entries.size(); i++) {
+                BitmapDirectory.Entry e = entries.get(i);
+                if (!e.inUse()) loaded.add(readBits(file, e, tables.get(i), geo));
             }
-            return new Bitmaps(file, filename, geo, dir, h.bitmapDirectoryOffset, entries, tracked, null);
+            return new Bitmaps(file, filename, geo, dir, h.bitmapDirectoryOffset, entries, loaded, readOnly, null);
         } catch (Qcow2Exception e) {
             if (!readOnly) throw new Qcow2Exception(e.kind(), filename + ": " + e.getMessage(), e);
-            return new Bitmaps(file, filename, geo, new byte[0], 0, List.of(), List.of(), e.getMessage());
+            return new Bitmaps(file, filename, geo, new byte[0], 0, List.of(), List.of(), true, e.getMessage());
         }
     }
 
@@ -128,17 +130,12 @@ final class Bitmaps {
         List<BitmapInfo> out = new ArrayList<>();
         for (BitmapDirectory.Entry e : entries) {
             List<String> flags = new ArrayList<>();
-            boolean inUse = e.inUse() && !(inUseOnDisk && isTracked(e));
+            boolean inUse = e.inUse();
             if (inUse) flags.add("in-use");
             if (e.auto()) flags.add("auto");
             out.add(new BitmapInfo(e.name(), e.granularity(), flags));
         }
         return out;
-    }
-
-    private boolean isTracked(BitmapDirectory.Entry e) {
-        for (Tracked t : tracked) if (t.entry == e) return true;
-        return false;
     }
 
     /** Names of the bitmaps this open tracks (enabled and consistent at open). */
@@ -176,25 +173,46 @@ final class Bitmaps {
         }
     }
 
-    /** Dirty extents of the tracked bitmap {@code name} as [start, length) pairs in guest bytes, or null if not tracked. */
-    List<long[]> dirtyExtents(String name) {
-        for (Tracked t : tracked) {
+    /** Names of the consistent bitmaps (their bits are known: NBD offers them as qemu:dirty-bitmap contexts). */
+    List<String> consistentNames() {
+        List<String> out = new ArrayList<>();
+        for (Tracked t : loaded) out.add(t.entry.name());
+        return out;
+    }
+
+    /**
+     * Runs of the consistent bitmap {@code name} over guest bytes [offset, offset+length): each
+     * {start, length, 1 if dirty else 0}, consecutive, merged; null when the bitmap is unknown or
+     * inconsistent.
+     */
+    List<long[]> runs(String name, long offset, long length) {
+        for (Tracked t : loaded) {
             if (!t.entry.name().equals(name)) continue;
             List<long[]> out = new ArrayList<>();
-            long g = t.entry.granularity();
-            long start = -1;
-            for (long bit = 0; bit <= t.bits; bit++) {
-                boolean set = bit < t.bits && ((t.words[(int) (bit >>> 6)] >>> (bit & 63)) & 1) != 0;
-                if (set && start < 0) start = bit;
-                if (!set && start >= 0) {
-                    long end = Math.min(bit * g, geo.virtualSize);
-                    out.add(new long[] {start * g, end - start * g});
-                    start = -1;
-                }
+            int g = t.entry.granularityBits();
+            long end = Math.min(offset + length, geo.virtualSize);
+            for (long pos = offset; pos < end; ) {
+                long bit = pos >>> g;
+                long word = t.words[(int) (bit >>> 6)];
+                long set = (word >>> (bit & 63)) & 1;
+                boolean uniform = (bit & 63) == 0 && (word == 0 || word == -1L);
+                long next = Math.min(end, (bit + (uniform ? 64 : 1)) << g);
+                if (!out.isEmpty() && out.getLast()[2] == set) out.getLast()[1] += next - pos;
+                else out.add(new long[] {pos, next - pos, set});
+                pos = next;
             }
             return out;
         }
         return null;
+    }
+
+    /** Dirty extents of the consistent bitmap {@code name} as [start, length) pairs in guest bytes, or null if it is unknown or inconsistent. */
+    List<long[]> dirtyExtents(String name) {
+        List<long[]> r = runs(name, 0, geo.virtualSize);
+        if (r == null) return null;
+        List<long[]> out = new ArrayList<>();
+        for (long[] x : r) if (x[2] == 1) out.add(new long[] {x[0], x[1]});
+        return out;
     }
 
     /**

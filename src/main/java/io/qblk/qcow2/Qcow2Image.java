@@ -283,10 +283,22 @@ public final class Qcow2Image implements Closeable {
     public List<BitmapInfo> bitmaps() { return bitmaps.info(); }
 
     /**
-     * Dirty extents ([start, length) in guest bytes, merged) of the bitmap {@code name} as tracked by
-     * this write-open, or null when it does not track it.
+     * Dirty extents ([start, length) in guest bytes, merged) of the consistent bitmap {@code name},
+     * including the bits this open has set, or null when there is no such consistent bitmap.
      */
     public List<long[]> dirtyExtents(String name) { return bitmaps.dirtyExtents(name); }
+
+    /** Names of the consistent bitmaps, whose bits {@link #bitmapRuns} reports. */
+    public List<String> consistentBitmaps() { return bitmaps.consistentNames(); }
+
+    /**
+     * Runs {start, length, 1 dirty / 0 clean} of the consistent bitmap {@code name} over
+     * [offset, offset+length), or null when there is no such consistent bitmap.
+     */
+    public List<long[]> bitmapRuns(String name, long offset, long length) throws IOException {
+        checkRange(offset, length);
+        return bitmaps.runs(name, offset, length);
+    }
 
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
