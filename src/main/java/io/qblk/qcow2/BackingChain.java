@@ -93,7 +93,20 @@ final class BackingChain implements Closeable {
             if (image != null) {
                 for (MapEntry m : image.map(pos, inB))
                     out.add(new MapEntry(m.start(), m.length(), m.depth() + 1, m.present(), m.zero(), m.data(), m.offset()));
-            } else out.add(new MapEntry(pos, inB, 1, true, false, true, pos));
+            } else {
+                // holes of a sparse raw file read as zeroes: reported as such (SEEK_DATA/SEEK_HOLE), as qemu does
+                for (long p = pos, end = pos + inB; p < end; ) {
+                    long data = Math.min(end, raw.nextData(p));
+                    if (data > p) {
+                        out.add(new MapEntry(p, data - p, 1, true, true, false, p));
+                        p = data;
+                        continue;
+                    }
+                    long hole = Math.min(end, Math.max(p + 1, raw.nextHole(p)));
+                    out.add(new MapEntry(p, hole - p, 1, true, false, true, p));
+                    p = hole;
+                }
+            }
         }
         if (inB < n) out.add(new MapEntry(pos + inB, n - inB, 1, false, true, false, -1));
         return out;

@@ -118,4 +118,28 @@ class NbdMetaContextTest {
         String check = Proc.run(30, "qemu-img", "check", img.toString()).ok("qemu-img check").out();
         assertTrue(check.contains("No errors were found"), check);
     }
+
+    /** Holes of a sparse raw file, as a backing file and as an export: zero/hole, as qemu-img map and qemu-nbd say. */
+    @Test
+    void holesOfASparseRawFile() throws Exception {
+        Path raw = dir.resolve("sparse.raw"), top = dir.resolve("over-raw.qcow2");
+        sh("truncate", "-s", "8M", raw.toString());
+        sh("qemu-io", "-f", "raw", "-c", "write -P 1 1M 64k", "-c", "write -P 0 3M 64k", "-c", "write -P 2 8128k 64k", raw.toString());
+        sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", raw.toString(), "-F", "raw", top.toString());
+        sh("qemu-io", "-f", "qcow2", "-c", "write 0 64k", "-c", "write 1088k 64k", top.toString());
+        String qemuMap = Proc.run(30, "qemu-img", "map", "--output=json", top.toString()).ok("qemu-img map").out().strip();
+        assertTrue(qemuMap.contains("\"depth\": 1, \"present\": true, \"zero\": true, \"data\": false"), qemuMap);
+        try (io.qblk.qcow2.Qcow2Image img = io.qblk.qcow2.Qcow2Image.open(top, io.qblk.qcow2.OpenOptions.defaults().withReadOnly(true))) {
+            assertEquals(qemuMap, io.qblk.json.QemuJson.mapText(img.map(0, img.virtualSize())).strip());
+        }
+        String expected = qemuNbdMap(top, "qcow2", "base:allocation");
+        try (Served s = serve(top, true)) {
+            assertEquals(expected, qblkMap(s, "base:allocation"));
+        }
+        String rawExpected = qemuNbdMap(raw, "raw", "base:allocation");
+        assertTrue(rawExpected.contains("hole,zero"), rawExpected);
+        try (Served s = serve(raw, true)) {
+            assertEquals(rawExpected, qblkMap(s, "base:allocation"));
+        }
+    }
 }
