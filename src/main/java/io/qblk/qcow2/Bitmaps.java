@@ -156,6 +156,9 @@ final class Bitmaps {
         inUseOnDisk = true;
     }
 
+    /** True while this open has the tracked bitmaps flagged in use on disk (it changed the image). */
+    boolean inUseNow() { return inUseOnDisk; }
+
     /** Sets the bits of every tracked bitmap for guest bytes [offset, offset+length) (in memory). */
     void markDirty(long offset, long length) {
         if (length <= 0 || tracked.isEmpty()) return;

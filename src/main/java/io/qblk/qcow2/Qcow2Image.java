@@ -300,6 +300,36 @@ public final class Qcow2Image implements Closeable {
         return bitmaps.runs(name, offset, length);
     }
 
+    /**
+     * {@code qemu-img bitmap}: adds (granularity 0 = the default), removes, clears, enables or
+     * disables the persistent bitmap {@code name}. Only on an image opened for writing that has not
+     * been changed by this open; afterwards the open refuses writes (reopen to write).
+     */
+    public void editBitmap(BitmapOp op, String name, long granularity) throws IOException {
+        guard.checkWritable();
+        if (bitmaps.inUseNow()) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": bitmaps are in use by this open (it wrote the image); edit them after closing it");
+        exclusive.lockExclusive();
+        try {
+            BitmapEdits.apply(new BitmapEdits.Image() {
+                @Override public IoBackend file() { return file; }
+                @Override public Qcow2Header header() { return h; }
+                @Override public Geometry geometry() { return geo; }
+                @Override public long allocate(MetadataKind kind) throws IOException { return cache.withMeta(() -> alloc.allocClusterLocked(kind)); }
+                @Override public void free(long offset, long clusters) throws IOException {
+                    cache.withMeta(() -> {
+                        alloc.queueFreeLocked(new HostRun(offset, clusters));
+                        return null;
+                    });
+                }
+                @Override public void flushFully() throws IOException { writeBack.flushFully(); }
+                @Override public void writeFeatureBits() throws IOException { guard.writeFeatureBits(); }
+            }, op, name, granularity);
+        } finally {
+            guard.refuse(filename + ": its bitmaps were edited; reopen the image to write it");
+            exclusive.unlockExclusive();
+        }
+    }
+
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
         if (mode != RepairMode.NONE && guard.openedReadOnly()) throw new IOException(filename + ": cannot repair an image opened read-only");
