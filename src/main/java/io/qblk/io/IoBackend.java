@@ -85,6 +85,27 @@ public interface IoBackend extends Closeable {
         return Math.max(offset, size());
     }
 
+    /** A run of a file's bytes that holds data or is a hole (reads as zeroes). */
+    record Extent(long offset, long length, boolean data) {}
+
+    /** The data and hole runs of [offset, offset+length), consecutive, from {@link #nextData} and {@link #nextHole}. */
+    default java.util.List<Extent> extents(long offset, long length) throws IOException {
+        java.util.List<Extent> out = new java.util.ArrayList<>();
+        long end = offset + length;
+        for (long p = offset; p < end; ) {
+            long data = Math.min(end, nextData(p));
+            if (data > p) {
+                out.add(new Extent(p, data - p, false));
+                p = data;
+                continue;
+            }
+            long hole = Math.min(end, Math.max(p + 1, nextHole(p)));
+            out.add(new Extent(p, hole - p, true));
+            p = hole;
+        }
+        return out;
+    }
+
     /** SEEK_DATA / SEEK_HOLE on {@code fd} of a file of {@code size} bytes, for the backends that have a descriptor. */
     static long seekExtent(int fd, long offset, int whence, long size, String name) throws IOException {
         if (offset >= size) return size;

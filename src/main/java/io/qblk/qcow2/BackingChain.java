@@ -95,17 +95,8 @@ final class BackingChain implements Closeable {
                     out.add(new MapEntry(m.start(), m.length(), m.depth() + 1, m.present(), m.zero(), m.data(), m.offset()));
             } else {
                 // holes of a sparse raw file read as zeroes: reported as such (SEEK_DATA/SEEK_HOLE), as qemu does
-                for (long p = pos, end = pos + inB; p < end; ) {
-                    long data = Math.min(end, raw.nextData(p));
-                    if (data > p) {
-                        out.add(new MapEntry(p, data - p, 1, true, true, false, p));
-                        p = data;
-                        continue;
-                    }
-                    long hole = Math.min(end, Math.max(p + 1, raw.nextHole(p)));
-                    out.add(new MapEntry(p, hole - p, 1, true, false, true, p));
-                    p = hole;
-                }
+                for (IoBackend.Extent x : raw.extents(pos, inB))
+                    out.add(new MapEntry(x.offset(), x.length(), 1, true, !x.data(), x.data(), x.offset()));
             }
         }
         if (inB < n) out.add(new MapEntry(pos + inB, n - inB, 1, false, true, false, -1));

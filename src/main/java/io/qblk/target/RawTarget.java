@@ -79,18 +79,7 @@ public final class RawTarget implements BlockTarget {
     public List<Extent> blockStatus(long offset, long length) throws IOException {
         // holes of a sparse file read as zeroes (SEEK_DATA/SEEK_HOLE), as qemu-nbd reports them
         List<Extent> out = new java.util.ArrayList<>();
-        long end = offset + length;
-        for (long p = offset; p < end; ) {
-            long data = Math.min(end, file.nextData(p));
-            if (data > p) {
-                out.add(new Extent(p, data - p, true, true));
-                p = data;
-                continue;
-            }
-            long hole = Math.min(end, Math.max(p + 1, file.nextHole(p)));
-            out.add(new Extent(p, hole - p, false, false));
-            p = hole;
-        }
+        for (IoBackend.Extent x : file.extents(offset, length)) out.add(new Extent(x.offset(), x.length(), !x.data(), !x.data()));
         return out;
     }
 

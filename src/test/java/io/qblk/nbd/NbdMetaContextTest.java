@@ -22,20 +22,12 @@ import org.junit.jupiter.api.io.TempDir;
 class NbdMetaContextTest {
     @TempDir Path dir;
 
-    record Served(NbdServer server, BlockTarget target, String uri) implements AutoCloseable {
-        @Override
-        public void close() throws Exception {
-            server.close();
-            target.close();
-        }
-    }
-
-    Served serve(Path image, boolean readOnly) throws Exception {
+    NbdQcow2Test.Served serve(Path image, boolean readOnly) throws Exception {
         BlockTarget t = TargetOpener.open(image, TargetOptions.defaults().withReadOnly(readOnly));
         NbdServer s = new NbdServer();
         InetSocketAddress a = s.bindTcp("127.0.0.1", 0);
         s.addExport("e", t, readOnly);
-        return new Served(s, t, "nbd://127.0.0.1:" + a.getPort() + "/e");
+        return new NbdQcow2Test.Served(s, t, "nbd://127.0.0.1:" + a.getPort() + "/e");
     }
 
     static String qemuNbdMap(Path img, String format, String context, String... qemuNbdArgs) throws Exception {
@@ -46,7 +38,7 @@ class NbdMetaContextTest {
         return Proc.run(30, cmd).ok("qemu-nbd " + context).out();
     }
 
-    static String qblkMap(Served s, String context) throws Exception {
+    static String qblkMap(NbdQcow2Test.Served s, String context) throws Exception {
         return Proc.run(30, "nbdinfo", "--map=" + context, s.uri()).ok("nbdinfo " + context).out();
     }
 
@@ -65,7 +57,7 @@ class NbdMetaContextTest {
         sh("qemu-io", "-f", "qcow2", "-c", "write 512k 1M", "-c", "write -z 8M 4k", "-c", "write -z 40M 64k", top.toString());
         String expected = qemuNbdMap(top, "qcow2", "qemu:allocation-depth", "-A");
         assertTrue(expected.contains("backing depth 3"), expected);
-        try (Served s = serve(top, true)) {
+        try (NbdQcow2Test.Served s = serve(top, true)) {
             assertEquals(expected, qblkMap(s, "qemu:allocation-depth"));
             String list = Proc.run(30, "nbdinfo", "--list", s.uri()).ok("nbdinfo --list").out();
             assertTrue(list.contains("base:allocation") && list.contains("qemu:allocation-depth"), list);
@@ -75,7 +67,7 @@ class NbdMetaContextTest {
         Path raw = dir.resolve("r.raw");
         sh("qemu-img", "create", "-q", "-f", "raw", raw.toString(), "4M");
         String rawExpected = qemuNbdMap(raw, "raw", "qemu:allocation-depth", "-A");
-        try (Served s = serve(raw, true)) {
+        try (NbdQcow2Test.Served s = serve(raw, true)) {
             assertEquals(rawExpected, qblkMap(s, "qemu:allocation-depth"));
         }
     }
@@ -97,13 +89,13 @@ class NbdMetaContextTest {
         for (String b : List.of("b0", "b1")) {
             String expected = qemuNbdMap(img, "qcow2", "qemu:dirty-bitmap:" + b, "-B", b);
             assertTrue(expected.contains("dirty"), expected);
-            try (Served s = serve(img, true)) {
+            try (NbdQcow2Test.Served s = serve(img, true)) {
                 assertEquals(expected, qblkMap(s, "qemu:dirty-bitmap:" + b), b);
             }
         }
         // writes through a read-write export set bits that the export serves at once and close stores
         String[] ops = {"write 10M 64k", "write -z 20M 192k", "discard 40M 1M"};
-        try (Served s = serve(img, false)) {
+        try (NbdQcow2Test.Served s = serve(img, false)) {
             List<String> cmd = new java.util.ArrayList<>(List.of("qemu-io", "-f", "raw", s.uri()));
             for (String op : ops) { cmd.add("-c"); cmd.add(op); }
             Proc.run(60, cmd).ok("qemu-io over nbd");
@@ -133,12 +125,12 @@ class NbdMetaContextTest {
             assertEquals(qemuMap, io.qblk.json.QemuJson.mapText(img.map(0, img.virtualSize())).strip());
         }
         String expected = qemuNbdMap(top, "qcow2", "base:allocation");
-        try (Served s = serve(top, true)) {
+        try (NbdQcow2Test.Served s = serve(top, true)) {
             assertEquals(expected, qblkMap(s, "base:allocation"));
         }
         String rawExpected = qemuNbdMap(raw, "raw", "base:allocation");
         assertTrue(rawExpected.contains("hole,zero"), rawExpected);
-        try (Served s = serve(raw, true)) {
+        try (NbdQcow2Test.Served s = serve(raw, true)) {
             assertEquals(rawExpected, qblkMap(s, "base:allocation"));
         }
     }
