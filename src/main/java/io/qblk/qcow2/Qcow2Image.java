@@ -405,7 +405,8 @@ public final class Qcow2Image implements Closeable {
             try {
                 if (!guard.openedReadOnly() && !guard.poisoned()) {
                     writeBack.flushFully();
-                    bitmaps.storeOnClose(
+                    // an image refused for writing (corrupt) writes no metadata: its bitmaps stay in use
+                    if (guard.writeRefusal() == null) bitmaps.storeOnClose(
                             () -> cache.withMeta(() -> alloc.allocClusterLocked(MetadataKind.BITMAP_DATA)),
                             writeBack::flushFully);
                 }
