@@ -79,10 +79,13 @@ final class Bitmaps {
                 for (int i = 0; i < t.length; i++) BitmapDirectory.checkTableEntry(e, i, t[i], cs, fsize);
                 tables.add(t);
             }
-            overlap.markRange(h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
+            // every bitmap cluster must be free of other metadata and of the other bitmap clusters:
+            // the bitmap writes (B1-B4) go exactly there
+            java.util.Set<Long> seen = new java.util.HashSet<>();
+            claim(overlap, geo, seen, h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
             for (int i = 0; i < entries.size(); i++) {
-                overlap.markRange(entries.get(i).tableOffset(), entries.get(i).tableSize() * 8L, MetadataKind.BITMAP_TABLE);
-                for (long t : tables.get(i)) if ((t & BitmapDirectory.ENTRY_OFFSET_MASK) != 0) overlap.markIfAbsent(t & BitmapDirectory.ENTRY_OFFSET_MASK, MetadataKind.BITMAP_DATA);
+                claim(overlap, geo, seen, entries.get(i).tableOffset(), entries.get(i).tableSize() * 8L, MetadataKind.BITMAP_TABLE);
+                for (long t : tables.get(i)) if ((t & BitmapDirectory.ENTRY_OFFSET_MASK) != 0) claim(overlap, geo, seen, t & BitmapDirectory.ENTRY_OFFSET_MASK, cs, MetadataKind.BITMAP_DATA);
             }
             List<Tracked> loaded = new ArrayList<>();
             for (int i = 0; i < entries.size(); i++) {
@@ -93,6 +96,16 @@ final class Bitmaps {
         } catch (Qcow2Exception e) {
             if (!readOnly) throw new Qcow2Exception(e.kind(), filename + ": " + e.getMessage(), e);
             return new Bitmaps(file, filename, geo, new byte[0], 0, List.of(), List.of(), true, e.getMessage());
+        }
+    }
+
+    private static void claim(OverlapCheck overlap, Geometry geo, java.util.Set<Long> seen, long off, long len, MetadataKind kind) throws Qcow2Exception {
+        for (long c = geo.clusterStart(off); c < off + len; c += geo.clusterSize) {
+            MetadataKind k = overlap.kindAt(c);
+            if (k != null || !seen.add(c))
+                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt bitmap directory: the " + kind.label + " at " + c + " overlaps "
+                        + (k != null ? "the " + k.label : "another bitmap cluster"));
+            overlap.markLocked(c, kind);
         }
     }
 

@@ -112,7 +112,6 @@ public final class Qcow2Image implements Closeable {
                 throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "corrupt image: refcount table entry " + i + " (" + off + ") is not a valid cluster offset");
         }
         this.snapshots = SnapshotTable.read(file, h);
-        this.bitmaps = Bitmaps.load(file, filename, h, geo, overlap, o.readOnly());
 
         // Metadata map for the overlap check: first come wins, later conflicts surface as overlaps.
         overlap.markIfAbsent(0L, MetadataKind.HEADER);
@@ -122,6 +121,7 @@ public final class Qcow2Image implements Closeable {
         for (SnapshotTable.SnapshotL1 s : snapshots.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
         for (long e : rt) if ((e & Geometry.REFTABLE_OFFSET_MASK) != 0) overlap.markIfAbsent(e & Geometry.REFTABLE_OFFSET_MASK, MetadataKind.REFCOUNT_BLOCK);
         for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
+        this.bitmaps = Bitmaps.load(file, filename, h, geo, overlap, o.readOnly()); // after the others: an overlap is an error
 
         this.alloc = new RefcountAllocator(file, filename, geo, cache, overlap, stats, rt, h.refcountTableOffset, h.refcountTableClusters);
         this.map = new ClusterMap(geo, cache, alloc, l1, h.l1TableOffset);

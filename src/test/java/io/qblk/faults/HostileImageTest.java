@@ -63,6 +63,14 @@ class HostileImageTest {
             System.out.println("SKIP mutatedBitmapsGiveDataOrAClearError: qemu-img is not installed (it makes the seed images)");
             return;
         }
+        // found by this test: a refcount table entry pointing at the bitmap directory (B1 wrote over a "refcount block")
+        if (bm.size() > 1) {
+            byte[] img = bm.get(1).bytes().clone();
+            Random r = new Random(4222276311264820253L);
+            String what = HostileImages.mutateBitmaps(img, r);
+            HostileImages.Outcome o = hostile.exercise(img, r.nextLong());
+            assertTrue(o.verdict() == HostileImages.Verdict.OK || o.verdict() == HostileImages.Verdict.REJECTED, o.verdict() + " [" + what + "]: " + o.detail());
+        }
         int n = Integer.getInteger("qblk.hostileImages", 1500) / 3;
         long before = hostile.tried;
         int[] outcomes = new int[HostileImages.Verdict.values().length];
