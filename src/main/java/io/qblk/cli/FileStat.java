@@ -15,21 +15,16 @@ public final class FileStat {
     private FileStat() {}
 
     private static final MethodHandle STAT;
-    private static final MethodHandle LSEEK;
-    private static final int SEEK_DATA = 3, SEEK_HOLE = 4;
     static {
         Linker l = Linker.nativeLinker();
-        MethodHandle h = null, s = null;
+        MethodHandle h = null;
         try {
             h = l.downcallHandle(l.defaultLookup().find("stat").orElseThrow(),
                     FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS));
-            s = l.downcallHandle(l.defaultLookup().find("lseek").orElseThrow(),
-                    FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT));
         } catch (RuntimeException e) {
             // leave null: callers fall back
         }
         STAT = h;
-        LSEEK = s;
     }
 
     /**
@@ -41,25 +36,7 @@ public final class FileStat {
         java.util.List<long[]> out = new java.util.ArrayList<>();
         if (size == 0) return out;
         try (io.qblk.io.PosixFileBackend f = io.qblk.io.PosixFileBackend.open(path, true)) {
-            int fd = f.fd();
-            if (LSEEK == null || (long) LSEEK.invokeExact(fd, 0L, SEEK_HOLE) < 0) {
-                out.add(new long[] {0, size});
-                return out;
-            }
-            long pos = 0;
-            while (pos < size) {
-                long data = (long) LSEEK.invokeExact(fd, pos, SEEK_DATA);
-                if (data < 0 || data >= size) break;  // ENXIO: only a hole remains
-                long hole = (long) LSEEK.invokeExact(fd, data, SEEK_HOLE);
-                if (hole < 0 || hole > size) hole = size;
-                out.add(new long[] {data, hole});
-                pos = hole;
-            }
-        } catch (IOException e) {
-            throw e;
-        } catch (Throwable t) {
-            out.clear();
-            out.add(new long[] {0, size});
+            for (io.qblk.io.IoBackend.Extent x : f.extents(0, size)) if (x.data()) out.add(new long[] {x.offset(), x.offset() + x.length()});
         }
         return out;
     }

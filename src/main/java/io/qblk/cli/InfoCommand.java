@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.qblk.util.Sizes;
 import io.qblk.json.QemuJson;
 import io.qblk.qcow2.BackingPolicy;
+import io.qblk.qcow2.BitmapInfo;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.SnapshotInfo;
@@ -98,12 +99,14 @@ public class InfoCommand implements Callable<Integer> {
         if (fmt != ImageFormat.QCOW2) throw new IllegalArgumentException("-f " + fmt + ": info needs an image file (qcow2 or raw)");
         ImageInfo info;
         List<SnapshotInfo> snapshots;
+        List<BitmapInfo> bitmaps;
         // Like qemu-img info, the backing chain is named, not opened: its name is untrusted input,
         // shown so a user sees what an export would read through (e.g. /etc/shadow). --backing-chain
         // describes each named file in turn, opening each as its own image without following further.
         try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
             snapshots = img.snapshots();
+            bitmaps = img.bitmaps();
         }
         boolean v3 = "1.1".equals(info.compat());
         String backing = info.backingFilename();
@@ -122,6 +125,7 @@ public class InfoCommand implements Callable<Integer> {
         lines.add("    compat: " + (v3 ? "1.1" : "0.10"));
         lines.add("    compression type: zlib");
         if (v3) lines.add("    lazy refcounts: " + info.lazyRefcounts());
+        lines.addAll(QemuJson.bitmapLines(bitmaps));
         lines.add("    refcount bits: " + info.refcountBits());
         if (v3) {
             lines.add("    corrupt: " + info.corrupt());
@@ -129,6 +133,6 @@ public class InfoCommand implements Callable<Integer> {
         }
         if (info.dirtyFlag()) lines.add("cleanly shut down: no");
         Path backingPath = backing == null ? null : Path.of(full);
-        return new Described(QemuJson.withSnapshots(QemuJson.info(info, actual), snapshots), lines, backingPath, info.backingFormat());
+        return new Described(QemuJson.withSnapshots(QemuJson.withBitmaps(QemuJson.info(info, actual), bitmaps), snapshots), lines, backingPath, info.backingFormat());
     }
 }

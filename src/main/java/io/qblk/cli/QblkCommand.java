@@ -9,6 +9,6 @@ import picocli.CommandLine.Command;
         subcommands = {CreateCommand.class, InfoCommand.class, CheckCommand.class, MapCommand.class, CompareCommand.class,
                 MeasureCommand.class, ConvertCommand.class, SnapshotCommand.class,
                 IoCommand.class, BenchCommand.class, ExportCommand.class, UblkCommand.class,
-                ServeCommand.class, DeviceCommand.class})
+                ServeCommand.class, DeviceCommand.class, BitmapCommand.class})
 public class QblkCommand {
 }

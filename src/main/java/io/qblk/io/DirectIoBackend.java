@@ -121,6 +121,12 @@ public final class DirectIoBackend implements IoBackend {
     }
 
     @Override
+    public long nextData(long offset) throws IOException { return buffered.nextData(offset); }
+
+    @Override
+    public long nextHole(long offset) throws IOException { return buffered.nextHole(offset); }
+
+    @Override
     public long size() throws IOException {
         return buffered.size();
     }

@@ -71,4 +71,49 @@ public interface IoBackend extends Closeable {
 
     @Override
     void close() throws IOException;
+
+    /**
+     * Where the file's next data extent at or after {@code offset} starts (SEEK_DATA), or the file
+     * size when only a hole follows. The default (a backend that cannot tell) says data everywhere.
+     */
+    default long nextData(long offset) throws IOException {
+        return offset;
+    }
+
+    /** Where the next hole at or after {@code offset} starts (SEEK_HOLE; the end of the file counts as one). */
+    default long nextHole(long offset) throws IOException {
+        return Math.max(offset, size());
+    }
+
+    /** A run of a file's bytes that holds data or is a hole (reads as zeroes). */
+    record Extent(long offset, long length, boolean data) {}
+
+    /** The data and hole runs of [offset, offset+length), consecutive, from {@link #nextData} and {@link #nextHole}. */
+    default java.util.List<Extent> extents(long offset, long length) throws IOException {
+        java.util.List<Extent> out = new java.util.ArrayList<>();
+        long end = offset + length;
+        for (long p = offset; p < end; ) {
+            long data = Math.min(end, nextData(p));
+            if (data > p) {
+                out.add(new Extent(p, data - p, false));
+                p = data;
+                continue;
+            }
+            long hole = Math.min(end, Math.max(p + 1, nextHole(p)));
+            out.add(new Extent(p, hole - p, true));
+            p = hole;
+        }
+        return out;
+    }
+
+    /** SEEK_DATA / SEEK_HOLE on {@code fd} of a file of {@code size} bytes, for the backends that have a descriptor. */
+    static long seekExtent(int fd, long offset, int whence, long size, String name) throws IOException {
+        if (offset >= size) return size;
+        long r = LibC.seek(fd, offset, whence);
+        if (r >= 0) return Math.min(r, size);
+        int e = LibC.errno();
+        if (e == Errno.ENXIO) return size;
+        if (e == Errno.EINVAL) return whence == LibC.SEEK_DATA ? offset : size; // no SEEK_DATA/SEEK_HOLE here: all data
+        throw new ErrnoException("lseek " + name, e);
+    }
 }

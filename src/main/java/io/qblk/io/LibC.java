@@ -177,6 +177,17 @@ public final class LibC {
         }
     }
 
+    public static final int SEEK_DATA = 3, SEEK_HOLE = 4;
+
+    /** lseek(fd, offset, whence), for SEEK_DATA / SEEK_HOLE; -1 with errno (ENXIO: nothing at or after offset). */
+    public static long seek(int fd, long offset, int whence) {
+        try {
+            return (long) LSEEK.invokeExact(STATE.get(), fd, offset, whence);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     private static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) return r;
         if (t instanceof Error e) throw e;

@@ -11,6 +11,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.qblk.qcow2.CheckReport;
+import io.qblk.qcow2.BitmapInfo;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.SnapshotInfo;
@@ -103,6 +104,46 @@ public final class QemuJson {
             if (!j.has(e.getKey())) j.set(e.getKey(), e.getValue());
         });
         return j;
+    }
+
+    /**
+     * {@code info} with the persistent bitmaps in the format-specific data, where qemu-img puts them
+     * (after "lazy-refcounts"); unchanged when there are none.
+     */
+    public static ObjectNode withBitmaps(ObjectNode info, List<BitmapInfo> bitmaps) {
+        if (bitmaps.isEmpty()) return info;
+        ObjectNode old = (ObjectNode) info.path("format-specific").path("data");
+        ObjectNode data = object();
+        ArrayNode list = MAPPER.createArrayNode();
+        for (BitmapInfo b : bitmaps) {
+            ObjectNode o = list.addObject();
+            ArrayNode flags = o.putArray("flags");
+            b.flags().forEach(flags::add);
+            o.put("name", b.name());
+            o.put("granularity", b.granularity());
+        }
+        old.properties().forEach(e -> {
+            data.set(e.getKey(), e.getValue());
+            if (e.getKey().equals("lazy-refcounts")) data.set("bitmaps", list);
+        });
+        ((ObjectNode) info.get("format-specific")).set("data", data);
+        return info;
+    }
+
+    /** qemu-img info's human lines for the bitmaps (inserted after "lazy refcounts"). */
+    public static List<String> bitmapLines(List<BitmapInfo> bitmaps) {
+        List<String> out = new java.util.ArrayList<>();
+        if (bitmaps.isEmpty()) return out;
+        out.add("    bitmaps:");
+        for (int i = 0; i < bitmaps.size(); i++) {
+            BitmapInfo b = bitmaps.get(i);
+            out.add("        [" + i + "]:");
+            out.add("            flags:");
+            for (int k = 0; k < b.flags().size(); k++) out.add("                [" + k + "]: " + b.flags().get(k));
+            out.add("            name: " + b.name());
+            out.add("            granularity: " + b.granularity());
+        }
+        return out;
     }
 
     /** {@code qemu-img info --output=json} of a raw file. */

@@ -42,7 +42,6 @@ final class NbdConnection implements Runnable {
     /** An oversized WRITE payload up to this length is read and discarded (EINVAL); beyond it: disconnect. */
     private static final long MAX_WRITE_DISCARD = 2L * MAX_PAYLOAD;
     private static final int MAX_DESCRIPTORS = 1 << 16;
-    private static final int BASE_ALLOCATION_ID = 1;
     /** Scratch buffer an oversized payload is read and dropped through. */
     private static final int SKIP_CHUNK = 1 << 20;
 
@@ -63,7 +62,8 @@ final class NbdConnection implements Runnable {
     private boolean noZeroes;
     private boolean structured;
     private String metaContextExport;
-    private boolean baseAllocation;
+    /** Metadata contexts selected by NBD_OPT_SET_META_CONTEXT; context id = index + 1. */
+    private List<String> contexts = List.of();
 
     private ArrayBlockingQueue<Slot> slots;
     /**
@@ -260,12 +260,12 @@ final class NbdConnection implements Runnable {
         // Whatever was negotiated in the clear does not carry over (the protocol asks to forget it).
         structured = false;
         metaContextExport = null;
-        baseAllocation = false;
+        contexts = List.of();
         LOG.fine(() -> "nbd connection " + id + ": TLS established");
     }
 
     private NbdExport enter(NbdExport e, String name) {
-        if (!name.equals(metaContextExport)) baseAllocation = false;
+        if (!name.equals(metaContextExport)) contexts = List.of();
         export = e;
         // removeExport may have run between lookup and now: it either sees this connection or we see the removal.
         if (server.lookup(e.name()) != e) stopping = true;
@@ -305,7 +305,12 @@ final class NbdConnection implements Runnable {
         return e;
     }
 
-    /** NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: only {@code base:allocation} exists. */
+    /**
+     * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: {@code base:allocation} and the target's
+     * {@link BlockTarget#metaContexts} ({@code qemu:allocation-depth}, {@code qemu:dirty-bitmap:NAME}).
+     * A query names a context, or a namespace ({@code base:}, {@code qemu:}, {@code qemu:dirty-bitmap:})
+     * standing for all of its contexts; LIST with no query lists them all.
+     */
     private void metaContext(int option, ByteBuffer data) throws IOException {
         if (!structured) { optionError(option, REP_ERR_INVALID, "negotiate structured replies first"); return; }
         if (data.remaining() < 8) { optionError(option, REP_ERR_INVALID, "truncated meta context data"); return; }
@@ -321,20 +326,28 @@ final class NbdConnection implements Runnable {
             queries.add(utf8(data, (int) qlen));
         }
         if (data.hasRemaining()) { optionError(option, REP_ERR_INVALID, "trailing bytes after meta context queries"); return; }
-        if (server.lookup(name) == null) { optionError(option, REP_ERR_UNKNOWN, "no export '" + name + "'"); return; }
+        NbdExport e = server.lookup(name);
+        if (e == null) { optionError(option, REP_ERR_UNKNOWN, "no export '" + name + "'"); return; }
+        List<String> offered = new ArrayList<>(List.of(META_BASE_ALLOCATION));
+        offered.addAll(e.target().metaContexts());
+        List<String> matched = new ArrayList<>();
+        for (String c : offered) {
+            boolean match = option == OPT_LIST_META_CONTEXT && queries.isEmpty();
+            for (String q : queries) match |= q.equals(c) || (q.endsWith(":") && c.startsWith(q));
+            if (match) matched.add(c);
+        }
         if (option == OPT_LIST_META_CONTEXT) {
-            boolean match = queries.isEmpty() || queries.contains("base:") || queries.contains(META_BASE_ALLOCATION);
-            if (match) optionReply(option, REP_META_CONTEXT, metaContextReply(0));
+            for (String c : matched) optionReply(option, REP_META_CONTEXT, metaContextReply(0, c));
         } else {
             metaContextExport = name;
-            baseAllocation = queries.contains(META_BASE_ALLOCATION);
-            if (baseAllocation) optionReply(option, REP_META_CONTEXT, metaContextReply(BASE_ALLOCATION_ID));
+            contexts = List.copyOf(matched);
+            for (int i = 0; i < matched.size(); i++) optionReply(option, REP_META_CONTEXT, metaContextReply(i + 1, matched.get(i)));
         }
         optionReply(option, REP_ACK, null);
     }
 
-    private static ByteBuffer metaContextReply(int contextId) {
-        byte[] n = META_BASE_ALLOCATION.getBytes(StandardCharsets.US_ASCII);
+    private static ByteBuffer metaContextReply(int contextId, String context) {
+        byte[] n = context.getBytes(StandardCharsets.UTF_8);
         return ByteBuffer.allocate(4 + n.length).putInt(contextId).put(n).flip();
     }
 
@@ -465,7 +478,7 @@ final class NbdConnection implements Runnable {
         boolean writes = type == CMD_WRITE || type == CMD_TRIM || type == CMD_WRITE_ZEROES;
         if (writes && e.readOnly()) return EPERM;
         if (type == CMD_FLUSH) return 0;
-        if (type == CMD_BLOCK_STATUS && !baseAllocation) return EINVAL;
+        if (type == CMD_BLOCK_STATUS && contexts.isEmpty()) return EINVAL;
         if (type == CMD_READ && length > MAX_PAYLOAD) return EINVAL;
         if (type == CMD_BLOCK_STATUS && length == 0) return EINVAL;
         long size = e.size();
@@ -492,7 +505,7 @@ final class NbdConnection implements Runnable {
             case ENOSPC -> "write at " + offset + "+" + length + " past the end of the export (" + e.size() + " bytes)";
             default -> {
                 if (type > CMD_BLOCK_STATUS || type == CMD_CACHE) yield "unknown command " + type;
-                if (type == CMD_BLOCK_STATUS && !baseAllocation) yield "base:allocation was not negotiated";
+                if (type == CMD_BLOCK_STATUS && contexts.isEmpty()) yield "no metadata context was negotiated";
                 if ((flags & ~allowedFlags(type)) != 0) yield "invalid flags 0x" + Integer.toHexString(flags) + " for command " + type;
                 if (type == CMD_BLOCK_STATUS && length == 0) yield "block status of length 0";
                 if (type == CMD_READ && length > MAX_PAYLOAD) yield "read length " + length + " exceeds the maximum payload " + MAX_PAYLOAD;
@@ -540,11 +553,16 @@ final class NbdConnection implements Runnable {
                     replyDone(slot, cookie);
                 }
                 case CMD_BLOCK_STATUS -> {
-                    List<BlockTarget.Extent> extents = t.blockStatus(offset, length);
                     int max = (flags & CMD_FLAG_REQ_ONE) != 0 ? 1 : MAX_DESCRIPTORS;
-                    int cap = Math.max(1, Math.min(max, extents.size()));
-                    buf = pool.acquire(4 + 8 * cap);
-                    replyBlockStatus(slot, cookie, offset, length, extents, max, buf);
+                    List<List<BlockTarget.Status>> answers = new ArrayList<>();
+                    for (String c : contexts) answers.add(c.equals(META_BASE_ALLOCATION) ? baseAllocation(t.blockStatus(offset, length)) : t.contextStatus(c, offset, length));
+                    for (int i = 0; i < answers.size(); i++) {
+                        int cap = Math.max(1, Math.min(max, answers.get(i).size()));
+                        buf = pool.acquire(4 + 8 * cap);
+                        replyBlockStatus(slot, cookie, offset, length, i + 1, answers.get(i), max, buf, i == answers.size() - 1);
+                        pool.release(buf);
+                        buf = null;
+                    }
                 }
                 default -> throw new IllegalStateException("unreachable command " + type);
             }
@@ -615,17 +633,25 @@ final class NbdConnection implements Runnable {
         send(h.flip(), data.byteBuffer());
     }
 
-    private void replyBlockStatus(Slot slot, long cookie, long offset, long length, List<BlockTarget.Extent> extents,
-                                  int max, BufferPool.Buffer buf) throws IOException {
+    /** base:allocation's flags (hole, zero) of each extent. */
+    private static List<BlockTarget.Status> baseAllocation(List<BlockTarget.Extent> extents) {
+        List<BlockTarget.Status> out = new ArrayList<>(extents.size());
+        for (BlockTarget.Extent x : extents) out.add(new BlockTarget.Status(x.offset(), x.length(), (x.hole() ? STATE_HOLE : 0) | (x.zero() ? STATE_ZERO : 0)));
+        return out;
+    }
+
+    /** One block status chunk for context {@code contextId}; {@code last} sets the DONE flag. */
+    private void replyBlockStatus(Slot slot, long cookie, long offset, long length, int contextId, List<BlockTarget.Status> runs,
+                                  int max, BufferPool.Buffer buf, boolean last) throws IOException {
         ByteBuffer p = buf.byteBuffer();
-        p.putInt(BASE_ALLOCATION_ID);
+        p.putInt(contextId);
         long pos = offset, end = offset + length;
         int n = 0, lastFlags = -1;
-        for (BlockTarget.Extent x : extents) {
+        for (BlockTarget.Status x : runs) {
             if (x.offset() > pos) break;                 // a gap: report what is known so far
             long xe = Math.min(x.offset() + x.length(), end);
             if (xe <= pos) continue;
-            int f = (x.hole() ? STATE_HOLE : 0) | (x.zero() ? STATE_ZERO : 0);
+            int f = x.flags();
             if (n > 0 && f == lastFlags) {
                 int at = p.position() - 8;
                 p.putInt(at, (int) (Integer.toUnsignedLong(p.getInt(at)) + (xe - pos)));
@@ -641,7 +667,7 @@ final class NbdConnection implements Runnable {
         if (n == 0) p.putInt((int) length).putInt(0);  // unknown: "allocated, contents unknown" is always safe
         p.flip();
         ByteBuffer h = slot.header.clear();
-        h.putInt(STRUCTURED_REPLY_MAGIC).putShort((short) REPLY_FLAG_DONE).putShort((short) REPLY_TYPE_BLOCK_STATUS)
+        h.putInt(STRUCTURED_REPLY_MAGIC).putShort((short) (last ? REPLY_FLAG_DONE : 0)).putShort((short) REPLY_TYPE_BLOCK_STATUS)
                 .putLong(cookie).putInt(p.remaining());
         send(h.flip(), p);
     }

@@ -93,7 +93,11 @@ final class BackingChain implements Closeable {
             if (image != null) {
                 for (MapEntry m : image.map(pos, inB))
                     out.add(new MapEntry(m.start(), m.length(), m.depth() + 1, m.present(), m.zero(), m.data(), m.offset()));
-            } else out.add(new MapEntry(pos, inB, 1, true, false, true, pos));
+            } else {
+                // holes of a sparse raw file read as zeroes: reported as such (SEEK_DATA/SEEK_HOLE), as qemu does
+                for (IoBackend.Extent x : raw.extents(pos, inB))
+                    out.add(new MapEntry(x.offset(), x.length(), 1, true, !x.data(), x.data(), x.offset()));
+            }
         }
         if (inB < n) out.add(new MapEntry(pos + inB, n - inB, 1, false, true, false, -1));
         return out;

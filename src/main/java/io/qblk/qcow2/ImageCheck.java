@@ -152,6 +152,10 @@ final class ImageCheck {
     /** Counts one reference to every cluster of [off, off+len). */
     private void ref(long off, long len, String what) {
         if (len <= 0) return;
+        if (off < 0 || off > Long.MAX_VALUE - len) {
+            corruption(what + " at " + off + " is not a valid offset");
+            return;
+        }
         for (long c = off / cs; c <= (off + len - 1) / cs; c++) {
             if (c >= fileClusters) {
                 corruption(what + " at " + off + " lies past the end of the file");
@@ -198,6 +202,8 @@ final class ImageCheck {
                     ref(boff, cs, "refcount block " + i);
                 }
             }
+            // bitmaps
+            if (Bitmaps.valid(h)) walkBitmaps(a);
             findRebuildReasons(rt, rtOff, rtLen);
         }
         compare();
@@ -287,7 +293,7 @@ final class ImageCheck {
 
     private void walkBitmaps(Arena a) throws IOException {
         ref(h.bitmapDirectoryOffset, h.bitmapDirectorySize, "bitmap directory");
-        if (h.bitmapDirectoryOffset / cs >= fileClusters) return;
+        if (h.bitmapDirectoryOffset / cs >= fileClusters || h.bitmapDirectorySize > img.file().size() - h.bitmapDirectoryOffset) return;
         MemorySegment dir = readCluster(a, h.bitmapDirectoryOffset, h.bitmapDirectorySize);
         ByteBuffer b = dir.asByteBuffer().order(ByteOrder.BIG_ENDIAN);
         int pos = 0;
@@ -296,18 +302,24 @@ final class ImageCheck {
             long tableSize = Integer.toUnsignedLong(b.getInt(pos + 8));
             int nameSize = b.getShort(pos + 18) & 0xffff;
             long extra = Integer.toUnsignedLong(b.getInt(pos + 20));
-            if (tableOff % cs != 0 || tableSize > (1L << 24)) {
+            if (tableOff <= 0 || tableOff % cs != 0 || tableSize > (1L << 24)) {
                 corruption("bitmap " + i + " has a bad bitmap table (" + tableOff + ", " + tableSize + " entries)");
             } else if (tableSize > 0) {
                 ref(tableOff, tableSize * 8, "bitmap table");
-                if (tableOff / cs < fileClusters) {
+                if (tableOff / cs < fileClusters && tableSize * 8 <= (fileClusters - tableOff / cs) * cs) {
                     for (long e : FileReads.longs(img.file(), tableOff, (int) tableSize)) {
-                        long off = e & L2Entry.OFFSET_MASK;
-                        if (off != 0) ref(off, cs, "bitmap data");
+                        long off = e & BitmapDirectory.ENTRY_OFFSET_MASK;
+                        if (off % cs != 0) corruption("bitmap " + i + " has a data cluster at " + off + ", not cluster aligned");
+                        else if (off != 0) ref(off, cs, "bitmap data");
                     }
                 }
             }
-            pos += (int) ((24 + extra + nameSize + 7) & ~7L);
+            long next = pos + ((24 + extra + nameSize + 7) & ~7L);
+            if (next > b.limit()) {
+                if (i + 1 < h.nbBitmaps) corruption("bitmap directory entry " + i + " runs past the directory");
+                break;
+            }
+            pos = (int) next;
         }
     }
 

@@ -265,6 +265,10 @@ public final class Qcow2Header {
                 case EXT_BITMAPS -> {
                     if (seenBitmaps) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate bitmaps header extension");
                     seenBitmaps = true;
+                    bitmapsExtension = pos;
+                    // Without autoclear bit 0 the extension is invalid and ignored (as qemu does): a
+                    // program lacking bitmap support wrote the image, or a bitmap edit was cut short.
+                    if ((autoclear & 1) == 0) break;
                     if (n < 24) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bitmaps header extension too short (" + n + " bytes)");
                     nbBitmaps = b.getInt(data);
                     bitmapDirectorySize = b.getLong(data + 8);
@@ -294,6 +298,8 @@ public final class Qcow2Header {
 
     /** End of the extension area (after the terminating entry). */
     int extensionsEnd;
+    /** Where the bitmaps extension's 8-byte type/length header starts, or -1 when there is none. */
+    int bitmapsExtension = -1;
 
     /** The 24 bytes of feature fields at offset 72 (version 3). */
     byte[] featureBytes() {

@@ -49,6 +49,7 @@ public final class Qcow2Image implements Closeable {
     private final ClusterWriter writer;
     private final IoEpochs epochs;
     private final BufferPool clusterPool;
+    private final Bitmaps bitmaps;
 
     // ------------------------------------------------------------------ open
 
@@ -115,6 +116,7 @@ public final class Qcow2Image implements Closeable {
         SnapshotTable snapshotTable = SnapshotTable.read(file, h);
 
         markMetadata(l1, rt, h.refcountTableOffset, h.refcountTableClusters, snapshotTable);
+        this.bitmaps = Bitmaps.load(file, filename, h, geo, overlap, o.readOnly()); // after the others: an overlap is an error
 
         this.alloc = new RefcountAllocator(file, filename, geo, cache, overlap, stats, rt, h.refcountTableOffset, h.refcountTableClusters);
         this.map = new ClusterMap(geo, cache, alloc, l1, h.l1TableOffset);
@@ -146,7 +148,7 @@ public final class Qcow2Image implements Closeable {
         overlap.markRange(rtOffset, (long) rtClusters * geo.clusterSize, MetadataKind.REFCOUNT_TABLE);
         if (h.nbSnapshots > 0) overlap.markRange(h.snapshotsOffset, snapshots.bytes(), MetadataKind.SNAPSHOT_TABLE);
         for (SnapshotTable.SnapshotL1 s : snapshots.l1s()) overlap.markRange(s.offset(), s.entries() * 8, MetadataKind.SNAPSHOT_L1);
-        if (h.nbBitmaps > 0) overlap.markRange(h.bitmapDirectoryOffset, h.bitmapDirectorySize, MetadataKind.BITMAPS);
+        // bitmap clusters: Bitmaps.load claims them (an overlap with the above is an error)
         for (long e : rt) if ((e & Geometry.REFTABLE_OFFSET_MASK) != 0) overlap.markIfAbsent(e & Geometry.REFTABLE_OFFSET_MASK, MetadataKind.REFCOUNT_BLOCK);
         for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
     }
@@ -156,9 +158,9 @@ public final class Qcow2Image implements Closeable {
             guard.refuse(filename + ": image is marked corrupt; only check with repair may modify it");
             return;
         }
-        // We do not maintain bitmaps (or anything else behind an autoclear bit): they are cleared
-        // before the first change, so an open that only reads leaves the file untouched.
-        guard.clearAutoclearBeforeFirstChange();
+        // Bitmaps that loaded are maintained (autoclear bit 0 kept, enabled ones marked in use before
+        // the first change); other autoclear bits are cleared then. An open that only reads writes nothing.
+        guard.prepareFirstChange(bitmaps.keptAutoclear(), bitmaps);
         if ((h.incompatible & Qcow2Header.INCOMPAT_DIRTY) != 0) {
             guard.beforeChange();
             CheckReport r = ImageCheck.run(checkSubject(), RepairMode.ALL);
@@ -216,16 +218,19 @@ public final class Qcow2Image implements Closeable {
 
     public void write(long offset, MemorySegment src) throws IOException {
         checkRange(offset, src.byteSize());
+        bitmaps.markDirty(offset, src.byteSize());
         writer.write(offset, src);
     }
 
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         checkRange(offset, length);
+        bitmaps.markDirty(offset, length);
         writer.zeroRange(offset, length, mayUnmap, false);
     }
 
     public void discard(long offset, long length) throws IOException {
         checkRange(offset, length);
+        bitmaps.markDirty(offset, length);
         writer.zeroRange(offset, length, true, true);
     }
 
@@ -322,6 +327,57 @@ public final class Qcow2Image implements Closeable {
                 h.backingFile, h.backingFormat);
     }
 
+    /** The persistent dirty bitmaps, as {@code qemu-img info} lists them (empty when none or invalid). */
+    public List<BitmapInfo> bitmaps() { return bitmaps.info(); }
+
+    /**
+     * Dirty extents ([start, length) in guest bytes, merged) of the consistent bitmap {@code name},
+     * including the bits this open has set, or null when there is no such consistent bitmap.
+     */
+    public List<long[]> dirtyExtents(String name) { return bitmaps.dirtyExtents(name); }
+
+    /** Names of the consistent bitmaps, whose bits {@link #bitmapRuns} reports. */
+    public List<String> consistentBitmaps() { return bitmaps.consistentNames(); }
+
+    /**
+     * Runs {start, length, 1 dirty / 0 clean} of the consistent bitmap {@code name} over
+     * [offset, offset+length), or null when there is no such consistent bitmap.
+     */
+    public List<long[]> bitmapRuns(String name, long offset, long length) throws IOException {
+        checkRange(offset, length);
+        return bitmaps.runs(name, offset, length);
+    }
+
+    /**
+     * {@code qemu-img bitmap}: adds (granularity 0 = the default), removes, clears, enables or
+     * disables the persistent bitmap {@code name}. Only on an image opened for writing that has not
+     * been changed by this open; afterwards the open refuses writes (reopen to write).
+     */
+    public void editBitmap(BitmapOp op, String name, long granularity) throws IOException {
+        guard.checkWritable();
+        if (bitmaps.inUseNow()) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": bitmaps are in use by this open (it wrote the image); edit them after closing it");
+        exclusive.lockExclusive();
+        try {
+            BitmapEdits.apply(new BitmapEdits.Image() {
+                @Override public IoBackend file() { return file; }
+                @Override public Qcow2Header header() { return h; }
+                @Override public Geometry geometry() { return geo; }
+                @Override public long allocate(MetadataKind kind) throws IOException { return cache.withMeta(() -> alloc.allocClusterLocked(kind)); }
+                @Override public void free(long offset, long clusters) throws IOException {
+                    cache.withMeta(() -> {
+                        alloc.queueFreeLocked(new HostRun(offset, clusters));
+                        return null;
+                    });
+                }
+                @Override public void flushFully() throws IOException { writeBack.flushFully(); }
+                @Override public void writeFeatureBits() throws IOException { guard.writeFeatureBits(); }
+            }, op, name, granularity);
+        } finally {
+            guard.refuse(filename + ": its bitmaps were edited; reopen the image to write it");
+            exclusive.unlockExclusive();
+        }
+    }
+
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
         if (mode != RepairMode.NONE && guard.openedReadOnly()) throw new IOException(filename + ": cannot repair an image opened read-only");
@@ -373,6 +429,7 @@ public final class Qcow2Image implements Closeable {
                     alloc.rebuildLocked(counts, start);
                     overlap.clearLocked();
                     markMetadata(map.l1().copy(), alloc.table().copy(), alloc.tableOffset(), alloc.tableClusters(), snapshots.table());
+                    bitmaps.markClusters(overlap);
                     return null;
                 });
             }
@@ -405,7 +462,13 @@ public final class Qcow2Image implements Closeable {
             if (guard.closed()) return;
             IOException first = null;
             try {
-                if (!guard.openedReadOnly() && !guard.poisoned()) writeBack.flushFully();
+                if (!guard.openedReadOnly() && !guard.poisoned()) {
+                    writeBack.flushFully();
+                    // an image refused for writing (corrupt) writes no metadata: its bitmaps stay in use
+                    if (guard.writeRefusal() == null) bitmaps.storeOnClose(
+                            () -> cache.withMeta(() -> alloc.allocClusterLocked(MetadataKind.BITMAP_DATA)),
+                            writeBack::flushFully);
+                }
             } catch (IOException e) {
                 first = e;
             }

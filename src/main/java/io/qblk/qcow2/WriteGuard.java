@@ -23,6 +23,10 @@ final class WriteGuard {
     private volatile boolean repairing;
     /** Autoclear bits to clear in the header before the first change of the image. */
     private volatile boolean autoclearPending;
+    private long keptAutoclear;
+    /** Bitmaps to mark in use before the first change (rule B1). */
+    private volatile boolean bitmapsPending;
+    private Bitmaps bitmaps;
     private volatile boolean closed;
 
     WriteGuard(String filename, Qcow2Header h, IoBackend file, MetadataCache cache, boolean openedReadOnly) {
@@ -71,22 +75,35 @@ final class WriteGuard {
 
     boolean poisoned() { return poisoned != null; }
 
-    /** Read-write open of a version 3 image with autoclear bits: they are cleared before the first change. */
-    void clearAutoclearBeforeFirstChange() {
-        if (h.version >= 3 && h.autoclear != 0) autoclearPending = true;
+    /**
+     * Read-write open: autoclear bits other than {@code keep} (the ones we maintain: bitmaps, when
+     * they loaded) are cleared before the first change, and {@code bitmaps} are marked in use then
+     * (rule B1); an open that only reads never writes either.
+     */
+    void prepareFirstChange(long keep, Bitmaps bitmaps) {
+        this.keptAutoclear = keep;
+        this.bitmaps = bitmaps;
+        if (h.version >= 3 && (h.autoclear & ~keep) != 0) autoclearPending = true;
+        if (!bitmaps.trackedNames().isEmpty()) bitmapsPending = true;
     }
 
     /**
      * Called before anything changes the image (a write, zero, discard, repair): clears the
-     * autoclear bits we do not maintain (bitmaps and unknown ones) in the header, synced, once.
+     * autoclear bits we do not maintain (unknown ones, and bitmaps that did not load) in the header,
+     * synced, and marks the tracked bitmaps in use (synced), once.
      */
     void beforeChange() throws IOException {
-        if (!autoclearPending) return;
+        if (!autoclearPending && !bitmapsPending) return;
         synchronized (this) {
-            if (!autoclearPending) return;
-            h.autoclear = 0;
-            writeFeatureBits();
-            autoclearPending = false;
+            if (autoclearPending) {
+                h.autoclear &= keptAutoclear;
+                writeFeatureBits();
+                autoclearPending = false;
+            }
+            if (bitmapsPending) {
+                bitmaps.markInUse();
+                bitmapsPending = false;
+            }
         }
     }
 

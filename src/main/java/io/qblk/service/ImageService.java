@@ -72,7 +72,7 @@ public class ImageService {
         ImageFormat f = ImageFormat.probe(path);
         if (f == ImageFormat.QCOW2) {
             try (Qcow2Image image = TargetOpener.openImage(path, options(null).withReadOnly(true))) {
-                return QemuJson.info(image.info(), image.info().actualSize());
+                return QemuJson.withBitmaps(QemuJson.info(image.info(), image.info().actualSize()), image.bitmaps());
             }
         }
         return QemuJson.rawInfo(path.toString(), Files.size(path), Files.size(path));

@@ -149,5 +149,13 @@ public final class MeteredTarget implements BlockTarget {
     }
 
     @Override
+    public List<String> metaContexts() { return inner.metaContexts(); }
+
+    @Override
+    public List<Status> contextStatus(String context, long offset, long length) throws IOException {
+        return measure(Op.BLOCK_STATUS, length, () -> inner.contextStatus(context, offset, length));
+    }
+
+    @Override
     public void close() throws IOException { inner.close(); }
 }

@@ -42,6 +42,33 @@ public interface BlockTarget extends Closeable {
     /** A run of bytes with one allocation status. */
     record Extent(long offset, long length, boolean hole, boolean zero) {}
 
+    /** The qemu metadata context giving the backing-chain depth that allocates each byte (0 = nowhere). */
+    String ALLOCATION_DEPTH = "qemu:allocation-depth";
+    /** Prefix of the qemu metadata contexts of persistent dirty bitmaps: {@code qemu:dirty-bitmap:NAME}. */
+    String DIRTY_BITMAP = "qemu:dirty-bitmap:";
+
+    /**
+     * Metadata contexts besides {@code base:allocation} this target answers through
+     * {@link #contextStatus}: {@link #ALLOCATION_DEPTH}, and {@link #DIRTY_BITMAP}NAME for each
+     * consistent persistent bitmap of a qcow2 image.
+     */
+    default List<String> metaContexts() {
+        return List.of(ALLOCATION_DEPTH);
+    }
+
+    /**
+     * Status of {@code [offset, offset + length)} in metadata context {@code context}, as
+     * consecutive runs covering at least the first byte: allocation depth (a target without a
+     * backing chain allocates everything itself: depth 1), or 1 = dirty / 0 = clean for a bitmap.
+     */
+    default List<Status> contextStatus(String context, long offset, long length) throws IOException {
+        if (context.equals(ALLOCATION_DEPTH)) return List.of(new Status(offset, length, 1));
+        throw new IOException("unknown metadata context " + context);
+    }
+
+    /** A run of bytes with one value ({@code flags}) in a metadata context. */
+    record Status(long offset, long length, int flags) {}
+
     /**
      * Why a target opened for writing refuses writes after all (a qcow2 image with its corrupt bit
      * set is served read-only), or null.

@@ -67,6 +67,37 @@ public final class Qcow2Target implements BlockTarget {
     }
 
     @Override
+    public List<String> metaContexts() {
+        List<String> out = new ArrayList<>(List.of(ALLOCATION_DEPTH));
+        for (String b : image.consistentBitmaps()) out.add(DIRTY_BITMAP + b);
+        return out;
+    }
+
+    @Override
+    public List<Status> contextStatus(String context, long offset, long length) throws IOException {
+        List<Status> out = new ArrayList<>();
+        if (context.equals(ALLOCATION_DEPTH)) {
+            for (MapEntry m : image.map(offset, length)) add(out, new Status(m.start(), m.length(), m.present() ? m.depth() + 1 : 0));
+            return out;
+        }
+        List<long[]> runs = context.startsWith(DIRTY_BITMAP) ? image.bitmapRuns(context.substring(DIRTY_BITMAP.length()), offset, length) : null;
+        if (runs == null) throw new IOException("unknown metadata context " + context);
+        for (long[] r : runs) out.add(new Status(r[0], r[1], (int) r[2]));
+        return out;
+    }
+
+    private static void add(List<Status> out, Status s) {
+        if (!out.isEmpty()) {
+            Status p = out.getLast();
+            if (p.flags() == s.flags() && p.offset() + p.length() == s.offset()) {
+                out.set(out.size() - 1, new Status(p.offset(), p.length() + s.length(), p.flags()));
+                return;
+            }
+        }
+        out.add(s);
+    }
+
+    @Override
     public void close() throws IOException {
         try {
             image.close();

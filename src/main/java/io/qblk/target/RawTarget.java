@@ -76,8 +76,11 @@ public final class RawTarget implements BlockTarget {
     }
 
     @Override
-    public List<Extent> blockStatus(long offset, long length) {
-        return List.of(new Extent(offset, length, false, false));
+    public List<Extent> blockStatus(long offset, long length) throws IOException {
+        // holes of a sparse file read as zeroes (SEEK_DATA/SEEK_HOLE), as qemu-nbd reports them
+        List<Extent> out = new java.util.ArrayList<>();
+        for (IoBackend.Extent x : file.extents(offset, length)) out.add(new Extent(x.offset(), x.length(), !x.data(), !x.data()));
+        return out;
     }
 
     @Override

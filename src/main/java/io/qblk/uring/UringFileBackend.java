@@ -249,6 +249,16 @@ public final class UringFileBackend implements IoBackend {
     }
 
     @Override
+    public long nextData(long offset) throws IOException {
+        return IoBackend.seekExtent(fd, offset, LibC.SEEK_DATA, size(), name);
+    }
+
+    @Override
+    public long nextHole(long offset) throws IOException {
+        return IoBackend.seekExtent(fd, offset, LibC.SEEK_HOLE, size(), name);
+    }
+
+    @Override
     public long size() throws IOException {
         long s = LibC.sizeOf(fd);
         if (s < 0) throw new ErrnoException("lseek " + name, LibC.errno());

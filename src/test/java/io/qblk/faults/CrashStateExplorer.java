@@ -97,9 +97,8 @@ final class CrashStateExplorer {
 
     static Recorded record(Workload w) throws IOException {
         if (w.kind().equals("rebuild")) return recordRebuild(w);
-        MemoryBackend mem = new MemoryBackend();
-        Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
-        byte[] base = mem.snapshot();
+        byte[] base = w.baseImage();
+        MemoryBackend mem = new MemoryBackend(base.clone(), base.length);
         RecordingBackend rec = new RecordingBackend(mem);
         Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
         List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
@@ -205,8 +204,8 @@ final class CrashStateExplorer {
             explore(record(workloads.get(i)), share);
             remaining -= explored - before;
         }
-        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %d snapshot reads verified, %d OFLAG_COPIED-only states inside snapshot ops (repaired), %.1f s%n",
-                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, snapshotReads, copiedFlagDrift, (System.nanoTime() - t0) / 1e9);
+        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %d snapshot reads verified, %d OFLAG_COPIED-only states inside snapshot ops (repaired), bitmaps consistent in %d and in use in %d, %.1f s%n",
+                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, snapshotReads, copiedFlagDrift, bitmapsConsistent, bitmapsInUse, (System.nanoTime() - t0) / 1e9);
     }
 
     void explore(Recorded r, long share) throws IOException {
@@ -383,6 +382,7 @@ final class CrashStateExplorer {
                 return;
             }
             img.read(0, disk);
+            if (r.workload().kind().equals("bitmaps")) checkBitmaps(img, disk, where);
             ExpectedContents.Verdict v = e.verify(disk);
             if (v != null) {
                 if (v.lostSectors() > 0) lost++;
@@ -462,6 +462,37 @@ final class CrashStateExplorer {
         }
         return null;
     }
+
+    /**
+     * A bitmap the crash state holds as consistent (not in use) must cover every guest sector that
+     * changed since the base image (all zeros): rule B1 flags it in use before the first change,
+     * and B4 clears that only after its bits are durable. An inconsistent one is not looked at.
+     */
+    long bitmapsConsistent, bitmapsInUse;
+
+    private void checkBitmaps(Qcow2Image img, MemorySegment disk, String where) {
+        for (String name : Workload.BITMAPS) {
+            List<long[]> ext = img.dirtyExtents(name);
+            if (ext == null) {
+                bitmapsInUse++;
+                continue;
+            }
+            bitmapsConsistent++;
+            int next = 0;
+            for (long s = 0; s < disk.byteSize(); s += 512) {
+                while (next < ext.size() && ext.get(next)[0] + ext.get(next)[1] <= s) next++;
+                boolean dirty = next < ext.size() && ext.get(next)[0] <= s;
+                if (dirty) continue;
+                if (disk.asSlice(s, 512).mismatch(ZERO_SECTOR) >= 0) {
+                    corrupt++;
+                    report(where, "bitmap " + name + " is consistent but misses the change at guest offset " + s);
+                    return;
+                }
+            }
+        }
+    }
+
+    private static final MemorySegment ZERO_SECTOR = MemorySegment.ofArray(new byte[512]);
 
     void report(String where, String msg) {
         if (reported++ < 20) out.println("  FAIL " + where + ": " + msg);

@@ -54,6 +54,44 @@ class HostileImageTest {
         assertEquals(n, hostile.tried - before);
     }
 
+    /** Images with persistent dirty bitmaps (qemu-made) whose bitmaps extension, directory or tables are mutated. */
+    @Test
+    void mutatedBitmapsGiveDataOrAClearError(@TempDir Path dir) throws Exception {
+        List<HostileImages.Seed> bm = HostileImages.bitmapSeeds(dir);
+        assertTrue(!bm.isEmpty() || !QemuImgCheck.available(), "qemu-img is installed but made no image with bitmaps");
+        if (bm.isEmpty()) {
+            System.out.println("SKIP mutatedBitmapsGiveDataOrAClearError: qemu-img is not installed (it makes the seed images)");
+            return;
+        }
+        // found by this test: a refcount table entry pointing at the bitmap directory (B1 wrote over a "refcount block")
+        if (bm.size() > 1) {
+            byte[] img = bm.get(1).bytes().clone();
+            Random r = new Random(4222276311264820253L);
+            String what = HostileImages.mutateBitmaps(img, r);
+            HostileImages.Outcome o = hostile.exercise(img, r.nextLong());
+            assertTrue(o.verdict() == HostileImages.Verdict.OK || o.verdict() == HostileImages.Verdict.REJECTED, o.verdict() + " [" + what + "]: " + o.detail());
+        }
+        int n = Integer.getInteger("qblk.hostileImages", 1500) / 3;
+        long before = hostile.tried;
+        int[] outcomes = new int[HostileImages.Verdict.values().length];
+        qt().withExamples(n).withShrinkCycles(0).withFixedSeed(CrashStateExplorerTest.seed())
+                .forAll(integers().between(0, bm.size() - 1), longs().all())
+                .checkAssert((which, s) -> {
+                    HostileImages.Seed seed = bm.get(which);
+                    byte[] img = seed.bytes().clone();
+                    Random r = new Random(s);
+                    String what = HostileImages.mutateBitmaps(img, r);
+                    HostileImages.Outcome o = hostile.exercise(img, r.nextLong());
+                    hostile.tried++;
+                    outcomes[o.verdict().ordinal()]++;
+                    assertTrue(o.verdict() == HostileImages.Verdict.OK || o.verdict() == HostileImages.Verdict.REJECTED,
+                            o.verdict() + " on " + seed.name() + " [" + what + "]: " + o.detail());
+                });
+        assertEquals(n, hostile.tried - before);
+        System.out.println("hostile bitmaps: " + java.util.Arrays.toString(HostileImages.Verdict.values()) + " " + java.util.Arrays.toString(outcomes));
+        assertTrue(outcomes[HostileImages.Verdict.REJECTED.ordinal()] > 0, "no mutation was rejected: the mutations do not reach the bitmaps");
+    }
+
     /** Targeted cases that found engine bugs (kept as regression seeds). */
     @Test
     void knownHostileShapes() {

@@ -91,6 +91,38 @@ final class HostileImages {
         return out;
     }
 
+    /**
+     * Images with persistent dirty bitmaps made by qemu (two enabled with data clusters, one
+     * disabled), for {@link #mutateBitmaps}; empty when qemu-img is missing (the caller says so).
+     */
+    static List<Seed> bitmapSeeds(Path scratch) throws IOException {
+        List<Seed> out = new ArrayList<>();
+        if (!QemuImgCheck.available()) return out;
+        for (int cs : new int[] {4096, 65536}) {
+            Path q = scratch.resolve("hostile-bitmaps-" + cs + ".qcow2");
+            String f = q.toString();
+            String[][] cmds = {
+                {"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=" + cs, f, "4M"},
+                {"qemu-img", "bitmap", "--add", f, "b0"},
+                {"qemu-img", "bitmap", "--add", "-g", String.valueOf(4 * cs), f, "b1"},
+                {"qemu-img", "bitmap", "--add", "--disable", f, "off"},
+                {"qemu-io", "-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1M 8k", "-c", "write -z 3M 4k", f}};
+            try {
+                for (String[] c : cmds) {
+                    Process p = new ProcessBuilder(c).redirectErrorStream(true).start();
+                    p.getInputStream().readAllBytes();
+                    if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) throw new IOException(String.join(" ", c) + " failed");
+                }
+                out.add(new Seed("qemu-bitmaps-" + Workload.sizeName(cs), Files.readAllBytes(q)));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } finally {
+                Files.deleteIfExists(q);
+            }
+        }
+        return out;
+    }
+
     // ------------------------------------------------------------------ layout (independent parse)
 
     /** Live metadata clusters by an independent parse: cluster offset → what it holds. */
@@ -120,7 +152,88 @@ final class HostileImages {
             long rb = b.getLong((int) p) & ~511L;
             if (rb != 0) put(m, rb, cs, "refcount block");
         }
+        long[] bx = bitmapsExtension(img);
+        if (bx != null && (b.getLong(88) & 1) != 0 && bx[2] > 0 && bx[2] + bx[1] <= img.length) {
+            for (long c = 0; c * cs < bx[1]; c++) put(m, bx[2] + c * cs, cs, "bitmap directory");
+            long pos = bx[2];
+            for (int i = 0; i < bx[0] && pos + 24 <= bx[2] + bx[1]; i++) {
+                long table = b.getLong((int) pos);
+                long size = Integer.toUnsignedLong(b.getInt((int) pos + 8));
+                for (long c = 0; c * cs < size * 8 && table > 0 && table + c * cs < img.length; c++) put(m, table + c * cs, cs, "bitmap table");
+                for (long k = 0; k < size && table > 0 && table + 8 * k + 8 <= img.length; k++) {
+                    long d = b.getLong((int) (table + 8 * k)) & 0x00fffffffffffe00L;
+                    if (d != 0) put(m, d, cs, "bitmap data");
+                }
+                pos += (24 + Integer.toUnsignedLong(b.getInt((int) pos + 20)) + (b.getShort((int) pos + 18) & 0xffff) + 7) & ~7L;
+            }
+        }
         return m;
+    }
+
+    /** {nb_bitmaps, directory size, directory offset, position of the extension's data}, or null. */
+    static long[] bitmapsExtension(byte[] img) {
+        ByteBuffer b = ByteBuffer.wrap(img);
+        if (img.length < 104 || b.getInt(4) < 3) return null;
+        int pos = b.getInt(100);
+        while (pos > 0 && pos + 8 <= Math.min(img.length, 1 << 21)) {
+            int type = b.getInt(pos), len = b.getInt(pos + 4);
+            if (type == 0 || len < 0) return null;
+            if (type == 0x23852875 && len >= 24 && pos + 8 + 24 <= img.length)
+                return new long[] {Integer.toUnsignedLong(b.getInt(pos + 8)), b.getLong(pos + 16), b.getLong(pos + 24), pos + 8};
+            pos += 8 + ((len + 7) & ~7);
+        }
+        return null;
+    }
+
+    /** Applies 1-3 mutations to the bitmaps of an image from {@link #bitmapSeeds}, sometimes one of {@link #mutate}. */
+    static String mutateBitmaps(byte[] img, Random r) {
+        StringBuilder d = new StringBuilder();
+        int n = 1 + r.nextInt(3);
+        for (int i = 0; i < n; i++) d.append(i == 0 ? "" : "; ").append(r.nextInt(5) == 0 ? mutate(img, r) : mutateBitmapOnce(img, r));
+        return d.toString();
+    }
+
+    private static String mutateBitmapOnce(byte[] img, Random r) {
+        ByteBuffer b = ByteBuffer.wrap(img);
+        long[] bx = bitmapsExtension(img);
+        if (bx == null) return "no bitmaps extension";
+        long cs = 1L << b.getInt(20);
+        int ext = (int) bx[3];
+        long dir = bx[2];
+        if (dir <= 0 || dir + 24 > img.length) return "directory outside the file";
+        long eof = img.length;
+        long[] bad = {0, eof, eof + cs, 1L << 55, cs, b.getLong(40), b.getLong(48), dir, -cs, 511, Long.MAX_VALUE & ~(cs - 1)};
+        long pick = bad[r.nextInt(bad.length)];
+        // entry of bitmap k
+        int k = r.nextInt((int) Math.max(1, Math.min(bx[0], 3)));
+        long pos = dir;
+        for (int i = 0; i < k && pos + 24 <= eof; i++) pos += (24 + Integer.toUnsignedLong(b.getInt((int) pos + 20)) + (b.getShort((int) pos + 18) & 0xffff) + 7) & ~7L;
+        if (pos + 24 > eof) return "entry outside the file";
+        int p = (int) pos;
+        long table = b.getLong(p);
+        switch (r.nextInt(10)) {
+            case 0 -> { int f = r.nextInt(3); long[] v = {new int[] {0, 65536, -1, 4}[r.nextInt(4)], new long[] {0, 1, eof, 1L << 40}[r.nextInt(4)], pick};
+                if (f == 0) b.putInt(ext, (int) v[0]); else b.putLong(ext + 8 * f, v[f]);
+                return "bitmaps extension field " + f + " changed"; }
+            case 1 -> { long q = dir + r.nextInt((int) Math.min(bx[1], eof - dir)); int bit = r.nextInt(8); img[(int) q] ^= (byte) (1 << bit); return "directory byte " + (q - dir) + " bit " + bit + " flipped"; }
+            case 2 -> { b.putLong(p, pick); return "bitmap " + k + " table offset -> " + pick; }
+            case 3 -> { int v = new int[] {0, 2, -1, 1 << 24}[r.nextInt(4)]; b.putInt(p + 8, v); return "bitmap " + k + " table size -> " + v; }
+            case 4 -> { int v = new int[] {1, 3, 8, 0x10, -1}[r.nextInt(5)]; b.putInt(p + 12, v); return "bitmap " + k + " flags -> " + v; }
+            case 5 -> { int v = new int[] {0, 8, 32, 63, 255}[r.nextInt(5)]; img[p + 17] = (byte) v; return "bitmap " + k + " granularity bits -> " + v; }
+            case 6 -> { int v = new int[] {0, 1024, 65535, 200}[r.nextInt(4)]; b.putShort(p + 18, (short) v); return "bitmap " + k + " name size -> " + v; }
+            case 7 -> { int v = new int[] {8, -1, 1 << 20}[r.nextInt(3)]; b.putInt(p + 20, v); return "bitmap " + k + " extra data size -> " + v; }
+            default -> {
+                if (table <= 0 || table + 8 > eof) return "table outside the file";
+                long v = switch (r.nextInt(4)) {
+                    case 0 -> pick & 0x00fffffffffffe00L;
+                    case 1 -> pick | 1;
+                    case 2 -> 0x2L;
+                    default -> b.getLong(40);
+                };
+                b.putLong((int) table, v);
+                return "bitmap " + k + " table entry 0 -> 0x" + Long.toHexString(v);
+            }
+        }
     }
 
     private static void put(TreeMap<Long, String> m, long off, long cs, String what) {
@@ -338,13 +451,14 @@ final class HostileImages {
         return e.getMessage() == null || e.getMessage().isBlank();
     }
 
-    /** The live metadata cluster a data write hits, except the header's feature bits (corrupt flag). */
+    /** The live metadata cluster a data write hits, except the header's feature bits (corrupt flag) and the bitmap directory. */
     private static String overlap(TreeMap<Long, String> live, IoEvent ev, int cs) {
         long end = ev.offset() + ev.length();
         if (ev.offset() >= 72 && end <= 96) return null;
         for (long c = ev.offset() / cs * cs; c < end; c += cs) {
             String k = live.get(c);
-            if (k != null) return k + " at " + c;
+            // the directory is rewritten in place when a write marks the bitmaps in use (rule B1)
+            if (k != null && !k.equals("bitmap directory")) return k + " at " + c;
         }
         return null;
     }

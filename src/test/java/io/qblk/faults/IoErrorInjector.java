@@ -45,9 +45,7 @@ final class IoErrorInjector {
         long t0 = System.nanoTime();
         for (Workload w : workloads) {
             long before = injected, bad = corrupt() + silent + checker.lost;
-            MemoryBackend template = new MemoryBackend();
-            Qcow2Image.create(template, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
-            byte[] base = template.snapshot();
+            byte[] base = w.baseImage();
             for (FailingBackend.Target t : TARGETS) {
                 long calls = runOnce(w, base, t, 0, Errno.EIO, statesPerPoint);
                 for (int errno : ERRNOS) for (long n = 1; n <= calls; n++) runOnce(w, base, t, n, errno, statesPerPoint);

@@ -1,6 +1,10 @@
 package io.qblk.faults;
 
+import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Qcow2Image;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -17,8 +21,15 @@ import java.util.function.LongSupplier;
  */
 record Workload(String kind, int clusterSize, int refcountBits, long virtualSize, long seed, List<Planned> ops) {
 
-    /** "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's sync). */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot");
+    /**
+     * "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's
+     * sync); "bitmaps" is "mixed" on an image with persistent dirty bitmaps made by qemu-img (two
+     * enabled, one disabled), so close writes them back (docs/ordering.md, B1-B4); "snapshot" writes
+     * under internal snapshots and creates/deletes them (S1-S6).
+     */
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot", "bitmaps");
+    /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
+    static final List<String> BITMAPS = List.of("b0", "b1");
     /**
      * Kinds whose recorded run is a repair, not guest I/O: "rebuild" runs the "mixed" operations,
      * closes the image, breaks its refcount structure ({@link #refcountDamage}) and records
@@ -70,7 +81,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough", "snapshot", "rebuild" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "snapshot", "rebuild", "bitmaps" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;
@@ -102,6 +113,40 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     private static long firstSnapshot(List<Planned> ops) {
         for (int i = 0; i < ops.size(); i++) if (ops.get(i).type() == GuestOp.Type.SNAPSHOT) return i;
         throw new IllegalStateException("no snapshot to delete");
+    }
+
+    /** The image the workload starts from: a fresh image of its geometry (with bitmaps for "bitmaps"), all guest bytes zero. */
+    byte[] baseImage() throws IOException {
+        MemoryBackend template = new MemoryBackend();
+        if (!kind.equals("bitmaps")) {
+            Qcow2Image.create(template, CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits));
+            return template.snapshot();
+        }
+        Path f = Files.createTempFile(QemuImgCheck.scratchDir(), "qblk-bitmaps-", ".qcow2");
+        try {
+            Files.delete(f);
+            qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=" + clusterSize + ",refcount_bits=" + refcountBits, f.toString(), String.valueOf(virtualSize));
+            qemu("qemu-img", "bitmap", "--add", f.toString(), BITMAPS.get(0));
+            qemu("qemu-img", "bitmap", "--add", "-g", String.valueOf(2L * clusterSize), f.toString(), BITMAPS.get(1));
+            qemu("qemu-img", "bitmap", "--add", "--disable", f.toString(), "off");
+            // a bit set (and so a bitmap data cluster) before qblk opens it; guest bytes stay zero
+            qemu("qemu-io", "-f", "qcow2", "-c", "write -z 0 4k", f.toString());
+            byte[] b = Files.readAllBytes(f);
+            return b;
+        } finally {
+            Files.deleteIfExists(f);
+        }
+    }
+
+    private static void qemu(String... cmd) throws IOException {
+        try {
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes());
+            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) throw new IOException(String.join(" ", cmd) + " failed: " + out);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        }
     }
 
     private static long align(long v, long a) {
