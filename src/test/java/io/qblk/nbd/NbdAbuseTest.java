@@ -248,4 +248,76 @@ class NbdAbuseTest {
         survived.incrementAndGet();
         System.out.println("nbd-abuse: emfile (child with nofile=" + nofile + ") survived");
     }
+
+    /**
+     * Issue 16 case 2 as it happened (direct memory exhausted while clients connect), in a child JVM
+     * with {@code -XX:MaxDirectMemorySize=16m} whose direct memory is then taken: clients arriving
+     * meanwhile are dropped (each connection's first native buffer fails with "Cannot reserve ...
+     * direct buffer memory"), but the accept loop lives, readiness stays UP (the listener accepts
+     * throughout, nothing is queued in the backlog) and, once memory is back, the next clients are
+     * served and the data written before the exhaustion is intact.
+     */
+    @Test
+    void directMemoryExhaustedOnAcceptDropsClientsButTheListenerSurvives() throws Exception {
+        cases.incrementAndGet();
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Path log = dir.resolve("child-oom.err");
+        Process p = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "-Xmx256m", "-XX:MaxDirectMemorySize=16m",
+                "-cp", ownClasses(), NbdAbuseChild.class.getName(), "0", "120")
+                .redirectError(log.toFile()).start();
+        try {
+            BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+            java.io.Writer in = new java.io.OutputStreamWriter(p.getOutputStream(), StandardCharsets.UTF_8);
+            String first = out.readLine();
+            assertNotNull(first, "child printed nothing: " + Files.readString(log));
+            assertTrue(first.startsWith("port="), first);
+            InetSocketAddress child = new InetSocketAddress("127.0.0.1", Integer.parseInt(first.substring(5)));
+            List<String> lines = new java.util.concurrent.CopyOnWriteArrayList<>();
+            Thread reader = Thread.ofVirtual().start(() -> {
+                try { for (String l; (l = out.readLine()) != null; ) lines.add(l); } catch (IOException ignored) { }
+            });
+            waitUntil("the child to report ready", Duration.ofSeconds(10), () -> lines.contains("ready=UP"));
+            serveAnother(child, 0, 1 << 20, 5);
+            in.write("fill\n");
+            in.flush();
+            waitUntil("the child to take its direct memory", Duration.ofSeconds(60), () -> lines.stream().anyMatch(l -> l.startsWith("filled=")));
+            int tries = 8, dropped = 0;
+            for (int i = 0; i < tries; i++) {
+                try {
+                    serveAnother(child, (2 + i) << 20, 64 << 10, 10 + i);
+                } catch (IOException | AssertionError e) {
+                    dropped++;
+                }
+            }
+            List<String> readiness = lines.stream().filter(l -> l.startsWith("ready=")).toList();
+            assertEquals(List.of("ready=UP"), readiness, "the listener accepted throughout");
+            in.write("free\n");
+            in.flush();
+            waitUntil("the child to let its direct memory go", Duration.ofSeconds(30), () -> lines.contains("freed"));
+            Duration write = Duration.ZERO;
+            for (int i = 0; i < 3; i++) write = write.plus(serveAnother(child, 16L << 20, 1 << 20, 20 + i));
+            try (RawNbdClient c = new RawNbdClient(child).hello().go("mem", true, false)) {
+                c.request(0, CMD_READ, 1, 0, 1 << 20, null);
+                byte[] got = Arrays.copyOfRange(c.reply().payload(), 8, 8 + (1 << 20));
+                if (!Arrays.equals(pattern(1 << 20, 5), got)) dataIntact = false;
+                assertArrayEquals(pattern(1 << 20, 5), got, "data written before the exhaustion");
+            }
+            String err = Files.readString(log);
+            long oomLines = err.lines().filter(l -> l.contains("OutOfMemoryError") && l.contains("direct buffer memory")).count();
+            System.out.println("nbd-abuse: direct-memory exhaustion " + lines.stream().filter(l -> l.startsWith("filled=")).findFirst().orElse("")
+                    + " dropped=" + dropped + "/" + tries + " oom-log-lines=" + oomLines + " readiness=" + readiness
+                    + " 3 writes after recovery=" + write.toMillis() + " ms");
+            assertTrue(dropped > 0, "no client met the exhausted direct memory: the case tested nothing");
+            assertTrue(oomLines >= 1 && oomLines <= 2 * tries, "one line per dropped connection at most:\n" + err);
+            assertTrue(p.isAlive(), "child alive");
+            assertEquals(List.of("ready=UP"), lines.stream().filter(l -> l.startsWith("ready=")).toList(), "still UP after recovery");
+            p.getOutputStream().close();
+            assertTrue(p.waitFor(20, TimeUnit.SECONDS), "child exits when stdin closes");
+            reader.join(5000);
+        } finally {
+            p.destroyForcibly();
+        }
+        survived.incrementAndGet();
+        System.out.println("nbd-abuse: direct memory exhausted on accept (child with MaxDirectMemorySize=16m) survived");
+    }
 }
