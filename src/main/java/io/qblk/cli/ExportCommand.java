@@ -51,6 +51,16 @@ public class ExportCommand implements Callable<Integer> {
                     + "(server-cert.pem, server-key.pem, ca-cert.pem). Clients connect with nbds:// or a tls-creds object.")
     Path tlsCreds;
 
+    @Option(names = "--tls-verify-peer",
+            description = "With --tls-creds: require a client certificate signed by DIR/ca-cert.pem "
+                    + "(qemu's verify-peer=on; qblk.nbd.tls.verify-peer in the service).")
+    boolean tlsVerifyPeer;
+
+    @Option(names = "--tls-protocols", paramLabel = "LIST",
+            description = "With --tls-creds: TLS versions offered, e.g. 1.3,1.2 (default: 1.3,1.2; with "
+                    + "--tls-verify-peer 1.2, as gnutls clients send no RSA client certificate to this server under 1.3).")
+    String tlsProtocols;
+
     @Option(names = "--ublk", description = "Serve as a local block device /dev/ublkbN (root, CONFIG_BLK_DEV_UBLK); prints the device.")
     boolean ublk;
 
@@ -168,7 +178,10 @@ public class ExportCommand implements Callable<Integer> {
         NbdServer server;
         try {
             NbdServer.Options options = NbdServer.Options.defaults();
-            if (tlsCreds != null) options = options.withTls(NbdTls.load(tlsCreds, false), true);
+            if (tlsCreds == null && (tlsVerifyPeer || tlsProtocols != null))
+                throw new CommandLine.ParameterException(spec.commandLine(), "--tls-verify-peer and --tls-protocols need --tls-creds");
+            if (tlsCreds != null) options = options.withTls(NbdTls.load(tlsCreds, tlsVerifyPeer, tlsProtocols == null
+                    ? NbdTls.defaultProtocols(tlsVerifyPeer) : NbdTls.parseProtocols(tlsProtocols)), true);
             server = new NbdServer(options);
         } catch (IOException | RuntimeException e) {
             target.close();

@@ -20,11 +20,15 @@ import java.security.cert.CertificateFactory;
 import java.security.spec.InvalidKeySpecException;
 import java.security.spec.PKCS8EncodedKeySpec;
 import java.util.Base64;
+import java.util.ArrayList;
 import java.util.Collection;
+import java.util.List;
+import java.util.Locale;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManagerFactory;
 
@@ -36,6 +40,14 @@ import javax.net.ssl.TrustManagerFactory;
  * certificates; needed only with {@code verifyPeer}). With {@code verifyPeer} a client must present
  * a certificate signed by that CA. TLS 1.3 and 1.2 through the JDK's JSSE; TLS-PSK is not offered
  * (JSSE has no external pre-shared keys).
+ *
+ * <p>Protocol versions: both by default, except that with {@code verifyPeer} the default is TLS 1.2
+ * only. Under TLS 1.3 gnutls clients (qemu, libnbd, nbd-client) choose their certificate from the key
+ * types of the CertificateRequest's signature_algorithms; JSSE may list only RSA-PSS, ECDSA and
+ * EdDSA schemes there in 1.3 (rsa_pkcs1_* appear in signature_algorithms_cert only), so a gnutls
+ * client holding an RSA ("rsaEncryption") certificate sends none. EC and Ed25519 client
+ * certificates, and non-gnutls clients with any key, work under 1.3: choose it with
+ * {@code protocols} ({@link #parseProtocols}).
  */
 public final class NbdTls {
     public static final String CA_CERT = "ca-cert.pem";
@@ -43,18 +55,54 @@ public final class NbdTls {
     public static final String SERVER_KEY = "server-key.pem";
     private static final Pattern PEM = Pattern.compile("-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END \\1-----");
 
+    public static final String TLS13 = "TLSv1.3";
+    public static final String TLS12 = "TLSv1.2";
+
     private final SSLContext context;
     private final boolean verifyPeer;
     private final Path dir;
+    private final String[] protocols;
 
-    private NbdTls(SSLContext context, boolean verifyPeer, Path dir) {
+    private NbdTls(SSLContext context, boolean verifyPeer, Path dir, List<String> protocols) {
         this.context = context;
         this.verifyPeer = verifyPeer;
         this.dir = dir;
+        this.protocols = protocols.toArray(String[]::new);
+    }
+
+    /** Loads {@code dir} with the default protocol versions ({@link #defaultProtocols}). */
+    public static NbdTls load(Path dir, boolean verifyPeer) throws IOException {
+        return load(dir, verifyPeer, defaultProtocols(verifyPeer));
+    }
+
+    /** TLS 1.3 and 1.2; with {@code verifyPeer} TLS 1.2 only (see the class comment). */
+    public static List<String> defaultProtocols(boolean verifyPeer) {
+        return verifyPeer ? List.of(TLS12) : List.of(TLS13, TLS12);
+    }
+
+    /**
+     * Parses a comma-separated list of protocol versions ({@code 1.3}, {@code tls1.3} or
+     * {@code TLSv1.3}, and the same for 1.2), keeping its order; anything else is an
+     * IllegalArgumentException with one line.
+     */
+    public static List<String> parseProtocols(String list) {
+        List<String> out = new ArrayList<>();
+        for (String item : list.split(",")) {
+            String v = item.trim().toLowerCase(Locale.ROOT).replaceFirst("^tlsv?", "");
+            String p = switch (v) {
+                case "1.3" -> TLS13;
+                case "1.2" -> TLS12;
+                default -> throw new IllegalArgumentException("unknown TLS protocol version '" + item.trim()
+                        + "' (use 1.3, 1.2 or both: 1.3,1.2)");
+            };
+            if (!out.contains(p)) out.add(p);
+        }
+        return List.copyOf(out);
     }
 
     /** Loads {@code dir}; any problem is an IOException with one line naming the file. */
-    public static NbdTls load(Path dir, boolean verifyPeer) throws IOException {
+    public static NbdTls load(Path dir, boolean verifyPeer, List<String> protocols) throws IOException {
+        if (protocols.isEmpty()) throw new IOException("no TLS protocol version enabled");
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": TLS credentials directory not found");
         try {
             Certificate[] chain = certificates(dir.resolve(SERVER_CERT)).toArray(Certificate[]::new);
@@ -79,7 +127,7 @@ public final class NbdTls {
             }
             SSLContext ctx = SSLContext.getInstance("TLS");
             ctx.init(kmf.getKeyManagers(), tmf == null ? null : tmf.getTrustManagers(), null);
-            return new NbdTls(ctx, verifyPeer, dir);
+            return new NbdTls(ctx, verifyPeer, dir, protocols);
         } catch (GeneralSecurityException e) {
             throw new IOException(dir + ": unusable TLS credentials: " + e.getMessage(), e);
         }
@@ -91,6 +139,11 @@ public final class NbdTls {
 
     public Path dir() {
         return dir;
+    }
+
+    /** The protocol versions offered, newest first as given. */
+    public List<String> protocols() {
+        return List.of(protocols);
     }
 
     private static Collection<? extends Certificate> certificates(Path file) throws IOException, GeneralSecurityException {
@@ -174,8 +227,17 @@ public final class NbdTls {
         SSLSocket s = (SSLSocket) context.getSocketFactory().createSocket(plain, null, plain.getPort(), false);
         s.setUseClientMode(false);
         if (verifyPeer) s.setNeedClientAuth(true);
-        s.setEnabledProtocols(verifyPeer ? new String[] {"TLSv1.2"} : new String[] {"TLSv1.3", "TLSv1.2"});
-        s.startHandshake();
+        s.setEnabledProtocols(protocols);
+        try {
+            s.startHandshake();
+        } catch (SSLHandshakeException e) {
+            // The certificate_required alert exists in TLS 1.3 only (1.2 says bad_certificate).
+            if (verifyPeer && String.valueOf(e.getMessage()).contains("(certificate_required)"))
+                throw new SSLHandshakeException(e.getMessage() + " under TLS 1.3 (if the client has an RSA "
+                        + "certificate: gnutls clients such as qemu and libnbd do not send one to this server under "
+                        + "1.3; use an EC or Ed25519 client key, or TLS 1.2)");
+            throw e;
+        }
         return new TlsTransport(s);
     }
 

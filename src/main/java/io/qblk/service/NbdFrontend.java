@@ -111,8 +111,18 @@ public class NbdFrontend implements Frontend {
 
     private synchronized NbdTls tls() throws IOException {
         if (tls == null && config.nbd().tls().dir().isPresent())
-            tls = NbdTls.load(Path.of(config.nbd().tls().dir().get()), config.nbd().tls().verifyPeer());
+            tls = loadTls(config.nbd().tls());
         return tls;
+    }
+
+    private static NbdTls loadTls(QblkConfig.Nbd.Tls c) throws IOException {
+        List<String> protocols;
+        try {
+            protocols = c.protocols().isPresent() ? NbdTls.parseProtocols(c.protocols().get()) : NbdTls.defaultProtocols(c.verifyPeer());
+        } catch (IllegalArgumentException e) {
+            throw ApiException.badRequest("qblk.nbd.tls.protocols: " + e.getMessage());
+        }
+        return NbdTls.load(Path.of(c.dir().get()), c.verifyPeer(), protocols);
     }
 
     private static boolean isLoopback(String host) {

@@ -135,6 +135,12 @@ public interface QblkConfig {
             @WithName("verify-peer")
             @WithDefault("false")
             boolean verifyPeer();
+
+            /**
+             * TLS versions offered, e.g. "1.3,1.2"; default 1.3,1.2, with verify-peer 1.2 (gnutls clients
+             * send no RSA client certificate to a JSSE server under 1.3; see NbdTls).
+             */
+            Optional<String> protocols();
         }
     }
 }

@@ -81,8 +81,11 @@ public final class UblkServer {
             if (granted.queues() != o.queues() || granted.queueDepth() != o.depth())
                 throw new UblkException("kernel granted " + granted.queues() + " queue(s) of depth " + granted.queueDepth()
                         + ", asked for " + o.queues() + " of depth " + o.depth());
+            // Unprivileged: every command after ADD_DEV is checked against our access to /dev/ublkcN,
+            // which a udev rule gives us shortly after the node appears: open it (waiting for that) first.
+            s.openCharDevice();
             control.setParams(s.devId, params(target, granted.maxIoBufBytes()));
-            s.openQueues();
+            s.startQueues();
             s.runBlocking("START_DEV", () -> {
                 try (UblkControl c = UblkControl.open()) {
                     c.startDevice(s.devId, UblkSyscalls.getpid());
@@ -143,6 +146,15 @@ public final class UblkServer {
     }
 
     private void openQueues() throws UblkException {
+        openCharDevice();
+        startQueues();
+    }
+
+    /**
+     * Opens /dev/ublkcN read-write; for an unprivileged device waits up to 10 s for the udev rule
+     * that gives the root-created node to its owner.
+     */
+    private void openCharDevice() throws UblkException {
         Path cdev = Path.of("/dev/ublkc" + devId);
         waitForNode(cdev);
         long deadline = System.currentTimeMillis() + 10_000;
@@ -162,6 +174,9 @@ public final class UblkServer {
                 throw new UblkException("interrupted waiting for access to " + cdev);
             }
         }
+    }
+
+    private void startQueues() throws UblkException {
         for (int q = 0; q < info.queues(); q++) {
             UblkQueue queue = new UblkQueue(q, info.queueDepth(), info.maxIoBufBytes(), info.flags(), cdevFd, target);
             queues.add(queue);

@@ -3,6 +3,7 @@ package io.qblk.cli;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.qblk.nbd.Proc;
+import io.qblk.nbd.TestCerts;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.io.PrintWriter;
@@ -126,6 +127,38 @@ class ExportCommandTest {
         byte[] f = Files.readAllBytes(img);
         assertEquals((byte) 0x7e, f[0]);
         assertEquals((byte) 0x7e, f[(128 << 10) - 1]);
+    }
+
+    /** --tls-verify-peer: a client certificate signed by ca-cert.pem is required, as with qemu-nbd verify-peer=on. */
+    @Test
+    void tlsVerifyPeerRequiresAClientCertificate() throws Exception {
+        TestCerts c = TestCerts.make(Files.createDirectories(dir.resolve("certs")));
+        Path img = rawImage(16 << 20);
+        try (Running r = new Running("--nbd", "127.0.0.1:0", "--name", "e", "--tls-creds", c.server.toString(),
+                "--tls-verify-peer", "-t", "raw", img.toString())) {
+            int port = Integer.parseInt(r.uri.replaceAll("^nbds://127\\.0\\.0\\.1:(\\d+)/e$", "$1"));
+            Proc.Result ok = TestCerts.qemuImgInfo(port, c.clientCert, null).ok("qemu-img info with a client certificate");
+            assertTrue(ok.out().contains("virtual size: 16 MiB"), ok.out());
+            assertNotEquals(0, TestCerts.qemuImgInfo(port, c.client, null).exit(), "no client certificate must be refused");
+            assertNotEquals(0, TestCerts.qemuImgInfo(port, c.foreignClientCert, null).exit(), "another CA's certificate must be refused");
+            assertEquals(0, r.stop());
+        }
+        try (Running r = new Running("--nbd", "127.0.0.1:0", "--name", "e", "--tls-creds", c.server.toString(),
+                "--tls-verify-peer", "--tls-protocols", "1.3", "-t", "raw", img.toString())) {
+            int port = Integer.parseInt(r.uri.replaceAll("^nbds://127\\.0\\.0\\.1:(\\d+)/e$", "$1"));
+            TestCerts.qemuImgInfo(port, c.ecClientCert, TestCerts.ONLY_TLS13).ok("EC client certificate under TLS 1.3");
+            assertNotEquals(0, TestCerts.qemuImgInfo(port, c.ecClientCert, TestCerts.ONLY_TLS12).exit(), "only 1.3 is offered");
+            assertEquals(0, r.stop());
+        }
+        // Without verify-peer the CA-only client directory is enough.
+        try (Running r = new Running("--nbd", "127.0.0.1:0", "--name", "e", "--tls-creds", c.server.toString(), "-t", "raw", img.toString())) {
+            int port = Integer.parseInt(r.uri.replaceAll("^nbds://127\\.0\\.0\\.1:(\\d+)/e$", "$1"));
+            TestCerts.qemuImgInfo(port, c.client, TestCerts.ONLY_TLS13).ok("no client certificate needed");
+            assertEquals(0, r.stop());
+        }
+        assertError(-1, "need --tls-creds", "--nbd", "127.0.0.1:0", "--tls-verify-peer", img.toString());
+        assertError(1, "unknown TLS protocol version 'ssl3'", "--nbd", "127.0.0.1:0", "--tls-creds", c.server.toString(),
+                "--tls-protocols", "ssl3", img.toString());
     }
 
     @Test

@@ -196,26 +196,72 @@ class NbdAbuseTest {
                 .filter(e -> !e.endsWith(".jar")).collect(java.util.stream.Collectors.joining(java.io.File.pathSeparator));
     }
 
-    @Test
-    void runningOutOfFileDescriptorsBacksOffAndRecovers() throws Exception {
-        cases.incrementAndGet();
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        Path log = dir.resolve("child.err");
-        int nofile = 200;
-        Process p = new ProcessBuilder("prlimit", "--nofile=" + nofile + ":" + nofile, java, "--enable-native-access=ALL-UNNAMED",
-                "-Xmx256m", "-cp", ownClasses(), NbdAbuseChild.class.getName(), "0", "120")
-                .redirectError(log.toFile()).start();
+    /** A fresh client reads {@code len} bytes at offset 0 of {@code to} and finds {@code pattern(len, seed)}. */
+    static void assertHolds(InetSocketAddress to, int len, int seed, String what) throws IOException {
+        try (RawNbdClient c = new RawNbdClient(to).hello().go("mem", true, false)) {
+            c.request(0, CMD_READ, 1, 0, len, null);
+            byte[] got = Arrays.copyOfRange(c.reply().payload(), 8, 8 + len);
+            if (!Arrays.equals(pattern(len, seed), got)) dataIntact = false;
+            assertArrayEquals(pattern(len, seed), got, what);
+        }
+    }
+
+    /** An {@link NbdAbuseChild} JVM: its address, the lines it printed after {@code port=N}, its stderr. */
+    record Child(Process process, InetSocketAddress address, List<String> lines, Thread reader, Path log) implements AutoCloseable {
+        void send(String line) throws IOException {
+            process.getOutputStream().write((line + "\n").getBytes(StandardCharsets.UTF_8));
+            process.getOutputStream().flush();
+        }
+
+        /** Closes its stdin and expects it to exit. */
+        void finish() throws Exception {
+            process.getOutputStream().close();
+            assertTrue(process.waitFor(20, TimeUnit.SECONDS), "child exits when stdin closes");
+            reader.join(5000);
+        }
+
+        @Override
+        public void close() {
+            process.destroyForcibly();
+        }
+    }
+
+    /** Starts a child JVM ({@code wrapper} before java, e.g. prlimit; {@code jvmOptions} after it) and waits for ready=UP. */
+    Child startChild(String logName, List<String> wrapper, String... jvmOptions) throws Exception {
+        List<String> cmd = new ArrayList<>(wrapper);
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-Xmx256m"));
+        cmd.addAll(List.of(jvmOptions));
+        cmd.addAll(List.of("-cp", ownClasses(), NbdAbuseChild.class.getName(), "0", "120"));
+        Path log = dir.resolve(logName);
+        Process p = new ProcessBuilder(cmd).redirectError(log.toFile()).start();
         try {
             BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
             String first = out.readLine();
             assertNotNull(first, "child printed nothing: " + Files.readString(log));
             assertTrue(first.startsWith("port="), first);
-            InetSocketAddress child = new InetSocketAddress("127.0.0.1", Integer.parseInt(first.substring(5)));
-            List<String> states = new java.util.concurrent.CopyOnWriteArrayList<>();
+            InetSocketAddress a = new InetSocketAddress("127.0.0.1", Integer.parseInt(first.substring(5)));
+            List<String> lines = new java.util.concurrent.CopyOnWriteArrayList<>();
             Thread reader = Thread.ofVirtual().start(() -> {
-                try { for (String l; (l = out.readLine()) != null; ) states.add(l); } catch (IOException ignored) { }
+                try { for (String l; (l = out.readLine()) != null; ) lines.add(l); } catch (IOException ignored) { }
             });
-            waitUntil("the child to report ready", Duration.ofSeconds(10), () -> states.contains("ready=UP"));
+            Child c = new Child(p, a, lines, reader, log);
+            waitUntil("the child to report ready", Duration.ofSeconds(10), () -> lines.contains("ready=UP"));
+            return c;
+        } catch (Throwable t) {
+            p.destroyForcibly();
+            throw t;
+        }
+    }
+
+    @Test
+    void runningOutOfFileDescriptorsBacksOffAndRecovers() throws Exception {
+        cases.incrementAndGet();
+        int nofile = 200;
+        try (Child ch = startChild("child.err", List.of("prlimit", "--nofile=" + nofile + ":" + nofile))) {
+            InetSocketAddress child = ch.address();
+            List<String> states = ch.lines();
+            Path log = ch.log();
             // More idle connections than the child has descriptors: accept fails with EMFILE.
             for (int i = 0; i < nofile + 100; i++) idleConnection(child);
             waitUntil("the child to report DOWN", Duration.ofSeconds(15), () -> states.stream().anyMatch(s -> s.startsWith("ready=DOWN")));
@@ -233,19 +279,58 @@ class NbdAbuseTest {
             assertTrue(backOffLines >= 1 && backOffLines <= 3, "one back-off line per episode, got " + backOffLines + ":\n" + err);
             assertTrue(totalLines < 40, "log stays short:\n" + err);
             // The data written after recovery is there for yet another client.
-            try (RawNbdClient c = new RawNbdClient(child).hello().go("mem", true, false)) {
-                c.request(0, CMD_READ, 1, 0, 1 << 20, null);
-                byte[] got = Arrays.copyOfRange(c.reply().payload(), 8, 8 + (1 << 20));
-                if (!Arrays.equals(pattern(1 << 20, 4), got)) dataIntact = false;
-                assertArrayEquals(pattern(1 << 20, 4), got, "data written after recovery");
-            }
-            p.getOutputStream().close();
-            assertTrue(p.waitFor(20, TimeUnit.SECONDS), "child exits when stdin closes");
-            reader.join(5000);
-        } finally {
-            p.destroyForcibly();
+            assertHolds(child, 1 << 20, 4, "data written after recovery");
+            ch.finish();
         }
         survived.incrementAndGet();
         System.out.println("nbd-abuse: emfile (child with nofile=" + nofile + ") survived");
+    }
+
+    /**
+     * Issue 16 case 2 as it happened (direct memory exhausted while clients connect), in a child JVM
+     * with {@code -XX:MaxDirectMemorySize=16m} whose direct memory is then taken: clients arriving
+     * meanwhile are dropped (each connection's first native buffer fails with "Cannot reserve ...
+     * direct buffer memory"), but the accept loop lives, readiness stays UP (the listener accepts
+     * throughout, nothing is queued in the backlog) and, once memory is back, the next clients are
+     * served and the data written before the exhaustion is intact.
+     */
+    @Test
+    void directMemoryExhaustedOnAcceptDropsClientsButTheListenerSurvives() throws Exception {
+        cases.incrementAndGet();
+        try (Child ch = startChild("child-oom.err", List.of(), "-XX:MaxDirectMemorySize=16m")) {
+            InetSocketAddress child = ch.address();
+            List<String> lines = ch.lines();
+            Path log = ch.log();
+            serveAnother(child, 0, 1 << 20, 5);
+            ch.send("fill");
+            waitUntil("the child to take its direct memory", Duration.ofSeconds(60), () -> lines.stream().anyMatch(l -> l.startsWith("filled=")));
+            int tries = 8, dropped = 0;
+            for (int i = 0; i < tries; i++) {
+                try {
+                    serveAnother(child, (2 + i) << 20, 64 << 10, 10 + i);
+                } catch (IOException | AssertionError e) {
+                    dropped++;
+                }
+            }
+            List<String> readiness = lines.stream().filter(l -> l.startsWith("ready=")).toList();
+            assertEquals(List.of("ready=UP"), readiness, "the listener accepted throughout");
+            ch.send("free");
+            waitUntil("the child to let its direct memory go", Duration.ofSeconds(30), () -> lines.contains("freed"));
+            Duration write = Duration.ZERO;
+            for (int i = 0; i < 3; i++) write = write.plus(serveAnother(child, 16L << 20, 1 << 20, 20 + i));
+            assertHolds(child, 1 << 20, 5, "data written before the exhaustion");
+            String err = Files.readString(log);
+            long oomLines = err.lines().filter(l -> l.contains("OutOfMemoryError") && l.contains("direct buffer memory")).count();
+            System.out.println("nbd-abuse: direct-memory exhaustion " + lines.stream().filter(l -> l.startsWith("filled=")).findFirst().orElse("")
+                    + " dropped=" + dropped + "/" + tries + " oom-log-lines=" + oomLines + " readiness=" + readiness
+                    + " 3 writes after recovery=" + write.toMillis() + " ms");
+            assertTrue(dropped > 0, "no client met the exhausted direct memory: the case tested nothing");
+            assertTrue(oomLines >= 1 && oomLines <= 2 * tries, "one line per dropped connection at most:\n" + err);
+            assertTrue(ch.process().isAlive(), "child alive");
+            assertEquals(List.of("ready=UP"), lines.stream().filter(l -> l.startsWith("ready=")).toList(), "still UP after recovery");
+            ch.finish();
+        }
+        survived.incrementAndGet();
+        System.out.println("nbd-abuse: direct memory exhausted on accept (child with MaxDirectMemorySize=16m) survived");
     }
 }
