@@ -66,6 +66,15 @@ public class CommitCommand implements Callable<Integer> {
         try (Qcow2Image top = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(io.qblk.qcow2.BackingPolicy.NOT_OPENED))) {
             size = top.virtualSize();
         }
+        boolean empty = base == null && !keep;
+        // refused before BASE is touched
+        ImageChain.refuseSnapshots(baseLayer.path(), baseLayer.format(), "commit into");
+        if (empty) {
+            ImageChain.refuseSnapshots(file, ImageFormat.QCOW2, "empty");
+            try (PosixFileBackend f = PosixFileBackend.open(file, false); Qcow2Image top = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
+                // FILE opens for writing (not corrupt, not locked by another writer) before BASE changes
+            }
+        }
         growBase(baseLayer, size);
 
         Progress p = Progress.of(spec.commandLine().getOut(), progress && !quiet, 1.0);
@@ -92,7 +101,7 @@ public class CommitCommand implements Callable<Integer> {
             }
             b.flush(); // durable in BASE before FILE is emptied
         }
-        if (base == null && !keep) {
+        if (empty) {
             try (PosixFileBackend f = PosixFileBackend.open(file, false); Qcow2Image top = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
                 top.deallocate(0, top.virtualSize());
                 top.flush();

@@ -249,4 +249,24 @@ class ChainParityTest {
         assertTrue(r.err().contains("changing refcount_bits (16 to 8) is not supported"), r.err());
         assertEquals(0, QblkRunner.run("amend", "-o", "refcount_bits=16", m.resolve("solo.qcow2").toString()).exitCode());
     }
+
+    // ------------------------------------------------------------------ internal snapshots
+
+    @Test
+    void imagesWithInternalSnapshotsAreRefusedBeforeAnythingChanges() throws Exception {
+        dirs("snap");
+        chain();
+        QemuTools.run("qemu-img", "snapshot", "-c", "s1", m.resolve("top.qcow2").toString()).expect(0);
+        QemuTools.run("qemu-img", "snapshot", "-c", "s1", m.resolve("mid.qcow2").toString()).expect(0);
+        String before = QemuTools.sha256(m.resolve("top.qcow2")), midBefore = QemuTools.sha256(m.resolve("mid.qcow2"));
+        String[][] cmds = {{"resize", "%d/top.qcow2", "+1M"}, {"commit", "%d/top.qcow2"}, {"rebase", "-b", "base.raw", "-F", "raw", "%d/top.qcow2"},
+                {"rebase", "-u", "-b", "base.raw", "-F", "raw", "%d/top.qcow2"}, {"amend", "-o", "lazy_refcounts=on", "%d/top.qcow2"}};
+        for (String[] c : cmds) {
+            QblkRunner.Result r = QblkRunner.run(with(c, m));
+            assertEquals(1, r.exitCode(), String.join(" ", c));
+            assertTrue(r.err().contains("snapshot") && r.err().lines().count() == 1, String.join(" ", c) + ": " + r.err());
+            assertEquals(before, QemuTools.sha256(m.resolve("top.qcow2")), String.join(" ", c) + " changed the image");
+            assertEquals(midBefore, QemuTools.sha256(m.resolve("mid.qcow2")), String.join(" ", c) + " changed the backing file");
+        }
+    }
 }
