@@ -64,7 +64,7 @@ public class AmendCommand implements Callable<Integer> {
                     default -> throw new IllegalArgumentException("Unknown compatibility level " + opts.get("compat"));
                 };
             }
-            boolean lazy = opts.containsKey("lazy_refcounts") ? onOff(opts.get("lazy_refcounts")) : h.lazyRefcounts() && version >= 3;
+            boolean lazy = opts.containsKey("lazy_refcounts") ? CreateCommand.onOff("lazy_refcounts", opts.get("lazy_refcounts")) : h.lazyRefcounts() && version >= 3;
             if (lazy && version < 3)
                 throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)");
             if (opts.containsKey("refcount_bits")) {
@@ -129,14 +129,6 @@ public class AmendCommand implements Callable<Integer> {
             m.put(k, v);
         }
         return m;
-    }
-
-    private static boolean onOff(String v) {
-        return switch (v) {
-            case "on" -> true;
-            case "off" -> false;
-            default -> throw new IllegalArgumentException("Parameter 'lazy_refcounts' expects 'on' or 'off'");
-        };
     }
 
     private static int parseBits(String v) {
