@@ -170,7 +170,7 @@ public class CreateCommand implements Callable<Integer> {
         return co.withPreallocation(pre);
     }
 
-    private static boolean onOff(String key, String v) {
+    static boolean onOff(String key, String v) {
         return switch (v) {
             case "on", "true", "yes" -> true;
             case "off", "false", "no" -> false;

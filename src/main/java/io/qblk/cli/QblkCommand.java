@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "qblk", mixinStandardHelpOptions = true, version = "qblk 0.1.0",
         description = "Serve qcow2 images as Linux block devices (ublk, NBD) and work on them offline.",
         subcommands = {CreateCommand.class, InfoCommand.class, CheckCommand.class, MapCommand.class, CompareCommand.class,
-                MeasureCommand.class, ConvertCommand.class, SnapshotCommand.class,
+                MeasureCommand.class, ConvertCommand.class, ResizeCommand.class, CommitCommand.class, RebaseCommand.class, AmendCommand.class, SnapshotCommand.class,
                 IoCommand.class, BenchCommand.class, ExportCommand.class, UblkCommand.class,
                 ServeCommand.class, DeviceCommand.class, BitmapCommand.class})
 public class QblkCommand {

@@ -192,6 +192,15 @@ final class ClusterWriter {
 
     /** Write-zeroes or discard of a guest range (range already checked). */
     void zeroRange(long offset, long length, boolean mayUnmap, boolean discard) throws IOException {
+        zeroRange(offset, length, mayUnmap, discard, false);
+    }
+
+    /**
+     * Like {@link #zeroRange(long, long, boolean, boolean)}; {@code full} (with {@code discard}): the
+     * clusters become unallocated even over a backing file, so they read the backing file's data
+     * (qemu's full discard: emptying an overlay after commit, cutting clusters off in a shrink).
+     */
+    void zeroRange(long offset, long length, boolean mayUnmap, boolean discard, boolean full) throws IOException {
         guard.checkWritable();
         guard.beforeChange();
         long vsize = geo.virtualSize;
@@ -210,7 +219,7 @@ final class ClusterWriter {
             exclusive.lockShared();
             try {
                 long endG = (lastFull + cs - 1) >>> clusterBits;
-                for (long g = firstFull >>> clusterBits; g < endG; ) g = zeroClusters(g, endG, mayUnmap, discard);
+                for (long g = firstFull >>> clusterBits; g < endG; ) g = zeroClusters(g, endG, mayUnmap, discard, full);
             } catch (MetadataCorruption c) {
                 throw guard.corrupted(c);
             } finally {
@@ -223,7 +232,7 @@ final class ClusterWriter {
     }
 
     /** Zeroes guest clusters [g, endG) within one L2 table; returns the next cluster to do. */
-    private long zeroClusters(long g, long endG, boolean mayUnmap, boolean discard) throws IOException {
+    private long zeroClusters(long g, long endG, boolean mayUnmap, boolean discard, boolean full) throws IOException {
         long stop = Math.min(endG, geo.nextL2Boundary(g));
         return cache.withMeta(() -> {
             guard.checkWritable();
@@ -231,7 +240,7 @@ final class ClusterWriter {
                 InFlight other = inflight.get(c);
                 if (other != null) throw new MetaRetry.AwaitAllocation(other);
             }
-            if (map.unmappedL2(g) && (!backing.present() || geo.version < 3)) return stop; // reads as zero already
+            if (map.unmappedL2(g) && (!backing.present() || geo.version < 3 || full)) return stop; // reads as zero (or unallocated) already
             CachedTable t = map.l2ForWriteLocked(g);
             for (long c = g; c < stop; c++) {
                 int idx = geo.l2Index(c);
@@ -241,7 +250,7 @@ final class ClusterWriter {
                 if (geo.version >= 3) {
                     if (!mayUnmap && (type == L2Entry.NORMAL || type == L2Entry.ZERO_ALLOC) && (cur & L2Entry.COPIED) != 0)
                         next = (cur & L2Entry.OFFSET_MASK) | L2Entry.ZERO_FLAG | L2Entry.COPIED;
-                    else if (discard && !backing.present()) next = 0;
+                    else if (discard && (!backing.present() || full)) next = 0;
                     else next = L2Entry.ZERO_FLAG;
                 } else {
                     next = 0;

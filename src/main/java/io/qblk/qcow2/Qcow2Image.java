@@ -179,6 +179,9 @@ public final class Qcow2Image implements Closeable {
 
     public int clusterSize() { return geo.clusterSize; }
 
+    /** Virtual size of the opened backing file (0 without one). */
+    public long backingSize() { return backing.present() ? backing.size() : 0; }
+
     /**
      * Null when the image file uses O_DIRECT for aligned requests or cache mode NONE was not asked
      * for; otherwise why every request goes through the page cache.
@@ -273,6 +276,33 @@ public final class Qcow2Image implements Closeable {
         } finally {
             exclusive.unlockShared();
         }
+    }
+
+    /**
+     * Makes whole clusters of the range unallocated (qemu's full discard): they read from the backing
+     * file, or as zeroes without one. Partial clusters at the ends are left alone.
+     */
+    public void deallocate(long offset, long length) throws IOException {
+        checkRange(offset, length);
+        writer.zeroRange(offset, length, true, true, true);
+    }
+
+    /**
+     * Changes the virtual size to {@code newSize} (a multiple of 512) as docs/ordering.md R8-R10 say;
+     * shrinking unmaps every cluster past the new end. Everything written before is flushed first.
+     * Afterwards the image refuses writes: reopen it to use the new size.
+     */
+    public void resize(long newSize) throws IOException {
+        guard.checkWritable();
+        if (newSize < 0 || newSize % 512 != 0) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": size " + newSize + " is not a multiple of 512");
+        if (newSize > Qcow2Header.MAX_VIRTUAL_SIZE) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": size " + newSize + " is too large");
+        if (h.nbSnapshots > 0) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": cannot resize an image with internal snapshots");
+        guard.beforeChange();
+        writeBack.flushFully();
+        ImageResize r = new ImageResize(file, filename, h, geo, cache, alloc, map, writeBack);
+        if (newSize < geo.virtualSize) r.shrink(this, newSize);
+        else if (newSize > geo.virtualSize) r.grow(newSize);
+        if (newSize != geo.virtualSize) guard.refuse(filename + ": image was resized; reopen it");
     }
 
     // ------------------------------------------------------------------ map / info / check
