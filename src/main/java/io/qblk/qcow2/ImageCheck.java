@@ -183,8 +183,8 @@ final class ImageCheck {
                 ref(s.offset(), s.entries() * 8, "snapshot L1 table");
                 walkL1(a, FileReads.longs(img.file(), s.offset(), (int) s.entries()), false);
             }
-            // bitmaps
-            if (h.nbBitmaps > 0) walkBitmaps(a);
+            // bitmaps (only when autoclear bit 0 says the extension is valid, as qemu-img check)
+            if (Bitmaps.valid(h)) walkBitmaps(a);
             withoutRefcounts = expected.clone();
             // refcount structures
             long rtOff = img.refcountTableOffset(), rtLen = (long) img.refcountTableClusters() * cs;
@@ -202,8 +202,6 @@ final class ImageCheck {
                     ref(boff, cs, "refcount block " + i);
                 }
             }
-            // bitmaps
-            if (Bitmaps.valid(h)) walkBitmaps(a);
             findRebuildReasons(rt, rtOff, rtLen);
         }
         compare();
