@@ -102,29 +102,23 @@ public class InfoCommand implements Callable<Integer> {
         try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true).withBacking(BackingPolicy.NOT_OPENED))) {
             info = img.info();
         }
-        boolean v3 = "1.1".equals(info.compat());
         String backing = info.backingFilename();
         String full = backing == null ? null : QemuJson.fullBackingName(file.toString(), backing);
         lines.add("image: " + file);
         lines.add("file format: qcow2");
         lines.add("virtual size: " + Sizes.human(info.virtualSize()) + " (" + info.virtualSize() + " bytes)");
         lines.add("disk size: " + Sizes.human(actual));
+        if (info.encryption() != null) lines.add("encrypted: yes");
         lines.add("cluster_size: " + info.clusterSize());
         if (backing != null) {
             lines.add("backing file: " + backing + (full.equals(backing) ? "" : " (actual path: " + full + ")"));
             if (info.backingFormat() != null) lines.add("backing file format: " + info.backingFormat());
         }
         lines.add("Format specific information:");
-        lines.add("    compat: " + (v3 ? "1.1" : "0.10"));
-        lines.add("    compression type: zlib");
-        if (v3) lines.add("    lazy refcounts: " + info.lazyRefcounts());
-        lines.add("    refcount bits: " + info.refcountBits());
-        if (v3) {
-            lines.add("    corrupt: " + info.corrupt());
-            lines.add("    extended l2: " + info.extendedL2());
-        }
+        ObjectNode json = QemuJson.info(info, actual);
+        QemuJson.humanLines(json.get("format-specific").get("data"), "    ", lines);
         if (info.dirtyFlag()) lines.add("cleanly shut down: no");
         Path backingPath = backing == null ? null : Path.of(full);
-        return new Described(QemuJson.info(info, actual), lines, backingPath, info.backingFormat());
+        return new Described(json, lines, backingPath, info.backingFormat());
     }
 }

@@ -47,6 +47,10 @@ public final class Qcow2Image implements Closeable {
     private final WriteBack writeBack;
     private final ClusterReader reader;
     private final ClusterWriter writer;
+    /** Why guest data cannot be read or written (see {@link Qcow2Header#ioRefusal}), or null. */
+    private final String ioRefusal;
+    /** How the image is encrypted (described only), or null. */
+    private final EncryptionHeader encryption;
 
     // ------------------------------------------------------------------ open
 
@@ -86,6 +90,12 @@ public final class Qcow2Image implements Closeable {
         if (probe.length < Qcow2Header.PROBE_BYTES) probe = Arrays.copyOf(probe, Qcow2Header.PROBE_BYTES);
         int bits = Qcow2Header.clusterBitsOf(probe, fsize);
         this.h = Qcow2Header.parse(FileReads.bytes(file, 0, 1 << bits), fsize);
+        // A feature whose guest data the engine cannot reach: the image only opens to be described
+        // (read-only without its backing chain, as info opens it); every data path refuses.
+        this.ioRefusal = h.ioRefusal();
+        if (ioRefusal != null && !(o.readOnly() && o.backingPolicy() == BackingPolicy.NOT_OPENED))
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, ioRefusal);
+        this.encryption = EncryptionHeader.read(file, h);
         this.geo = Geometry.of(h);
         int cs = geo.clusterSize;
         if (cs < DirectIoBackend.ALIGNMENT) {
@@ -128,7 +138,7 @@ public final class Qcow2Image implements Closeable {
         this.backing = BackingChain.open(h, dir, o, depth, cacheBudget);
         IoEpochs epochs = new IoEpochs();
         this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite());
-        this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool);
+        this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool, h.compression);
         this.writer = new ClusterWriter(file, geo, cache, map, alloc, overlap, guard, writeBack, reader, backing, epochs, exclusive, clusterPool);
 
         try {
@@ -185,6 +195,7 @@ public final class Qcow2Image implements Closeable {
 
     private void checkRange(long offset, long length) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
+        refuseIo();
         long vsize = geo.virtualSize;
         if (offset < 0 || length < 0 || offset > vsize || length > vsize - offset)
             throw new IOException(filename + ": range " + offset + "+" + length + " is outside the virtual size " + vsize);
@@ -271,12 +282,19 @@ public final class Qcow2Image implements Closeable {
     public ImageInfo info() throws IOException {
         return new ImageInfo(geo.virtualSize, filename, geo.clusterSize, "qcow2", file.size(),
                 (h.incompatible & Qcow2Header.INCOMPAT_DIRTY) != 0, h.version >= 3 ? "1.1" : "0.10",
-                (h.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0, h.refcountBits(), guard.corruptBit(), false, "zlib",
-                h.backingFile, h.backingFormat);
+                (h.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0, h.refcountBits(), guard.corruptBit(),
+                (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0, h.compression.label, h.backingFile, h.backingFormat,
+                h.dataFile, (h.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0, encryption);
+    }
+
+    /** Throws the refusal of an image opened only to be described. */
+    private void refuseIo() throws Qcow2Exception {
+        if (ioRefusal != null) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": " + ioRefusal + "; only info describes this image");
     }
 
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
+        refuseIo();
         if (mode != RepairMode.NONE && guard.openedReadOnly()) throw new IOException(filename + ": cannot repair an image opened read-only");
         if (mode != RepairMode.NONE) guard.beforeChange();
         return ImageCheck.run(checkSubject(), mode);
