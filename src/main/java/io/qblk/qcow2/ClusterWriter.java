@@ -188,6 +188,73 @@ final class ClusterWriter {
         return true;
     }
 
+    // ---------------------------------------------------------------- compressed write
+
+    /**
+     * Stores guest cluster g, which must read as unallocated or zero without a host cluster, as
+     * {@code len} bytes of compressed data (convert -c): packed into a shared host cluster by
+     * {@link RefcountAllocator#allocCompressedLocked}, written (padded to its last sector) before
+     * the entry maps it (R1), the reference raised before that (R2).
+     */
+    void writeCompressed(long g, byte[] data, int len) throws IOException {
+        guard.checkWritable();
+        guard.beforeChange();
+        int padded = (len + 511) & ~511;
+        int idx = geo.l2Index(g);
+        exclusive.lockShared();
+        try {
+            Claim c = cache.withMeta(() -> {
+                guard.checkWritable();
+                InFlight other = inflight.get(g);
+                if (other != null) throw new MetaRetry.AwaitAllocation(other);
+                CachedTable t = map.l2ForWriteLocked(g);
+                long old = t.entry(idx);
+                int type = geo.typeOf(old);
+                if (type != L2Entry.UNALLOCATED && type != L2Entry.ZERO_PLAIN)
+                    throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "compressed write to guest cluster " + g + ", which is already allocated");
+                long host = alloc.allocCompressedLocked(padded);
+                InFlight mine = new InFlight();
+                inflight.put(g, mine);
+                t.pins++;
+                return new Claim(t, old, host, true, mine);
+            });
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment buf = a.allocate(padded, 4096);
+                MemorySegment.copy(data, 0, buf, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, len);
+                file.write(c.host, buf);
+                writeBack.dataWritten();
+            } catch (Throwable ex) {
+                cache.lock();
+                try {
+                    alloc.queueFreeLocked(new HostRun(c.host & ~(long) (cs - 1), 1)); // our reference, dropped after a flush
+                    c.table.pins--;
+                    inflight.remove(g);
+                } finally {
+                    cache.unlock();
+                }
+                c.mine.finish();
+                throw ex;
+            }
+            cache.lock();
+            try {
+                long cur = c.table.entry(idx);
+                c.table.setEntry(idx, L2Entry.compressed(c.host, len, clusterBits));
+                writeBack.mappingChangedLocked();
+                alloc.queueEntryFreeLocked(cur);
+                c.table.pins--;
+                inflight.remove(g);
+            } finally {
+                cache.unlock();
+            }
+            c.mine.finish();
+        } catch (MetadataCorruption mc) {
+            throw guard.corrupted(mc);
+        } finally {
+            exclusive.unlockShared();
+        }
+        writeBack.afterRequest(true);
+    }
+
     // ---------------------------------------------------------------- zeroes and discard
 
     /** Write-zeroes or discard of a guest range (range already checked). */

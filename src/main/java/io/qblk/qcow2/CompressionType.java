@@ -108,18 +108,7 @@ public enum CompressionType {
         int limit = in.length - 512;
         if (limit <= 0) return -1;
         return switch (this) {
-            case ZLIB -> {
-                Deflater d = new Deflater(Deflater.DEFAULT_COMPRESSION, true);
-                try {
-                    d.setInput(in);
-                    d.finish();
-                    int n = 0;
-                    while (!d.finished() && n < limit) n += d.deflate(out, n, limit - n);
-                    yield d.finished() && n <= limit ? n : -1;
-                } finally {
-                    d.end();
-                }
-            }
+            case ZLIB -> deflate(in, out, limit);
             case ZSTD -> {
                 loaded();
                 long n;
@@ -131,6 +120,37 @@ public enum CompressionType {
                 yield Zstd.isError(n) ? -1 : (int) n;
             }
         };
+    }
+
+    /**
+     * qemu inflates with a 4 KiB window (raw deflate, window bits 12), so no back-reference may
+     * reach further than that; java.util.zip cannot narrow its 32 KiB window, so each 4 KiB piece
+     * ends with a full flush, after which nothing refers to earlier data.
+     */
+    private static final int ZLIB_WINDOW = 4096;
+
+    private static int deflate(byte[] in, byte[] out, int limit) {
+        Deflater d = new Deflater(Deflater.DEFAULT_COMPRESSION, true);
+        try {
+            int n = 0;
+            for (int at = 0; at < in.length; at += ZLIB_WINDOW) {
+                int end = Math.min(in.length, at + ZLIB_WINDOW);
+                d.setInput(in, at, end - at);
+                if (end < in.length) {
+                    n += d.deflate(out, n, limit - n, Deflater.FULL_FLUSH);
+                    if (n >= limit) return -1; // output full before the flush completed: does not save
+                } else {
+                    d.finish();
+                    while (!d.finished()) {
+                        if (n >= limit) return -1;
+                        n += d.deflate(out, n, limit - n);
+                    }
+                }
+            }
+            return n;
+        } finally {
+            d.end();
+        }
     }
 
     /** Loads the native zstd library once; a host where it cannot load gets a clear refusal. */

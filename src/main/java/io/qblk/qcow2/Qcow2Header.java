@@ -179,6 +179,8 @@ public final class Qcow2Header {
                     + ((h.incompatible & INCOMPAT_COMPRESSION) != 0 ? "set (only other types than zlib set it)" : "clear (types other than zlib need it)"));
         if (h.cryptMethod != 0 && h.cryptMethod != 1 && h.cryptMethod != 2)
             throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: encryption method " + Integer.toUnsignedString(h.cryptMethod));
+        if ((h.incompatible & INCOMPAT_DATA_FILE) != 0 && h.dataFile == null)
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: external data file not named in the header (qemu needs -o data-file= for it)");
         if (h.cryptMethod == 2 && h.cryptoHeaderLength == 0)
             throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "LUKS encryption without its full disk encryption header extension");
         if (h.refcountOrder < 0 || h.refcountOrder > 6)

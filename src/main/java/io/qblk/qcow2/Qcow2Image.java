@@ -220,6 +220,33 @@ public final class Qcow2Image implements Closeable {
         writer.write(offset, src);
     }
 
+    /**
+     * Writes one whole guest cluster at cluster-aligned {@code offset} compressed with the image's
+     * compression type, as {@code qemu-img convert -c} does: the cluster must be unallocated (or a
+     * zero cluster without host cluster). {@code src} holds the cluster's bytes (less at the end of
+     * the image: the rest reads as zeroes). When compressing does not save a sector the cluster is
+     * written uncompressed. Returns whether it was stored compressed.
+     */
+    public boolean writeCompressed(long offset, MemorySegment src) throws IOException {
+        int cs = geo.clusterSize;
+        checkRange(offset, src.byteSize());
+        if ((offset & (cs - 1)) != 0 || src.byteSize() > cs || (src.byteSize() < cs && offset + src.byteSize() != geo.virtualSize))
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": a compressed write covers one whole cluster (" + offset + "+" + src.byteSize() + ")");
+        byte[] plain = new byte[cs];
+        MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, plain, 0, (int) src.byteSize());
+        byte[] packed = new byte[cs];
+        int len = h.compression.compress(plain, packed);
+        if (len < 0) {
+            write(offset, src);
+            return false;
+        }
+        writer.writeCompressed(offset >>> geo.clusterBits, packed, len);
+        return true;
+    }
+
+    /** The codec of this image's compressed clusters. */
+    public CompressionType compressionType() { return h.compression; }
+
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         checkRange(offset, length);
         writer.zeroRange(offset, length, mayUnmap, false);
