@@ -193,13 +193,14 @@ final class ClusterWriter {
     /**
      * Stores guest cluster g, which must read as unallocated or zero without a host cluster, as
      * {@code len} bytes of compressed data (convert -c): packed into a shared host cluster by
-     * {@link RefcountAllocator#allocCompressedLocked}, written (padded to its last sector) before
-     * the entry maps it (R1), the reference raised before that (R2).
+     * {@link RefcountAllocator#allocCompressedLocked}, written before the entry maps it (R1), the
+     * reference raised before that (R2). Only its own bytes are written: the entry's range runs to
+     * the end of its last sector, where the next compressed cluster may start (readers stop at the
+     * end of the compressed stream).
      */
     void writeCompressed(long g, byte[] data, int len) throws IOException {
         guard.checkWritable();
         guard.beforeChange();
-        int padded = (len + 511) & ~511;
         int idx = geo.l2Index(g);
         exclusive.lockShared();
         try {
@@ -212,14 +213,14 @@ final class ClusterWriter {
                 int type = geo.typeOf(old);
                 if (type != L2Entry.UNALLOCATED && type != L2Entry.ZERO_PLAIN)
                     throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "compressed write to guest cluster " + g + ", which is already allocated");
-                long host = alloc.allocCompressedLocked(padded);
+                long host = alloc.allocCompressedLocked(len);
                 InFlight mine = new InFlight();
                 inflight.put(g, mine);
                 t.pins++;
                 return new Claim(t, old, host, true, mine);
             });
             try (Arena a = Arena.ofConfined()) {
-                MemorySegment buf = a.allocate(padded, 4096);
+                MemorySegment buf = a.allocate(len, 4096);
                 MemorySegment.copy(data, 0, buf, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, len);
                 file.write(c.host, buf);
                 writeBack.dataWritten();

@@ -192,14 +192,14 @@ final class RefcountAllocator {
     }
 
     /**
-     * Under meta: room for {@code bytes} (a multiple of 512, at most one cluster) of compressed
-     * data, packed right after the previous compressed cluster (in the same host cluster, or
+     * Under meta: room for {@code bytes} (at most one cluster) of compressed data, packed byte for
+     * byte right after the previous compressed cluster (in the same host cluster, or
      * spanning into the next one when that one is free); every compressed cluster holds one
      * reference to each host cluster its data touches (R2: raised here, before
      * the entry can map it). Returns the host byte offset.
      */
     long allocCompressedLocked(int bytes) throws IOException {
-        if (bytes <= 0 || bytes > cs || bytes % 512 != 0) throw new IllegalArgumentException("compressed allocation of " + bytes + " bytes");
+        if (bytes <= 0 || bytes > cs) throw new IllegalArgumentException("compressed allocation of " + bytes + " bytes");
         if (packCluster >= 0 && packPos < cs) {
             CachedTable b = refblockLocked(packCluster); // may throw NeedLoad before any change
             int slot = geo.refblockSlot(packCluster);
