@@ -6,6 +6,7 @@ import io.qblk.qcow2.Qcow2Image;
 import io.qblk.target.BlockTarget;
 import io.qblk.io.ImageLock;
 import io.qblk.target.ImageFormat;
+import io.qblk.target.Qcow2Target;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.TargetOptions;
 import io.qblk.util.Sizes;
@@ -63,7 +64,7 @@ public class ConvertCommand implements Callable<Integer> {
     @Option(names = "-n", description = "OUT exists already: do not create it")
     boolean noCreate;
 
-    @Option(names = "-c", description = "compress OUT (not supported yet)")
+    @Option(names = "-c", description = "compress OUT's clusters (qcow2; -o compression_type=zlib|zstd chooses the codec)")
     boolean compress;
 
     @Option(names = "-p", description = "show progress")
@@ -82,13 +83,13 @@ public class ConvertCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        if (compress) throw new IllegalArgumentException("compression is not supported yet");
         long sparse = Sizes.parse(sparseText);
         if (sparse % 512 != 0 || sparse > MAX_SPARSE)
             throw new IllegalArgumentException("invalid -S " + sparseText + ": a multiple of 512 up to " + MAX_SPARSE + " (0 writes everything)");
         ImageFormat outFmt = ImageFormat.parse(outFormat);
         if (!outFmt.hasFile()) throw new IllegalArgumentException("-O " + outFormat + ": convert writes a qcow2 or raw image");
         Map<String, String> opts = CreateCommand.parseOptions(String.join(",", options));
+        if (compress && outFmt != ImageFormat.QCOW2) throw new IllegalArgumentException("Compression not supported for this file format");
         if (backing != null && outFmt == ImageFormat.RAW) throw new IllegalArgumentException("-B needs -O qcow2 (raw has no backing file)");
         if (backing != null && backingFormat == null) throw new IllegalArgumentException("-B needs the backing file's format (-F qcow2|raw)");
         if (backing != null && noCreate) throw new IllegalArgumentException("-B cannot be used with -n");
@@ -120,7 +121,9 @@ public class ConvertCommand implements Callable<Integer> {
                 if (target.size() < total)
                     throw new IllegalArgumentException(out + ": output is " + target.size() + " bytes, smaller than the input(s) (" + total + " bytes)");
                 Progress p = Progress.of(spec.commandLine().getOut(), progress && !quiet, 1.0);
-                new Copy(sources, target, sparse / 512, backing != null, noCreate, p).run();
+                Copy copy = new Copy(sources, target, sparse / 512, backing != null, noCreate, p);
+                if (compress) copy.runCompressed(((Qcow2Target) target).image());
+                else copy.run();
                 target.flush();
                 p.finish();
             }
@@ -213,6 +216,64 @@ public class ConvertCommand implements Callable<Integer> {
                     }
                     base += src.size;
                 }
+            }
+        }
+
+        /**
+         * convert -c: cluster by cluster, as qemu-img does: a cluster that holds any data (by the
+         * sources' maps) is read whole and written compressed (uncompressed when that does not save
+         * a sector, and not at all when it is all zeroes and the target reads zeroes already); the
+         * others are skipped or zeroed like in {@link #run}.
+         */
+        void runCompressed(Qcow2Image image) throws IOException {
+            if (existing && !targetHasBacking) makeZero();
+            progress.start();
+            long total = 0;
+            for (SourceImage src : sources) total += src.size;
+            int cs = image.clusterSize();
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment buf = arena.allocate(cs, 4096);
+                for (long off = 0; off < total; off += cs) {
+                    long n = Math.min(cs, total - off);
+                    if (parts(off, n, false)) {
+                        MemorySegment b = buf.asSlice(0, n);
+                        readConcatenated(off, b);
+                        if (!(zeroInit && SourceImage.isZero(b, 0, n))) image.writeCompressed(off, b);
+                    } else if (!zeroInit) {
+                        parts(off, n, true);
+                    }
+                    progress.set(100.0 * (off + n) / total);
+                }
+            }
+        }
+
+        /**
+         * Walks the sources' map over the concatenated range: returns true as soon as a part holds
+         * data; with {@code zeroParts}, writes zeroes over the parts that read as zero (the range
+         * holds no data then, and what is left to the backing file stays untouched).
+         */
+        private boolean parts(long off, long n, boolean zeroParts) throws IOException {
+            long base = 0;
+            for (SourceImage src : sources) {
+                long from = Math.max(off, base), to = Math.min(off + n, base + src.size);
+                for (long p = from; p < to; ) {
+                    SourceImage.Status s = src.status(p - base, to - base);
+                    Kind k = kindAt(s);
+                    if (k == Kind.DATA) return true;
+                    if (zeroParts && k == Kind.ZERO) target.writeZeroes(p, s.length(), true);
+                    p += s.length();
+                }
+                base += src.size;
+            }
+            return false;
+        }
+
+        private void readConcatenated(long off, MemorySegment dst) throws IOException {
+            long base = 0;
+            for (SourceImage src : sources) {
+                long from = Math.max(off, base), to = Math.min(off + dst.byteSize(), base + src.size);
+                if (from < to) src.read(from - base, dst.asSlice(from - off, to - from));
+                base += src.size;
             }
         }
 

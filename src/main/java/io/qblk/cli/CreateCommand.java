@@ -1,6 +1,7 @@
 package io.qblk.cli;
 
 import io.qblk.util.Sizes;
+import io.qblk.qcow2.CompressionType;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Image;
@@ -72,7 +73,7 @@ public class CreateCommand implements Callable<Integer> {
         StringBuilder line = new StringBuilder("Formatting '").append(file).append("', fmt=qcow2 cluster_size=")
                 .append(co.clusterSize()).append(" extended_l2=off");
         if (opts.containsKey("preallocation")) line.append(" preallocation=").append(opts.get("preallocation"));
-        line.append(" compression_type=zlib size=").append(size);
+        line.append(" compression_type=").append(co.compression().label).append(" size=").append(size);
         if (opts.containsKey("compat")) line.append(" compat=").append(co.version() == 2 ? "0.10" : "1.1");
         if (backing != null) line.append(" backing_file=").append(backing).append(" backing_fmt=").append(backingFormat);
         line.append(" lazy_refcounts=").append(co.lazyRefcounts() ? "on" : "off")
@@ -120,7 +121,7 @@ public class CreateCommand implements Callable<Integer> {
             if (eq <= 0) throw new IllegalArgumentException("invalid option '" + part + "' (expected key=value)");
             String k = part.substring(0, eq).trim(), v = part.substring(eq + 1).trim();
             switch (k) {
-                case "compat", "cluster_size", "refcount_bits", "preallocation", "lazy_refcounts" -> { }
+                case "compat", "cluster_size", "refcount_bits", "preallocation", "lazy_refcounts", "compression_type" -> { }
                 default -> throw new IllegalArgumentException("invalid option '" + k + "'");
             }
             if (m.put(k, v) != null) throw new IllegalArgumentException("option '" + k + "' given twice");
@@ -167,7 +168,15 @@ public class CreateCommand implements Callable<Integer> {
             case "full" -> Preallocation.FULL;
             default -> throw new IllegalArgumentException("preallocation must be off, metadata, falloc or full, not '" + p + "'");
         };
-        return co.withPreallocation(pre);
+        co = co.withPreallocation(pre);
+        if (opts.containsKey("compression_type")) {
+            String c = opts.get("compression_type");
+            if (!c.equals("zlib") && !c.equals("zstd")) throw new IllegalArgumentException("Parameter 'compression-type' does not accept value '" + c + "'");
+            co = co.withCompression(CompressionType.parse(c));
+            if (version == 2 && co.compression() != CompressionType.ZLIB)
+                throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)");
+        }
+        return co;
     }
 
     static boolean onOff(String key, String v) {

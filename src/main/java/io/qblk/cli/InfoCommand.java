@@ -108,13 +108,13 @@ public class InfoCommand implements Callable<Integer> {
             snapshots = img.snapshots();
             bitmaps = img.bitmaps();
         }
-        boolean v3 = "1.1".equals(info.compat());
         String backing = info.backingFilename();
         String full = backing == null ? null : QemuJson.fullBackingName(file.toString(), backing);
         lines.add("image: " + file);
         lines.add("file format: qcow2");
         lines.add("virtual size: " + Sizes.human(info.virtualSize()) + " (" + info.virtualSize() + " bytes)");
         lines.add("disk size: " + Sizes.human(actual));
+        if (info.encryption() != null) lines.add("encrypted: yes");
         lines.add("cluster_size: " + info.clusterSize());
         if (backing != null) {
             lines.add("backing file: " + backing + (full.equals(backing) ? "" : " (actual path: " + full + ")"));
@@ -122,17 +122,10 @@ public class InfoCommand implements Callable<Integer> {
         }
         lines.addAll(SnapshotList.lines(snapshots));
         lines.add("Format specific information:");
-        lines.add("    compat: " + (v3 ? "1.1" : "0.10"));
-        lines.add("    compression type: zlib");
-        if (v3) lines.add("    lazy refcounts: " + info.lazyRefcounts());
-        lines.addAll(QemuJson.bitmapLines(bitmaps));
-        lines.add("    refcount bits: " + info.refcountBits());
-        if (v3) {
-            lines.add("    corrupt: " + info.corrupt());
-            lines.add("    extended l2: " + info.extendedL2());
-        }
+        ObjectNode json = QemuJson.withSnapshots(QemuJson.withBitmaps(QemuJson.info(info, actual), bitmaps), snapshots);
+        QemuJson.humanLines(json.get("format-specific").get("data"), "    ", lines);
         if (info.dirtyFlag()) lines.add("cleanly shut down: no");
         Path backingPath = backing == null ? null : Path.of(full);
-        return new Described(QemuJson.withSnapshots(QemuJson.withBitmaps(QemuJson.info(info, actual), bitmaps), snapshots), lines, backingPath, info.backingFormat());
+        return new Described(json, lines, backingPath, info.backingFormat());
     }
 }

@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.BitmapInfo;
+import io.qblk.qcow2.EncryptionHeader;
 import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.SnapshotInfo;
@@ -65,6 +66,11 @@ public final class QemuJson {
         data.put("compression-type", i.compressionType() == null ? "zlib" : i.compressionType());
         if (v3) data.put("lazy-refcounts", i.lazyRefcounts());
         data.put("refcount-bits", i.refcountBits());
+        if (i.encryption() != null) data.set("encrypt", encryption(i.encryption()));
+        if (i.dataFile() != null) {
+            data.put("data-file", i.dataFile());
+            data.put("data-file-raw", i.dataFileRaw());
+        }
         if (v3) {
             data.put("corrupt", i.corrupt());
             data.put("extended-l2", i.extendedL2());
@@ -76,6 +82,7 @@ public final class QemuJson {
             j.put("full-backing-filename", fullBackingName(i.filename(), backing));
             j.put("backing-filename", backing);
         }
+        if (i.encryption() != null) j.put("encrypted", true);
         j.put("dirty-flag", i.dirtyFlag());
         return j;
     }
@@ -130,20 +137,52 @@ public final class QemuJson {
         return info;
     }
 
-    /** qemu-img info's human lines for the bitmaps (inserted after "lazy refcounts"). */
-    public static List<String> bitmapLines(List<BitmapInfo> bitmaps) {
-        List<String> out = new java.util.ArrayList<>();
-        if (bitmaps.isEmpty()) return out;
-        out.add("    bitmaps:");
-        for (int i = 0; i < bitmaps.size(); i++) {
-            BitmapInfo b = bitmaps.get(i);
-            out.add("        [" + i + "]:");
-            out.add("            flags:");
-            for (int k = 0; k < b.flags().size(); k++) out.add("                [" + k + "]: " + b.flags().get(k));
-            out.add("            name: " + b.name());
-            out.add("            granularity: " + b.granularity());
+    /**
+     * qemu-img's human rendering of a JSON object (info's "Format specific information"): one
+     * {@code key: value} line per field, dashes in keys shown as spaces, nested objects and lists
+     * ({@code [i]:}) indented by four more spaces.
+     */
+    public static void humanLines(JsonNode node, String indent, List<String> out) {
+        node.properties().forEach(f -> humanField(f.getKey().replace('-', ' '), f.getValue(), indent, out));
+    }
+
+    private static void humanField(String key, JsonNode v, String indent, List<String> out) {
+        if (v.isObject()) {
+            out.add(indent + key + ":");
+            humanLines(v, indent + "    ", out);
+        } else if (v.isArray()) {
+            out.add(indent + key + ":");
+            for (int i = 0; i < v.size(); i++) humanField("[" + i + "]", v.get(i), indent + "    ", out);
+        } else {
+            out.add(indent + key + ": " + v.asText());
         }
-        return out;
+    }
+
+    /** The {@code encrypt} object of qcow2's format-specific info. */
+    public static ObjectNode encryption(EncryptionHeader e) {
+        ObjectNode j = object();
+        if (!"luks".equals(e.format())) {
+            j.put("format", e.format());
+            return j;
+        }
+        j.put("ivgen-alg", e.ivgenAlg());
+        if (e.ivgenHashAlg() != null) j.put("ivgen-hash-alg", e.ivgenHashAlg());
+        j.put("hash-alg", e.hashAlg());
+        j.put("cipher-alg", e.cipherAlg());
+        j.put("uuid", e.uuid());
+        j.put("format", e.format());
+        j.put("cipher-mode", e.cipherMode());
+        ArrayNode slots = j.putArray("slots");
+        for (EncryptionHeader.Slot s : e.slots()) {
+            ObjectNode o = slots.addObject();
+            o.put("active", s.active());
+            if (s.active()) o.put("iters", s.iters());
+            o.put("key-offset", s.keyOffset());
+            if (s.active()) o.put("stripes", s.stripes());
+        }
+        j.put("payload-offset", e.payloadOffset());
+        j.put("master-key-iters", e.masterKeyIters());
+        return j;
     }
 
     /** {@code qemu-img info --output=json} of a raw file. */

@@ -4,14 +4,12 @@ import io.qblk.io.IoBackend;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
-import java.util.zip.DataFormatException;
-import java.util.zip.Inflater;
+import java.lang.foreign.ValueLayout;
 
 /**
  * The read path: guest range → L2 entries (lock-free lookups) → host reads, coalescing runs of
  * contiguous host clusters; zero clusters read as zeroes, unallocated ones from the backing chain,
- * compressed ones inflated. Rule R5: each lookup and the read that uses it run inside one
+ * compressed ones decompressed ({@link CompressionType}). Rule R5: each lookup and the read that uses it run inside one
  * {@link IoEpochs} section, so a cluster freed meanwhile is not reused before the read has left.
  */
 final class ClusterReader {
@@ -22,9 +20,12 @@ final class ClusterReader {
     private final BackingChain backing;
     private final IoEpochs epochs;
     private final BufferPool clusterPool;
+    private final CompressionType compression;
     private final int cs, clusterBits;
 
-    ClusterReader(IoBackend file, String filename, Geometry geo, ClusterMap map, BackingChain backing, IoEpochs epochs, BufferPool clusterPool) {
+    ClusterReader(IoBackend file, String filename, Geometry geo, ClusterMap map, BackingChain backing, IoEpochs epochs, BufferPool clusterPool,
+            CompressionType compression) {
+        this.compression = compression;
         this.file = file;
         this.filename = filename;
         this.geo = geo;
@@ -83,25 +84,15 @@ final class ClusterReader {
         HostRange r = geo.compressedRange(e);
         if (r.length() > 2L * cs + 1024 || r.offset() + r.length() > Qcow2Header.MAX_HOST_OFFSET)
             throw new MetadataCorruption("compressed cluster at " + r.offset() + " has an impossible size " + r.length());
+        int n = (int) r.length();
+        byte[] raw = new byte[n], plain = new byte[(int) out.byteSize()];
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment in = a.allocate(r.length(), 4096);
-            file.read(r.offset(), in);
-            Inflater inf = new Inflater(true);
-            try {
-                inf.setInput(in.asByteBuffer());
-                ByteBuffer ob = out.asByteBuffer();
-                while (ob.hasRemaining()) {
-                    int got = inf.inflate(ob);
-                    if (got == 0 && (inf.finished() || inf.needsInput() || inf.needsDictionary())) break;
-                }
-                if (ob.hasRemaining())
-                    throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": compressed cluster at " + r.offset() + " decompresses to only " + ob.position() + " bytes");
-            } catch (DataFormatException ex) {
-                throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": compressed cluster at " + r.offset() + " is not valid deflate data: " + ex.getMessage());
-            } finally {
-                inf.end();
-            }
+            MemorySegment in = a.allocate(n, 4096);
+            file.read(r.offset(), in); // past the end of the file reads zeroes: not part of the stream
+            MemorySegment.copy(in, ValueLayout.JAVA_BYTE, 0, raw, 0, n);
         }
+        compression.decompress(raw, n, plain, filename + ": compressed cluster at " + r.offset());
+        MemorySegment.copy(plain, 0, out, ValueLayout.JAVA_BYTE, 0, plain.length);
     }
 
     /** True when {@link #oldContents} would produce only zeroes for guest cluster g with entry {@code old}. */

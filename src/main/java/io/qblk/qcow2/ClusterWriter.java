@@ -104,6 +104,35 @@ final class ClusterWriter {
     /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */
     private record Claim(CachedTable table, long old, long host, boolean fresh, InFlight mine) {}
 
+    /** Under meta: the L2 table of guest cluster g, once no other allocation of g is in flight (else MetaRetry). */
+    private CachedTable claimableL2Locked(long g) throws IOException {
+        guard.checkWritable();
+        InFlight other = inflight.get(g);
+        if (other != null) throw new MetaRetry.AwaitAllocation(other);
+        return map.l2ForWriteLocked(g);
+    }
+
+    /** Under meta: registers the allocation of guest cluster g as in flight and pins its L2 table. */
+    private Claim claimLocked(long g, CachedTable t, long old, long host, boolean fresh) {
+        InFlight mine = new InFlight();
+        inflight.put(g, mine);
+        t.pins++;
+        return new Claim(t, old, host, fresh, mine);
+    }
+
+    /** Gives up claim {@code c} of guest cluster g after its data write failed; {@code free} (or null) is released after a flush. */
+    private void abandon(long g, Claim c, HostRun free) {
+        cache.lock();
+        try {
+            if (free != null) alloc.queueFreeLocked(free);
+            c.table.pins--;
+            inflight.remove(g);
+        } finally {
+            cache.unlock();
+        }
+        c.mine.finish();
+    }
+
     /**
      * Writes into guest cluster g when it is not a plain allocated cluster: allocates a host
      * cluster (or reuses a preallocated zero cluster), writes the whole cluster (old contents or
@@ -113,10 +142,7 @@ final class ClusterWriter {
     private boolean allocatingWrite(long g, int in, MemorySegment part) throws IOException {
         int idx = geo.l2Index(g);
         Claim c = cache.withMeta(() -> {
-            guard.checkWritable();
-            InFlight other = inflight.get(g);
-            if (other != null) throw new MetaRetry.AwaitAllocation(other);
-            CachedTable t = map.l2ForWriteLocked(g);
+            CachedTable t = claimableL2Locked(g);
             long old = t.entry(idx);
             int type = geo.typeOf(old);
             if (type == L2Entry.NORMAL && (old & L2Entry.COPIED) != 0) return null;
@@ -131,10 +157,7 @@ final class ClusterWriter {
                 host = alloc.allocClusterLocked(null); // R2: refcount raised before anything maps it
                 fresh = true;
             }
-            InFlight mine = new InFlight();
-            inflight.put(g, mine);
-            t.pins++;
-            return new Claim(t, old, host, fresh, mine);
+            return claimLocked(g, t, old, host, fresh);
         });
         if (c == null) return false;
 
@@ -158,16 +181,8 @@ final class ClusterWriter {
             file.write(at, out);
             writeBack.dataWritten();
         } catch (Throwable ex) {
-            cache.lock();
-            try {
-                // Unreferenced: give it back after the next flush (a leak at worst if we crash first).
-                if (c.fresh) alloc.queueFreeLocked(new HostRun(c.host, 1));
-                c.table.pins--;
-                inflight.remove(g);
-            } finally {
-                cache.unlock();
-            }
-            c.mine.finish();
+            // Unreferenced: give it back after the next flush (a leak at worst if we crash first).
+            abandon(g, c, c.fresh ? new HostRun(c.host, 1) : null);
             throw ex;
         } finally {
             if (buf != null) clusterPool.release(buf);
@@ -186,6 +201,60 @@ final class ClusterWriter {
         }
         c.mine.finish();
         return true;
+    }
+
+    // ---------------------------------------------------------------- compressed write
+
+    /**
+     * Stores guest cluster g, which must read as unallocated or zero without a host cluster, as
+     * {@code len} bytes of compressed data (convert -c): packed into a shared host cluster by
+     * {@link RefcountAllocator#allocCompressedLocked}, written before the entry maps it (R1), the
+     * reference raised before that (R2). Only its own bytes are written: the entry's range runs to
+     * the end of its last sector, where the next compressed cluster may start (readers stop at the
+     * end of the compressed stream).
+     */
+    void writeCompressed(long g, byte[] data, int len) throws IOException {
+        guard.checkWritable();
+        guard.beforeChange();
+        int idx = geo.l2Index(g);
+        exclusive.lockShared();
+        try {
+            Claim c = cache.withMeta(() -> {
+                CachedTable t = claimableL2Locked(g);
+                long old = t.entry(idx);
+                int type = geo.typeOf(old);
+                if (type != L2Entry.UNALLOCATED && type != L2Entry.ZERO_PLAIN)
+                    throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "compressed write to guest cluster " + g + ", which is already allocated");
+                return claimLocked(g, t, old, alloc.allocCompressedLocked(len), true);
+            });
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment buf = a.allocate(len, 4096);
+                MemorySegment.copy(data, 0, buf, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, len);
+                file.write(c.host, buf);
+                writeBack.dataWritten();
+            } catch (Throwable ex) {
+                long first = c.host >>> clusterBits, last = (c.host + len - 1) >>> clusterBits;
+                abandon(g, c, new HostRun(first << clusterBits, last - first + 1)); // our references, dropped after a flush
+                throw ex;
+            }
+            cache.lock();
+            try {
+                long cur = c.table.entry(idx);
+                c.table.setEntry(idx, L2Entry.compressed(c.host, len, clusterBits));
+                writeBack.mappingChangedLocked();
+                alloc.queueEntryFreeLocked(cur);
+                c.table.pins--;
+                inflight.remove(g);
+            } finally {
+                cache.unlock();
+            }
+            c.mine.finish();
+        } catch (MetadataCorruption mc) {
+            throw guard.corrupted(mc);
+        } finally {
+            exclusive.unlockShared();
+        }
+        writeBack.afterRequest(true);
     }
 
     // ---------------------------------------------------------------- zeroes and discard

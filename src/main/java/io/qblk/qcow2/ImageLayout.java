@@ -49,6 +49,8 @@ final class ImageLayout {
         h.refcountTableClusters = (int) rtc;
         h.refcountOrder = Integer.numberOfTrailingZeros(o.refcountBits());
         h.compatible = o.lazyRefcounts() ? Qcow2Header.COMPAT_LAZY_REFCOUNTS : 0;
+        h.compression = o.compression();
+        if (o.compression() != CompressionType.ZLIB) h.incompatible |= Qcow2Header.INCOMPAT_COMPRESSION;
         h.backingFile = o.backingFile();
         h.backingFormat = o.backingFormat();
         byte[] header = h.serializeNew(cs);

@@ -35,7 +35,14 @@ final class L2Entry {
         return (e & COPIED) != 0;
     }
 
-    /** Where a compressed cluster's deflate data lies in the file. */
+    /** The entry of a compressed cluster whose data starts at host byte {@code off} and takes {@code len} bytes. */
+    static long compressed(long off, int len, int clusterBits) {
+        int x = 62 - (clusterBits - 8);
+        long sectors = ((off + len - 1) >>> 9) - (off >>> 9); // additional sectors after the first
+        return COMPRESSED | (sectors << x) | off;
+    }
+
+    /** Where a compressed cluster's data lies in the file. */
     static HostRange compressedRange(long e, int clusterBits) {
         int x = 62 - (clusterBits - 8);
         long off = e & ((1L << x) - 1);

@@ -67,6 +67,7 @@ public final class Qcow2Header {
     static final long INCOMPAT_EXTL2 = 1L << 4;
     static final long INCOMPAT_KNOWN = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
     static final long COMPAT_LAZY_REFCOUNTS = 1L;
+    static final long AUTOCLEAR_DATA_FILE_RAW = 1L << 1;
 
     static final int EXT_END = 0;
     static final int EXT_BACKING_FORMAT = 0xe2792aca;
@@ -97,6 +98,10 @@ public final class Qcow2Header {
     String backingFile;
     String backingFormat;
     String dataFile;
+    /** The codec of compressed clusters (from {@link #compressionType}). */
+    CompressionType compression = CompressionType.ZLIB;
+    /** Where the LUKS header lies (full disk encryption header extension); 0 when absent. */
+    long cryptoHeaderOffset, cryptoHeaderLength;
     int nbBitmaps;
     long bitmapDirectorySize;
     long bitmapDirectoryOffset;
@@ -166,18 +171,18 @@ public final class Qcow2Header {
             }
             throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported incompatible qcow2 feature: " + names);
         }
-        if ((h.incompatible & INCOMPAT_DATA_FILE) != 0 || h.dataFile != null)
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: external data file" + (h.dataFile != null ? " (" + h.dataFile + ")" : ""));
-        if ((h.incompatible & INCOMPAT_EXTL2) != 0)
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: extended L2 entries (subclusters)");
-        if ((h.incompatible & INCOMPAT_COMPRESSION) != 0 || h.compressionType != 0)
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: compression type " + h.compressionType + " (only zlib)");
-        if (h.cryptMethod != 0)
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: encryption (" + switch (h.cryptMethod) {
-                case 1 -> "AES";
-                case 2 -> "LUKS";
-                default -> "method " + Integer.toUnsignedString(h.cryptMethod);
-            } + ")");
+        h.compression = CompressionType.ofCode(h.compressionType);
+        if (h.compression == null)
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: compression type " + h.compressionType + " (only zlib and zstd)");
+        if (((h.incompatible & INCOMPAT_COMPRESSION) != 0) != (h.compression != CompressionType.ZLIB))
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "compression type " + h.compression.label + " with the compression type feature bit "
+                    + ((h.incompatible & INCOMPAT_COMPRESSION) != 0 ? "set (only other types than zlib set it)" : "clear (types other than zlib need it)"));
+        if (h.cryptMethod != 0 && h.cryptMethod != 1 && h.cryptMethod != 2)
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: encryption method " + Integer.toUnsignedString(h.cryptMethod));
+        if ((h.incompatible & INCOMPAT_DATA_FILE) != 0 && h.dataFile == null)
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: external data file not named in the header (qemu needs -o data-file= for it)");
+        if (h.cryptMethod == 2 && h.cryptoHeaderLength == 0)
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "LUKS encryption without its full disk encryption header extension");
         if (h.refcountOrder < 0 || h.refcountOrder > 6)
             throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad refcount_order " + h.refcountOrder + " (must be 0..6)");
 
@@ -286,6 +291,13 @@ public final class Qcow2Header {
                     if (seenCrypto) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "duplicate encryption header extension");
                     seenCrypto = true;
                     if (cryptMethod == 0) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: full disk encryption header present");
+                    if (n < 16) throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "full disk encryption header extension too short (" + n + " bytes)");
+                    cryptoHeaderOffset = b.getLong(data);
+                    cryptoHeaderLength = b.getLong(data + 8);
+                    if (cryptoHeaderOffset <= 0 || cryptoHeaderOffset % cs != 0 || cryptoHeaderLength <= 0
+                            || cryptoHeaderOffset >= MAX_HOST_OFFSET || cryptoHeaderLength > MAX_HOST_OFFSET - cryptoHeaderOffset)
+                        throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad full disk encryption header extension (offset " + cryptoHeaderOffset
+                                + ", length " + cryptoHeaderLength + ")");
                 }
                 default -> unknownExtensions.add(type);
             }
@@ -300,6 +312,18 @@ public final class Qcow2Header {
     int extensionsEnd;
     /** Where the bitmaps extension's 8-byte type/length header starts, or -1 when there is none. */
     int bitmapsExtension = -1;
+
+    /**
+     * Why the engine cannot read or write this image's guest data (a valid image using a feature
+     * qblk only describes), or null. Such an image opens only to be described (info).
+     */
+    String ioRefusal() {
+        if ((incompatible & INCOMPAT_DATA_FILE) != 0 || dataFile != null)
+            return "unsupported qcow2 feature: external data file" + (dataFile != null ? " (" + dataFile + ")" : "");
+        if ((incompatible & INCOMPAT_EXTL2) != 0) return "unsupported qcow2 feature: extended L2 entries (subclusters)";
+        if (cryptMethod != 0) return "unsupported qcow2 feature: encryption (" + (cryptMethod == 1 ? "AES" : "LUKS") + ")";
+        return null;
+    }
 
     /** The 24 bytes of feature fields at offset 72 (version 3). */
     byte[] featureBytes() {
@@ -328,7 +352,7 @@ public final class Qcow2Header {
         if (version >= 3) {
             headerLength = 112;
             b.putLong(incompatible).putLong(compatible).putLong(autoclear).putInt(refcountOrder).putInt(headerLength);
-            b.put((byte) 0); // compression type zlib
+            b.put((byte) compression.code);
             b.position(headerLength);
         }
         if (backingFormat != null) {

@@ -50,6 +50,10 @@ public final class Qcow2Image implements Closeable {
     private final IoEpochs epochs;
     private final BufferPool clusterPool;
     private final Bitmaps bitmaps;
+    /** Why guest data cannot be read or written (see {@link Qcow2Header#ioRefusal}), or null. */
+    private final String ioRefusal;
+    /** How the image is encrypted (described only), or null. */
+    private final EncryptionHeader encryption;
 
     // ------------------------------------------------------------------ open
 
@@ -89,6 +93,12 @@ public final class Qcow2Image implements Closeable {
         if (probe.length < Qcow2Header.PROBE_BYTES) probe = Arrays.copyOf(probe, Qcow2Header.PROBE_BYTES);
         int bits = Qcow2Header.clusterBitsOf(probe, fsize);
         this.h = Qcow2Header.parse(FileReads.bytes(file, 0, 1 << bits), fsize);
+        // A feature whose guest data the engine cannot reach: the image only opens to be described
+        // (read-only without its backing chain, as info opens it); every data path refuses.
+        this.ioRefusal = h.ioRefusal();
+        if (ioRefusal != null && !(o.readOnly() && o.backingPolicy() == BackingPolicy.NOT_OPENED))
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, ioRefusal);
+        this.encryption = EncryptionHeader.read(file, h);
         this.geo = Geometry.of(h);
         int cs = geo.clusterSize;
         if (cs < DirectIoBackend.ALIGNMENT) {
@@ -124,7 +134,7 @@ public final class Qcow2Image implements Closeable {
         this.backing = BackingChain.open(h, dir, o, depth, cacheBudget);
         IoEpochs epochs = new IoEpochs();
         this.writeBack = new WriteBack(file, filename, h, geo, cache, alloc, map, overlap, guard, epochs, exclusive, stats, o.metadataWrite(), o.discard());
-        this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool);
+        this.reader = new ClusterReader(file, filename, geo, map, backing, epochs, clusterPool, h.compression);
         this.writer = new ClusterWriter(file, geo, cache, map, alloc, overlap, guard, writeBack, reader, backing, epochs, exclusive, clusterPool);
         this.snapshots = new SnapshotOps(file, filename, h, geo, cache, alloc, map, overlap, writeBack, guard, exclusive, snapshotTable);
         this.epochs = epochs;
@@ -200,6 +210,7 @@ public final class Qcow2Image implements Closeable {
 
     private void checkRange(long offset, long length) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
+        refuseIo();
         long vsize = geo.virtualSize;
         if (offset < 0 || length < 0 || offset > vsize || length > vsize - offset)
             throw new IOException(filename + ": range " + offset + "+" + length + " is outside the virtual size " + vsize);
@@ -224,6 +235,33 @@ public final class Qcow2Image implements Closeable {
         bitmaps.markDirty(offset, src.byteSize());
         writer.write(offset, src);
     }
+
+    /**
+     * Writes one whole guest cluster at cluster-aligned {@code offset} compressed with the image's
+     * compression type, as {@code qemu-img convert -c} does: the cluster must be unallocated (or a
+     * zero cluster without host cluster). {@code src} holds the cluster's bytes (less at the end of
+     * the image: the rest reads as zeroes). When compressing does not save a sector the cluster is
+     * written uncompressed. Returns whether it was stored compressed.
+     */
+    public boolean writeCompressed(long offset, MemorySegment src) throws IOException {
+        int cs = geo.clusterSize;
+        checkRange(offset, src.byteSize());
+        if ((offset & (cs - 1)) != 0 || src.byteSize() > cs || (src.byteSize() < cs && offset + src.byteSize() != geo.virtualSize))
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": a compressed write covers one whole cluster (" + offset + "+" + src.byteSize() + ")");
+        byte[] plain = new byte[cs];
+        MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, plain, 0, (int) src.byteSize());
+        byte[] packed = new byte[cs];
+        int len = h.compression.compress(plain, packed);
+        if (len < 0) {
+            write(offset, src);
+            return false;
+        }
+        writer.writeCompressed(offset >>> geo.clusterBits, packed, len);
+        return true;
+    }
+
+    /** The codec of this image's compressed clusters. */
+    public CompressionType compressionType() { return h.compression; }
 
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         checkRange(offset, length);
@@ -270,7 +308,7 @@ public final class Qcow2Image implements Closeable {
         ClusterMap smap = new ClusterMap(geo, cache, alloc, l1, 0);
         exclusive.lockShared();
         try {
-            new ClusterReader(file, filename, geo, smap, backing, epochs, clusterPool).read(offset, dst);
+            new ClusterReader(file, filename, geo, smap, backing, epochs, clusterPool, h.compression).read(offset, dst);
         } catch (MetadataCorruption c) {
             throw guard.corrupted(c);
         } finally {
@@ -353,8 +391,14 @@ public final class Qcow2Image implements Closeable {
     public ImageInfo info() throws IOException {
         return new ImageInfo(geo.virtualSize, filename, geo.clusterSize, "qcow2", file.size(),
                 (h.incompatible & Qcow2Header.INCOMPAT_DIRTY) != 0, h.version >= 3 ? "1.1" : "0.10",
-                (h.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0, h.refcountBits(), guard.corruptBit(), false, "zlib",
-                h.backingFile, h.backingFormat);
+                (h.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0, h.refcountBits(), guard.corruptBit(),
+                (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0, h.compression.label, h.backingFile, h.backingFormat,
+                h.dataFile, (h.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0, encryption);
+    }
+
+    /** Throws the refusal of an image opened only to be described. */
+    private void refuseIo() throws Qcow2Exception {
+        if (ioRefusal != null) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": " + ioRefusal + "; only info describes this image");
     }
 
     /** The persistent dirty bitmaps, as {@code qemu-img info} lists them (empty when none or invalid). */
@@ -410,6 +454,7 @@ public final class Qcow2Image implements Closeable {
 
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
+        refuseIo();
         if (mode != RepairMode.NONE && guard.openedReadOnly()) throw new IOException(filename + ": cannot repair an image opened read-only");
         if (mode != RepairMode.NONE) guard.beforeChange();
         return ImageCheck.run(checkSubject(), mode);

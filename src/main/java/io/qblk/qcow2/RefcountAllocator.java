@@ -36,6 +36,9 @@ final class RefcountAllocator {
     private int tableClusters;
     private boolean relocated;
     private long freeHint;
+    /** The host cluster compressed clusters are packed into (-1: none yet) and its next free byte. */
+    private long packCluster = -1;
+    private int packPos;
     private ArrayList<HostRun> pendingFrees = new ArrayList<>();
 
     RefcountAllocator(IoBackend file, String filename, Geometry geo, MetadataCache cache, OverlapCheck overlap, EngineStats stats,
@@ -76,6 +79,7 @@ final class RefcountAllocator {
 
     /** Under meta: sets a refcount (check's repair), creating a refcount block if none covers the cluster. */
     void setRefcountLocked(long ci, long value) throws IOException {
+        packCluster = -1; // repair may change what the packing cluster holds: start a fresh one
         long bi = geo.refblockIndex(ci);
         while (bi >= table.length()) growTableLocked();
         if (blockOffset(bi) == 0) {
@@ -250,6 +254,46 @@ final class RefcountAllocator {
         return end;
     }
 
+    /**
+     * Under meta: room for {@code bytes} (at most one cluster) of compressed data, packed byte for
+     * byte right after the previous compressed cluster (in the same host cluster, or
+     * spanning into the next one when that one is free); every compressed cluster holds one
+     * reference to each host cluster its data touches (R2: raised here, before
+     * the entry can map it). Returns the host byte offset.
+     */
+    long allocCompressedLocked(int bytes) throws IOException {
+        if (bytes <= 0 || bytes > cs) throw new IllegalArgumentException("compressed allocation of " + bytes + " bytes");
+        if (packCluster >= 0 && packPos < cs) {
+            CachedTable b = refblockLocked(packCluster); // may throw NeedLoad before any change
+            int slot = geo.refblockSlot(packCluster);
+            long v = b == null ? 0 : b.refcount(slot, order);
+            if (v > 0 && v < geo.maxRefcount()) {
+                long off = (packCluster << clusterBits) + packPos;
+                if (packPos + bytes <= cs) {
+                    b.setRefcount(slot, order, v + 1);
+                    packPos += bytes;
+                    return off;
+                }
+                // Span into the next host cluster when it is free and counted by the same block, as
+                // qemu packs them: then the data references both clusters.
+                long next = packCluster + 1, nextOff = next << clusterBits;
+                if (geo.refblockIndex(next) == geo.refblockIndex(packCluster) && b.refcount(geo.refblockSlot(next), order) == 0
+                        && nextOff < Qcow2Header.MAX_HOST_OFFSET && overlap.kindAt(nextOff) == null) {
+                    b.setRefcount(slot, order, v + 1);
+                    b.setRefcount(geo.refblockSlot(next), order, 1);
+                    stats.allocations.increment();
+                    packCluster = next;
+                    packPos = bytes - (cs - packPos);
+                    return off;
+                }
+            }
+        }
+        long host = allocClusterLocked(null);
+        packCluster = host >>> clusterBits;
+        packPos = bytes;
+        return host;
+    }
+
     /** Under meta: refcount - 1; returns false if the refcount was already 0. */
     boolean decrementLocked(long ci) {
         CachedTable b = refblockLocked(ci);
@@ -259,6 +303,7 @@ final class RefcountAllocator {
         if (v == 0) return false;
         b.setRefcount(i, order, v - 1);
         if (v == 1) {
+            if (ci == packCluster) packCluster = -1; // free again: no longer ours to pack into
             freeHint = Math.min(freeHint, ci);
             overlap.forgetLocked(ci << clusterBits);
         }

@@ -1,11 +1,17 @@
 package io.qblk.faults;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.quicktheories.QuickTheory.qt;
 import static org.quicktheories.generators.SourceDSL.integers;
 import static org.quicktheories.generators.SourceDSL.longs;
 
+import io.qblk.qcow2.OpenOptions;
+import io.qblk.qcow2.Qcow2Exception;
+import io.qblk.qcow2.Qcow2Image;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
@@ -90,6 +96,35 @@ class HostileImageTest {
         assertEquals(n, hostile.tried - before);
         System.out.println("hostile bitmaps: " + java.util.Arrays.toString(HostileImages.Verdict.values()) + " " + java.util.Arrays.toString(outcomes));
         assertTrue(outcomes[HostileImages.Verdict.REJECTED.ordinal()] > 0, "no mutation was rejected: the mutations do not reach the bitmaps");
+    }
+
+    /** zstd clusters whose compressed bytes are garbage: a clear CORRUPT error naming the cluster, no crash. */
+    @Test
+    void corruptZstdDataIsAClearError() throws Exception {
+        byte[] img = HostileImages.zstdImage();
+        int frames = 0;
+        for (int i = 0; i + 4 <= img.length; i++) {
+            // zstd frame magic 28 b5 2f fd: damage the frame header and block bytes behind it
+            if ((img[i] & 0xff) == 0x28 && (img[i + 1] & 0xff) == 0xb5 && (img[i + 2] & 0xff) == 0x2f && (img[i + 3] & 0xff) == 0xfd) {
+                frames++;
+                if (frames % 2 == 0) for (int j = 4; j < 24 && i + j < img.length; j++) img[i + j] ^= (byte) (0x5a + j);
+                else img[i] = 0; // no frame at all
+            }
+        }
+        assertTrue(frames >= 200, "the image holds zstd frames: " + frames);
+        MemoryBackend m = new MemoryBackend(img, img.length);
+        int errors = 0;
+        try (Qcow2Image q = Qcow2Image.open(m, OpenOptions.defaults().withReadOnly(true)); Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(4096, 4096);
+            for (long off = 0; off < (1L << 20); off += 4096) {
+                long at = off;
+                Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> q.read(at, buf), "cluster at " + at);
+                assertEquals(Qcow2Exception.Kind.CORRUPT, e.kind());
+                assertTrue(e.getMessage().contains("compressed cluster at") && e.getMessage().contains("zstd"), e.getMessage());
+                errors++;
+            }
+        }
+        assertEquals(256, errors);
     }
 
     /** Targeted cases that found engine bugs (kept as regression seeds). */

@@ -1,5 +1,6 @@
 package io.qblk.faults;
 
+import io.qblk.qcow2.CompressionType;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
@@ -69,6 +70,7 @@ final class HostileImages {
             }
             out.add(new Seed("engine-" + Workload.sizeName(s[0]) + "-v" + s[1] + "-rc" + s[2], m.snapshot()));
         }
+        out.add(new Seed("engine-zstd-4k", zstdImage()));
         if (scratch != null && QemuImgCheck.available()) {
             // compressed clusters come from qemu-img convert -c
             Path raw = scratch.resolve("hostile-src.raw"), q = scratch.resolve("hostile-compressed.qcow2");
@@ -77,10 +79,14 @@ final class HostileImages {
             for (int i = 0; i < data.length; i += 4096) if (r.nextInt(3) > 0) for (int j = 0; j < 4096; j++) data[i + j] = (byte) ((i / 4096) * 7 + (j % 13 == 0 ? r.nextInt(256) : 0));
             Files.write(raw, data);
             try {
-                Process p = new ProcessBuilder("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw.toString(), q.toString())
-                        .redirectErrorStream(true).start();
-                p.getInputStream().readAllBytes();
-                if (p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0) out.add(new Seed("qemu-compressed-4k", Files.readAllBytes(q)));
+                for (String type : new String[] {"zlib", "zstd"}) {
+                    Files.deleteIfExists(q);
+                    Process p = new ProcessBuilder("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096,compression_type=" + type,
+                            raw.toString(), q.toString()).redirectErrorStream(true).start();
+                    p.getInputStream().readAllBytes();
+                    if (p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0)
+                        out.add(new Seed(type.equals("zlib") ? "qemu-compressed-4k" : "qemu-zstd-4k", Files.readAllBytes(q)));
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             } finally {
@@ -121,6 +127,20 @@ final class HostileImages {
             }
         }
         return out;
+    }
+
+    /** A 1 MiB image (4 KiB clusters) whose every cluster the engine wrote zstd-compressed (byte i of cluster k: i % 61 + k). */
+    static byte[] zstdImage() throws IOException {
+        MemoryBackend m = new MemoryBackend();
+        Qcow2Image.create(m, CreateOptions.defaults(1L << 20).withClusterSize(4096).withCompression(CompressionType.ZSTD));
+        try (Qcow2Image img = Qcow2Image.open(m, OpenOptions.defaults()); Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(4096, 4096);
+            for (long off = 0; off < (1L << 20); off += 4096) {
+                for (int i = 0; i < 4096; i++) buf.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) ((i % 61) + off / 4096));
+                if (!img.writeCompressed(off, buf)) throw new AssertionError("cluster at " + off + " did not compress");
+            }
+        }
+        return m.snapshot();
     }
 
     // ------------------------------------------------------------------ layout (independent parse)

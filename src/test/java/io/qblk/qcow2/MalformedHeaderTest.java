@@ -67,9 +67,7 @@ class MalformedHeaderTest {
                 Arguments.of("header_length past cluster", 3, (Patch) p -> p.u32(100, 1 << 20)),
                 Arguments.of("unknown incompatible bit", 3, (Patch) p -> p.u64(72, p.u64(72) | (1L << 20))),
                 Arguments.of("unknown incompatible bit 63", 3, (Patch) p -> p.u64(72, p.u64(72) | (1L << 63))),
-                Arguments.of("AES encryption", 3, (Patch) p -> p.u32(32, 1)),
                 Arguments.of("LUKS encryption", 3, (Patch) p -> p.u32(32, 2)),
-                Arguments.of("encryption v2", 2, (Patch) p -> p.u32(32, 1)),
                 Arguments.of("external data file", 3, (Patch) p -> p.u64(72, p.u64(72) | (1L << 2))),
                 Arguments.of("truncated file", 3, (Patch) p -> p.setLength(50)));
     }
