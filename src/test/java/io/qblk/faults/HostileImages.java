@@ -4,6 +4,9 @@ import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
+import io.qblk.testing.IoEvent;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.RecordingBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
@@ -251,7 +254,7 @@ final class HostileImages {
         boolean rejected = false;
         try {
             // 1. read-only: open, read, map, check
-            try (Qcow2Image img = Qcow2Image.open(new MemoryBackend(image.clone(), image.length), OpenOptions.defaults().withReadOnly(true).withCacheBytes(1 << 20))) {
+            try (Qcow2Image img = Qcow2Image.open(new MemoryBackend(image), OpenOptions.defaults().withReadOnly(true).withCacheBytes(1 << 20))) {
                 stage = "read";
                 readSome(img, r);
                 stage = "map";
@@ -265,7 +268,7 @@ final class HostileImages {
             // 2. read-write: data writes must stay off live metadata
             TreeMap<Long, String> live = liveMetadata(image);
             int cs = 1 << Math.max(9, Math.min(21, ByteBuffer.wrap(image).getInt(20)));
-            MemoryBackend mem = new MemoryBackend(image.clone(), image.length);
+            MemoryBackend mem = new MemoryBackend(image);
             RecordingBackend rec = new RecordingBackend(mem);
             stage = "open read-write";
             Qcow2Image img;
