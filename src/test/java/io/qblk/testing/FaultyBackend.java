@@ -91,46 +91,19 @@ public final class FaultyBackend implements IoBackend {
         return new ErrnoException(name + " (injected)", e);
     }
 
-    @Override
-    public void read(long offset, MemorySegment dst) throws IOException {
-        check(Op.READ, "pread");
-        inner.read(offset, dst);
-    }
+    @Override public void read(long offset, MemorySegment dst) throws IOException { check(Op.READ, "pread"); inner.read(offset, dst); }
 
-    @Override
-    public void write(long offset, MemorySegment src) throws IOException {
-        if (check(Op.WRITE, "pwrite")) inner.write(offset, src);
-    }
+    @Override public void write(long offset, MemorySegment src) throws IOException { if (check(Op.WRITE, "pwrite")) inner.write(offset, src); }
 
-    @Override
-    public void datasync() throws IOException {
-        check(Op.DATASYNC, "fdatasync");
-        inner.datasync();
-    }
+    @Override public void datasync() throws IOException { check(Op.DATASYNC, "fdatasync"); inner.datasync(); }
 
-    @Override
-    public long size() throws IOException {
-        check(Op.SIZE, "fstat");
-        return inner.size();
-    }
+    @Override public long size() throws IOException { check(Op.SIZE, "fstat"); return inner.size(); }
 
-    @Override
-    public void truncate(long length) throws IOException {
-        check(Op.TRUNCATE, "ftruncate");
-        inner.truncate(length);
-    }
+    @Override public void truncate(long length) throws IOException { check(Op.TRUNCATE, "ftruncate"); inner.truncate(length); }
 
-    @Override
-    public void allocate(long offset, long length) throws IOException {
-        check(Op.ALLOCATE, "fallocate");
-        inner.allocate(offset, length);
-    }
+    @Override public void allocate(long offset, long length) throws IOException { check(Op.ALLOCATE, "fallocate"); inner.allocate(offset, length); }
 
-    @Override
-    public void punchHole(long offset, long length) throws IOException {
-        check(Op.PUNCH_HOLE, "fallocate");
-        inner.punchHole(offset, length);
-    }
+    @Override public void punchHole(long offset, long length) throws IOException { check(Op.PUNCH_HOLE, "fallocate"); inner.punchHole(offset, length); }
 
     @Override public boolean readOnly() { return inner.readOnly(); }
 
