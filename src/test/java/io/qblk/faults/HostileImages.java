@@ -397,12 +397,14 @@ final class HostileImages {
 
     public static void main(String[] args) throws Exception {
         long n = 2000, seed = System.nanoTime() & 0xffffffL;
+        Long example = null; // one example-seed of a failure line, alone
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--images" -> n = Long.parseLong(args[++i]);
                 case "--seed" -> seed = Long.parseLong(args[++i]);
+                case "--example" -> example = Long.parseLong(args[++i]);
                 default -> {
-                    System.err.println("usage: HostileImages [--images N] [--seed S]");
+                    System.err.println("usage: HostileImages [--images N] [--seed S] [--example EXAMPLE_SEED]");
                     System.exit(2);
                 }
             }
@@ -413,7 +415,11 @@ final class HostileImages {
         HostileImages h = new HostileImages();
         System.out.println("hostile: seed=" + seed + " seeds=" + seeds.stream().map(Seed::name).toList());
         Random r = new Random(seed);
-        for (long i = 0; i < n; i++) h.tryOne(seeds, r.nextLong(), System.out);
+        if (example != null) {
+            long t0 = System.nanoTime();
+            HostileImages.Outcome o = h.tryOne(seeds, example, System.out);
+            System.out.printf("hostile: example-seed=%d %s in %.1f s%n", example, o.verdict(), (System.nanoTime() - t0) / 1e9);
+        } else for (long i = 0; i < n; i++) h.tryOne(seeds, r.nextLong(), System.out);
         h.close();
         System.out.println("hostile: rejected with a clear error=" + h.rejected + " overwrote live metadata=" + h.overwrites);
         System.out.println(h.summary());
