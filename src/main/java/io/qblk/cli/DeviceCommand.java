@@ -144,6 +144,8 @@ public class DeviceCommand {
         @Option(names = "--read-only") Boolean readOnly;
         @Option(names = "--nbd-address", description = "host:port for the NBD export.") String nbdAddress;
         @Option(names = "--create-size", description = "Create the image with this size when missing (e.g. 8G).") String createSize;
+        @Option(names = "--cache", paramLabel = "none|writeback",
+                description = "Page-cache use of the image (default: the service's qblk.ublk.cache for ublk, writeback for NBD).") String cache;
 
         @Override
         public Integer call() throws Exception {
@@ -158,6 +160,7 @@ public class DeviceCommand {
             if (readOnly != null) body.put("readOnly", readOnly);
             if (nbdAddress != null) body.put("nbdAddress", nbdAddress);
             if (createSize != null) body.put("createSize", createSize);
+            if (cache != null) body.put("cache", cache);
             JsonNode d = remote.call("POST", "/devices", body);
             PrintWriter out = spec.commandLine().getOut();
             if (json) printJson(out, d);

@@ -134,8 +134,8 @@ public class ExportCommand implements Callable<Integer> {
         }
         MetadataWrite metadataWrite = metadata != null ? MetadataWrite.parse(metadata)
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
-        CacheMode cacheMode = cache != null ? CacheMode.parse(cache)
-                : frontend == Frontend.UBLK ? UblkExport.defaultCacheMode() : CacheMode.WRITEBACK;
+        CacheMode cacheMode = frontend == Frontend.UBLK ? UblkCommand.cacheMode(cache)
+                : cache != null ? CacheMode.parse(cache) : CacheMode.WRITEBACK;
         BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite, cacheMode);
         if (!readOnly && target.writeRefusal() != null) {
             spec.commandLine().getErr().println("qblk: serving read-only: " + target.writeRefusal());

@@ -57,11 +57,19 @@ public class UblkCommand {
 
     /** Help text of --cache on the ublk commands. */
     static final String CACHE_HELP = "image page-cache use: none (O_DIRECT for aligned requests, like ublksrv and qemu-nbd "
-            + "--cache=none) or writeback (buffered); default: see docs/ublk.md (QBLK_UBLK_CACHE overrides it)";
+            + "--cache=none) or writeback (buffered); default none, or the environment variable QBLK_UBLK_CACHE";
 
-    /** --cache as given, or the ublk default. */
+    /** The environment variable that sets the ublk commands' --cache default (read here, at the CLI's edge only). */
+    static final String CACHE_ENV = "QBLK_UBLK_CACHE";
+
+    /**
+     * --cache as given, else QBLK_UBLK_CACHE, else none (measured in docs/performance.md, issue 11;
+     * like ublksrv and qemu-nbd --cache=none). The library only ever gets the chosen mode.
+     */
     static CacheMode cacheMode(String cache) {
-        return cache != null ? CacheMode.parse(cache) : UblkExport.defaultCacheMode();
+        if (cache != null) return CacheMode.parse(cache);
+        String env = System.getenv(CACHE_ENV);
+        return env == null || env.isBlank() ? CacheMode.NONE : CacheMode.parse(env);
     }
 
     /** Help text of --file-io on the ublk commands. */

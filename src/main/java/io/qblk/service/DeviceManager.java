@@ -133,7 +133,7 @@ public class DeviceManager {
 
     private void startDefault(String address) {
         Path image = paths.allowedDirs().getFirst().resolve("default.qcow2");
-        DeviceSpec nbd = new DeviceSpec("default", image, ImageFormat.QCOW2, FrontendType.NBD, 1, 128, false, address, DEFAULT_IMAGE_SIZE);
+        DeviceSpec nbd = new DeviceSpec("default", image, ImageFormat.QCOW2, FrontendType.NBD, 1, 128, false, address, DEFAULT_IMAGE_SIZE, null);
         boolean ublkToo = false;
         String noUblk = null;
         Optional<Frontend> ublk = frontend(FrontendType.UBLK);

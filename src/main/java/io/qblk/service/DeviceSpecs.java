@@ -1,5 +1,6 @@
 package io.qblk.service;
 
+import io.qblk.io.CacheMode;
 import io.qblk.target.ImageFormat;
 import io.qblk.util.Sizes;
 import io.qblk.service.ApiException.FieldError;
@@ -22,7 +23,7 @@ public final class DeviceSpecs {
 
     /** Raw, unchecked fields as they come from configuration or JSON. */
     public record Draft(String name, String image, String target, String frontend, Integer queues, Integer depth,
-                        Boolean readOnly, String nbdAddress, String createSize) {}
+                        Boolean readOnly, String nbdAddress, String createSize, String cache) {}
 
     public static final class Invalid extends Exception {
         private final List<FieldError> errors;
@@ -76,6 +77,11 @@ public final class DeviceSpecs {
                 errors.add(new FieldError(key(prefix, "create-size"), e.getMessage()));
             }
         }
+        CacheMode cache = null;
+        if (d.cache() != null) {
+            try { cache = CacheMode.parse(d.cache()); }
+            catch (IllegalArgumentException e) { errors.add(new FieldError(key(prefix, "cache"), e.getMessage())); }
+        }
         Path image = null;
         if (target == ImageFormat.NULL) {
             if (d.image() != null) errors.add(new FieldError(key(prefix, "image"), "the null target takes no image"));
@@ -91,7 +97,7 @@ public final class DeviceSpecs {
         }
         if (!errors.isEmpty()) throw new Invalid(errors);
         return new DeviceSpec(d.name(), image, target, frontend, queues, depth,
-                d.readOnly() != null && d.readOnly(), nbdAddress, createSize);
+                d.readOnly() != null && d.readOnly(), nbdAddress, createSize, cache);
     }
 
     /** Configuration keys are kebab-case; JSON fields (empty prefix) camelCase. */
@@ -116,7 +122,7 @@ public final class DeviceSpecs {
     public static List<Draft> drafts(Map<String, QblkConfig.DeviceConfig> devices) {
         List<Draft> out = new ArrayList<>();
         devices.forEach((name, c) -> out.add(new Draft(name, c.image().orElse(null), c.target(), c.frontend(),
-                c.queues(), c.depth(), c.readOnly(), c.nbdAddress().orElse(null), c.createSize().orElse(null))));
+                c.queues(), c.depth(), c.readOnly(), c.nbdAddress().orElse(null), c.createSize().orElse(null), c.cache().orElse(null))));
         return out;
     }
 }

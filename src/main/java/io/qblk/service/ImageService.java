@@ -1,5 +1,6 @@
 package io.qblk.service;
 
+import io.qblk.io.CacheMode;
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.json.QemuJson;
@@ -117,13 +118,14 @@ public class ImageService {
      * A device's open options: the allowed-dirs backing policy; a ublk device's file I/O goes through
      * the io_uring of the queue whose tag asks (as {@code qblk.ublk.file-io} says) and its qcow2
      * metadata is written through (like {@code qblk export --ublk}), so every completed write
-     * survives the service dying.
+     * survives the service dying. The image's page-cache use is the device's {@code cache}, else
+     * {@code qblk.ublk.cache} for ublk devices and writeback for NBD devices (as {@code qblk export}).
      */
     TargetOptions deviceOptions(DeviceSpec spec) {
         TargetOptions o = options(spec.target()).withReadOnly(spec.readOnly()).withNullSize(spec.createSize());
-        if (spec.frontend() != FrontendType.UBLK) return o;
+        if (spec.frontend() != FrontendType.UBLK) return spec.cache() == null ? o : o.withCache(spec.cache());
         return o.withFileIo(FileIo.forUblk(config.ublk().fileIo())).withMetadata(MetadataWrite.WRITETHROUGH)
-                .withCache(io.qblk.ublk.UblkExport.defaultCacheMode());
+                .withCache(spec.cache() != null ? spec.cache() : CacheMode.parse(config.ublk().cache()));
     }
 
     private TargetOptions options(ImageFormat format) {

@@ -57,6 +57,12 @@ public interface QblkConfig {
         /** Create the image with this size (e.g. 8G) when it does not exist. */
         @WithName("create-size")
         Optional<String> createSize();
+
+        /**
+         * Page-cache use of the image file: none (O_DIRECT for aligned requests) or writeback.
+         * Default: {@code qblk.ublk.cache} for ublk devices, writeback for NBD devices.
+         */
+        Optional<String> cache();
     }
 
     interface Api {
@@ -88,6 +94,15 @@ public interface QblkConfig {
         @WithDefault("auto")
         @Pattern(regexp = "auto|ring|pread", message = "must be auto, ring or pread")
         String fileIo();
+
+        /**
+         * Page-cache use of a ublk device's image unless the device sets {@code cache}: none
+         * (default: O_DIRECT for aligned requests, like ublksrv and qemu-nbd --cache=none) or
+         * writeback. The environment variable QBLK_UBLK_CACHE sets it too (as every qblk.* key).
+         */
+        @WithDefault("none")
+        @Pattern(regexp = "none|writeback", message = "must be none or writeback")
+        String cache();
     }
 
     interface Nbd {

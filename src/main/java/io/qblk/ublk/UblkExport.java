@@ -1,8 +1,6 @@
 package io.qblk.ublk;
 
 import io.qblk.target.BlockTarget;
-
-import io.qblk.io.CacheMode;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.util.concurrent.CountDownLatch;
@@ -18,16 +16,6 @@ public final class UblkExport {
     private UblkExport() {}
 
     /** Serves a new device; returns the process exit code. */
-    /**
-     * The image page-cache use of a ublk device unless chosen per device (--cache, the service's
-     * device key): QBLK_UBLK_CACHE (none or writeback) when set, else none (measured in
-     * docs/performance.md, issue 11; like ublksrv and qemu-nbd --cache=none).
-     */
-    public static CacheMode defaultCacheMode() {
-        String v = System.getenv("QBLK_UBLK_CACHE");
-        return v == null || v.isBlank() ? CacheMode.NONE : CacheMode.parse(v);
-    }
-
     public static int serve(BlockTarget target, UblkServer.Options options, PrintStream out) throws IOException {
         UblkServer server;
         try {

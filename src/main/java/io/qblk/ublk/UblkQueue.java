@@ -1,5 +1,6 @@
 package io.qblk.ublk;
 
+import io.qblk.util.DebugSwitches;
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.target.BlockTarget;
@@ -53,11 +54,11 @@ final class UblkQueue {
     static final int IOD_BYTES = 24, MAX_QUEUE_DEPTH = 4096;
     static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_ZEROES = 5;
     static final int F_FUA = 1 << 13, F_NOUNMAP = 1 << 15;
-    /** QBLK_UBLK_TRACE=1 prints every io command and completion to stderr (debugging only). */
-    private static final boolean TRACE = "1".equals(System.getenv("QBLK_UBLK_TRACE"));
+    /** QBLK_UBLK_TRACE=1 prints every io command and completion to stderr (debugging only; {@link DebugSwitches}). */
+    private static final boolean TRACE = DebugSwitches.process().ublkTrace();
 
-    /** QBLK_UBLK_FIXED_BUFFERS=0 keeps the tag buffers unregistered (plain READ/WRITE; for comparison). */
-    private static final boolean FIXED_BUFFERS = !"0".equals(System.getenv("QBLK_UBLK_FIXED_BUFFERS"));
+    /** QBLK_UBLK_FIXED_BUFFERS=0 keeps the tag buffers unregistered (plain READ/WRITE; for comparison; {@link DebugSwitches}). */
+    private static final boolean FIXED_BUFFERS = DebugSwitches.process().fixedBuffers();
 
     private static void trace(String s) {
         if (TRACE) System.err.println("ublk-trace " + s);

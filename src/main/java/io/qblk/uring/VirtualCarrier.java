@@ -1,5 +1,6 @@
 package io.qblk.uring;
 
+import io.qblk.util.DebugSwitches;
 import java.lang.reflect.Constructor;
 import java.util.ArrayDeque;
 import java.util.concurrent.Executor;
@@ -21,7 +22,7 @@ import java.util.logging.Logger;
  * one log line says why, and callers keep the default scheduler.
  *
  * <p>{@code QBLK_CARRIER=0} (environment) or {@code -Dqblk.carrier=off} turns it off deliberately
- * (comparisons, tests of the fallback).
+ * (comparisons, tests of the fallback), read by {@link DebugSwitches}.
  */
 public final class VirtualCarrier {
     private static final Logger LOG = Logger.getLogger(VirtualCarrier.class.getName());
@@ -31,7 +32,7 @@ public final class VirtualCarrier {
     static {
         Constructor<?> ctor = null;
         String why;
-        if ("0".equals(System.getenv("QBLK_CARRIER")) || "off".equals(System.getProperty("qblk.carrier"))) {
+        if (!DebugSwitches.process().carrier()) {
             why = "turned off (QBLK_CARRIER=0 or -Dqblk.carrier=off)";
         } else {
             try {

@@ -16,6 +16,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @QuarkusMainTest
 class UblkCommandTest {
+    /** --cache wins; without it the CLI's edge reads QBLK_UBLK_CACHE, else none; the library only gets the result. */
+    @Test
+    void cacheOptionElseTheEnvironmentElseNone() {
+        assertEquals(io.qblk.io.CacheMode.WRITEBACK, UblkCommand.cacheMode("writeback"));
+        assertEquals(io.qblk.io.CacheMode.NONE, UblkCommand.cacheMode("none"));
+        String env = System.getenv(UblkCommand.CACHE_ENV);
+        assertEquals(env == null || env.isBlank() ? io.qblk.io.CacheMode.NONE : io.qblk.io.CacheMode.parse(env), UblkCommand.cacheMode(null));
+    }
+
     private static final String NO_DRIVER = "qblk: this kernel has no ublk driver (CONFIG_BLK_DEV_UBLK";
 
     @Test

@@ -5,6 +5,9 @@ import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
+import io.qblk.testing.IoEvent;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.RecordingBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
@@ -98,7 +101,7 @@ final class CrashStateExplorer {
     static Recorded record(Workload w) throws IOException {
         if (w.kind().equals("rebuild")) return recordRebuild(w);
         byte[] base = w.baseImage();
-        MemoryBackend mem = new MemoryBackend(base.clone(), base.length);
+        MemoryBackend mem = new MemoryBackend(base);
         RecordingBackend rec = new RecordingBackend(mem);
         Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
         List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
@@ -128,7 +131,7 @@ final class CrashStateExplorer {
         damageRefcounts(mem, w.refcountDamage());
         byte[] base = mem.snapshot();
         long damaged;
-        try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(base.clone(), base.length), OpenOptions.defaults().withReadOnly(true))) {
+        try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(base), OpenOptions.defaults().withReadOnly(true))) {
             damaged = ro.check(RepairMode.NONE).corruptions();
         }
         if (damaged == 0) throw new IOException(w.name() + ": the damage left no corruption to repair");
@@ -228,13 +231,13 @@ final class CrashStateExplorer {
         long t0 = System.nanoTime();
         long before = explored, writes = r.log().stream().filter(e -> !e.isSync()).count();
         long syncs = r.log().size() - writes;
-        MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
+        MemoryBackend durable = new MemoryBackend(r.base());
         int applied = 0;
         long bad0 = corrupt + lost + foreign + leaksAfterRepair + snapshotsBroken;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment disk = arena.allocate(w.virtualSize(), 4096);
             for (CrashPoint p : points) {
-                for (; applied < p.durablePrefix(); applied++) apply(durable, r.log().get(applied));
+                for (; applied < p.durablePrefix(); applied++) r.log().get(applied).applyTo(durable);
                 byte[] base = durable.snapshot();
                 ExpectedContents.Expectation e = exp.at(p.flushId(), p.crashTick());
                 Random rnd = new Random(seed * 1_000_003L + w.name().hashCode() * 7919L + p.index());
@@ -269,13 +272,13 @@ final class CrashStateExplorer {
         Workload w = r.workload();
         ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
         List<CrashPoint> points = crashPoints(r, exp);
-        MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
+        MemoryBackend durable = new MemoryBackend(r.base());
         int applied = 0;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment disk = arena.allocate(w.virtualSize(), 4096);
             for (CrashPoint p : points) {
                 if (p.crashTick() <= fromTick) continue;
-                for (; applied < p.durablePrefix(); applied++) apply(durable, r.log().get(applied));
+                for (; applied < p.durablePrefix(); applied++) r.log().get(applied).applyTo(durable);
                 byte[] base = durable.snapshot();
                 ExpectedContents.Expectation e = exp.at(p.flushId(), p.crashTick());
                 Random rnd = new Random(seed * 1_000_003L + w.name().hashCode() * 7919L + p.index());
@@ -323,31 +326,15 @@ final class CrashStateExplorer {
         checkState(r, p, base, e, disk, inc, t, keep, rnd, "torn=" + k + " write#" + t);
     }
 
-    private static void apply(MemoryBackend m, IoEvent ev) throws IOException {
-        switch (ev.kind()) {
-            case WRITE -> m.write(ev.offset(), MemorySegment.ofArray(ev.data()));
-            case TRUNCATE -> { if (ev.length() > m.size()) m.truncate(ev.length()); }
-            case SYNC -> {}
-        }
-    }
-
     private void checkState(Recorded r, CrashPoint p, byte[] base, ExpectedContents.Expectation e, MemorySegment disk,
             boolean[] inc, int tornIdx, boolean[] keep, Random rnd, String what) throws IOException {
         explored++;
-        OverlayBackend st = new OverlayBackend(base, base.length, "crash-state");
+        MemoryBackend st = new MemoryBackend(base, 4096, "crash-state");
         List<IoEvent> fl = p.inflight();
         for (int i = 0; i < fl.size(); i++) {
             if (!inc[i]) continue;
-            IoEvent ev = fl.get(i);
-            if (ev.kind() == IoEvent.Kind.TRUNCATE) {
-                if (ev.length() > st.size()) st.allocate(0, ev.length());
-            } else if (i == tornIdx) {
-                for (int s = 0; s < keep.length; s++) {
-                    if (!keep[s]) continue;
-                    int off = s * 512, len = (int) Math.min(512, ev.length() - off);
-                    st.put(ev.offset() + off, ev.data(), off, len);
-                }
-            } else if (ev.kind() == IoEvent.Kind.WRITE) st.put(ev.offset(), ev.data(), 0, (int) ev.length());
+            if (i == tornIdx) fl.get(i).applySectors(st, keep);
+            else fl.get(i).applyTo(st);
         }
         String where = r.workload().name() + " seed=" + seed + " crash-point=" + p.index() + " " + what;
         if (qemu && explored % qemuEvery == 0) {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import io.qblk.testing.IoEvent;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 

@@ -1,5 +1,6 @@
 package io.qblk.faults;
 
+import io.qblk.testing.MemoryBackend;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -38,7 +39,7 @@ class EngineFaultRegressionTest {
         long refblock = b.getLong((int) b.getLong(48));
         b.putLong((int) (l2 + 8), refblock | (1L << 63)); // guest cluster 1 -> refcount block
         byte[] before = Arrays.copyOfRange(img, (int) refblock, (int) refblock + CS);
-        MemoryBackend m = new MemoryBackend(img, img.length);
+        MemoryBackend m = new MemoryBackend(img);
         try (Qcow2Image q = Qcow2Image.open(m, OpenOptions.defaults()); Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(4096, 4096);
             SectorTags.fill(s, 2, CS / 512);
@@ -59,7 +60,7 @@ class EngineFaultRegressionTest {
         b.putLong((int) b.getLong(48) + 16, -CS);
         for (boolean ro : new boolean[] {true, false}) {
             Qcow2Exception e = assertThrows(Qcow2Exception.class,
-                    () -> Qcow2Image.open(new MemoryBackend(img.clone(), img.length), OpenOptions.defaults().withReadOnly(ro)).close());
+                    () -> Qcow2Image.open(new MemoryBackend(img), OpenOptions.defaults().withReadOnly(ro)).close());
             assertTrue(e.getMessage().contains("refcount table entry 2"), e.getMessage());
         }
     }

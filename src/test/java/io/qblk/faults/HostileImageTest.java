@@ -10,6 +10,7 @@ import static org.quicktheories.generators.SourceDSL.longs;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.testing.MemoryBackend;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
@@ -112,7 +113,7 @@ class HostileImageTest {
             }
         }
         assertTrue(frames >= 200, "the image holds zstd frames: " + frames);
-        MemoryBackend m = new MemoryBackend(img, img.length);
+        MemoryBackend m = new MemoryBackend(img);
         int errors = 0;
         try (Qcow2Image q = Qcow2Image.open(m, OpenOptions.defaults().withReadOnly(true)); Arena a = Arena.ofConfined()) {
             MemorySegment buf = a.allocate(4096, 4096);

@@ -5,6 +5,9 @@ import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.qcow2.RepairMode;
+import io.qblk.testing.IoEvent;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.RecordingBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
@@ -384,7 +387,7 @@ final class HostileImages {
         boolean rejected = false;
         try {
             // 1. read-only: open, read, map, check
-            try (Qcow2Image img = Qcow2Image.open(new MemoryBackend(image.clone(), image.length), OpenOptions.defaults().withReadOnly(true).withCacheBytes(1 << 20))) {
+            try (Qcow2Image img = Qcow2Image.open(new MemoryBackend(image), OpenOptions.defaults().withReadOnly(true).withCacheBytes(1 << 20))) {
                 stage = "read";
                 readSome(img, r);
                 stage = "map";
@@ -398,7 +401,7 @@ final class HostileImages {
             // 2. read-write: data writes must stay off live metadata
             TreeMap<Long, String> live = liveMetadata(image);
             int cs = 1 << Math.max(9, Math.min(21, ByteBuffer.wrap(image).getInt(20)));
-            MemoryBackend mem = new MemoryBackend(image.clone(), image.length);
+            MemoryBackend mem = new MemoryBackend(image);
             RecordingBackend rec = new RecordingBackend(mem);
             stage = "open read-write";
             Qcow2Image img;
@@ -528,12 +531,14 @@ final class HostileImages {
 
     public static void main(String[] args) throws Exception {
         long n = 2000, seed = System.nanoTime() & 0xffffffL;
+        Long example = null; // one example-seed of a failure line, alone
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--images" -> n = Long.parseLong(args[++i]);
                 case "--seed" -> seed = Long.parseLong(args[++i]);
+                case "--example" -> example = Long.parseLong(args[++i]);
                 default -> {
-                    System.err.println("usage: HostileImages [--images N] [--seed S]");
+                    System.err.println("usage: HostileImages [--images N] [--seed S] [--example EXAMPLE_SEED]");
                     System.exit(2);
                 }
             }
@@ -544,7 +549,11 @@ final class HostileImages {
         HostileImages h = new HostileImages();
         System.out.println("hostile: seed=" + seed + " seeds=" + seeds.stream().map(Seed::name).toList());
         Random r = new Random(seed);
-        for (long i = 0; i < n; i++) h.tryOne(seeds, r.nextLong(), System.out);
+        if (example != null) {
+            long t0 = System.nanoTime();
+            HostileImages.Outcome o = h.tryOne(seeds, example, System.out);
+            System.out.printf("hostile: example-seed=%d %s in %.1f s%n", example, o.verdict(), (System.nanoTime() - t0) / 1e9);
+        } else for (long i = 0; i < n; i++) h.tryOne(seeds, r.nextLong(), System.out);
         h.close();
         System.out.println("hostile: rejected with a clear error=" + h.rejected + " overwrote live metadata=" + h.overwrites);
         System.out.println(h.summary());

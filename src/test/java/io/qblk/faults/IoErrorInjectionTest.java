@@ -1,5 +1,9 @@
 package io.qblk.faults;
 
+import io.qblk.testing.FaultyBackend;
+import io.qblk.testing.IoEvent;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.RecordingBackend;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -35,8 +39,7 @@ class IoErrorInjectionTest {
         byte[] base = template.snapshot();
         long lostStates = 0;
         for (long n = 1; n <= 6; n++) {
-            MemoryBackend mem = new MemoryBackend(base.clone(), base.length);
-            FailingBackend fb = new FailingBackend(mem, FailingBackend.Target.WRITE, n, Errno.EIO);
+            FaultyBackend fb = new FaultyBackend(new MemoryBackend(base)).failNth(IoErrorInjector.Target.WRITE.ops, n, Errno.EIO);
             fb.swallowWrites = true;
             RecordingBackend rec = new RecordingBackend(fb);
             try (Qcow2Image img = Qcow2Image.open(rec, io.qblk.qcow2.OpenOptions.defaults())) {

@@ -5,10 +5,16 @@ import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Preallocation;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.testing.FaultyBackend.Op;
+import io.qblk.testing.FaultyBackend;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.RecordingBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
+import java.util.Set;
 
 /**
  * Exhaustive I/O error injection (the idea of qemu iotests 026): for every workload, every kind of
@@ -30,7 +36,18 @@ final class IoErrorInjector {
         this.checker = new CrashStateExplorer(seed, 0, List.of(), 0, out);
     }
 
-    static final List<FailingBackend.Target> TARGETS = List.of(FailingBackend.Target.values());
+    /** The kinds of call whose Nth one fails: writes, datasyncs, allocations (truncate/fallocate). */
+    enum Target {
+        WRITE(EnumSet.of(Op.WRITE)), DATASYNC(EnumSet.of(Op.DATASYNC)), ALLOCATION(FaultyBackend.ALLOCATION);
+
+        final Set<Op> ops;
+
+        Target(Set<Op> ops) {
+            this.ops = ops;
+        }
+    }
+
+    static final List<Target> TARGETS = List.of(Target.values());
     static final int[] ERRNOS = {Errno.EIO, Errno.ENOSPC};
 
     long corrupt() {
@@ -46,7 +63,7 @@ final class IoErrorInjector {
         for (Workload w : workloads) {
             long before = injected, bad = corrupt() + silent + checker.lost;
             byte[] base = w.baseImage();
-            for (FailingBackend.Target t : TARGETS) {
+            for (Target t : TARGETS) {
                 long calls = runOnce(w, base, t, 0, Errno.EIO, statesPerPoint);
                 for (int errno : ERRNOS) for (long n = 1; n <= calls; n++) runOnce(w, base, t, n, errno, statesPerPoint);
             }
@@ -58,10 +75,9 @@ final class IoErrorInjector {
     }
 
     /** Runs the workload with the Nth call of kind {@code t} failing (0: none); returns the number of such calls seen. */
-    long runOnce(Workload w, byte[] base, FailingBackend.Target t, long n, int errno, int statesPerPoint) throws IOException {
+    long runOnce(Workload w, byte[] base, Target t, long n, int errno, int statesPerPoint) throws IOException {
         runs++;
-        MemoryBackend mem = new MemoryBackend(base.clone(), base.length);
-        FailingBackend fb = new FailingBackend(mem, t, n, errno);
+        FaultyBackend fb = new FaultyBackend(new MemoryBackend(base)).failNth(t.ops, n, errno);
         RecordingBackend rec = new RecordingBackend(fb);
         String where = w.name() + " seed=" + seed + " " + Errno.name(errno) + " on " + t.name().toLowerCase() + " #" + n;
         List<GuestOp> ops = new ArrayList<>();
@@ -104,13 +120,13 @@ final class IoErrorInjector {
     void preallocation() throws IOException {
         for (Preallocation p : List.of(Preallocation.METADATA, Preallocation.FALLOC, Preallocation.FULL)) {
             CreateOptions o = CreateOptions.defaults(1L << 20).withClusterSize(4096).withPreallocation(p);
-            for (FailingBackend.Target t : TARGETS) {
-                FailingBackend count = new FailingBackend(new MemoryBackend(), t, 0, Errno.EIO);
+            for (Target t : TARGETS) {
+                FaultyBackend count = new FaultyBackend(new MemoryBackend()).failNth(t.ops, 0, Errno.EIO);
                 Qcow2Image.create(count, o);
                 for (int errno : ERRNOS) {
                     for (long n = 1; n <= count.count(); n++) {
                         runs++;
-                        FailingBackend fb = new FailingBackend(new MemoryBackend(), t, n, errno);
+                        FaultyBackend fb = new FaultyBackend(new MemoryBackend()).failNth(t.ops, n, errno);
                         boolean threw = false;
                         try {
                             Qcow2Image.create(fb, o);

@@ -1,5 +1,6 @@
 package io.qblk.faults;
 
+import io.qblk.testing.MemoryBackend;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.file.Files;
@@ -29,7 +30,7 @@ final class QemuImgCheck {
     }
 
     /** Exit code of {@code qemu-img check -f qcow2} on the state; output in {@code out[0]}. */
-    static int check(OverlayBackend state, String[] out) throws IOException {
+    static int check(MemoryBackend state, String[] out) throws IOException {
         Path f = Files.createTempFile(scratchDir(), "qblk-crash-", ".qcow2");
         try {
             try (OutputStream os = Files.newOutputStream(f)) {

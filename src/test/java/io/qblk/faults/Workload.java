@@ -2,6 +2,7 @@ package io.qblk.faults;
 
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.testing.MemoryBackend;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;

@@ -1,5 +1,6 @@
 package io.qblk.faults;
 
+import io.qblk.testing.IoEvent;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;

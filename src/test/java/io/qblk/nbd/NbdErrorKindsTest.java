@@ -1,5 +1,6 @@
 package io.qblk.nbd;
 
+import io.qblk.testing.FaultyBackend;
 import static io.qblk.nbd.NbdProtocol.*;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -7,7 +8,6 @@ import io.qblk.io.Errno;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.target.BlockTarget;
-import io.qblk.target.FaultyBackend;
 import io.qblk.target.RawTarget;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -55,19 +55,19 @@ class NbdErrorKindsTest {
 
     @Test
     void enospcFromTheBackendIsNbdEnospc() throws IOException {
-        backend.writeErrno = Errno.ENOSPC;
+        backend.fail(Errno.ENOSPC, FaultyBackend.MODIFYING);
         assertEquals(ENOSPC, writeError("raw"));
-        backend.writeErrno = Errno.EDQUOT;
+        backend.fail(Errno.EDQUOT, FaultyBackend.MODIFYING);
         assertEquals(ENOSPC, writeError("raw"), "a quota is out of space too");
-        backend.writeErrno = 0;
+        backend.heal();
         assertEquals(0, writeError("raw"), "the export serves again once space is back");
     }
 
     @Test
     void erofsIsNbdEpermAndEioStaysEio() throws IOException {
-        backend.writeErrno = Errno.EROFS;
+        backend.fail(Errno.EROFS, FaultyBackend.MODIFYING);
         assertEquals(EPERM, writeError("raw"));
-        backend.writeErrno = Errno.EIO;
+        backend.fail(Errno.EIO, FaultyBackend.MODIFYING);
         assertEquals(EIO, writeError("raw"));
     }
 

@@ -3,12 +3,18 @@ package io.qblk.qcow2;
 import static io.qblk.qcow2.TestImages.*;
 import static org.junit.jupiter.api.Assertions.*;
 
+import io.qblk.io.Errno;
+import io.qblk.testing.FaultyBackend;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.PowerCut;
+import io.qblk.testing.RecordingBackend;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Random;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -23,18 +29,31 @@ class Qcow2CrashTest {
     @TempDir
     Path dir;
 
+    /**
+     * A freshly created image in memory (taken as durable), then every call through a fault
+     * injector and a recorder whose events keep a power-cut view up to date.
+     */
+    record Disk(FaultyBackend faults, RecordingBackend file, PowerCut cut) {
+        static Disk created(CreateOptions o) throws IOException {
+            MemoryBackend mem = new MemoryBackend();
+            Qcow2Image.create(mem, o);
+            PowerCut cut = new PowerCut(mem.snapshot());
+            FaultyBackend faults = new FaultyBackend(mem);
+            return new Disk(faults, new RecordingBackend(faults, cut::add), cut);
+        }
+    }
+
     @ParameterizedTest(name = "v{0} cluster {1} refcount {2}")
     @CsvSource({"3, 512, 16", "3, 4096, 1", "2, 1024, 16", "3, 65536, 64"})
     void crashAnywhereLeavesNoCorruption(int version, int cluster, int refbits) throws Exception {
-        CrashBackend be = new CrashBackend();
         long size = 4L << 20;
-        Qcow2Image.create(be, CreateOptions.defaults(size).withVersion(version).withClusterSize(cluster).withRefcountBits(refbits));
+        Disk be = Disk.created(CreateOptions.defaults(size).withVersion(version).withClusterSize(cluster).withRefcountBits(refbits));
         Random r = new Random(cluster + version * 7L + refbits);
         byte[] flushedModel = new byte[(int) size];
         byte[] model = new byte[(int) size];
         int crashes = 0;
         java.util.List<byte[]> since = new java.util.ArrayList<>(); // states written since the last flush
-        try (Qcow2Image img = Qcow2Image.open(be, OpenOptions.defaults().withCacheBytes(8L * cluster))) {
+        try (Qcow2Image img = Qcow2Image.open(be.file(), OpenOptions.defaults().withCacheBytes(8L * cluster))) {
             for (int step = 0; step < 45; step++) {
                 int op = r.nextInt(10);
                 long off = r.nextInt((int) size - 70000);
@@ -60,7 +79,7 @@ class Qcow2CrashTest {
                 }
                 since.add(model.clone());
                 for (int k = 0; k < 2; k++) {
-                    verifyCrashImage(be.crashImage(r), flushedModel, since, step + "/" + k);
+                    verifyCrashImage(be.cut().crashImage(r), flushedModel, since, step + "/" + k);
                     crashes++;
                 }
             }
@@ -92,12 +111,11 @@ class Qcow2CrashTest {
     @Test
     void injectedWriteFailuresPropagateAndLeaveAConsistentImage() throws Exception {
         for (int failAt = 1; failAt < 40; failAt += 3) {
-            CrashBackend be = new CrashBackend();
-            Qcow2Image.create(be, CreateOptions.defaults(2L << 20).withClusterSize(4096));
-            be.failWriteAt = be.writes + failAt;
+            Disk be = Disk.created(CreateOptions.defaults(2L << 20).withClusterSize(4096));
+            be.faults().failNth(Set.of(FaultyBackend.Op.WRITE), failAt, Errno.EIO);
             boolean failed = false;
             byte[] model = new byte[2 << 20];
-            Qcow2Image img = Qcow2Image.open(be, OpenOptions.defaults());
+            Qcow2Image img = Qcow2Image.open(be.file(), OpenOptions.defaults());
             try {
                 for (int i = 0; i < 30; i++) {
                     long off = (i * 37L * 4096 + i * 100) % ((2 << 20) - 9000);
@@ -121,7 +139,7 @@ class Qcow2CrashTest {
             }
             assertTrue(failed, "failure " + failAt + " was injected");
             Path p = dir.resolve("f.qcow2");
-            Files.write(p, be.crashImage(new Random(failAt)));
+            Files.write(p, be.cut().crashImage(new Random(failAt)));
             try (Qcow2Image again = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(true))) {
                 CheckReport rep = again.check(RepairMode.NONE);
                 assertEquals(0, rep.corruptions(), rep.messages().toString());
@@ -133,10 +151,9 @@ class Qcow2CrashTest {
 
     @Test
     void failedDatasyncPoisonsTheImage() throws Exception {
-        CrashBackend be = new CrashBackend();
-        Qcow2Image.create(be, CreateOptions.defaults(1L << 20));
-        be.failSyncAt = be.syncs + 1;
-        Qcow2Image img = Qcow2Image.open(be, OpenOptions.defaults());
+        Disk be = Disk.created(CreateOptions.defaults(1L << 20));
+        be.faults().failNth(Set.of(FaultyBackend.Op.DATASYNC), 1, Errno.EIO);
+        Qcow2Image img = Qcow2Image.open(be.file(), OpenOptions.defaults());
         img.write(0, filled(4096, 1));
         assertThrows(IOException.class, img::flush);
         IOException e = assertThrows(IOException.class, () -> img.write(8192, filled(512, 2)));
@@ -146,14 +163,13 @@ class Qcow2CrashTest {
 
     @Test
     void crashDuringConcurrentWritesDiscardsAndFlushes() throws Exception {
-        CrashBackend be = new CrashBackend();
         long size = 2L << 20;
-        Qcow2Image.create(be, CreateOptions.defaults(size).withClusterSize(1024).withRefcountBits(8));
+        Disk be = Disk.created(CreateOptions.defaults(size).withClusterSize(1024).withRefcountBits(8));
         java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
         java.util.concurrent.ConcurrentLinkedQueue<Throwable> errors = new java.util.concurrent.ConcurrentLinkedQueue<>();
         Random r = new Random(42);
         int checked = 0;
-        try (Qcow2Image img = Qcow2Image.open(be, OpenOptions.defaults().withCacheBytes(64 * 1024));
+        try (Qcow2Image img = Qcow2Image.open(be.file(), OpenOptions.defaults().withCacheBytes(64 * 1024));
                 var ex = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
             for (int t = 0; t < 16; t++) {
                 final int id = t;
@@ -177,7 +193,7 @@ class Qcow2CrashTest {
             }
             for (int k = 0; k < 60; k++) {
                 Thread.sleep(2);
-                byte[] crash = be.crashImage(r);
+                byte[] crash = be.cut().crashImage(r);
                 Path p = dir.resolve("cc.qcow2");
                 Files.write(p, crash);
                 try (Qcow2Image c = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(true))) {

@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.qblk.io.IoBackend;
+import io.qblk.testing.MemoryBackend;
+import io.qblk.testing.PowerCut;
+import io.qblk.testing.RecordingBackend;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -29,14 +32,23 @@ class ResizeCrashTest {
     @TempDir
     Path dir;
 
-    /** Crash images taken after every write and datasync of the backend it wraps. */
+    /** An in-memory file whose writes and barriers feed a {@link PowerCut} (the images a power loss may leave). */
+    static final class Disk {
+        final PowerCut cut = new PowerCut(new byte[0]);
+        final RecordingBackend file = new RecordingBackend(new MemoryBackend(), cut::add);
+
+        byte[] crashImage(Random r) { return cut.crashImage(r); }
+        void datasync() throws IOException { file.datasync(); }
+    }
+
+    /** Crash images taken after every write and datasync of the disk it wraps. */
     static final class Stepping implements IoBackend {
-        final CrashBackend be;
+        final Disk be;
         final Random r;
         final List<byte[]> crashes = new ArrayList<>();
         boolean recording;
 
-        Stepping(CrashBackend be, long seed) {
+        Stepping(Disk be, long seed) {
             this.be = be;
             this.r = new Random(seed);
         }
@@ -46,13 +58,13 @@ class ResizeCrashTest {
             for (int i = 0; i < 3; i++) crashes.add(be.crashImage(r));
         }
 
-        @Override public void read(long o, MemorySegment d) throws IOException { be.read(o, d); }
-        @Override public void write(long o, MemorySegment s) throws IOException { step(); be.write(o, s); step(); }
-        @Override public void datasync() throws IOException { be.datasync(); step(); }
-        @Override public long size() { return be.size(); }
-        @Override public void truncate(long l) { be.truncate(l); step(); }
-        @Override public void allocate(long o, long l) { be.allocate(o, l); }
-        @Override public void punchHole(long o, long l) { be.punchHole(o, l); step(); }
+        @Override public void read(long o, MemorySegment d) throws IOException { be.file.read(o, d); }
+        @Override public void write(long o, MemorySegment s) throws IOException { step(); be.file.write(o, s); step(); }
+        @Override public void datasync() throws IOException { be.file.datasync(); step(); }
+        @Override public long size() throws IOException { return be.file.size(); }
+        @Override public void truncate(long l) throws IOException { be.file.truncate(l); step(); }
+        @Override public void allocate(long o, long l) throws IOException { be.file.allocate(o, l); }
+        @Override public void punchHole(long o, long l) throws IOException { be.file.punchHole(o, l); step(); }
         @Override public boolean readOnly() { return false; }
         @Override public void close() { }
     }
@@ -119,7 +131,7 @@ class ResizeCrashTest {
             "4194304, 1048576, 4096, 3",    // shrink
             "4194304, 1049088, 512, 2"})    // shrink to an unaligned size, version 2
     void crashAnywhereDuringResize(long oldSize, long newSize, int cluster, int version) throws Exception {
-        Stepping s = new Stepping(new CrashBackend(), oldSize ^ newSize);
+        Stepping s = new Stepping(new Disk(), oldSize ^ newSize);
         byte[] model = populate(s, oldSize, cluster, version);
         s.be.datasync();
         s.recording = true;
@@ -141,7 +153,7 @@ class ResizeCrashTest {
 
     @Test
     void crashAnywhereDuringHeaderRewrite() throws Exception {
-        Stepping s = new Stepping(new CrashBackend(), 7);
+        Stepping s = new Stepping(new Disk(), 7);
         CreateOptions co = CreateOptions.defaults(1L << 20).withClusterSize(65536).withBacking("some/old-backing-name.qcow2", "qcow2");
         Qcow2Image.create(s, co);
         s.be.datasync();

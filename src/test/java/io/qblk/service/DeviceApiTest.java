@@ -16,6 +16,21 @@ import org.junit.jupiter.api.Test;
 /** The REST API against the real application: images, devices over NBD, errors, health, metrics. */
 @QuarkusTest
 class DeviceApiTest {
+    @jakarta.inject.Inject
+    ImageService images;
+
+    /** The image's page-cache use: the device's cache key, else qblk.ublk.cache (none) for ublk, writeback for NBD. */
+    @Test
+    void cacheModeComesFromTheDeviceElseTheFrontendDefault() {
+        Path img = Path.of("/nonexistent/c.qcow2");
+        java.util.function.BiFunction<FrontendType, io.qblk.io.CacheMode, io.qblk.io.CacheMode> mode = (f, c) ->
+                images.deviceOptions(new DeviceSpec("c", img, io.qblk.target.ImageFormat.QCOW2, f, 1, 8, false, null, 0, c)).cache();
+        assertEquals(io.qblk.io.CacheMode.NONE, mode.apply(FrontendType.UBLK, null));
+        assertEquals(io.qblk.io.CacheMode.WRITEBACK, mode.apply(FrontendType.UBLK, io.qblk.io.CacheMode.WRITEBACK));
+        assertEquals(io.qblk.io.CacheMode.WRITEBACK, mode.apply(FrontendType.NBD, null));
+        assertEquals(io.qblk.io.CacheMode.NONE, mode.apply(FrontendType.NBD, io.qblk.io.CacheMode.NONE));
+    }
+
     static final Path DATA = Path.of("target/test-data").toAbsolutePath();
     static final String RUN = Long.toString(System.nanoTime() % 1_000_000_000L, 36);
 

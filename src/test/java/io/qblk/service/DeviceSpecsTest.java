@@ -13,28 +13,38 @@ class DeviceSpecsTest {
 
     @Test
     void defaultsAndNullTarget() throws Exception {
-        DeviceSpec s = build(new DeviceSpecs.Draft("d1", "/x.qcow2", null, null, null, null, null, null, null));
+        DeviceSpec s = build(new DeviceSpecs.Draft("d1", "/x.qcow2", null, null, null, null, null, null, null, null));
         assertEquals(io.qblk.target.ImageFormat.QCOW2, s.target());
         assertEquals(FrontendType.NBD, s.frontend());
         assertEquals("127.0.0.1:10809", s.nbdAddress());
         assertEquals(0, s.createSize());
-        DeviceSpec n = build(new DeviceSpecs.Draft("n", null, "null", "nbd", 2, 64, true, "[::1]:0", "1G"));
+        DeviceSpec n = build(new DeviceSpecs.Draft("n", null, "null", "nbd", 2, 64, true, "[::1]:0", "1G", null));
         assertEquals(1L << 30, n.createSize());
         assertNull(n.image());
     }
 
     @Test
+    void cacheIsParsedPerDeviceAndNullMeansTheFrontendDefault() throws Exception {
+        assertNull(build(new DeviceSpecs.Draft("d", "/d.qcow2", null, "ublk", null, null, null, null, null, null)).cache());
+        assertEquals(io.qblk.io.CacheMode.WRITEBACK,
+                build(new DeviceSpecs.Draft("d", "/d.qcow2", null, "ublk", null, null, null, null, null, "writeback")).cache());
+        assertEquals(io.qblk.io.CacheMode.NONE, build(new DeviceSpecs.Draft("d", "/d.qcow2", null, null, null, null, null, null, null, "none")).cache());
+        var e = assertThrows(DeviceSpecs.Invalid.class, () -> build(new DeviceSpecs.Draft("d", "/d.qcow2", null, null, null, null, null, null, null, "direct")));
+        assertEquals("qblk.devices.d.cache", e.errors().getFirst().field());
+    }
+
+    @Test
     void everyProblemIsReportedWithItsKey() {
         var e = assertThrows(DeviceSpecs.Invalid.class, () -> build(
-                new DeviceSpecs.Draft("x", null, "qcow2", "ublk", 65, 0, null, "127.0.0.1:99999", "1000")));
+                new DeviceSpecs.Draft("x", null, "qcow2", "ublk", 65, 0, null, "127.0.0.1:99999", "1000", null)));
         var fields = e.errors().stream().map(ApiException.FieldError::field).toList();
         assertEquals(java.util.List.of("qblk.devices.x.queues", "qblk.devices.x.depth", "qblk.devices.x.nbd-address",
                 "qblk.devices.x.create-size", "qblk.devices.x.image"), fields);
         var json = assertThrows(DeviceSpecs.Invalid.class, () -> DeviceSpecs.build(
-                new DeviceSpecs.Draft("ok", null, "null", null, null, null, null, "a:1", "3"), "", "h:1", Path::of));
+                new DeviceSpecs.Draft("ok", null, "null", null, null, null, null, "a:1", "3", null), "", "h:1", Path::of));
         assertEquals("createSize", json.errors().getFirst().field());
         var ublkAddress = assertThrows(DeviceSpecs.Invalid.class, () -> build(
-                new DeviceSpecs.Draft("u", "/i", null, "ublk", null, null, null, "h:1", null)));
+                new DeviceSpecs.Draft("u", "/i", null, "ublk", null, null, null, "h:1", null, null)));
         assertTrue(ublkAddress.getMessage().contains("only applies to the nbd frontend"));
     }
 
@@ -55,6 +65,6 @@ class DeviceSpecsTest {
     }
 
     private static DeviceSpec createSize(String size) throws DeviceSpecs.Invalid {
-        return build(new DeviceSpecs.Draft("c", "/c.qcow2", null, null, null, null, null, null, size));
+        return build(new DeviceSpecs.Draft("c", "/c.qcow2", null, null, null, null, null, null, size, null));
     }
 }

@@ -1,5 +1,6 @@
 package io.qblk.target;
 
+import io.qblk.testing.FaultyBackend;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.qblk.io.Errno;
@@ -212,13 +213,13 @@ abstract class BlockTargetContractTest {
             return;
         }
         try (BlockTarget t = f.target(); Arena a = Arena.ofConfined()) {
-            f.backend().writeErrno = Errno.ENOSPC;
+            f.backend().fail(Errno.ENOSPC, FaultyBackend.MODIFYING);
             IOException e = assertThrows(IOException.class, () -> {
                 t.write(5 * BLOCK, filled(a, BLOCK, 9), false);
                 t.flush();
             });
             assertEquals(Errno.ENOSPC, TargetErrors.toErrno(e), "ENOSPC stays ENOSPC: " + e);
-            f.backend().writeErrno = 0;
+            f.backend().heal();
         }
     }
 }

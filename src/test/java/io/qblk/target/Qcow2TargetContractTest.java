@@ -4,6 +4,7 @@ import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.CreateOptions;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
+import io.qblk.testing.FaultyBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 

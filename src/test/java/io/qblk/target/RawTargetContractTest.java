@@ -2,6 +2,7 @@ package io.qblk.target;
 
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.Preallocation;
+import io.qblk.testing.FaultyBackend;
 import java.io.IOException;
 import java.nio.file.Path;
 

@@ -1,5 +1,7 @@
 package io.qblk.target;
 
+import io.qblk.testing.FaultyBackend;
+import java.util.Set;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.qblk.io.Errno;
@@ -24,7 +26,7 @@ class TargetOpenerTest {
         Path p = dir.resolve("r.raw");
         Files.write(p, new byte[4096]);
         FaultyBackend f = new FaultyBackend(PosixFileBackend.open(p, false));
-        f.sizeErrno = Errno.EIO;
+        f.fail(Errno.EIO, Set.of(FaultyBackend.Op.SIZE));
         ErrnoException e = assertThrows(ErrnoException.class, () -> TargetOpener.rawTarget(f));
         assertEquals(Errno.EIO, e.errno());
         assertTrue(f.closed, "the backend is closed, not leaked, when the raw target cannot be made");

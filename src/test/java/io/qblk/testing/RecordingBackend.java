@@ -1,4 +1,4 @@
-package io.qblk.faults;
+package io.qblk.testing;
 
 import io.qblk.io.IoBackend;
 import java.io.IOException;
@@ -6,38 +6,51 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 
 /**
- * Passes every call to the wrapped backend and logs each write (offset, bytes), truncate,
- * hole punch (as a write of zeroes) and datasync barrier, with submission and completion order.
- * Events are listed in completion order.
+ * Passes every call to the wrapped backend and reports each write (offset, bytes), truncate or
+ * growing allocation, hole punch (as a write of zeroes) and datasync barrier as an {@link IoEvent},
+ * with submission and completion order, to a sink: by default its own log, listed in completion
+ * order; or e.g. a {@link PowerCut}. Calls that fail are not events (nothing reached the disk); their
+ * submission ticks are kept in {@link #failures()}.
  */
-final class RecordingBackend implements IoBackend {
+public final class RecordingBackend implements IoBackend {
     private final IoBackend inner;
     private final List<IoEvent> log = new ArrayList<>();
+    private final Consumer<IoEvent> sink;
+    private final List<Long> failures = new ArrayList<>();
     private long clock;
     private boolean recording = true;
-    private final List<Long> failures = new ArrayList<>();
 
-    RecordingBackend(IoBackend inner) {
+    /** Records into {@link #log()}. */
+    public RecordingBackend(IoBackend inner) {
         this.inner = inner;
+        this.sink = log::add;
     }
 
-    synchronized List<IoEvent> log() {
+    /** Hands every event to {@code sink} (called in completion order, under this backend's lock). */
+    public RecordingBackend(IoBackend inner, Consumer<IoEvent> sink) {
+        this.inner = inner;
+        this.sink = sink;
+    }
+
+    public synchronized List<IoEvent> log() {
         return List.copyOf(log);
     }
 
-    /** The current position on the event clock. */
-    synchronized long clock() {
-        return clock;
-    }
-
-    synchronized int logSize() {
+    /** How many events {@link #log()} holds. */
+    public synchronized int logSize() {
         return log.size();
     }
 
-    /** Submission ticks of the calls that failed (they are not in the log: nothing reached the disk). */
-    synchronized List<Long> failures() {
+    /** The current position on the event clock. */
+    public synchronized long clock() {
+        return clock;
+    }
+
+    /** Submission ticks of the calls that failed. */
+    public synchronized List<Long> failures() {
         return List.copyOf(failures);
     }
 
@@ -45,16 +58,18 @@ final class RecordingBackend implements IoBackend {
         failures.add(tick);
     }
 
-    synchronized void recording(boolean on) {
-        recording = on;
-    }
-
     private synchronized long tick() {
         return clock++;
     }
 
-    private synchronized void add(IoEvent e) {
-        if (recording) log.add(e);
+    /** Stops (false) or resumes handing events to the sink; the clock runs on either way. */
+    public synchronized void recording(boolean on) {
+        recording = on;
+    }
+
+    private synchronized void add(IoEvent.Kind kind, long offset, long length, byte[] data, long submit) {
+        IoEvent e = new IoEvent(kind, offset, length, data, submit, clock++);
+        if (recording) sink.accept(e);
     }
 
     @Override
@@ -72,7 +87,7 @@ final class RecordingBackend implements IoBackend {
             failed(s);
             throw e;
         }
-        add(new IoEvent(IoEvent.Kind.WRITE, offset, copy.length, copy, s, tick()));
+        add(IoEvent.Kind.WRITE, offset, copy.length, copy, s);
     }
 
     @Override
@@ -84,7 +99,7 @@ final class RecordingBackend implements IoBackend {
             failed(s);
             throw e;
         }
-        add(new IoEvent(IoEvent.Kind.SYNC, 0, 0, null, s, tick()));
+        add(IoEvent.Kind.SYNC, 0, 0, null, s);
     }
 
     @Override public long size() throws IOException { return inner.size(); }
@@ -98,7 +113,7 @@ final class RecordingBackend implements IoBackend {
             failed(s);
             throw e;
         }
-        add(new IoEvent(IoEvent.Kind.TRUNCATE, 0, length, null, s, tick()));
+        add(IoEvent.Kind.TRUNCATE, 0, length, null, s);
     }
 
     @Override
@@ -111,7 +126,7 @@ final class RecordingBackend implements IoBackend {
             failed(s);
             throw e;
         }
-        if (inner.size() != before) add(new IoEvent(IoEvent.Kind.TRUNCATE, 0, inner.size(), null, s, tick()));
+        if (inner.size() != before) add(IoEvent.Kind.TRUNCATE, 0, inner.size(), null, s);
     }
 
     @Override
@@ -119,7 +134,7 @@ final class RecordingBackend implements IoBackend {
         long s = tick();
         inner.punchHole(offset, length);
         long n = Math.max(0, Math.min(length, inner.size() - offset));
-        add(new IoEvent(IoEvent.Kind.WRITE, offset, n, new byte[(int) n], s, tick()));
+        add(IoEvent.Kind.WRITE, offset, n, new byte[(int) n], s);
     }
 
     @Override public boolean readOnly() { return inner.readOnly(); }

@@ -1,0 +1,31 @@
+package io.qblk.util;
+
+import java.util.Map;
+import java.util.Properties;
+
+/**
+ * Process-wide debugging and comparison switches, the one place that reads them. They are not
+ * configuration of a device (that is passed in: cache mode, file I/O, metadata write mode); they
+ * change how this process runs every device, for a measurement or a bug hunt, so they come from
+ * the environment (or a system property) of the process:
+ *
+ * @param ublkTrace    {@code QBLK_UBLK_TRACE=1}: every ublk io command and completion to stderr
+ * @param fixedBuffers {@code QBLK_UBLK_FIXED_BUFFERS=0} turns it off: tag buffers stay unregistered
+ *                     (plain READ/WRITE instead of READ_FIXED/WRITE_FIXED; for comparison)
+ * @param carrier      {@code QBLK_CARRIER=0} or {@code -Dqblk.carrier=off} turns it off: virtual
+ *                     threads stay on the default scheduler instead of their queue's ring thread
+ */
+public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier) {
+    private static final DebugSwitches PROCESS = from(System.getenv(), System.getProperties());
+
+    /** The switches from an environment and system properties. */
+    public static DebugSwitches from(Map<String, String> env, Properties props) {
+        return new DebugSwitches("1".equals(env.get("QBLK_UBLK_TRACE")), !"0".equals(env.get("QBLK_UBLK_FIXED_BUFFERS")),
+                !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")));
+    }
+
+    /** This process's switches, read once. */
+    public static DebugSwitches process() {
+        return PROCESS;
+    }
+}
