@@ -106,7 +106,7 @@ public final class Qcow2Header {
 
     int clusterSize() { return 1 << clusterBits; }
     int refcountBits() { return 1 << refcountOrder; }
-    int l2Entries() { return clusterSize() / 8; }
+    int l2Entries() { return clusterSize() / ((incompatible & INCOMPAT_EXTL2) != 0 ? 16 : 8); }
 
     /** Bytes of the first cluster needed to know the cluster size. */
     static final int PROBE_BYTES = V3_MIN_LENGTH + 8;
@@ -168,8 +168,8 @@ public final class Qcow2Header {
         }
         if ((h.incompatible & INCOMPAT_DATA_FILE) != 0 || h.dataFile != null)
             throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: external data file" + (h.dataFile != null ? " (" + h.dataFile + ")" : ""));
-        if ((h.incompatible & INCOMPAT_EXTL2) != 0)
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: extended L2 entries (subclusters)");
+        if ((h.incompatible & INCOMPAT_EXTL2) != 0 && h.clusterBits < 14)
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "extended L2 entries need a cluster size of at least 16k (subclusters of at least 512 bytes), got " + cs);
         if ((h.incompatible & INCOMPAT_COMPRESSION) != 0 || h.compressionType != 0)
             throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: compression type " + h.compressionType + " (only zlib)");
         if (h.cryptMethod != 0)
