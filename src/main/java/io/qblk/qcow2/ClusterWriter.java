@@ -333,7 +333,8 @@ final class ClusterWriter {
     }
 
     /**
-     * Extended L2: write-zeroes of [offset, offset+length) within one cluster. Whole subclusters
+     * Extended L2: write-zeroes of [offset, offset+length) within one cluster (callers split at
+     * cluster boundaries). Whole subclusters
      * get their zero bit (allocation bit cleared); a partial subcluster too when it is not
      * allocated and the rest of it reads as zero already, else zero bytes are written into it.
      */
@@ -412,7 +413,7 @@ final class ClusterWriter {
         long end = offset + length;
         long firstFull = (offset + cs - 1) & ~(long) (cs - 1);
         long lastFull = end == vsize ? end : end & ~(long) (cs - 1); // a partial last cluster at the image end counts as full
-        if (firstFull >= lastFull) { // within one cluster
+        if (firstFull >= lastFull) { // no whole cluster in it (it may straddle two)
             if (!discard) zeroPartialCluster(offset, length);
             return;
         }
@@ -436,10 +437,17 @@ final class ClusterWriter {
         writeBack.flushIfOverBudget();
     }
 
-    /** Write-zeroes of part of one cluster: zero bytes, or with extended L2 zero subclusters. */
+    /** Write-zeroes of a range with no whole cluster in it (it may straddle two): zero bytes, or with extended L2 zero subclusters. */
     private void zeroPartialCluster(long offset, long length) throws IOException {
-        if (geo.extendedL2) zeroSubclusters(offset, length);
-        else writeZeroBytes(offset, length);
+        if (!geo.extendedL2) {
+            writeZeroBytes(offset, length);
+            return;
+        }
+        for (long o = offset, end = offset + length; o < end; ) {
+            long n = Math.min(cs - (o & (cs - 1)), end - o);
+            zeroSubclusters(o, n);
+            o += n;
+        }
     }
 
     /** Zeroes guest clusters [g, endG) within one L2 table; returns the next cluster to do. */

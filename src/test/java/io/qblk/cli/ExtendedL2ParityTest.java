@@ -42,6 +42,7 @@ class ExtendedL2ParityTest {
             "write -P 7 1000k 3000",
             "write -z 1030k 5k",        // partial zero where the backing file reads as zero
             "write -z 1040k 1k",
+            "write -z 1500k 30k",       // straddles a cluster boundary without a whole cluster
             "write -P 8 3M 17k",
             "write -z 3076k 512",       // partial zero inside allocated data: zero bytes
             "write -z 2000k 1k",        // with a backing file holding data there: zero bytes written

@@ -54,6 +54,7 @@ final class CrashStateExplorer {
         List<Workload> ws = new ArrayList<>();
         for (String k : Workload.KINDS)
             for (int cs : Workload.CLUSTER_SIZES) {
+                if (!Workload.applies(k, cs)) continue;
                 Workload w = Workload.generate(k, cs, seed);
                 if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
             }
@@ -75,7 +76,10 @@ final class CrashStateExplorer {
 
     static Recorded record(Workload w) throws IOException {
         MemoryBackend mem = new MemoryBackend();
-        Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
+        CreateOptions co = CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits())
+                .withExtendedL2(w.extendedL2());
+        if (w.backed()) co = co.withBacking(backingFile(w.virtualSize()).toString(), "raw");
+        Qcow2Image.create(mem, co);
         byte[] base = mem.snapshot();
         RecordingBackend rec = new RecordingBackend(mem);
         Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
@@ -85,6 +89,23 @@ final class CrashStateExplorer {
         img.close();
         ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock())); // close flushes
         return new Recorded(w, base, rec.log(), List.copyOf(ops));
+    }
+
+    /**
+     * The raw backing file of the "subcluster-backing" workloads: every sector tagged with
+     * {@link Workload#BACKING_ID}, made once per size (the same bytes every time).
+     */
+    static synchronized java.nio.file.Path backingFile(long size) throws IOException {
+        java.nio.file.Path f = QemuImgCheck.scratchDir().resolve("qblk-crash-backing-" + size + ".raw");
+        if (java.nio.file.Files.exists(f) && java.nio.file.Files.size(f) == size) return f;
+        java.nio.file.Path tmp = java.nio.file.Files.createTempFile(f.getParent(), "qblk-crash-backing-", ".tmp");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = a.allocate(size, 4096);
+            SectorTags.fill(m, Workload.BACKING_ID, 0);
+            java.nio.file.Files.write(tmp, m.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        }
+        java.nio.file.Files.move(tmp, f, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        return f;
     }
 
     /** One crash point: durable log prefix, in-flight writes, and the last completed guest flush. */
@@ -150,7 +171,7 @@ final class CrashStateExplorer {
 
     void explore(Recorded r, long share) throws IOException {
         Workload w = r.workload();
-        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize(), w.backed());
         List<CrashPoint> points = crashPoints(r, exp);
         // Allot the budget: small epochs exhaustively first, what they leave to the big ones.
         long[] allot = new long[points.size()];
@@ -207,7 +228,7 @@ final class CrashStateExplorer {
      */
     void exploreFrom(Recorded r, long fromTick, int statesPerPoint) throws IOException {
         Workload w = r.workload();
-        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize(), w.backed());
         List<CrashPoint> points = crashPoints(r, exp);
         MemoryBackend durable = new MemoryBackend(r.base().clone(), r.base().length);
         int applied = 0;

@@ -46,7 +46,8 @@ final class IoErrorInjector {
         for (Workload w : workloads) {
             long before = injected, bad = corrupt() + silent + checker.lost;
             MemoryBackend template = new MemoryBackend();
-            Qcow2Image.create(template, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
+            Qcow2Image.create(template, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits())
+                    .withExtendedL2(w.extendedL2()));
             byte[] base = template.snapshot();
             for (FailingBackend.Target t : TARGETS) {
                 long calls = runOnce(w, base, t, 0, Errno.EIO, statesPerPoint);
@@ -136,6 +137,7 @@ final class IoErrorInjector {
         List<Workload> ws = new ArrayList<>();
         for (String k : Workload.KINDS)
             for (int cs : Workload.CLUSTER_SIZES) {
+                if (!Workload.applies(k, cs) || k.equals("subcluster-backing")) continue;
                 Workload w = Workload.generate(k, cs, seed, true);
                 if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
             }

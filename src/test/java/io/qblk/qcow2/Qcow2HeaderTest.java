@@ -76,7 +76,7 @@ class Qcow2HeaderTest {
     }
     @Test void externalDataFile() throws Exception { rejects("external data file", 3, b -> b.putLong(72, 1L << 2)); }
     @Test void compressionType() throws Exception { rejects("compression type", 3, b -> b.putLong(72, 1L << 3)); }
-    @Test void extendedL2() throws Exception { rejects("extended L2 entries", 3, b -> b.putLong(72, 1L << 4)); }
+    @Test void extendedL2SmallClusters() throws Exception { rejects("extended L2 entries need a cluster size of at least 16k", 3, b -> { b.putInt(20, 13); b.putLong(72, 1L << 4); }); }
     @Test void aesEncryption() throws Exception { rejects("encryption (AES)", 3, b -> b.putInt(32, 1)); }
     @Test void luksEncryption() throws Exception { rejects("encryption (LUKS)", 2, b -> b.putInt(32, 2)); }
     @Test void backingNameTooLong() throws Exception { rejects("bad backing_file_size", 3, b -> { b.putLong(8, 1024); b.putInt(16, 2000); }); }
