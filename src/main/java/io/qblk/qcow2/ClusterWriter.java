@@ -127,10 +127,7 @@ final class ClusterWriter {
     private boolean allocatingWrite(long g, int in, MemorySegment part) throws IOException {
         int idx = geo.l2Index(g);
         Claim c = cache.withMeta(() -> {
-            guard.checkWritable();
-            InFlight other = inflight.get(g);
-            if (other != null) throw new MetaRetry.AwaitAllocation(other);
-            CachedTable t = map.l2ForWriteLocked(g);
+            CachedTable t = tableForAllocationLocked(g);
             long old = t.entry(idx);
             int type = geo.typeOf(old);
             if (type == L2Entry.NORMAL && (old & L2Entry.COPIED) != 0) return null;
@@ -172,34 +169,47 @@ final class ClusterWriter {
             file.write(at, out);
             writeBack.dataWritten();
         } catch (Throwable ex) {
-            cache.lock();
-            try {
-                // Unreferenced: give it back after the next flush (a leak at worst if we crash first).
-                if (c.fresh) alloc.queueFreeLocked(new HostRun(c.host, 1));
-                c.table.pins--;
-                inflight.remove(g);
-            } finally {
-                cache.unlock();
-            }
-            c.mine.finish();
+            abandon(c, g);
             throw ex;
         } finally {
             if (buf != null) clusterPool.release(buf);
         }
         // R1: the data is written; only now does the entry map it.
-        cache.lock();
-        try {
+        release(c, g, () -> {
             long cur = c.table.entry(idx);
             c.table.setEntry(idx, c.host | L2Entry.COPIED);
             writeBack.mappingChangedLocked();
             if (c.fresh || geo.typeOf(cur) != L2Entry.ZERO_ALLOC || (cur & L2Entry.OFFSET_MASK) != c.host) alloc.queueEntryFreeLocked(cur);
+        });
+        return true;
+    }
+
+    /** Under meta: the L2 table for a mapping change of guest cluster g, once no allocating write of g is in flight. */
+    private CachedTable tableForAllocationLocked(long g) throws IOException {
+        guard.checkWritable();
+        InFlight other = inflight.get(g);
+        if (other != null) throw new MetaRetry.AwaitAllocation(other);
+        return map.l2ForWriteLocked(g);
+    }
+
+    /** After a failed data write: releases the claim; a new cluster, unreferenced, is given back after the next flush (a leak at worst if we crash first). */
+    private void abandon(Claim c, long g) {
+        release(c, g, () -> {
+            if (c.fresh) alloc.queueFreeLocked(new HostRun(c.host, 1));
+        });
+    }
+
+    /** Under meta runs {@code lastChange}, then releases the claim on guest cluster g (its pinned table, its in-flight mark) and wakes its waiters. */
+    private void release(Claim c, long g, Runnable lastChange) {
+        cache.lock();
+        try {
+            lastChange.run();
             c.table.pins--;
             inflight.remove(g);
         } finally {
             cache.unlock();
         }
         c.mine.finish();
-        return true;
     }
 
     // ---------------------------------------------------------------- extended L2: subclusters
@@ -233,7 +243,7 @@ final class ClusterWriter {
 
     /**
      * Extended L2: writes from byte {@code in} of guest cluster g into the run of subclusters that
-     * are not allocated (rules R1/R11: the data first, then the entry and bitmap that expose it).
+     * are not allocated (rules R1/R6: the data first, then the entry and bitmap that expose it).
      * Only those subclusters are written: a partial subcluster is completed from what it read as
      * (zeroes or the backing file); the other subclusters of a new host cluster stay unallocated.
      * A compressed or shared cluster is copied whole into a new cluster. Returns the bytes of
@@ -242,10 +252,7 @@ final class ClusterWriter {
     private long allocatingSubclusterWrite(long g, int in, MemorySegment part) throws IOException {
         int idx = geo.l2Index(g);
         SubClaim sc = cache.withMeta(() -> {
-            guard.checkWritable();
-            InFlight other = inflight.get(g);
-            if (other != null) throw new MetaRetry.AwaitAllocation(other);
-            CachedTable t = map.l2ForWriteLocked(g);
+            CachedTable t = tableForAllocationLocked(g);
             long old = t.entry(idx), bm = t.bitmapLocked(idx);
             reader.checkBitmap(g, old, bm);
             int type = geo.typeOf(old);
@@ -301,34 +308,20 @@ final class ClusterWriter {
             file.write(at, out);
             writeBack.dataWritten();
         } catch (Throwable ex) {
-            cache.lock();
-            try {
-                if (c.fresh) alloc.queueFreeLocked(new HostRun(c.host, 1));
-                c.table.pins--;
-                inflight.remove(g);
-            } finally {
-                cache.unlock();
-            }
-            c.mine.finish();
+            abandon(c, g);
             throw ex;
         } finally {
             if (buf != null) clusterPool.release(buf);
         }
-        // R1/R11: the data is written; only now do the entry and bitmap map it.
+        // R1/R6: the data is written; only now do the entry and bitmap map it.
         long bits = L2Entry.subRange(from, to);
-        cache.lock();
-        try {
+        release(c, g, () -> {
             long cur = c.table.entry(idx);
             long curBm = sc.whole ? 0 : c.table.bitmapLocked(idx);
             c.table.setPair(idx, c.host | L2Entry.COPIED, (curBm | bits) & ~(bits << 32));
             writeBack.mappingChangedLocked();
             if (c.fresh) alloc.queueEntryFreeLocked(cur);
-            c.table.pins--;
-            inflight.remove(g);
-        } finally {
-            cache.unlock();
-        }
-        c.mine.finish();
+        });
         return len;
     }
 
@@ -373,10 +366,7 @@ final class ClusterWriter {
         exclusive.lockShared();
         try {
             done = cache.withMeta(() -> {
-                guard.checkWritable();
-                InFlight other = inflight.get(g);
-                if (other != null) throw new MetaRetry.AwaitAllocation(other);
-                CachedTable t = map.l2ForWriteLocked(g);
+                CachedTable t = tableForAllocationLocked(g);
                 int idx = geo.l2Index(g);
                 long e = t.entry(idx), bm = t.bitmapLocked(idx);
                 reader.checkBitmap(g, e, bm);
