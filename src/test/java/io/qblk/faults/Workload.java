@@ -82,7 +82,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 default -> throw new IllegalArgumentException("unknown workload " + kind + " (one of " + KINDS + ")");
             };
             long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
-            if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(clusterSize / 512 / 8)); // within a few subclusters
+            if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, clusterSize / 512 / 8))); // within a few subclusters
             boolean nearHot = !kind.equals("alloc") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
             long off = nearHot ? hot + align(r.nextLong(maxLen), 512) - maxLen / 2 : align(r.nextLong(vsize), 512);
             off = Math.max(0, Math.min(off, vsize - len));
