@@ -101,6 +101,16 @@ class ExtendedL2ParityTest {
     }
 
     @Test
+    void measureCountsSixteenByteEntries() {
+        for (String o : List.of("extended_l2=on,cluster_size=16k", "extended_l2=on", "extended_l2=off,cluster_size=16k")) {
+            String q = QemuTools.run("qemu-img", "measure", "-O", "qcow2", "-o", o, "--size", "1G").expect(0).out();
+            QblkRunner.Result r = QblkRunner.run("measure", "-O", "qcow2", "-o", o, "--size", "1G");
+            assertEquals(0, r.exitCode(), r.err());
+            assertEquals(q, r.out(), o);
+        }
+    }
+
+    @Test
     void createInfoAndCheckOfInvalidBitmaps() throws Exception {
         Path ours = dir.resolve("ours.qcow2"), theirs = dir.resolve("theirs.qcow2");
         QblkRunner.Result r = QblkRunner.run("create", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=32k", ours.toString(), "3M");
