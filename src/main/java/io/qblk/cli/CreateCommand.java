@@ -29,7 +29,7 @@ public class CreateCommand implements Callable<Integer> {
     String format = "qcow2";
 
     @Option(names = "-o", paramLabel = "OPTIONS", description = "comma-separated: compat=0.10|1.1, cluster_size=512..2M, "
-            + "refcount_bits=1..64, preallocation=off|metadata|falloc|full, lazy_refcounts=on|off")
+            + "refcount_bits=1..64, preallocation=off|metadata|falloc|full, lazy_refcounts=on|off, extended_l2=on|off")
     java.util.List<String> options = new java.util.ArrayList<>();
 
     @Option(names = "-q", description = "quiet: no 'Formatting' line")
@@ -71,7 +71,7 @@ public class CreateCommand implements Callable<Integer> {
         CreateOptions co = qcow2Options(size, opts);
         if (backing != null) co = co.withBacking(backing, backingFormat);
         StringBuilder line = new StringBuilder("Formatting '").append(file).append("', fmt=qcow2 cluster_size=")
-                .append(co.clusterSize()).append(" extended_l2=off");
+                .append(co.clusterSize()).append(" extended_l2=").append(co.extendedL2() ? "on" : "off");
         if (opts.containsKey("preallocation")) line.append(" preallocation=").append(opts.get("preallocation"));
         line.append(" compression_type=").append(co.compression().label).append(" size=").append(size);
         if (opts.containsKey("compat")) line.append(" compat=").append(co.version() == 2 ? "0.10" : "1.1");
@@ -121,7 +121,7 @@ public class CreateCommand implements Callable<Integer> {
             if (eq <= 0) throw new IllegalArgumentException("invalid option '" + part + "' (expected key=value)");
             String k = part.substring(0, eq).trim(), v = part.substring(eq + 1).trim();
             switch (k) {
-                case "compat", "cluster_size", "refcount_bits", "preallocation", "lazy_refcounts", "compression_type" -> { }
+                case "compat", "cluster_size", "refcount_bits", "preallocation", "lazy_refcounts", "compression_type", "extended_l2" -> { }
                 default -> throw new IllegalArgumentException("invalid option '" + k + "'");
             }
             if (m.put(k, v) != null) throw new IllegalArgumentException("option '" + k + "' given twice");
@@ -160,6 +160,7 @@ public class CreateCommand implements Callable<Integer> {
         boolean lazy = onOff("lazy_refcounts", opts.getOrDefault("lazy_refcounts", "off"));
         if (lazy && version == 2) throw new IllegalArgumentException("lazy_refcounts=on needs compat=1.1");
         co = co.withLazyRefcounts(lazy);
+        co = co.withExtendedL2(onOff("extended_l2", opts.getOrDefault("extended_l2", "off")));
         String p = opts.getOrDefault("preallocation", "off").toLowerCase(Locale.ROOT);
         Preallocation pre = switch (p) {
             case "off" -> Preallocation.OFF;

@@ -121,7 +121,7 @@ public class MeasureCommand implements Callable<Integer> {
         }
         long aligned = roundUp(virtualSize, cs);
         if (co.preallocation() == Preallocation.FULL || co.preallocation() == Preallocation.FALLOC) data = aligned;
-        long full = Qcow2Measure.fullyAllocated(virtualSize, co.clusterSize(), co.refcountBits());
+        long full = Qcow2Measure.fullyAllocated(virtualSize, co.clusterSize(), co.refcountBits(), co.extendedL2());
         Long bitmaps = null;
         if (src != null && co.version() >= 3 && src.format == ImageFormat.QCOW2 && qcow2Version(src) >= 3)
             bitmaps = Qcow2Measure.bitmapsSize(src.path, co.clusterSize());

@@ -81,6 +81,13 @@ final class BackingChain implements Closeable {
         if (m < n) part.asSlice(m).fill((byte) 0);
     }
 
+    /** True when [pos, pos+n) reads as zero through the chain (as {@link #map} tells; true for n = 0). */
+    boolean mapsAsZero(long pos, long n) throws IOException {
+        if (n <= 0 || readsAsZero(pos)) return true;
+        for (MapEntry m : map(pos, n)) if (!m.zero()) return false;
+        return true;
+    }
+
     /** How [pos, pos+n), unallocated in the image on top, reads through the chain (depth 1 = this file). */
     List<MapEntry> map(long pos, long n) throws IOException {
         List<MapEntry> out = new ArrayList<>();

@@ -23,7 +23,11 @@ final class CachedTable {
 
     final long offset;
     final Kind kind;
-    final long[] entries;   // L2
+    final long[] entries;   // L2: the table's 8-byte words as on disk
+    /** Words per L2 entry: 1, or 2 with extended L2 (entry at 2i, subcluster bitmap at 2i+1). */
+    final int stride;
+    /** Extended L2: odd while a writer changes an entry/bitmap pair (a seqlock for lock-free pair reads). */
+    private volatile int seq;
     final byte[] raw;       // refcount block
     int dirtyGen;
     int cleanGen;
@@ -31,42 +35,76 @@ final class CachedTable {
     int pins;
     volatile boolean referenced = true;
 
-    private CachedTable(long offset, Kind kind, long[] entries, byte[] raw) {
+    private CachedTable(long offset, Kind kind, long[] entries, byte[] raw, int stride) {
         this.offset = offset;
         this.kind = kind;
         this.entries = entries;
+        this.stride = stride;
         this.raw = raw;
     }
 
-    static CachedTable l2(long offset, MemorySegment bytes, int clusterSize) {
+    static CachedTable l2(long offset, MemorySegment bytes, int clusterSize, int stride) {
         long[] e = new long[clusterSize / 8];
         if (bytes != null) for (int i = 0; i < e.length; i++) e[i] = bytes.get(BE_LONG, i * 8L);
-        return new CachedTable(offset, Kind.L2, e, null);
+        return new CachedTable(offset, Kind.L2, e, null, stride);
     }
 
     static CachedTable refblock(long offset, MemorySegment bytes, int clusterSize) {
         byte[] r = new byte[clusterSize];
         if (bytes != null) MemorySegment.copy(bytes, ValueLayout.JAVA_BYTE, 0, r, 0, clusterSize);
-        return new CachedTable(offset, Kind.REFBLOCK, null, r);
+        return new CachedTable(offset, Kind.REFBLOCK, null, r, 1);
     }
 
     boolean dirty() { return dirtyGen != cleanGen || fresh; }
 
     void markDirty() { dirtyGen++; }
 
-    /** Lock-free read of an L2 entry. */
-    long entry(int i) { return (long) LONGS.getAcquire(entries, i); }
+    /** Number of L2 entries. */
+    int entryCount() { return entries.length / stride; }
 
-    /** Write of an L2 entry (caller holds the metadata lock). */
+    /** Lock-free read of an L2 entry (the first word of an extended one). */
+    long entry(int i) { return (long) LONGS.getAcquire(entries, i * stride); }
+
+    /** Extended L2, under the metadata lock: the subcluster bitmap of entry i. */
+    long bitmapLocked(int i) { return (long) LONGS.getAcquire(entries, i * 2 + 1); }
+
+    /** Extended L2, lock-free: entry i and its bitmap as one consistent pair. */
+    L2Entry.Pair pair(int i) {
+        while (true) {
+            int s = seq;
+            if ((s & 1) == 0) {
+                long e = (long) LONGS.getAcquire(entries, i * 2);
+                long b = (long) LONGS.getAcquire(entries, i * 2 + 1);
+                VarHandle.loadLoadFence();
+                if (seq == s) return new L2Entry.Pair(e, b);
+            }
+            Thread.onSpinWait();
+        }
+    }
+
+    /** Write of an L2 entry, keeping an extended entry's bitmap (caller holds the metadata lock). */
     void setEntry(int i, long v) {
-        LONGS.setRelease(entries, i, v);
+        if (stride == 2) setPair(i, v, bitmapLocked(i));
+        else {
+            LONGS.setRelease(entries, i, v);
+            dirtyGen++;
+        }
+    }
+
+    /** Extended L2, under the metadata lock: sets entry i and its bitmap together (lock-free readers see both or neither). */
+    void setPair(int i, long e, long bm) {
+        seq = seq + 1;
+        VarHandle.storeStoreFence();
+        LONGS.setRelease(entries, i * 2, e);
+        LONGS.setRelease(entries, i * 2 + 1, bm);
+        seq = seq + 1;
         dirtyGen++;
     }
 
     /** Copies the cluster's on-disk form into {@code dst}. */
     void serialize(MemorySegment dst) {
         if (kind == Kind.L2) {
-            for (int i = 0; i < entries.length; i++) dst.set(BE_LONG, i * 8L, entry(i));
+            for (int i = 0; i < entries.length; i++) dst.set(BE_LONG, i * 8L, (long) LONGS.getAcquire(entries, i));
         } else {
             MemorySegment.copy(raw, 0, dst, ValueLayout.JAVA_BYTE, 0, raw.length);
         }

@@ -33,18 +33,32 @@ final class ClusterMap {
         return cache.l2(off).entry((int) (g & l2Mask));
     }
 
+    private static final L2Entry.Pair NONE = new L2Entry.Pair(0, 0);
+
+    /** Extended L2, lock-free: the entry and subcluster bitmap of guest cluster g (both 0 when no L2 table maps it). */
+    L2Entry.Pair lookupPair(long g) throws IOException {
+        long off = l1.get((int) (g >>> l2Bits)) & L2Entry.OFFSET_MASK;
+        if (off == 0) return NONE;
+        return cache.l2(off).pair((int) (g & l2Mask));
+    }
+
     /**
      * How many bytes from guest cluster g on (whose entry maps host cluster {@code host}) lie in
      * host clusters that follow each other: {@code first} bytes of g, then whole clusters while the
-     * next guest cluster maps the next host cluster (and, with {@code needCopied}, is OFLAG_COPIED),
-     * at most {@code remaining} bytes. One pread/pwrite serves the run.
+     * next guest cluster maps the next host cluster (and, with {@code needCopied}, is OFLAG_COPIED;
+     * with extended L2, has every subcluster allocated), at most {@code remaining} bytes. One pread/pwrite serves the run.
      */
     long contiguousRun(long g, long host, long first, long remaining, boolean needCopied) throws IOException {
         int cs = geo.clusterSize;
         long run = first;
         long next = g + 1;
         while (run < remaining) {
-            long e = lookup(next);
+            long e;
+            if (geo.extendedL2) {
+                L2Entry.Pair p = lookupPair(next);
+                if ((p.bitmap() & L2Entry.ALLOC_MASK) != L2Entry.ALLOC_MASK || (p.bitmap() >>> 32) != 0) break;
+                e = p.entry();
+            } else e = lookup(next);
             if (geo.typeOf(e) != L2Entry.NORMAL || (needCopied && (e & L2Entry.COPIED) == 0)
                     || (e & L2Entry.OFFSET_MASK) != host + ((next - g) << geo.clusterBits)) break;
             run += Math.min(cs, remaining - run);

@@ -48,6 +48,10 @@ final class ClusterReader {
                 long g = gOff >>> clusterBits;
                 int in = (int) (gOff & (cs - 1));
                 long n = Math.min(cs - in, len - pos);
+                if (geo.extendedL2) {
+                    pos += readExtended(g, in, n, len - pos, dst.asSlice(pos));
+                    continue;
+                }
                 long e = map.lookup(g);
                 int type = geo.typeOf(e);
                 if (type == L2Entry.NORMAL) {
@@ -67,6 +71,58 @@ final class ClusterReader {
             }
         } finally {
             epochs.exit(slot);
+        }
+    }
+
+    /**
+     * Extended L2: reads from byte {@code in} of guest cluster g the first run of subclusters that
+     * read alike (at most {@code n} bytes, the rest of the cluster's part of the request; a run of
+     * allocated subclusters to the cluster end continues into contiguous fully allocated clusters,
+     * at most {@code remaining} bytes). Returns the bytes read.
+     */
+    private long readExtended(long g, int in, long n, long remaining, MemorySegment dst) throws IOException {
+        L2Entry.Pair p = map.lookupPair(g);
+        long e = p.entry(), bm = p.bitmap();
+        checkBitmap(g, e, bm);
+        if (geo.typeOf(e) == L2Entry.COMPRESSED_CLUSTER) {
+            readCompressed(e, in, dst.asSlice(0, n));
+            return n;
+        }
+        int s = geo.subOf(in);
+        int run = L2Entry.subRun(bm, s, geo.subOf((int) (in + n - 1)) + 1);
+        long bytes = Math.min(((long) (s + run) << geo.subclusterBits) - in, n);
+        if (L2Entry.subType(bm, s) == L2Entry.SUB_DATA && in + bytes == cs) {
+            long host = geo.hostOf(e, g);
+            long r = map.contiguousRun(g, host, bytes, remaining, false);
+            file.read(host + in, dst.asSlice(0, r));
+            return r;
+        }
+        readSubclusters(g, e, bm, in, dst.asSlice(0, bytes));
+        return bytes;
+    }
+
+    /** Extended L2: refuses an entry whose subcluster bitmap is impossible (corruption). */
+    void checkBitmap(long g, long e, long bm) throws MetadataCorruption {
+        String bad = L2Entry.badBitmap(e, bm);
+        if (bad != null) throw new MetadataCorruption("L2 entry for guest offset " + (g << clusterBits) + ": " + bad);
+    }
+
+    /** Extended L2: bytes [in, in + part size) of guest cluster g with a standard entry e and bitmap bm, subcluster by subcluster. */
+    void readSubclusters(long g, long e, long bm, int in, MemorySegment part) throws IOException {
+        long len = part.byteSize();
+        long pos = 0;
+        while (pos < len) {
+            int at = (int) (in + pos);
+            int s = geo.subOf(at);
+            int run = L2Entry.subRun(bm, s, L2Entry.SUBCLUSTERS);
+            long bytes = Math.min(((long) (s + run) << geo.subclusterBits) - at, len - pos);
+            MemorySegment piece = part.asSlice(pos, bytes);
+            switch (L2Entry.subType(bm, s)) {
+                case L2Entry.SUB_DATA -> file.read(geo.hostOf(e, g) + at, piece);
+                case L2Entry.SUB_UNALLOCATED -> backing.read((g << clusterBits) + at, piece);
+                default -> piece.fill((byte) 0);
+            }
+            pos += bytes;
         }
     }
 
@@ -97,6 +153,7 @@ final class ClusterReader {
 
     /** True when {@link #oldContents} would produce only zeroes for guest cluster g with entry {@code old}. */
     boolean oldReadsAsZero(long g, long old) {
+        if (geo.extendedL2) return false; // extended L2 copies on write per subcluster (ClusterWriter)
         return switch (geo.typeOf(old)) {
             case L2Entry.UNALLOCATED -> backing.readsAsZero(g << clusterBits);
             case L2Entry.ZERO_PLAIN, L2Entry.ZERO_ALLOC -> true;

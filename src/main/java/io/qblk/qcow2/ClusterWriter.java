@@ -74,6 +74,13 @@ final class ClusterWriter {
                 long n = Math.min(cs - in, len - pos);
                 int slot = epochs.enter(); // R5: lookup and pwrite in one grace-period section
                 try {
+                    if (geo.extendedL2) {
+                        long run = writeAllocatedSubclusters(g, in, n, len - pos, src.asSlice(pos));
+                        if (run > 0) {
+                            pos += run;
+                            continue;
+                        }
+                    } else {
                     long e = map.lookup(g);
                     if (geo.typeOf(e) == L2Entry.NORMAL && (e & L2Entry.COPIED) != 0) {
                         long host = geo.hostOf(e, g);
@@ -85,10 +92,17 @@ final class ClusterWriter {
                         pos += run;
                         continue;
                     }
+                    }
                 } finally {
                     epochs.exit(slot);
                 }
-                if (allocatingWrite(g, in, src.asSlice(pos, n))) {
+                if (geo.extendedL2) {
+                    long done = allocatingSubclusterWrite(g, in, src.asSlice(pos, n));
+                    if (done > 0) {
+                        pos += done;
+                        mapped = true;
+                    }
+                } else if (allocatingWrite(g, in, src.asSlice(pos, n))) {
                     pos += n;
                     mapped = true;
                 }
@@ -104,33 +118,12 @@ final class ClusterWriter {
     /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */
     private record Claim(CachedTable table, long old, long host, boolean fresh, InFlight mine) {}
 
-    /** Under meta: the L2 table of guest cluster g, once no other allocation of g is in flight (else MetaRetry). */
-    private CachedTable claimableL2Locked(long g) throws IOException {
-        guard.checkWritable();
-        InFlight other = inflight.get(g);
-        if (other != null) throw new MetaRetry.AwaitAllocation(other);
-        return map.l2ForWriteLocked(g);
-    }
-
     /** Under meta: registers the allocation of guest cluster g as in flight and pins its L2 table. */
     private Claim claimLocked(long g, CachedTable t, long old, long host, boolean fresh) {
         InFlight mine = new InFlight();
         inflight.put(g, mine);
         t.pins++;
         return new Claim(t, old, host, fresh, mine);
-    }
-
-    /** Gives up claim {@code c} of guest cluster g after its data write failed; {@code free} (or null) is released after a flush. */
-    private void abandon(long g, Claim c, HostRun free) {
-        cache.lock();
-        try {
-            if (free != null) alloc.queueFreeLocked(free);
-            c.table.pins--;
-            inflight.remove(g);
-        } finally {
-            cache.unlock();
-        }
-        c.mine.finish();
     }
 
     /**
@@ -142,7 +135,7 @@ final class ClusterWriter {
     private boolean allocatingWrite(long g, int in, MemorySegment part) throws IOException {
         int idx = geo.l2Index(g);
         Claim c = cache.withMeta(() -> {
-            CachedTable t = claimableL2Locked(g);
+            CachedTable t = tableForAllocationLocked(g);
             long old = t.entry(idx);
             int type = geo.typeOf(old);
             if (type == L2Entry.NORMAL && (old & L2Entry.COPIED) != 0) return null;
@@ -181,26 +174,229 @@ final class ClusterWriter {
             file.write(at, out);
             writeBack.dataWritten();
         } catch (Throwable ex) {
-            // Unreferenced: give it back after the next flush (a leak at worst if we crash first).
-            abandon(g, c, c.fresh ? new HostRun(c.host, 1) : null);
+            // Unreferenced: given back after the next flush (a leak at worst if we crash first).
+            abandon(c, g);
             throw ex;
         } finally {
             if (buf != null) clusterPool.release(buf);
         }
         // R1: the data is written; only now does the entry map it.
-        cache.lock();
-        try {
+        release(c, g, () -> {
             long cur = c.table.entry(idx);
             c.table.setEntry(idx, c.host | L2Entry.COPIED);
             writeBack.mappingChangedLocked();
             if (c.fresh || geo.typeOf(cur) != L2Entry.ZERO_ALLOC || (cur & L2Entry.OFFSET_MASK) != c.host) alloc.queueEntryFreeLocked(cur);
+        });
+        return true;
+    }
+
+    /** Under meta: the L2 table for a mapping change of guest cluster g, once no allocating write of g is in flight. */
+    private CachedTable tableForAllocationLocked(long g) throws IOException {
+        guard.checkWritable();
+        InFlight other = inflight.get(g);
+        if (other != null) throw new MetaRetry.AwaitAllocation(other);
+        return map.l2ForWriteLocked(g);
+    }
+
+    /** After a failed data write: releases the claim; a new cluster, unreferenced, is given back after the next flush (a leak at worst if we crash first). */
+    private void abandon(Claim c, long g) {
+        release(c, g, () -> {
+            if (c.fresh) alloc.queueFreeLocked(new HostRun(c.host, 1));
+        });
+    }
+
+    /** Under meta runs {@code lastChange}, then releases the claim on guest cluster g (its pinned table, its in-flight mark) and wakes its waiters. */
+    private void release(Claim c, long g, Runnable lastChange) {
+        cache.lock();
+        try {
+            lastChange.run();
             c.table.pins--;
             inflight.remove(g);
         } finally {
             cache.unlock();
         }
         c.mine.finish();
-        return true;
+    }
+
+    // ---------------------------------------------------------------- extended L2: subclusters
+
+    /**
+     * Extended L2, inside an epoch section: when byte {@code in} of guest cluster g lies in an
+     * allocated subcluster of a cluster this image owns (COPIED), writes the run of allocated
+     * subclusters from there in place (continuing into contiguous fully allocated clusters) and
+     * returns the bytes written; 0 when the write must allocate.
+     */
+    private long writeAllocatedSubclusters(long g, int in, long n, long remaining, MemorySegment src) throws IOException {
+        L2Entry.Pair p = map.lookupPair(g);
+        long e = p.entry(), bm = p.bitmap();
+        if (geo.typeOf(e) != L2Entry.NORMAL || (e & L2Entry.COPIED) == 0) return 0;
+        reader.checkBitmap(g, e, bm);
+        int s = geo.subOf(in);
+        if (L2Entry.subType(bm, s) != L2Entry.SUB_DATA) return 0;
+        int sub = L2Entry.subRun(bm, s, geo.subOf((int) (in + n - 1)) + 1);
+        long run = Math.min(((long) (s + sub) << geo.subclusterBits) - in, n);
+        long host = geo.hostOf(e, g);
+        if (in + run == cs) run = map.contiguousRun(g, host, run, remaining, true);
+        String bad = overlap.dataOverlap(host, in + run);
+        if (bad != null) throw new MetadataCorruption(bad);
+        file.write(host + in, src.asSlice(0, run));
+        writeBack.dataWritten(); // after completion: a flush that starts later must sync
+        return run;
+    }
+
+    /** An extended-L2 claim: also the old bitmap, and whether the whole cluster is rewritten (copy of a compressed or shared one). */
+    private record SubClaim(Claim c, long oldBitmap, boolean whole) {}
+
+    /**
+     * Extended L2: writes from byte {@code in} of guest cluster g into the run of subclusters that
+     * are not allocated (rules R1/R12: the data first, then the entry and bitmap that expose it).
+     * Only those subclusters are written: a partial subcluster is completed from what it read as
+     * (zeroes or the backing file); the other subclusters of a new host cluster stay unallocated.
+     * A compressed or shared cluster is copied whole into a new cluster. Returns the bytes of
+     * {@code part} done, 0 when the caller must look the cluster up again.
+     */
+    private long allocatingSubclusterWrite(long g, int in, MemorySegment part) throws IOException {
+        int idx = geo.l2Index(g);
+        SubClaim sc = cache.withMeta(() -> {
+            CachedTable t = tableForAllocationLocked(g);
+            long old = t.entry(idx), bm = t.bitmapLocked(idx);
+            reader.checkBitmap(g, old, bm);
+            int type = geo.typeOf(old);
+            long host;
+            boolean whole = false;
+            if (type == L2Entry.NORMAL && (old & L2Entry.COPIED) != 0) {
+                if (L2Entry.subType(bm, geo.subOf(in)) == L2Entry.SUB_DATA) return null; // allocated meanwhile
+                host = geo.hostOf(old, g);
+                String bad = overlap.dataOverlapLocked(host);
+                if (bad != null) throw new MetadataCorruption(bad);
+            } else {
+                whole = type != L2Entry.UNALLOCATED;
+                host = alloc.allocClusterLocked(null); // R2: refcount raised before anything maps it
+            }
+            InFlight mine = new InFlight();
+            inflight.put(g, mine);
+            t.pins++;
+            return new SubClaim(new Claim(t, old, host, host != (old & L2Entry.OFFSET_MASK), mine), bm, whole);
+        });
+        if (sc == null) return 0;
+        Claim c = sc.c;
+        long len = part.byteSize();
+        int from, to; // the subclusters written
+        if (sc.whole) {
+            from = 0;
+            to = L2Entry.SUBCLUSTERS;
+        } else {
+            from = geo.subOf(in);
+            int last = geo.subOf((int) (in + len - 1)) + 1;
+            to = from + 1;
+            while (to < last && L2Entry.subType(sc.oldBitmap, to) != L2Entry.SUB_DATA) to++;
+            len = Math.min(((long) to << geo.subclusterBits) - in, len);
+        }
+        int start = from << geo.subclusterBits, end = to << geo.subclusterBits;
+        MemorySegment buf = null;
+        try {
+            MemorySegment out = part.asSlice(0, len);
+            long at = c.host + in;
+            if (in != start || in + len != end) {
+                buf = clusterPool.acquire();
+                MemorySegment region = buf.asSlice(start, end - start);
+                if (sc.whole && geo.typeOf(c.old) == L2Entry.NORMAL) reader.readSubclusters(g, c.old, sc.oldBitmap, 0, buf); // shared
+                else if (sc.whole) reader.oldContents(g, c.old, buf);
+                else {
+                    reader.readSubclusters(g, c.old, sc.oldBitmap, start, region);
+                    long gEnd = (g << clusterBits) + end;
+                    if (gEnd > geo.virtualSize) buf.asSlice(Math.max(start, geo.virtualSize - (g << clusterBits))).fill((byte) 0);
+                }
+                buf.asSlice(in, len).copyFrom(out);
+                out = region;
+                at = c.host + start;
+            }
+            file.write(at, out);
+            writeBack.dataWritten();
+        } catch (Throwable ex) {
+            abandon(c, g);
+            throw ex;
+        } finally {
+            if (buf != null) clusterPool.release(buf);
+        }
+        // R1/R12: the data is written; only now do the entry and bitmap map it.
+        long bits = L2Entry.subRange(from, to);
+        release(c, g, () -> {
+            long cur = c.table.entry(idx);
+            long curBm = sc.whole ? 0 : c.table.bitmapLocked(idx);
+            c.table.setPair(idx, c.host | L2Entry.COPIED, (curBm | bits) & ~(bits << 32));
+            writeBack.mappingChangedLocked();
+            if (c.fresh) alloc.queueEntryFreeLocked(cur);
+        });
+        return len;
+    }
+
+    /**
+     * Extended L2: write-zeroes of [offset, offset+length) within one cluster (callers split at
+     * cluster boundaries). Whole subclusters
+     * get their zero bit (allocation bit cleared); a partial subcluster too when it is not
+     * allocated and the rest of it reads as zero already, else zero bytes are written into it.
+     */
+    private void zeroSubclusters(long offset, long length) throws IOException {
+        int scs = geo.subclusterSize;
+        long end = offset + length;
+        long first = (offset + scs - 1) & ~(long) (scs - 1);
+        long last = end == geo.virtualSize ? end : end & ~(long) (scs - 1);
+        long headEnd = Math.min(first, end);
+        if (offset < headEnd) zeroPartialSubcluster(offset, headEnd - offset);
+        if (first < last && !setZeroBits(first, last, false, false)) writeZeroBytes(first, last - first);
+        long tailStart = Math.max(last, headEnd);
+        if (tailStart < end) zeroPartialSubcluster(tailStart, end - tailStart);
+    }
+
+    /** [offset, offset+length) within one subcluster: its zero bit when the rest of it reads as zero already, else zero bytes. */
+    private void zeroPartialSubcluster(long offset, long length) throws IOException {
+        long s = offset & ~(long) (geo.subclusterSize - 1);
+        long e = Math.min(s + geo.subclusterSize, geo.virtualSize);
+        boolean belowZero = backing.mapsAsZero(s, offset - s) && backing.mapsAsZero(offset + length, e - offset - length);
+        if (!setZeroBits(s, e, true, belowZero)) writeZeroBytes(offset, length);
+    }
+
+    /**
+     * Extended L2: sets the zero bits of the subclusters covering guest [from, to) (one cluster).
+     * With {@code partial}, only when none of them is allocated and unallocated ones read as zero
+     * from below ({@code belowZero}: the backing chain says so for the bytes the request leaves).
+     * False when nothing was changed (a compressed or shared cluster, or the condition failed): the
+     * caller writes zero bytes instead.
+     */
+    private boolean setZeroBits(long from, long to, boolean partial, boolean belowZero) throws IOException {
+        long g = from >>> clusterBits;
+        int s0 = geo.subOf(geo.inCluster(from)), s1 = geo.subOf(geo.inCluster(to - 1)) + 1;
+        long bits = L2Entry.subRange(s0, s1);
+        boolean done;
+        exclusive.lockShared();
+        try {
+            done = cache.withMeta(() -> {
+                CachedTable t = tableForAllocationLocked(g);
+                int idx = geo.l2Index(g);
+                long e = t.entry(idx), bm = t.bitmapLocked(idx);
+                reader.checkBitmap(g, e, bm);
+                int type = geo.typeOf(e);
+                if (type == L2Entry.COMPRESSED_CLUSTER || (type == L2Entry.NORMAL && (e & L2Entry.COPIED) == 0)) return false;
+                if (partial) {
+                    if ((bm & bits) != 0) return false;
+                    long unalloc = bits & ~(bm >>> 32);
+                    if (unalloc != 0 && !belowZero) return false;
+                }
+                long nbm = (bm | (bits << 32)) & ~bits;
+                if (nbm != bm) {
+                    t.setPair(idx, e, nbm);
+                    writeBack.mappingChangedLocked();
+                }
+                return true;
+            });
+        } catch (MetadataCorruption c) {
+            throw guard.corrupted(c);
+        } finally {
+            exclusive.unlockShared();
+        }
+        if (done && writeBack.writeThrough()) writeBack.commit();
+        return done;
     }
 
     // ---------------------------------------------------------------- compressed write
@@ -220,7 +416,7 @@ final class ClusterWriter {
         exclusive.lockShared();
         try {
             Claim c = cache.withMeta(() -> {
-                CachedTable t = claimableL2Locked(g);
+                CachedTable t = tableForAllocationLocked(g);
                 long old = t.entry(idx);
                 int type = geo.typeOf(old);
                 if (type != L2Entry.UNALLOCATED && type != L2Entry.ZERO_PLAIN)
@@ -234,7 +430,7 @@ final class ClusterWriter {
                 writeBack.dataWritten();
             } catch (Throwable ex) {
                 long first = c.host >>> clusterBits, last = (c.host + len - 1) >>> clusterBits;
-                abandon(g, c, new HostRun(first << clusterBits, last - first + 1)); // our references, dropped after a flush
+                release(c, g, () -> alloc.queueFreeLocked(new HostRun(first << clusterBits, last - first + 1))); // our references, dropped after a flush
                 throw ex;
             }
             cache.lock();
@@ -276,11 +472,11 @@ final class ClusterWriter {
         long end = offset + length;
         long firstFull = (offset + cs - 1) & ~(long) (cs - 1);
         long lastFull = end == vsize ? end : end & ~(long) (cs - 1); // a partial last cluster at the image end counts as full
-        if (firstFull >= lastFull) { // within one cluster
-            if (!discard) writeZeroBytes(offset, length);
+        if (firstFull >= lastFull) { // no whole cluster in it (it may straddle two)
+            if (!discard) zeroPartialCluster(offset, length);
             return;
         }
-        if (!discard && offset < firstFull) writeZeroBytes(offset, firstFull - offset);
+        if (!discard && offset < firstFull) zeroPartialCluster(offset, firstFull - offset);
         boolean physical = geo.version < 3 && backing.present() && !discard; // v2 with a backing file: no zero flag
         if (physical) {
             for (long o = firstFull; o < lastFull; o += cs) writeZeroBytes(o, Math.min(cs, lastFull - o));
@@ -296,8 +492,21 @@ final class ClusterWriter {
             }
             if (writeBack.writeThrough()) writeBack.commit();
         }
-        if (!discard && lastFull < end) writeZeroBytes(lastFull, end - lastFull);
+        if (!discard && lastFull < end) zeroPartialCluster(lastFull, end - lastFull);
         writeBack.flushIfOverBudget();
+    }
+
+    /** Write-zeroes of a range with no whole cluster in it (it may straddle two): zero bytes, or with extended L2 zero subclusters. */
+    private void zeroPartialCluster(long offset, long length) throws IOException {
+        if (!geo.extendedL2) {
+            writeZeroBytes(offset, length);
+            return;
+        }
+        for (long o = offset, end = offset + length; o < end; ) {
+            long n = Math.min(cs - (o & (cs - 1)), end - o);
+            zeroSubclusters(o, n);
+            o += n;
+        }
     }
 
     /** Zeroes guest clusters [g, endG) within one L2 table; returns the next cluster to do. */
@@ -309,13 +518,31 @@ final class ClusterWriter {
                 InFlight other = inflight.get(c);
                 if (other != null) throw new MetaRetry.AwaitAllocation(other);
             }
-            if (map.unmappedL2(g) && (!backing.present() || geo.version < 3 || full)) return stop; // reads as zero (or unallocated) already
+            // Reads as zero already. (With extended L2, qemu sets the zero bits anyway: so do we, for equal maps.)
+            if (map.unmappedL2(g) && (!backing.present() || geo.version < 3 || full) && (!geo.extendedL2 || discard)) return stop;
             CachedTable t = map.l2ForWriteLocked(g);
             for (long c = g; c < stop; c++) {
                 int idx = geo.l2Index(c);
                 long cur = t.entry(idx);
                 int type = geo.typeOf(cur);
                 long next;
+                if (geo.extendedL2) {
+                    long bm = t.bitmapLocked(idx);
+                    long nextBm;
+                    if (!mayUnmap && type == L2Entry.NORMAL && (cur & L2Entry.COPIED) != 0) {
+                        next = cur;
+                        nextBm = L2Entry.ALL_ZERO;
+                    } else {
+                        next = 0;
+                        // Like qemu: a discarded allocated cluster reads as zero through its bitmap even without a backing file.
+                        nextBm = discard && !backing.present() && type == L2Entry.UNALLOCATED ? 0 : L2Entry.ALL_ZERO;
+                    }
+                    if (next == cur && nextBm == bm) continue;
+                    t.setPair(idx, next, nextBm);
+                    writeBack.mappingChangedLocked();
+                    if (next == 0) alloc.queueEntryFreeLocked(cur); // R4: freed after the flush
+                    continue;
+                }
                 if (geo.version >= 3) {
                     if (!mayUnmap && (type == L2Entry.NORMAL || type == L2Entry.ZERO_ALLOC) && (cur & L2Entry.COPIED) != 0)
                         next = (cur & L2Entry.OFFSET_MASK) | L2Entry.ZERO_FLAG | L2Entry.COPIED;
@@ -355,7 +582,8 @@ final class ClusterWriter {
                 long cur = t.entry(idx);
                 if (geo.typeOf(cur) == L2Entry.NORMAL) return cur & L2Entry.OFFSET_MASK;
                 long c = alloc.allocClusterLocked(null);
-                t.setEntry(idx, c | L2Entry.COPIED);
+                if (geo.extendedL2) t.setPair(idx, c | L2Entry.COPIED, L2Entry.ALLOC_MASK);
+                else t.setEntry(idx, c | L2Entry.COPIED);
                 return c;
             });
             if (mode == Preallocation.FULL) file.write(host, zeroCluster);

@@ -12,9 +12,10 @@ package io.qblk.qcow2;
  *                      against the image's directory when opened); null for none
  * @param backingFormat backing format header extension ("qcow2", "raw"); null writes none
  * @param compression   codec of compressed clusters (header compression_type); zstd needs version 3
+ * @param extendedL2    128-bit L2 entries with 32 subclusters per cluster (version 3, cluster size at least 16k)
  */
 public record CreateOptions(long size, int version, int clusterSize, int refcountBits, Preallocation preallocation,
-        boolean lazyRefcounts, String backingFile, String backingFormat, CompressionType compression) {
+        boolean lazyRefcounts, String backingFile, String backingFormat, CompressionType compression, boolean extendedL2) {
 
     public CreateOptions {
         if (preallocation == null) throw new IllegalArgumentException("preallocation must not be null");
@@ -23,7 +24,7 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
 
     public CreateOptions(long size, int version, int clusterSize, int refcountBits, Preallocation preallocation, boolean lazyRefcounts,
             String backingFile, String backingFormat) {
-        this(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, CompressionType.ZLIB);
+        this(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, CompressionType.ZLIB, false);
     }
 
     public CreateOptions(long size, int version, int clusterSize, int refcountBits, Preallocation preallocation, boolean lazyRefcounts) {
@@ -35,8 +36,8 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
         return new CreateOptions(size, 3, 65536, 16, Preallocation.OFF, false);
     }
 
-    public CreateOptions withSize(long s) { return new CreateOptions(s, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression); }
-    public CreateOptions withVersion(int v) { return new CreateOptions(size, v, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression); }
+    public CreateOptions withSize(long s) { return new CreateOptions(s, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression, extendedL2); }
+    public CreateOptions withVersion(int v) { return new CreateOptions(size, v, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression, extendedL2); }
     /** "0.10" = version 2, "1.1" (or "v3") = version 3. */
     public CreateOptions withCompat(String compat) {
         return switch (compat) {
@@ -45,18 +46,16 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
             default -> throw new IllegalArgumentException("compat must be 0.10 or 1.1: " + compat);
         };
     }
-    public CreateOptions withClusterSize(int c) { return new CreateOptions(size, version, c, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression); }
-    public CreateOptions withRefcountBits(int r) { return new CreateOptions(size, version, clusterSize, r, preallocation, lazyRefcounts, backingFile, backingFormat, compression); }
-    public CreateOptions withPreallocation(Preallocation p) { return new CreateOptions(size, version, clusterSize, refcountBits, p, lazyRefcounts, backingFile, backingFormat, compression); }
-    public CreateOptions withLazyRefcounts(boolean l) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, l, backingFile, backingFormat, compression); }
+    public CreateOptions withClusterSize(int c) { return new CreateOptions(size, version, c, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression, extendedL2); }
+    public CreateOptions withRefcountBits(int r) { return new CreateOptions(size, version, clusterSize, r, preallocation, lazyRefcounts, backingFile, backingFormat, compression, extendedL2); }
+    public CreateOptions withPreallocation(Preallocation p) { return new CreateOptions(size, version, clusterSize, refcountBits, p, lazyRefcounts, backingFile, backingFormat, compression, extendedL2); }
+    public CreateOptions withLazyRefcounts(boolean l) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, l, backingFile, backingFormat, compression, extendedL2); }
+    public CreateOptions withExtendedL2(boolean x) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, compression, x); }
+    public CreateOptions withCompression(CompressionType c) { return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, c, extendedL2); }
 
     /** An overlay: the header names {@code file} (stored as given) and, when not null, its {@code format}. */
     public CreateOptions withBacking(String file, String format) {
-        return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, file, format, compression);
-    }
-
-    public CreateOptions withCompression(CompressionType c) {
-        return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, backingFile, backingFormat, c);
+        return new CreateOptions(size, version, clusterSize, refcountBits, preallocation, lazyRefcounts, file, format, compression, extendedL2);
     }
 
     /** Throws IllegalArgumentException naming the first bad option. */
@@ -72,6 +71,8 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
             throw new IllegalArgumentException("lazy_refcounts needs compat=1.1 (version 3)");
         if (version == 2 && compression != CompressionType.ZLIB)
             throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)");
+        if (extendedL2 && version == 2) throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)");
+        if (extendedL2 && clusterSize < 16384) throw new IllegalArgumentException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
         if (size < 0) throw new IllegalArgumentException("size must not be negative: " + size);
         if (backingFile != null && (backingFile.isEmpty() || backingFile.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 1023))
             throw new IllegalArgumentException("backing file name must be 1..1023 bytes");
@@ -79,7 +80,7 @@ public record CreateOptions(long size, int version, int clusterSize, int refcoun
         if (backingFile != null && preallocation != Preallocation.OFF)
             throw new IllegalArgumentException("preallocation is not supported with a backing file");
         long maxL1Entries = Qcow2Header.MAX_L1_ENTRIES;
-        long bytesPerL2 = (long) clusterSize * (clusterSize / 8);
+        long bytesPerL2 = (long) clusterSize * (clusterSize / (extendedL2 ? 16 : 8));
         if (Long.divideUnsigned(size + bytesPerL2 - 1, bytesPerL2) > maxL1Entries || size > Qcow2Header.MAX_VIRTUAL_SIZE)
             throw new IllegalArgumentException("size " + size + " is too large for cluster_size " + clusterSize);
     }

@@ -20,11 +20,23 @@ final class Geometry {
     final long rbMask;
     final int version;
     final long virtualSize;
+    /** 128-bit L2 entries with 32 subclusters per cluster (incompatible feature bit 4). */
+    final boolean extendedL2;
+    /** Bytes of one subcluster (the cluster size without extended L2). */
+    final int subclusterSize;
+    final int subclusterBits;
 
     Geometry(int clusterBits, int refcountOrder, int version, long virtualSize) {
+        this(clusterBits, refcountOrder, version, virtualSize, false);
+    }
+
+    Geometry(int clusterBits, int refcountOrder, int version, long virtualSize, boolean extendedL2) {
         this.clusterBits = clusterBits;
         this.clusterSize = 1 << clusterBits;
-        this.l2Bits = clusterBits - 3;
+        this.extendedL2 = extendedL2;
+        this.subclusterBits = extendedL2 ? clusterBits - 5 : clusterBits;
+        this.subclusterSize = 1 << subclusterBits;
+        this.l2Bits = clusterBits - (extendedL2 ? 4 : 3);
         this.l2Mask = (1 << l2Bits) - 1;
         this.refcountOrder = refcountOrder;
         this.rbBits = clusterBits + 3 - refcountOrder;
@@ -34,7 +46,7 @@ final class Geometry {
     }
 
     static Geometry of(Qcow2Header h) {
-        return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size);
+        return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size, (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0);
     }
 
     /** Guest cluster number of a guest byte offset (also host cluster index of a host offset). */
@@ -69,7 +81,14 @@ final class Geometry {
 
     long guestClusters() { return (virtualSize + clusterSize - 1) >>> clusterBits; }
 
-    int typeOf(long e) { return L2Entry.type(e, version); }
+    /** 8-byte words per L2 entry: 2 with extended L2 (entry, then subcluster bitmap). */
+    int l2Stride() { return extendedL2 ? 2 : 1; }
+
+    /** Subcluster index of a byte offset within its cluster. */
+    int subOf(int inCluster) { return inCluster >>> subclusterBits; }
+
+    /** The entry's cluster type; with extended L2 the reserved bit 0 is not a zero flag (zeroes live in the bitmap). */
+    int typeOf(long e) { return L2Entry.type(extendedL2 ? e & ~L2Entry.ZERO_FLAG : e, version); }
 
     HostRange compressedRange(long e) { return L2Entry.compressedRange(e, clusterBits); }
 

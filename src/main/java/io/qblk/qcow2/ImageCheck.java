@@ -253,9 +253,14 @@ final class ImageCheck {
             ref(l2off, cs, "L2 table");
             img.file().read(l2off, l2);
             nextContiguous = -1; // qemu counts fragmentation within each L2 table
-            for (int j = 0; j < cs / 8; j++) {
-                long e = l2.get(CachedTable.BE_LONG, j * 8L);
+            int stride = geo.l2Stride();
+            for (int j = 0; j < cs / 8 / stride; j++) {
+                long e = l2.get(CachedTable.BE_LONG, j * 8L * stride);
                 long guest = (((long) i << geo.l2Bits) + j) * cs;
+                if (stride == 2) {
+                    String bad = L2Entry.badBitmap(e, l2.get(CachedTable.BE_LONG, j * 16L + 8));
+                    if (bad != null) corruption("L2 entry for guest offset " + guest + ": " + bad);
+                }
                 switch (geo.typeOf(e)) {
                     case L2Entry.NORMAL, L2Entry.ZERO_ALLOC -> {
                         long off = e & L2Entry.OFFSET_MASK;
@@ -378,8 +383,9 @@ final class ImageCheck {
                     badCopied.add(new CopiedFix(-1, i, fixed ? l1[i] | L2Entry.COPIED : l1[i] & ~L2Entry.COPIED));
                 }
                 img.file().read(l2off, l2);
-                for (int j = 0; j < cs / 8; j++) {
-                    long e = l2.get(CachedTable.BE_LONG, j * 8L);
+                int stride = geo.l2Stride();
+                for (int j = 0; j < cs / 8 / stride; j++) {
+                    long e = l2.get(CachedTable.BE_LONG, j * 8L * stride);
                     int t = geo.typeOf(e);
                     if (t != L2Entry.NORMAL && t != L2Entry.ZERO_ALLOC) continue;
                     long off = e & L2Entry.OFFSET_MASK;

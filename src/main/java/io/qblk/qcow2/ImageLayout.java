@@ -22,7 +22,7 @@ final class ImageLayout {
         int cs = o.clusterSize();
         int bits = Integer.numberOfTrailingZeros(cs);
         long size = (o.size() + 511) / 512 * 512;
-        long l2Entries = cs / 8;
+        long l2Entries = cs / (o.extendedL2() ? 16 : 8);
         long bytesPerL1 = (long) cs * l2Entries;
         long l1Size = (size + bytesPerL1 - 1) / bytesPerL1;
         long l1c = (l1Size * 8 + cs - 1) / cs; // an empty image has no L1 table (offset 0), like qemu's
@@ -48,6 +48,7 @@ final class ImageLayout {
         h.refcountTableOffset = rtOff;
         h.refcountTableClusters = (int) rtc;
         h.refcountOrder = Integer.numberOfTrailingZeros(o.refcountBits());
+        h.incompatible = o.extendedL2() ? Qcow2Header.INCOMPAT_EXTL2 : 0;
         h.compatible = o.lazyRefcounts() ? Qcow2Header.COMPAT_LAZY_REFCOUNTS : 0;
         h.compression = o.compression();
         if (o.compression() != CompressionType.ZLIB) h.incompatible |= Qcow2Header.INCOMPAT_COMPRESSION;

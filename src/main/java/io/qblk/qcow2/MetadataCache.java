@@ -22,6 +22,7 @@ final class MetadataCache {
     private final ReentrantLock meta = new ReentrantLock();
     private final IoBackend file;
     private final int cs;
+    private final int l2Stride;
     private final long budget;
     private final EngineStats stats;
     private final BufferPool clusterPool;
@@ -30,7 +31,9 @@ final class MetadataCache {
     private final ConcurrentHashMap<Long, CompletableFuture<CachedTable>> loading = new ConcurrentHashMap<>();
     private volatile long cachedBytes; // written under meta, read without it
 
-    MetadataCache(IoBackend file, int clusterSize, long budget, EngineStats stats, BufferPool clusterPool) {
+    /** {@code l2Stride}: 8-byte words per L2 entry (2 with extended L2 entries). */
+    MetadataCache(IoBackend file, int clusterSize, int l2Stride, long budget, EngineStats stats, BufferPool clusterPool) {
+        this.l2Stride = l2Stride;
         this.file = file;
         this.cs = clusterSize;
         this.budget = budget;
@@ -89,7 +92,7 @@ final class MetadataCache {
 
     /** Under meta: a new, never written (fresh) table at {@code off}, cached and charged to the budget. */
     CachedTable addFreshLocked(long off, CachedTable.Kind kind) {
-        CachedTable t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, null, cs) : CachedTable.refblock(off, null, cs);
+        CachedTable t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, null, cs, l2Stride) : CachedTable.refblock(off, null, cs);
         t.fresh = true;
         map(kind).put(off, t);
         cachedBytes += cs;
@@ -139,7 +142,7 @@ final class MetadataCache {
                     try {
                         stats.cacheMisses.increment();
                         file.read(off, buf);
-                        t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, buf, cs) : CachedTable.refblock(off, buf, cs);
+                        t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, buf, cs, l2Stride) : CachedTable.refblock(off, buf, cs);
                     } finally {
                         clusterPool.release(buf);
                     }

@@ -111,7 +111,7 @@ public final class Qcow2Header {
 
     int clusterSize() { return 1 << clusterBits; }
     int refcountBits() { return 1 << refcountOrder; }
-    int l2Entries() { return clusterSize() / 8; }
+    int l2Entries() { return clusterSize() / ((incompatible & INCOMPAT_EXTL2) != 0 ? 16 : 8); }
 
     /** Bytes of the first cluster needed to know the cluster size. */
     static final int PROBE_BYTES = V3_MIN_LENGTH + 8;
@@ -183,6 +183,8 @@ public final class Qcow2Header {
             throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "unsupported qcow2 feature: external data file not named in the header (qemu needs -o data-file= for it)");
         if (h.cryptMethod == 2 && h.cryptoHeaderLength == 0)
             throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "LUKS encryption without its full disk encryption header extension");
+        if ((h.incompatible & INCOMPAT_EXTL2) != 0 && h.clusterBits < 14)
+            throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "extended L2 entries need a cluster size of at least 16k (subclusters of at least 512 bytes), got " + cs);
         if (h.refcountOrder < 0 || h.refcountOrder > 6)
             throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "bad refcount_order " + h.refcountOrder + " (must be 0..6)");
 
@@ -320,7 +322,6 @@ public final class Qcow2Header {
     String ioRefusal() {
         if ((incompatible & INCOMPAT_DATA_FILE) != 0 || dataFile != null)
             return "unsupported qcow2 feature: external data file" + (dataFile != null ? " (" + dataFile + ")" : "");
-        if ((incompatible & INCOMPAT_EXTL2) != 0) return "unsupported qcow2 feature: extended L2 entries (subclusters)";
         if (cryptMethod != 0) return "unsupported qcow2 feature: encryption (" + (cryptMethod == 1 ? "AES" : "LUKS") + ")";
         return null;
     }

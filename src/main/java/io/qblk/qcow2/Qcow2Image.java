@@ -108,7 +108,7 @@ public final class Qcow2Image implements Closeable {
         }
         long cacheBudget = Math.max(o.cacheBytes(), 8L * cs);
         BufferPool clusterPool = new BufferPool(cs, 64);
-        this.cache = new MetadataCache(file, cs, cacheBudget, stats, clusterPool);
+        this.cache = new MetadataCache(file, cs, geo.l2Stride(), cacheBudget, stats, clusterPool);
         this.overlap = new OverlapCheck(cache, geo);
 
         long[] l1 = FileReads.longs(file, h.l1TableOffset, h.l1Size);
@@ -355,6 +355,11 @@ public final class Qcow2Image implements Closeable {
             while (pos < end) {
                 long g = geo.clusterOf(pos);
                 long n = Math.min(((g + 1) << geo.clusterBits) - pos, end - pos);
+                if (geo.extendedL2) {
+                    mapSubclusters(out, g, pos, n);
+                    pos += n;
+                    continue;
+                }
                 long e = map.lookup(g);
                 long host = (e & L2Entry.OFFSET_MASK) + (pos & (cs - 1));
                 switch (geo.typeOf(e)) {
@@ -372,6 +377,44 @@ public final class Qcow2Image implements Closeable {
             exclusive.unlockShared();
         }
         return out;
+    }
+
+    /**
+     * Extended L2: the extents of [pos, pos+n) within guest cluster g, subcluster run by subcluster
+     * run, as qemu reports them: zero subclusters of an allocated cluster keep their host offset; an
+     * unallocated subcluster of an allocated cluster reads from the backing file, or (none) as zero
+     * with its host offset.
+     */
+    private void mapSubclusters(List<MapEntry> out, long g, long pos, long n) throws IOException {
+        L2Entry.Pair p = map.lookupPair(g);
+        long e = p.entry(), bm = p.bitmap();
+        try {
+            reader.checkBitmap(g, e, bm);
+        } catch (MetadataCorruption c) {
+            throw guard.corrupted(c);
+        }
+        if (geo.typeOf(e) == L2Entry.COMPRESSED_CLUSTER) {
+            add(out, new MapEntry(pos, n, 0, true, false, true, -1));
+            return;
+        }
+        long base = e & L2Entry.OFFSET_MASK;
+        long end = pos + n;
+        while (pos < end) {
+            int in = geo.inCluster(pos);
+            int s = geo.subOf(in);
+            int run = L2Entry.subRun(bm, s, L2Entry.SUBCLUSTERS);
+            long len = Math.min(((long) (s + run) << geo.subclusterBits) - in, end - pos);
+            long host = base == 0 ? -1 : base + in;
+            switch (L2Entry.subType(bm, s)) {
+                case L2Entry.SUB_DATA -> add(out, new MapEntry(pos, len, 0, true, false, true, host));
+                case L2Entry.SUB_ZERO -> add(out, new MapEntry(pos, len, 0, true, true, false, host));
+                default -> {
+                    if (base != 0 && !backing.present()) add(out, new MapEntry(pos, len, 0, false, true, false, host));
+                    else for (MapEntry m : backing.map(pos, len)) add(out, m);
+                }
+            }
+            pos += len;
+        }
     }
 
     /** Appends {@code m}, merged into the last entry when it continues it. */

@@ -17,16 +17,18 @@ public final class Qcow2Measure {
 
     /**
      * Bytes of a fully allocated image of {@code virtualSize} (rounded up to the cluster): data plus
-     * header, L2 tables, L1 table and the refcount structures covering all of them.
+     * header, L2 tables (16-byte entries with {@code extendedL2}), L1 table and the refcount
+     * structures covering all of them.
      */
-    public static long fullyAllocated(long virtualSize, int clusterSize, int refcountBits) {
+    public static long fullyAllocated(long virtualSize, int clusterSize, int refcountBits, boolean extendedL2) {
         long cs = clusterSize;
         long aligned = (virtualSize + cs - 1) / cs * cs;
         long meta = cs; // header
-        long l2PerCluster = cs / 8;
+        int entryBytes = extendedL2 ? 16 : 8;
+        long l2PerCluster = cs / entryBytes;
         long l2Entries = roundUp(aligned / cs, l2PerCluster);
-        meta += l2Entries * 8;
-        long l1Entries = roundUp(l2Entries * 8 / cs, cs / 8);
+        meta += l2Entries * entryBytes;
+        long l1Entries = roundUp(l2Entries * entryBytes / cs, cs / 8);
         meta += l1Entries * 8;
         meta += refcountMetadata((meta + aligned) / cs, cs, Integer.numberOfTrailingZeros(refcountBits));
         return meta + aligned;

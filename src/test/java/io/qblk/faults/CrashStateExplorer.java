@@ -65,6 +65,7 @@ final class CrashStateExplorer {
         List<Workload> ws = new ArrayList<>();
         for (String k : concat(Workload.KINDS, Workload.REPAIR_KINDS))
             for (int cs : Workload.CLUSTER_SIZES) {
+                if (!Workload.applies(k, cs)) continue;
                 Workload w = Workload.generate(k, cs, seed);
                 if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
             }
@@ -150,6 +151,23 @@ final class CrashStateExplorer {
         mem.write(p.offset(), MemorySegment.ofArray(p.bytes()));
     }
 
+    /**
+     * The raw backing file of the "subcluster-backing" workloads: every sector tagged with
+     * {@link Workload#BACKING_ID}, made once per size (the same bytes every time).
+     */
+    static synchronized java.nio.file.Path backingFile(long size) throws IOException {
+        java.nio.file.Path f = QemuImgCheck.scratchDir().resolve("qblk-crash-backing-" + size + ".raw");
+        if (java.nio.file.Files.exists(f) && java.nio.file.Files.size(f) == size) return f;
+        java.nio.file.Path tmp = java.nio.file.Files.createTempFile(f.getParent(), "qblk-crash-backing-", ".tmp");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = a.allocate(size, 4096);
+            SectorTags.fill(m, Workload.BACKING_ID, 0);
+            java.nio.file.Files.write(tmp, m.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        }
+        java.nio.file.Files.move(tmp, f, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        return f;
+    }
+
     /** One crash point: durable log prefix, in-flight writes, and the last completed guest flush. */
     record CrashPoint(int index, int durablePrefix, List<IoEvent> inflight, long crashTick, int flushId) {
         /** Number of states an exhaustive walk of the subsets needs (capped). */
@@ -213,7 +231,7 @@ final class CrashStateExplorer {
 
     void explore(Recorded r, long share) throws IOException {
         Workload w = r.workload();
-        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize(), w.backed());
         List<CrashPoint> points = crashPoints(r, exp);
         // Allot the budget: small epochs exhaustively first, what they leave to the big ones.
         long[] allot = new long[points.size()];
@@ -270,7 +288,7 @@ final class CrashStateExplorer {
      */
     void exploreFrom(Recorded r, long fromTick, int statesPerPoint) throws IOException {
         Workload w = r.workload();
-        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize());
+        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize(), w.backed());
         List<CrashPoint> points = crashPoints(r, exp);
         MemoryBackend durable = new MemoryBackend(r.base());
         int applied = 0;
@@ -441,7 +459,7 @@ final class CrashStateExplorer {
             if (deleted && has) return "snapshot " + name + " is still there after its delete returned";
             if (!has) continue;
             ExpectedContents.Expectation e = exps.computeIfAbsent(op.id(),
-                    id -> new ExpectedContents(r.ops(), r.workload().virtualSize()).at(id, op.startTick()));
+                    id -> new ExpectedContents(r.ops(), r.workload().virtualSize(), r.workload().backed()).at(id, op.startTick()));
             img.readSnapshot(name, 0, disk);
             ExpectedContents.Verdict v = e.verify(disk);
             snapshotReads++;

@@ -17,8 +17,12 @@ final class ExpectedContents {
     /** Ids of the ops touching each sector, ascending; null for untouched sectors. */
     private final int[][] sectorOps;
 
-    ExpectedContents(List<GuestOp> ops, long virtualSize) {
+    /** Sectors no op touched read the backing file's tags ({@link Workload#BACKING_ID}) instead of zeroes. */
+    private final boolean backed;
+
+    ExpectedContents(List<GuestOp> ops, long virtualSize, boolean backed) {
         this.ops = ops;
+        this.backed = backed;
         this.sectors = virtualSize / 512;
         int[] count = new int[(int) sectors];
         for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH && !op.snapshotOp()) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) count[(int) s]++;
@@ -42,9 +46,11 @@ final class ExpectedContents {
         long[][] extras = new long[(int) sectors][];
         for (int s = 0; s < sectors; s++) {
             int[] l = sectorOps[s];
+            long initial = backed ? SectorTags.encode(Workload.BACKING_ID, s) : SectorTags.ZERO;
+            required[s] = initial;
             if (l == null) continue;
             int req = -1;
-            long value = SectorTags.ZERO;
+            long value = initial;
             for (int j : l) {
                 GuestOp op = ops.get(j);
                 if (j < flushId && !op.optional()) {

@@ -55,10 +55,13 @@ final class HostileImages {
 
     static List<Seed> seeds(Path scratch) throws IOException {
         List<Seed> out = new ArrayList<>();
-        int[][] shapes = {{512, 3, 16}, {4096, 3, 64}, {65536, 3, 16}, {65536, 2, 16}, {4096, 3, 1}};
+        // cluster size, version, refcount bits, extended L2 entries (1: on)
+        int[][] shapes = {{512, 3, 16, 0}, {4096, 3, 64, 0}, {65536, 3, 16, 0}, {65536, 2, 16, 0}, {4096, 3, 1, 0},
+                {16384, 3, 16, 1}, {65536, 3, 16, 1}};
         for (int[] s : shapes) {
             MemoryBackend m = new MemoryBackend();
-            CreateOptions o = CreateOptions.defaults(4L << 20).withClusterSize(s[0]).withVersion(s[1]).withRefcountBits(s[2]);
+            CreateOptions o = CreateOptions.defaults(4L << 20).withClusterSize(s[0]).withVersion(s[1]).withRefcountBits(s[2])
+                    .withExtendedL2(s[3] == 1);
             Qcow2Image.create(m, o);
             try (Qcow2Image img = Qcow2Image.open(m, OpenOptions.defaults()); Arena a = Arena.ofConfined()) {
                 MemorySegment buf = a.allocate(65536, 4096);
@@ -70,8 +73,16 @@ final class HostileImages {
                 }
                 img.writeZeroes(1L << 20, 3L * s[0], false);
                 img.discard(2L << 20, 4L * s[0]);
+                if (s[3] == 1) { // subclusters: partly allocated, zero and unallocated ones in one cluster
+                    for (int i = 0; i < 8; i++) {
+                        long off = (3L << 20) + i * (long) s[0] + (i % 3) * (s[0] / 32) + 512L * i;
+                        SectorTags.fill(buf.asSlice(0, 1536), 100 + i, off / 512);
+                        img.write(off, buf.asSlice(0, 1536));
+                        img.writeZeroes(off + s[0] / 4, s[0] / 16, false);
+                    }
+                }
             }
-            out.add(new Seed("engine-" + Workload.sizeName(s[0]) + "-v" + s[1] + "-rc" + s[2], m.snapshot()));
+            out.add(new Seed("engine-" + Workload.sizeName(s[0]) + "-v" + s[1] + "-rc" + s[2] + (s[3] == 1 ? "-extl2" : ""), m.snapshot()));
         }
         out.add(new Seed("engine-zstd-4k", zstdImage()));
         if (scratch != null && QemuImgCheck.available()) {
@@ -294,7 +305,8 @@ final class HostileImages {
         long[] bad = {eof, eof + cs, (eof / cs + 1000) * cs, 1L << 55, (1L << 56) - cs, 0, cs, l1Off, rtOff,
                 rbs.isEmpty() ? 0 : rbs.get(0), l2s.isEmpty() ? 0 : l2s.get(0), Long.MAX_VALUE & ~(cs - 1), -cs};
         long pick = bad[r.nextInt(bad.length)];
-        switch (r.nextInt(12)) {
+        boolean extL2 = (b.getLong(72) & (1L << 4)) != 0 && b.getInt(4) >= 3;
+        switch (r.nextInt(extL2 ? 14 : 12)) {
             case 0 -> { int p = r.nextInt(Math.min(img.length, 104)); int bit = r.nextInt(8); img[p] ^= (byte) (1 << bit); return "header byte " + p + " bit " + bit + " flipped"; }
             case 1 -> { int i = r.nextInt(Math.max(1, l1Size)); int bit = r.nextInt(64); flip(b, l1Off + 8L * i, bit); return "L1[" + i + "] bit " + bit + " flipped"; }
             case 2 -> {
@@ -344,6 +356,15 @@ final class HostileImages {
                 long target = r.nextBoolean() ? pick : (rbs.isEmpty() ? rtOff : rbs.get(0));
                 b.putLong((int) (t + 8L * i), (target & 0x00fffffffffffe00L) | (1L << 63));
                 return "L2 at " + t + " entry " + i + " -> " + target + " (copied)";
+            }
+            case 12, 13 -> { // extended L2: a subcluster bitmap with alloc and zero bits in any combination
+                if (l2s.isEmpty()) return "no L2 table";
+                long t = l2s.get(r.nextInt(l2s.size()));
+                int i = r.nextInt((int) Math.min(cs / 16, 64));
+                long[] maps = {-1L, 0xffffffffL, 0xffffffffL << 32, 1L | (1L << 32), r.nextLong(), 0x5555555555555555L};
+                long bm = maps[r.nextInt(maps.length)];
+                b.putLong((int) (t + 16L * i + 8), bm);
+                return "L2 at " + t + " extended entry " + i + " bitmap -> " + Long.toHexString(bm);
             }
             default -> {
                 if (l2s.isEmpty()) return "no L2 table";

@@ -150,6 +150,7 @@ final class IoErrorInjector {
         List<Workload> ws = new ArrayList<>();
         for (String k : Workload.KINDS)
             for (int cs : Workload.CLUSTER_SIZES) {
+                if (!Workload.applies(k, cs) || k.equals("subcluster-backing")) continue;
                 Workload w = Workload.generate(k, cs, seed, true);
                 if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
             }

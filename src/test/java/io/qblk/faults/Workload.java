@@ -18,7 +18,9 @@ import java.util.function.LongSupplier;
  * A reproducible sequence of guest operations on a fresh image of one cluster size: random
  * 4 KiB–1 MiB writes (allocating data clusters, L2 tables, refcount blocks; with 512-byte clusters
  * and 64-bit refcounts also growing the refcount table), rewrites of allocated clusters, write
- * zeroes, discard, and flushes.
+ * zeroes, discard, and flushes. The "subcluster" kinds run mixed operations, many shorter than a
+ * cluster, on an image with extended L2 entries (cluster sizes of 16k and more only), without and
+ * with a raw backing file whose sectors carry tags of their own ({@link #BACKING_ID}).
  */
 record Workload(String kind, int clusterSize, int refcountBits, long virtualSize, long seed, List<Planned> ops) {
 
@@ -26,9 +28,10 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's
      * sync); "bitmaps" is "mixed" on an image with persistent dirty bitmaps made by qemu-img (two
      * enabled, one disabled), so close writes them back (docs/ordering.md, B1-B4); "snapshot" writes
-     * under internal snapshots and creates/deletes them (S1-S6).
+     * under internal snapshots and creates/deletes them (S1-S6); "subcluster" is "mixed" on an image with
+     * extended L2 entries, "subcluster-backing" the same over a raw backing file whose sectors carry tags.
      */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot", "bitmaps");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot", "bitmaps", "subcluster", "subcluster-backing");
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
@@ -42,6 +45,20 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
 
     record Planned(GuestOp.Type type, long offset, long length) {}
+
+    /** The write id the backing file's sector tags carry (no guest op has it). */
+    static final int BACKING_ID = (1 << 24) - 2;
+
+    /** Whether a kind runs at a cluster size (extended L2 entries need 16k clusters or more). */
+    static boolean applies(String kind, int clusterSize) {
+        return !kind.startsWith("subcluster") || clusterSize >= 16384;
+    }
+
+    /** The image has extended L2 entries (32 subclusters per cluster). */
+    boolean extendedL2() { return kind.startsWith("subcluster"); }
+
+    /** The image has a raw backing file tagged with {@link #BACKING_ID}. */
+    boolean backed() { return kind.equals("subcluster-backing"); }
 
     /** How the engine opens the image for this workload. */
     io.qblk.qcow2.OpenOptions openOptions() {
@@ -82,7 +99,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough", "snapshot", "rebuild", "bitmaps" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "snapshot", "rebuild", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;
@@ -91,6 +108,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 default -> throw new IllegalArgumentException("unknown workload " + kind + " (one of " + KINDS + ")");
             };
             long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
+            if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, clusterSize / 512 / 8))); // within a few subclusters
             boolean nearHot = !kind.equals("alloc") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
             long off = nearHot ? hot + align(r.nextLong(maxLen), 512) - maxLen / 2 : align(r.nextLong(vsize), 512);
             off = Math.max(0, Math.min(off, vsize - len));
@@ -120,7 +138,9 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     byte[] baseImage() throws IOException {
         MemoryBackend template = new MemoryBackend();
         if (!kind.equals("bitmaps")) {
-            Qcow2Image.create(template, CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits));
+            CreateOptions co = CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits).withExtendedL2(extendedL2());
+            if (backed()) co = co.withBacking(CrashStateExplorer.backingFile(virtualSize).toString(), "raw");
+            Qcow2Image.create(template, co);
             return template.snapshot();
         }
         Path f = Files.createTempFile(QemuImgCheck.scratchDir(), "qblk-bitmaps-", ".qcow2");
