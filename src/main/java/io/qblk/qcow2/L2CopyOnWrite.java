@@ -31,7 +31,11 @@ final class L2CopyOnWrite {
         }
         long c = alloc.allocClusterLocked(MetadataKind.L2); // R2: refcount 1 before the L1 entry names it
         CachedTable copy = cache.addFreshLocked(c, CachedTable.Kind.L2);
-        for (int i = 0; i < shared.entries.length; i++) copy.setEntry(i, shared.entry(i));
+        // entry by entry; with extended L2 each entry with its subcluster bitmap (two words)
+        for (int i = 0; i < shared.entries.length / shared.stride; i++) {
+            if (shared.stride == 2) copy.setPair(i, shared.entry(i), shared.bitmapLocked(i));
+            else copy.setEntry(i, shared.entry(i));
+        }
         l1.setLocked(l1i, c | L2Entry.COPIED);
         alloc.queueFreeLocked(new HostRun(shared.offset, 1)); // S2: refcount - 1 after the new L1 entry is durable
         return copy;

@@ -422,9 +422,14 @@ final class CrashStateExplorer {
         }
     }
 
-    /** The crash falls inside a snapshot create or delete (between its start and its return). */
+    /**
+     * The crash falls inside a snapshot create or delete (between its start and its return), or
+     * after one that failed (an I/O error stopped it midway: its state is that of a crash inside it
+     * until a repair).
+     */
     private static boolean inSnapshotOp(Recorded r, CrashPoint p) {
-        for (GuestOp op : r.ops()) if (op.snapshotOp() && op.startTick() < p.crashTick() && p.crashTick() <= op.endTick()) return true;
+        for (GuestOp op : r.ops())
+            if (op.snapshotOp() && op.startTick() < p.crashTick() && (p.crashTick() <= op.endTick() || !op.ok())) return true;
         return false;
     }
 
@@ -443,6 +448,9 @@ final class CrashStateExplorer {
     private String checkSnapshots(Recorded r, CrashPoint p, Qcow2Image img, MemorySegment disk) throws IOException {
         java.util.Set<String> present = new java.util.HashSet<>();
         for (io.qblk.qcow2.SnapshotInfo s : img.snapshots()) present.add(s.name());
+        // Only the current run's expectations are kept: the I/O-error injector checks thousands of
+        // runs, and holding each run (its whole write log) here exhausted the heap.
+        if (!snapshotExpect.containsKey(r)) snapshotExpect.clear();
         java.util.Map<Integer, ExpectedContents.Expectation> exps = snapshotExpect.computeIfAbsent(r, k -> new java.util.HashMap<>());
         for (GuestOp op : r.ops()) {
             if (op.type() != GuestOp.Type.SNAPSHOT || !op.ok()) continue;

@@ -249,7 +249,7 @@ final class HostileImages {
             case 0 -> { int f = r.nextInt(3); long[] v = {new int[] {0, 65536, -1, 4}[r.nextInt(4)], new long[] {0, 1, eof, 1L << 40}[r.nextInt(4)], pick};
                 if (f == 0) b.putInt(ext, (int) v[0]); else b.putLong(ext + 8 * f, v[f]);
                 return "bitmaps extension field " + f + " changed"; }
-            case 1 -> { long q = dir + r.nextInt((int) Math.min(bx[1], eof - dir)); int bit = r.nextInt(8); img[(int) q] ^= (byte) (1 << bit); return "directory byte " + (q - dir) + " bit " + bit + " flipped"; }
+            case 1 -> { long q = dir + r.nextInt((int) Math.max(1, Math.min(bx[1], eof - dir))); /* an earlier mutation may have zeroed the size */ int bit = r.nextInt(8); img[(int) q] ^= (byte) (1 << bit); return "directory byte " + (q - dir) + " bit " + bit + " flipped"; }
             case 2 -> { b.putLong(p, pick); return "bitmap " + k + " table offset -> " + pick; }
             case 3 -> { int v = new int[] {0, 2, -1, 1 << 24}[r.nextInt(4)]; b.putInt(p + 8, v); return "bitmap " + k + " table size -> " + v; }
             case 4 -> { int v = new int[] {1, 3, 8, 0x10, -1}[r.nextInt(5)]; b.putInt(p + 12, v); return "bitmap " + k + " flags -> " + v; }

@@ -134,8 +134,21 @@ public final class RecordingBackend implements IoBackend {
         long s = tick();
         inner.punchHole(offset, length);
         long n = Math.max(0, Math.min(length, inner.size() - offset));
-        add(IoEvent.Kind.WRITE, offset, n, new byte[(int) n], s);
+        add(IoEvent.Kind.WRITE, offset, n, zeros((int) n), s);
     }
+
+    /**
+     * A shared all-zero array of at least {@code n} bytes for punch events (their readers use
+     * {@code length}, never the array's size, and never write it): with 2 MiB clusters a run
+     * punches many clusters, and a fresh array per punch held by every kept log exhausted the heap.
+     */
+    private static byte[] zeros(int n) {
+        byte[] z = sharedZeros;
+        if (z.length < n) sharedZeros = z = new byte[Math.max(n, 2 * z.length)];
+        return z;
+    }
+
+    private static volatile byte[] sharedZeros = new byte[1 << 16];
 
     @Override public boolean readOnly() { return inner.readOnly(); }
 
