@@ -433,18 +433,13 @@ final class ClusterWriter {
                 release(c, g, () -> alloc.queueFreeLocked(new HostRun(first << clusterBits, last - first + 1))); // our references, dropped after a flush
                 throw ex;
             }
-            cache.lock();
-            try {
+            // R1: the compressed data is written; only now does the entry map it.
+            release(c, g, () -> {
                 long cur = c.table.entry(idx);
                 c.table.setEntry(idx, L2Entry.compressed(c.host, len, clusterBits));
                 writeBack.mappingChangedLocked();
                 alloc.queueEntryFreeLocked(cur);
-                c.table.pins--;
-                inflight.remove(g);
-            } finally {
-                cache.unlock();
-            }
-            c.mine.finish();
+            });
         } catch (MetadataCorruption mc) {
             throw guard.corrupted(mc);
         } finally {
