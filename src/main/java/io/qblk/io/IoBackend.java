@@ -43,6 +43,11 @@ public interface IoBackend extends Closeable {
      * backends use fallocate(FALLOC_FL_ZERO_RANGE), which costs no data I/O.
      */
     default void zeroRange(long offset, long length) throws IOException {
+        writeZeroBytes(offset, length);
+    }
+
+    /** Writes {@code length} zero bytes at {@code offset}, a MiB at a time (the fallback of zeroRange and punchHole). */
+    default void writeZeroBytes(long offset, long length) throws IOException {
         if (length == 0) return;
         try (Arena a = Arena.ofConfined()) {
             long chunk = Math.min(length, 1 << 20);
@@ -104,16 +109,5 @@ public interface IoBackend extends Closeable {
             p = hole;
         }
         return out;
-    }
-
-    /** SEEK_DATA / SEEK_HOLE on {@code fd} of a file of {@code size} bytes, for the backends that have a descriptor. */
-    static long seekExtent(int fd, long offset, int whence, long size, String name) throws IOException {
-        if (offset >= size) return size;
-        long r = LibC.seek(fd, offset, whence);
-        if (r >= 0) return Math.min(r, size);
-        int e = LibC.errno();
-        if (e == Errno.ENXIO) return size;
-        if (e == Errno.EINVAL) return whence == LibC.SEEK_DATA ? offset : size; // no SEEK_DATA/SEEK_HOLE here: all data
-        throw new ErrnoException("lseek " + name, e);
     }
 }

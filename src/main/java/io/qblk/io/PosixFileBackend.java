@@ -10,7 +10,7 @@ import java.nio.file.Path;
  * open takes the image's {@link ImageLock} (released on close), except a {@link #openSibling sibling}
  * descriptor, which its first descriptor's lock covers.
  */
-public final class PosixFileBackend implements IoBackend {
+public final class PosixFileBackend implements FdBackend {
     private final int fd;
     private final ImageLock.Locked locked; // null: a sibling descriptor
     private final Path path;
@@ -51,8 +51,14 @@ public final class PosixFileBackend implements IoBackend {
         return new PosixFileBackend(ImageLock.openSibling(first.locked, first.path, first.readOnly, extraFlags), null, first.path, first.readOnly);
     }
 
+    @Override
     public int fd() {
         return fd;
+    }
+
+    @Override
+    public String name() {
+        return name;
     }
 
     @Override
@@ -109,28 +115,6 @@ public final class PosixFileBackend implements IoBackend {
     }
 
     @Override
-    public long nextData(long offset) throws IOException {
-        return IoBackend.seekExtent(fd, offset, LibC.SEEK_DATA, size(), name);
-    }
-
-    @Override
-    public long nextHole(long offset) throws IOException {
-        return IoBackend.seekExtent(fd, offset, LibC.SEEK_HOLE, size(), name);
-    }
-
-    @Override
-    public long size() throws IOException {
-        long s = LibC.sizeOf(fd);
-        if (s < 0) throw new ErrnoException("lseek " + name, LibC.errno());
-        return s;
-    }
-
-    @Override
-    public void truncate(long length) throws IOException {
-        if (LibC.ftruncate(fd, length) != 0) throw new ErrnoException("ftruncate " + name, LibC.errno());
-    }
-
-    @Override
     public void allocate(long offset, long length) throws IOException {
         if (length == 0) return;
         if (LibC.fallocate(fd, 0, offset, length) != 0) throw new ErrnoException("fallocate " + name, LibC.errno());
@@ -144,18 +128,14 @@ public final class PosixFileBackend implements IoBackend {
             int e = LibC.errno();
             if (e != Errno.EOPNOTSUPP) throw new ErrnoException("punch hole " + name, e);
             // The filesystem cannot punch holes: write zeroes instead so the range still reads as zero.
-            try (Arena a = Arena.ofConfined()) {
-                long chunk = Math.min(length, 1 << 20);
-                MemorySegment z = a.allocate(chunk, 4096);
-                for (long o = 0; o < length; o += chunk) write(offset + o, z.asSlice(0, Math.min(chunk, length - o)));
-            }
+            writeZeroBytes(offset, length);
         }
     }
 
     @Override
     public void zeroRange(long offset, long length) throws IOException {
         if (length == 0) return;
-        if (!FileZeroing.zeroRange(fd, offset, length, name)) IoBackend.super.zeroRange(offset, length);
+        if (!FileZeroing.zeroRange(fd, offset, length, name)) writeZeroBytes(offset, length);
     }
 
     @Override

@@ -3,6 +3,7 @@ package io.qblk.uring;
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.io.ImageLock;
+import io.qblk.io.FdBackend;
 import io.qblk.io.IoBackend;
 import io.qblk.io.LibC;
 import java.io.IOException;
@@ -28,7 +29,7 @@ import java.util.concurrent.atomic.LongAdder;
  *
  * Errors come back as {@link ErrnoException} naming the operation, file, offset and errno.
  */
-public final class UringFileBackend implements IoBackend {
+public final class UringFileBackend implements FdBackend {
     private static final long MAX_CHUNK = 1L << 30;
 
     private final RingThread ring; // null: the caller's ring
@@ -117,8 +118,14 @@ public final class UringFileBackend implements IoBackend {
         }
     }
 
+    @Override
     public int fd() {
         return fd;
+    }
+
+    @Override
+    public String name() {
+        return name;
     }
 
     /** The fixed ring thread, or null when this backend follows the caller's ring. */
@@ -249,28 +256,6 @@ public final class UringFileBackend implements IoBackend {
     }
 
     @Override
-    public long nextData(long offset) throws IOException {
-        return IoBackend.seekExtent(fd, offset, LibC.SEEK_DATA, size(), name);
-    }
-
-    @Override
-    public long nextHole(long offset) throws IOException {
-        return IoBackend.seekExtent(fd, offset, LibC.SEEK_HOLE, size(), name);
-    }
-
-    @Override
-    public long size() throws IOException {
-        long s = LibC.sizeOf(fd);
-        if (s < 0) throw new ErrnoException("lseek " + name, LibC.errno());
-        return s;
-    }
-
-    @Override
-    public void truncate(long length) throws IOException {
-        if (LibC.ftruncate(fd, length) != 0) throw new ErrnoException("ftruncate " + name, LibC.errno());
-    }
-
-    @Override
     public void allocate(long offset, long length) throws IOException {
         if (length == 0) return;
         fallocate(0, offset, length, "fallocate ");
@@ -284,11 +269,7 @@ public final class UringFileBackend implements IoBackend {
         } catch (ErrnoException e) {
             if (e.errno() != Errno.EOPNOTSUPP) throw e;
             // The filesystem cannot punch holes: write zeroes so the range still reads as zero.
-            try (Arena a = Arena.ofConfined()) {
-                long chunk = Math.min(length, 1 << 20);
-                MemorySegment z = a.allocate(chunk, 4096);
-                for (long o = 0; o < length; o += chunk) write(offset + o, z.asSlice(0, Math.min(chunk, length - o)));
-            }
+            writeZeroBytes(offset, length);
         }
     }
 
