@@ -85,6 +85,7 @@ final class HostileImages {
             out.add(new Seed("engine-" + Workload.sizeName(s[0]) + "-v" + s[1] + "-rc" + s[2] + (s[3] == 1 ? "-extl2" : ""), m.snapshot()));
         }
         out.add(new Seed("engine-zstd-4k", zstdImage()));
+        out.add(new Seed("engine-lazy-dirty-4k", lazyDirtyImage()));
         if (scratch != null && QemuImgCheck.available()) {
             // compressed clusters come from qemu-img convert -c
             Path raw = scratch.resolve("hostile-src.raw"), q = scratch.resolve("hostile-compressed.qcow2");
@@ -109,6 +110,32 @@ final class HostileImages {
             }
         }
         return out;
+    }
+
+    /**
+     * Lazy refcounts (docs/ordering.md L1-L3): what a write-through writer leaves when it dies with the
+     * image open: the dirty bit set and refcount blocks behind the L2 tables. A read-write open must
+     * repair it (or, mutated, refuse it with a message).
+     */
+    static byte[] lazyDirtyImage() throws IOException {
+        MemoryBackend m = new MemoryBackend();
+        Qcow2Image.create(m, CreateOptions.defaults(4L << 20).withClusterSize(4096).withLazyRefcounts(true));
+        Qcow2Image img = Qcow2Image.open(m, OpenOptions.defaults().withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(16384, 4096);
+            Random r = new Random(15);
+            for (int i = 0; i < 12; i++) {
+                long off = r.nextLong((4L << 20) - 16384) & ~511L;
+                SectorTags.fill(buf, i, off / 512);
+                img.write(off, buf);
+            }
+            img.discard(2L << 20, 8192);
+            byte[] dirty = m.snapshot();
+            if (!io.qblk.qcow2.Qcow2Header.dirtyBitSet(m)) throw new IOException("lazy seed: the dirty bit is not set");
+            return dirty;
+        } finally {
+            img.close();
+        }
     }
 
     /**
