@@ -448,6 +448,7 @@ final class HostileImages {
             }
             // 2. read-write: data writes must stay off live metadata
             TreeMap<Long, String> live = liveMetadata(image);
+            boolean dirty = image.length >= 80 && ByteBuffer.wrap(image).getInt(4) >= 3 && (ByteBuffer.wrap(image).getLong(72) & 1) != 0;
             int cs = 1 << Math.max(9, Math.min(21, ByteBuffer.wrap(image).getInt(20)));
             MemoryBackend mem = new MemoryBackend(image);
             RecordingBackend rec = new RecordingBackend(mem);
@@ -459,6 +460,8 @@ final class HostileImages {
                 if (blank(e)) return new Outcome(Verdict.CRASH, stage + ": IOException without a message: " + e);
                 return new Outcome(Verdict.REJECTED, e.getMessage());
             }
+            // a dirty image was repaired by the open (a rebuilt refcount structure frees the old one): its layout now
+            if (dirty) live = liveMetadata(mem.snapshot());
             try {
                 try (Arena a = Arena.ofConfined()) {
                     MemorySegment buf = a.allocate(8192, 4096);
