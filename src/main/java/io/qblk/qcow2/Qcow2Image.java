@@ -141,7 +141,7 @@ public final class Qcow2Image implements Closeable {
         this.clusterPool = clusterPool;
 
         try {
-            if (!o.readOnly()) prepareForWriting();
+            if (!o.readOnly()) prepareForWriting(o.metadataWrite());
         } catch (Throwable t) {
             backing.close();
             throw t;
@@ -163,20 +163,21 @@ public final class Qcow2Image implements Closeable {
         for (long e : l1) if ((e & L2Entry.OFFSET_MASK) != 0) overlap.markIfAbsent(e & L2Entry.OFFSET_MASK, MetadataKind.L2);
     }
 
-    private void prepareForWriting() throws IOException {
+    private void prepareForWriting(MetadataWrite metadataWrite) throws IOException {
         if ((h.incompatible & Qcow2Header.INCOMPAT_CORRUPT) != 0) {
             guard.refuse(filename + ": image is marked corrupt; only check with repair may modify it");
             return;
         }
         // Bitmaps that loaded are maintained (autoclear bit 0 kept, enabled ones marked in use before
         // the first change); other autoclear bits are cleared then. An open that only reads writes nothing.
-        guard.prepareFirstChange(bitmaps.keptAutoclear(), bitmaps);
+        // Lazy refcounts (rules L1-L3) only where a commit can skip refcount blocks: write-through metadata.
+        guard.prepareFirstChange(bitmaps.keptAutoclear(), bitmaps, metadataWrite == MetadataWrite.WRITETHROUGH);
         if ((h.incompatible & Qcow2Header.INCOMPAT_DIRTY) != 0) {
             guard.beforeChange();
             CheckReport r = ImageCheck.run(checkSubject(), RepairMode.ALL);
             if (r.corruptions() > 0)
                 throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, filename + ": dirty image could not be repaired (" + r.corruptions() + " corruptions remain)");
-            guard.clearDirty();
+            guard.clearDirty(true);
         }
     }
 
@@ -448,6 +449,12 @@ public final class Qcow2Image implements Closeable {
     public List<BitmapInfo> bitmaps() { return bitmaps.info(); }
 
     /**
+     * True while this open postpones refcount-block writes (lazy refcounts, docs/ordering.md L1-L3):
+     * its dirty bit then marks that, not an image that still needs a repair.
+     */
+    public boolean lazyRefcountsActive() { return guard.lazyActive(); }
+
+    /**
      * Dirty extents ([start, length) in guest bytes, merged) of the consistent bitmap {@code name},
      * including the bits this open has set, or null when there is no such consistent bitmap.
      */
@@ -586,6 +593,9 @@ public final class Qcow2Image implements Closeable {
                     if (guard.writeRefusal() == null) bitmaps.storeOnClose(
                             () -> cache.withMeta(() -> alloc.allocClusterLocked(MetadataKind.BITMAP_DATA)),
                             writeBack::flushFully);
+                    // L2: the dirty bit goes only after a full flush wrote every refcount block a lazy commit
+                    // skipped (a corrupt image keeps it: its repair rebuilds the refcounts anyway)
+                    if (guard.lazyActive() && !guard.poisoned() && !guard.corruptBit() && !writeBack.refcountsSkipped()) guard.clearDirty(false);
                 }
             } catch (IOException e) {
                 first = e;

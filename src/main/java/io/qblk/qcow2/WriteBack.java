@@ -30,6 +30,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * Write-through ({@link MetadataWrite#WRITETHROUGH}): a request that changed a mapping waits for a
  * <em>commit</em> (a flush without B's sync) covering its change; one commit serves every request
  * queued behind the flush lock (group commit).
+ *
+ * <p>Lazy refcounts (rules L1-L3, docs/ordering.md): once the dirty bit is durable
+ * ({@link WriteGuard#lazyActive}), a commit leaves dirty <em>existing</em> refcount blocks out of its
+ * snapshot (R2 is then kept by the dirty bit: the next read-write open rebuilds the refcounts from
+ * the tables); it still writes fresh blocks and a relocated table in A0 (R3) and syncs before B (R1).
+ * A full flush writes everything; the dirty bit is cleared at close only after one that left nothing
+ * a commit skipped ({@link #refcountsSkipped}).
  */
 final class WriteBack {
     private final IoBackend file;
@@ -59,6 +66,11 @@ final class WriteBack {
     private List<HostRun> unsyncedFrees = new ArrayList<>();
     /** A write completed since the last datasync: the next flush must sync even with no metadata to write (R1). */
     private volatile boolean unsyncedWrites;
+    /**
+     * A lazy commit left dirty refcount blocks unwritten and no full flush has written them since
+     * (rule L2: the dirty bit stays set while this is true). Written under flushLock.
+     */
+    private volatile boolean refcountsSkipped;
 
     WriteBack(IoBackend file, String filename, Qcow2Header h, Geometry geo, MetadataCache cache, RefcountAllocator alloc, ClusterMap map,
             OverlapCheck overlap, WriteGuard guard, IoEpochs epochs, SharedExclusiveLock exclusive, EngineStats stats, MetadataWrite metadataWrite,
@@ -96,7 +108,12 @@ final class WriteBack {
     /** After a request: write-through commit if it changed a mapping, else a flush if the cache is over budget. */
     void afterRequest(boolean mapped) throws IOException {
         if (mapped && writeThrough()) commit();
-        else if (cache.overBudget()) flush();
+        if (cache.overBudget()) flush(); // also after a commit: a lazy one leaves refcount blocks dirty
+    }
+
+    /** Rule L2: true while refcount blocks a lazy commit skipped may still be unwritten. */
+    boolean refcountsSkipped() {
+        return refcountsSkipped;
     }
 
     void flushIfOverBudget() throws IOException {
@@ -155,7 +172,7 @@ final class WriteBack {
 
     /** The snapshot a flush writes, taken under the metadata lock. */
     private record Snapshot(List<Item> a0, List<Item> a, List<Item> b, RefcountAllocator.TableChanges table, BitSet l1Dirty,
-                            List<HostRun> frees, long covered) {}
+                            List<HostRun> frees, long covered, boolean skippedRefblocks) {}
 
     /**
      * One flush; {@code syncMappings} false skips the sync after phase B (a commit): the L2/L1
@@ -175,12 +192,14 @@ final class WriteBack {
         unsyncedFrees = new ArrayList<>();
         List<HostRun> frees;
         boolean wroteB;
+        // L1: a commit skips existing refcount blocks only once the dirty bit is durable
+        boolean lazy = !syncMappings && guard.lazyActive();
         try (Arena arena = Arena.ofConfined()) {
             Snapshot s;
             String bad;
             cache.lock();
             try {
-                s = snapshotLocked(arena);
+                s = snapshotLocked(arena, lazy);
                 bad = overlapLocked(s);
             } finally {
                 cache.unlock();
@@ -214,6 +233,9 @@ final class WriteBack {
             }
             markWritten(s);
             committedChanges = Math.max(committedChanges, s.covered);
+            // L2: a full flush wrote every refcount block dirty at its snapshot, so also those earlier commits skipped
+            if (lazy) refcountsSkipped |= s.skippedRefblocks;
+            else refcountsSkipped = false;
             frees = s.frees;
             wroteB = !s.b.isEmpty();
         }
@@ -227,14 +249,23 @@ final class WriteBack {
         if (!frees.isEmpty()) applyFrees(frees);
     }
 
-    /** Under meta: copies of every dirty cluster, sorted into phases, and the frees queued so far. */
-    private Snapshot snapshotLocked(Arena arena) {
+    /**
+     * Under meta: copies of every dirty cluster, sorted into phases, and the frees queued so far.
+     * {@code lazy} (a commit with the dirty bit durable, rule L1) leaves dirty existing refcount
+     * blocks out: they stay dirty in the cache for a later full flush.
+     */
+    private Snapshot snapshotLocked(Arena arena, boolean lazy) {
         List<Item> a0 = new ArrayList<>(), a = new ArrayList<>(), b = new ArrayList<>();
         long covered = mappingChanges;
         RefcountAllocator.TableChanges table = alloc.takeChangesLocked();
         BitSet l1D = map.l1().takeDirtyLocked();
         List<HostRun> frees = alloc.takePendingFreesLocked();
-        cache.forEachDirtyLocked(CachedTable.Kind.REFBLOCK, t -> (t.fresh ? a0 : a).add(snap(arena, t)));
+        boolean[] skipped = {false};
+        cache.forEachDirtyLocked(CachedTable.Kind.REFBLOCK, t -> {
+            if (t.fresh) a0.add(snap(arena, t)); // R3 holds under L1 too: a table entry never points at an unwritten block
+            else if (lazy) skipped[0] = true;
+            else a.add(snap(arena, t));
+        });
         cache.forEachDirtyLocked(CachedTable.Kind.L2, t -> (t.fresh ? a : b).add(snap(arena, t)));
         PointerTable rt = alloc.table();
         if (table.relocated()) {
@@ -250,7 +281,7 @@ final class WriteBack {
         PointerTable l1 = map.l1();
         for (int c = l1D.nextSetBit(0); c >= 0; c = l1D.nextSetBit(c + 1))
             b.add(new Item(map.l1Offset() + (long) c * cs, l1.clusterBytes(arena, c), MetadataKind.L1, null, 0));
-        return new Snapshot(a0, a, b, table, l1D, frees, covered);
+        return new Snapshot(a0, a, b, table, l1D, frees, covered, skipped[0]);
     }
 
     /** Under meta: the first metadata write of the snapshot that would land on other metadata, or null. */

@@ -27,6 +27,11 @@ final class WriteGuard {
     /** Bitmaps to mark in use before the first change (rule B1). */
     private volatile boolean bitmapsPending;
     private Bitmaps bitmaps;
+    /** Lazy refcounts wanted on this open: the dirty bit is set (and synced) before the first change (rule L1). */
+    private volatile boolean lazy;
+    private volatile boolean dirtyPending;
+    /** The dirty bit is durable: a commit may leave refcount blocks unwritten (rule L1). */
+    private volatile boolean lazyActive;
     private volatile boolean closed;
 
     WriteGuard(String filename, Qcow2Header h, IoBackend file, MetadataCache cache, boolean openedReadOnly) {
@@ -80,25 +85,37 @@ final class WriteGuard {
      * they loaded) are cleared before the first change, and {@code bitmaps} are marked in use then
      * (rule B1); an open that only reads never writes either.
      */
-    void prepareFirstChange(long keep, Bitmaps bitmaps) {
+    void prepareFirstChange(long keep, Bitmaps bitmaps, boolean lazy) {
         this.keptAutoclear = keep;
         this.bitmaps = bitmaps;
         if (h.version >= 3 && (h.autoclear & ~keep) != 0) autoclearPending = true;
         if (!bitmaps.trackedNames().isEmpty()) bitmapsPending = true;
+        this.lazy = lazy && h.version >= 3 && (h.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0;
+        dirtyPending = this.lazy;
     }
+
+    /**
+     * True once the dirty bit of a lazy-refcounts image is durable (rule L1): from then on a
+     * write-through commit may leave dirty refcount blocks in the cache.
+     */
+    boolean lazyActive() { return lazyActive; }
 
     /**
      * Called before anything changes the image (a write, zero, discard, repair): clears the
      * autoclear bits we do not maintain (unknown ones, and bitmaps that did not load) in the header,
-     * synced, and marks the tracked bitmaps in use (synced), once.
+     * synced, marks the tracked bitmaps in use (synced), and on a lazy-refcounts open sets the
+     * dirty bit (synced, rule L1), once.
      */
     void beforeChange() throws IOException {
-        if (!autoclearPending && !bitmapsPending) return;
+        if (!autoclearPending && !bitmapsPending && !dirtyPending) return;
         synchronized (this) {
-            if (autoclearPending) {
+            if (autoclearPending || dirtyPending) {
                 h.autoclear &= keptAutoclear;
+                if (dirtyPending) h.incompatible |= Qcow2Header.INCOMPAT_DIRTY;
                 writeFeatureBits();
                 autoclearPending = false;
+                if (dirtyPending) lazyActive = true; // L1: only after the synced write
+                dirtyPending = false;
             }
             if (bitmapsPending) {
                 bitmaps.markInUse();
@@ -136,10 +153,16 @@ final class WriteGuard {
         if (h.nbSnapshots == 0) writeRefusal = null;
     }
 
-    /** Clears the dirty bit after the repair that made the refcounts right. */
-    void clearDirty() throws IOException {
+    /**
+     * Clears the dirty bit (synced) once every refcount on disk is right: after the repair of a dirty
+     * image, or at close after the full flush that wrote every refcount block a lazy commit left
+     * (rule L2). With {@code rearm}, a lazy open sets it again before its next change.
+     */
+    synchronized void clearDirty(boolean rearm) throws IOException {
+        lazyActive = false;
         h.incompatible &= ~Qcow2Header.INCOMPAT_DIRTY;
         writeFeatureBits();
+        dirtyPending = lazy && rearm;
     }
 
     /** Writes the incompatible/compatible/autoclear feature fields (offset 72) and syncs them. */

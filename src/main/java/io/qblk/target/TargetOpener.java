@@ -77,7 +77,8 @@ public final class TargetOpener {
                 throw new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, file + ": " + r.corruptions() + " corruption(s) and "
                         + r.checkErrors() + " check error(s) remain after repair; not serving it");
             image.flush();
-            boolean stillDirty = image.info().dirtyFlag();
+            // a lazy-refcounts image written through sets the bit again for its own session (ordering.md L1)
+            boolean stillDirty = image.info().dirtyFlag() && !image.lazyRefcountsActive();
             log.accept(file + ": reopened after its server died: dirty bit " + (dirty ? "was set, repaired while opening" : "was clear")
                     + (stillDirty ? " (STILL SET)" : "") + "; check repaired " + r.leaksFixed() + " leaked cluster(s) and "
                     + r.corruptionsFixed() + " refcount error(s) before serving");

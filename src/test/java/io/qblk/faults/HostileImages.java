@@ -85,6 +85,7 @@ final class HostileImages {
             out.add(new Seed("engine-" + Workload.sizeName(s[0]) + "-v" + s[1] + "-rc" + s[2] + (s[3] == 1 ? "-extl2" : ""), m.snapshot()));
         }
         out.add(new Seed("engine-zstd-4k", zstdImage()));
+        out.add(new Seed("engine-lazy-dirty-4k", lazyDirtyImage()));
         if (scratch != null && QemuImgCheck.available()) {
             // compressed clusters come from qemu-img convert -c
             Path raw = scratch.resolve("hostile-src.raw"), q = scratch.resolve("hostile-compressed.qcow2");
@@ -109,6 +110,32 @@ final class HostileImages {
             }
         }
         return out;
+    }
+
+    /**
+     * Lazy refcounts (docs/ordering.md L1-L3): what a write-through writer leaves when it dies with the
+     * image open: the dirty bit set and refcount blocks behind the L2 tables. A read-write open must
+     * repair it (or, mutated, refuse it with a message).
+     */
+    static byte[] lazyDirtyImage() throws IOException {
+        MemoryBackend m = new MemoryBackend();
+        Qcow2Image.create(m, CreateOptions.defaults(4L << 20).withClusterSize(4096).withLazyRefcounts(true));
+        Qcow2Image img = Qcow2Image.open(m, OpenOptions.defaults().withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(16384, 4096);
+            Random r = new Random(15);
+            for (int i = 0; i < 12; i++) {
+                long off = r.nextLong((4L << 20) - 16384) & ~511L;
+                SectorTags.fill(buf, i, off / 512);
+                img.write(off, buf);
+            }
+            img.discard(2L << 20, 8192);
+            byte[] dirty = m.snapshot();
+            if (!io.qblk.qcow2.Qcow2Header.dirtyBitSet(m)) throw new IOException("lazy seed: the dirty bit is not set");
+            return dirty;
+        } finally {
+            img.close();
+        }
     }
 
     /**
@@ -421,6 +448,7 @@ final class HostileImages {
             }
             // 2. read-write: data writes must stay off live metadata
             TreeMap<Long, String> live = liveMetadata(image);
+            boolean dirty = image.length >= 80 && ByteBuffer.wrap(image).getInt(4) >= 3 && (ByteBuffer.wrap(image).getLong(72) & 1) != 0;
             int cs = 1 << Math.max(9, Math.min(21, ByteBuffer.wrap(image).getInt(20)));
             MemoryBackend mem = new MemoryBackend(image);
             RecordingBackend rec = new RecordingBackend(mem);
@@ -432,6 +460,8 @@ final class HostileImages {
                 if (blank(e)) return new Outcome(Verdict.CRASH, stage + ": IOException without a message: " + e);
                 return new Outcome(Verdict.REJECTED, e.getMessage());
             }
+            // a dirty image was repaired by the open (a rebuilt refcount structure frees the old one): its layout now
+            if (dirty) live = liveMetadata(mem.snapshot());
             try {
                 try (Arena a = Arena.ofConfined()) {
                     MemorySegment buf = a.allocate(8192, 4096);

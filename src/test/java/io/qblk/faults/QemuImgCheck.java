@@ -31,12 +31,20 @@ final class QemuImgCheck {
 
     /** Exit code of {@code qemu-img check -f qcow2} on the state; output in {@code out[0]}. */
     static int check(MemoryBackend state, String[] out) throws IOException {
+        return check(state, out, new String[0]);
+    }
+
+    /** The same with {@code options} (e.g. "-r", "all": the repair runs on a copy, the state is unchanged). */
+    static int check(MemoryBackend state, String[] out, String... options) throws IOException {
         Path f = Files.createTempFile(scratchDir(), "qblk-crash-", ".qcow2");
         try {
             try (OutputStream os = Files.newOutputStream(f)) {
                 state.writeTo(os);
             }
-            Process p = new ProcessBuilder("qemu-img", "check", "-f", "qcow2", f.toString()).redirectErrorStream(true).start();
+            java.util.List<String> cmd = new java.util.ArrayList<>(java.util.List.of("qemu-img", "check", "-f", "qcow2"));
+            cmd.addAll(java.util.List.of(options));
+            cmd.add(f.toString());
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             byte[] o = p.getInputStream().readAllBytes();
             if (!p.waitFor(60, TimeUnit.SECONDS)) {
                 p.destroyForcibly();

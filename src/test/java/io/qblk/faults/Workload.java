@@ -29,9 +29,11 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * sync); "bitmaps" is "mixed" on an image with persistent dirty bitmaps made by qemu-img (two
      * enabled, one disabled), so close writes them back (docs/ordering.md, B1-B4); "snapshot" writes
      * under internal snapshots and creates/deletes them (S1-S6); "subcluster" is "mixed" on an image with
-     * extended L2 entries, "subcluster-backing" the same over a raw backing file whose sectors carry tags.
+     * extended L2 entries, "subcluster-backing" the same over a raw backing file whose sectors carry tags;
+     * "lazy" is "writethrough" on an image with lazy refcounts (commits leave refcount blocks dirty,
+     * the dirty bit is set: docs/ordering.md L1-L3), so its crash states are repaired when opened.
      */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "snapshot", "bitmaps", "subcluster", "subcluster-backing");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "snapshot", "bitmaps", "subcluster", "subcluster-backing");
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
@@ -63,7 +65,12 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** How the engine opens the image for this workload. */
     io.qblk.qcow2.OpenOptions openOptions() {
         io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults();
-        return kind.equals("writethrough") ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
+        return kind.equals("writethrough") || lazyRefcounts() ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
+    }
+
+    /** The image has lazy refcounts (and is written through, so commits skip refcount blocks). */
+    boolean lazyRefcounts() {
+        return kind.equals("lazy");
     }
 
     String name() {
@@ -99,7 +106,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough", "snapshot", "rebuild", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "lazy", "snapshot", "rebuild", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;
@@ -138,7 +145,8 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     byte[] baseImage() throws IOException {
         MemoryBackend template = new MemoryBackend();
         if (!kind.equals("bitmaps")) {
-            CreateOptions co = CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits).withExtendedL2(extendedL2());
+            CreateOptions co = CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits).withExtendedL2(extendedL2())
+                    .withLazyRefcounts(lazyRefcounts());
             if (backed()) co = co.withBacking(CrashStateExplorer.backingFile(virtualSize).toString(), "raw");
             Qcow2Image.create(template, co);
             return template.snapshot();

@@ -1,6 +1,7 @@
 package io.qblk.qcow2;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.quicktheories.QuickTheory.qt;
 
 import io.qblk.cli.QemuTools;
@@ -336,6 +337,17 @@ class Qcow2ModelPropertyTest {
                     Files.copy(img, died, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
                     try (Qcow2Image d = Qcow2Image.open(died, OpenOptions.defaults().withReadOnly(true))) {
                         read(d, cfg, 0, cfg.size(), m, arena, step);
+                    }
+                    if (cfg.lazyRefcounts()) {
+                        // Lazy refcounts (ordering.md L1-L3): the dead copy is dirty once anything changed; a
+                        // read-write open repairs it (refcounts rebuilt from the tables) and it reads as the model.
+                        try (Qcow2Image d = Qcow2Image.open(died, OpenOptions.defaults())) {
+                            CheckReport r = d.check(RepairMode.NONE);
+                            assertTrue(r.clean(), "lazy image repaired at open: " + r);
+                            read(d, cfg, 0, cfg.size(), m, arena, step);
+                        }
+                        QemuTools.Result qc = QemuTools.run("qemu-img", "check", died.toString());
+                        assertEquals(0, qc.exitCode(), "qemu-img check after the repairing open: " + qc.out() + qc.err());
                     }
                 }
                 image.close();
