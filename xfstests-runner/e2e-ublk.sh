@@ -88,6 +88,12 @@ fio_job() {
   if grep -q 'Aborting' "$out" || ! grep -qE '^ *WRITE: bw=' "$out"; then echo "fio did no I/O"; return 1; fi
 }
 
+# What a failed fio printed: its error and verify lines first (the tail alone is statistics), then the tail.
+fio_failure() {
+  grep -nE 'err=|error|verify|bad |mismatch|Aborting|fio: ' "$1" | grep -v 'verify=' | head -20
+  tail -8 "$1"
+}
+
 fio_suite() {
   local d=$1 label=$2
   check "$label: fio 4k randwrite depth 1 + crc32c verify" fio_job w4k1 "$d" --rw=randwrite --bs=4k --iodepth=1 --size=4M
@@ -238,7 +244,7 @@ recover_raw() {
   kill_server_during "$fio_pid" "$label"
   xfs_mounted_at_kill "$label"
   start_recovery "$label" raw "$id" "$img" || { wait "$fio_pid"; xfs_mounted_abandon; return; }
-  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/rec-fio.log"; fi
+  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; fio_failure "$WORK/rec-fio.log"; fi
   xfs_mounted_finish "$label"
   stop_export "$WORK/raw-recovered"
 }
@@ -273,7 +279,7 @@ recover_qcow2() {
   else
     fail "$label: no repair before serving: $(tail -3 "$WORK/qcow2-recovered.err" | tr '\n' ' ')"
   fi
-  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; tail -15 "$WORK/recq-fio.log"; fi
+  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; fio_failure "$WORK/recq-fio.log"; fi
   check "$label: the flushed pattern reads back intact after recovery" \
     sh -c "dd if=$d bs=1M skip=576 count=32 iflag=direct status=none | cmp - $WORK/pattern"
   check "$label: I/O continues: fio 4k randwrite depth 64, 2 jobs + crc32c verify" \
@@ -292,7 +298,7 @@ recover_null() {
   local fio_pid=$!
   kill_server_during "$fio_pid" "$label"
   start_recovery "$label" null "$id" "--size=$SIZE" || { wait "$fio_pid"; return; }
-  if wait "$fio_pid"; then pass "$label: fio write job across kill -9 + recover completes without I/O errors"; else fail "$label: fio across recovery"; tail -15 "$WORK/recn-fio.log"; fi
+  if wait "$fio_pid"; then pass "$label: fio write job across kill -9 + recover completes without I/O errors"; else fail "$label: fio across recovery"; fio_failure "$WORK/recn-fio.log"; fi
   check "$label: I/O continues: fio 4k randread depth 64" \
     fio --name=recn2 --filename="$d" --direct=1 --ioengine=libaio --rw=randread --bs=4k --iodepth=64 --size="$FIO_SIZE"
   stop_export "$WORK/null-recovered"
