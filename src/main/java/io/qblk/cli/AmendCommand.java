@@ -26,7 +26,9 @@ import picocli.CommandLine.Parameters;
  * {@code compat=0.10|1.1} (a downgrade first turns zero clusters into unallocated clusters, or into
  * written zeroes over a backing file, and flushes), {@code lazy_refcounts=on|off}, {@code size}
  * (growing; shrinking is {@code resize --shrink}), {@code refcount_bits} only unchanged (qblk cannot
- * rewrite the refcount structures; refused otherwise). The header is rewritten in one sector
+ * rewrite the refcount structures; refused otherwise). Images with internal snapshots are amended
+ * too, except a downgrade (qblk would have to expand the snapshots' zero clusters as well) and an
+ * upgrade of a snapshot table without version 3 fields. The header is rewritten in one sector
  * ({@link HeaderRewrite}, docs/ordering.md R11).
  */
 @Command(name = "amend", mixinStandardHelpOptions = true,
@@ -55,7 +57,6 @@ public class AmendCommand implements Callable<Integer> {
         if (fmt != ImageFormat.QCOW2) throw new IllegalArgumentException("Format driver '" + fmt.name().toLowerCase(java.util.Locale.ROOT) + "' does not support option amendment");
         try (PosixFileBackend f = PosixFileBackend.open(file, false)) { // the write lock for every step
             HeaderRewrite h = HeaderRewrite.of(f);
-            if (h.snapshots() > 0) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": amend of an image with internal snapshots is not supported by qblk");
             int version = h.version();
             if (opts.containsKey("compat")) {
                 version = switch (opts.get("compat")) {
@@ -75,9 +76,16 @@ public class AmendCommand implements Callable<Integer> {
             }
             if (version < 3 && h.refcountBits() != 16) throw new IllegalArgumentException("compat=0.10 requires refcount_bits=16");
             if (version < 3 && h.bitmaps() > 0) throw new IllegalArgumentException("Cannot downgrade an image with bitmaps");
+            // qemu also downgrades images with internal snapshots (expanding their zero clusters too);
+            // qblk expands only the active image's, so it refuses that case.
+            if (version < 3 && h.version() >= 3 && h.snapshots() > 0)
+                throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": downgrading an image with internal snapshots is not supported by qblk");
             // The engine's write-open repairs a dirty image (lazy refcounts) first; a downgrade expands zero clusters.
             try (Qcow2Image img = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
                 if (version < 3 && h.version() >= 3) expandZeroClusters(img);
+                // version 3 wants every snapshot entry's extra data to hold the VM state size and the disk size
+                if (version >= 3 && h.version() < 3 && img.snapshots().stream().anyMatch(sn -> sn.icount() < 0))
+                    throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": upgrading an image whose snapshot table lacks version 3 fields is not supported by qblk");
                 if (opts.containsKey("size")) {
                     long size = Sizes.parse(opts.get("size"));
                     if (size < img.virtualSize()) throw new IllegalArgumentException("Cannot shrink the image with amend (use 'qblk resize --shrink')");

@@ -67,10 +67,8 @@ public class CommitCommand implements Callable<Integer> {
             size = top.virtualSize();
         }
         boolean empty = base == null && !keep;
-        // refused before BASE is touched
-        ImageChain.refuseSnapshots(baseLayer.path(), baseLayer.format(), "commit into");
+        // internal snapshots in FILE or BASE are kept (writes and the emptying copy shared tables and clusters, S1-S2)
         if (empty) {
-            ImageChain.refuseSnapshots(file, ImageFormat.QCOW2, "empty");
             try (PosixFileBackend f = PosixFileBackend.open(file, false); Qcow2Image top = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
                 // FILE opens for writing (not corrupt, not locked by another writer) before BASE changes
             }

@@ -53,19 +53,6 @@ final class ImageChain {
         }
     }
 
-    /**
-     * Refuses a qcow2 image with internal snapshots for an operation that would write it ({@code what}:
-     * "commit into", ...): qblk does not yet keep snapshots right under those writes.
-     */
-    static void refuseSnapshots(Path image, ImageFormat format, String what) throws IOException {
-        if (format != ImageFormat.QCOW2) return;
-        try (io.qblk.io.PosixFileBackend f = io.qblk.io.PosixFileBackend.open(image, true)) {
-            int n = io.qblk.qcow2.HeaderRewrite.of(f).snapshots();
-            if (n > 0) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, image + ": cannot " + what + " an image with " + n
-                    + " internal snapshot(s) (not supported by qblk)");
-        }
-    }
-
     /** {@code name} as the header of {@code image} resolves it, admitted by the CLI's backing policy. */
     static Path resolve(Path image, String name) throws IOException {
         Path p = Path.of(name);

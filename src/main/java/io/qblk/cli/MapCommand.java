@@ -45,16 +45,19 @@ public class MapCommand implements Callable<Integer> {
     private Integer map() throws IOException {
         ImageFormat fmt = ImageFormat.resolve(format, file);
         List<MapEntry> entries;
+        Path mappedTo = file;
         if (fmt == ImageFormat.RAW) {
             entries = rawEntries(file);
         } else {
             try (Qcow2Image img = TargetOpener.openImage(file, TargetOptions.defaults().withReadOnly(true))) {
                 entries = merge(img.map(0, img.virtualSize()));
+                // offsets of an image with an external data file are in that file, named as qemu names it
+                mappedTo = TargetOpener.dataFilePath(file, img);
             }
         }
         PrintWriter out = spec.commandLine().getOut();
         if (output == OutputFormat.JSON) out.println(QemuJson.mapText(entries));
-        else human(out, entries);
+        else human(out, entries, mappedTo);
         return 0;
     }
 
@@ -92,11 +95,11 @@ public class MapCommand implements Callable<Integer> {
         return out;
     }
 
-    private void human(PrintWriter out, List<MapEntry> entries) {
+    private static void human(PrintWriter out, List<MapEntry> entries, Path mappedTo) {
         out.println(String.format("%-16s%-16s%-16s%s", "Offset", "Length", "Mapped to", "File"));
         for (MapEntry e : entries) {
             if (!e.data() || e.offset() < 0) continue;
-            out.println(String.format("%-16s%-16s%-16s%s", hex(e.start()), hex(e.length()), hex(e.offset()), file));
+            out.println(String.format("%-16s%-16s%-16s%s", hex(e.start()), hex(e.length()), hex(e.offset()), mappedTo));
         }
     }
 

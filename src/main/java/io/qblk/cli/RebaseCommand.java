@@ -4,7 +4,6 @@ import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.HeaderRewrite;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.OpenOptions;
-import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.qcow2.Qcow2Image;
 import io.qblk.target.BlockTarget;
 import io.qblk.target.ImageFormat;
@@ -67,9 +66,6 @@ public class RebaseCommand implements Callable<Integer> {
         ImageFormat fmt = ImageFormat.resolve(format, file);
         if (fmt != ImageFormat.QCOW2) throw new IllegalArgumentException(file + ": only qcow2 images have a backing file to change");
         try (PosixFileBackend f = PosixFileBackend.open(file, false)) { // FILE's write lock, for the copy and the header
-            HeaderRewrite before = HeaderRewrite.of(f);
-            if (before.snapshots() > 0)
-                throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": cannot rebase an image with internal snapshots (not supported by qblk)");
             if (!unsafe) copyDifferences(f, remove ? null : ImageChain.resolve(file, backing), newFmt);
             HeaderRewrite.of(f).backing(remove ? null : backing, remove ? null : newFmt.name().toLowerCase(java.util.Locale.ROOT)).write();
         }

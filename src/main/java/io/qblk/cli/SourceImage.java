@@ -90,9 +90,49 @@ final class SourceImage implements Closeable {
         for (MapEntry m : cached) {
             if (m.start() + m.length() <= offset) continue;
             int flags = (m.present() ? ALLOCATED : 0) | (m.zero() ? ZERO : 0) | (m.data() ? DATA : 0) | (m.offset() >= 0 ? OFFSET_VALID : 0);
-            return new Status(offset, m.start() + m.length() - offset, flags, m.present() && m.depth() == 0, m.depth() > 0);
+            long end = m.start() + m.length();
+            if (m.depth() == 0 && m.data() && !m.zero() && m.offset() >= 0 && metadataPreallocated()) {
+                // as qemu: the data clusters of such an image are looked up in the file, holes read as zeroes
+                long host = m.offset() + (offset - m.start());
+                long[] ext = fileExtent(host);
+                if (ext[1] == 0) flags |= ZERO;
+                long room = ext[0] - host;
+                if (room < end - offset) end = offset + room;
+            }
+            return new Status(offset, end - offset, flags, m.present() && m.depth() == 0, m.depth() > 0);
         }
         throw new IllegalStateException("map of " + path + " does not cover offset " + offset);
+    }
+
+    private Boolean metadataPreallocated;
+
+    /**
+     * qemu's guess whether this qcow2 file "looks metadata-preallocated": more clusters in use (by
+     * its refcounts) than its allocated blocks hold, by a margin (at least 10% and 2 clusters). Then
+     * qemu asks the file system about each data cluster and counts holes as zeroes.
+     */
+    private boolean metadataPreallocated() throws IOException {
+        if (metadataPreallocated == null) {
+            var img = ((Qcow2Target) target).image();
+            long cs = img.clusterSize();
+            long realClusters = FileStat.allocatedBytes(path) / cs;
+            long threshold = Math.max(realClusters * 10 / 9, realClusters + 2);
+            metadataPreallocated = img.usedClusters(threshold) >= threshold;
+        }
+        return metadataPreallocated;
+    }
+
+    /** The file's extent holding host offset {@code host}: {end, 1} inside data, {end, 0} inside a hole. */
+    private long[] fileExtent(long host) throws IOException {
+        if (rawData == null) rawData = FileStat.dataRanges(path);
+        long holeEnd = Long.MAX_VALUE;
+        for (long[] d : rawData) {
+            if (d[1] <= host) continue;
+            if (d[0] <= host) return new long[] {d[1], 1};
+            holeEnd = d[0];
+            break;
+        }
+        return new long[] {holeEnd, 0};
     }
 
     private Status rawStatus(long offset) throws IOException {

@@ -22,6 +22,8 @@ final class Geometry {
     final long virtualSize;
     /** 128-bit L2 entries with 32 subclusters per cluster (incompatible feature bit 4). */
     final boolean extendedL2;
+    /** The image keeps its data clusters in an external data file. */
+    final boolean dataFile;
     /** Bytes of one subcluster (the cluster size without extended L2). */
     final int subclusterSize;
     final int subclusterBits;
@@ -31,6 +33,11 @@ final class Geometry {
     }
 
     Geometry(int clusterBits, int refcountOrder, int version, long virtualSize, boolean extendedL2) {
+        this(clusterBits, refcountOrder, version, virtualSize, extendedL2, false);
+    }
+
+    Geometry(int clusterBits, int refcountOrder, int version, long virtualSize, boolean extendedL2, boolean dataFile) {
+        this.dataFile = dataFile;
         this.clusterBits = clusterBits;
         this.clusterSize = 1 << clusterBits;
         this.extendedL2 = extendedL2;
@@ -46,7 +53,7 @@ final class Geometry {
     }
 
     static Geometry of(Qcow2Header h) {
-        return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size, (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0);
+        return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size, (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0, h.hasDataFile());
     }
 
     /** Guest cluster number of a guest byte offset (also host cluster index of a host offset). */
@@ -88,7 +95,15 @@ final class Geometry {
     int subOf(int inCluster) { return inCluster >>> subclusterBits; }
 
     /** The entry's cluster type; with extended L2 the reserved bit 0 is not a zero flag (zeroes live in the bitmap). */
-    int typeOf(long e) { return L2Entry.type(extendedL2 ? e & ~L2Entry.ZERO_FLAG : e, version); }
+    /**
+     * The type of L2 entry {@code e}. With an external data file, host offset 0 is a valid place in
+     * that file: an entry with offset 0 and OFLAG_COPIED (every data-file cluster has refcount 1)
+     * is a normal cluster there, as qemu reads it.
+     */
+    int typeOf(long e) {
+        int t = L2Entry.type(extendedL2 ? e & ~L2Entry.ZERO_FLAG : e, version);
+        return dataFile && t == L2Entry.UNALLOCATED && L2Entry.copied(e) ? L2Entry.NORMAL : t;
+    }
 
     HostRange compressedRange(long e) { return L2Entry.compressedRange(e, clusterBits); }
 

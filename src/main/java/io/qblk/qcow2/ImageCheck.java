@@ -173,6 +173,7 @@ final class ImageCheck {
 
     private void analyze() throws IOException {
         ref(0, cs, "header");
+        if (h.cryptoHeaderLength > 0) ref(h.cryptoHeaderOffset, h.cryptoHeaderLength, "encryption header");
         try (Arena a = Arena.ofConfined()) {
             // active L1
             ref(h.l1TableOffset, (long) img.l1Entries() * 8, "L1 table");
@@ -268,11 +269,12 @@ final class ImageCheck {
                             corruption("L2 entry for guest offset " + guest + ": host offset " + off + " is not cluster aligned");
                             continue;
                         }
-                        if (off / cs >= fileClusters) {
+                        // with an external data file the offset is in that file, which this file's refcounts do not count
+                        if (!h.hasDataFile() && off / cs >= fileClusters) {
                             corruption("L2 entry for guest offset " + guest + ": host cluster " + off + " lies past the end of the file");
                             continue;
                         }
-                        ref(off, cs, "data cluster");
+                        if (!h.hasDataFile()) ref(off, cs, "data cluster");
                         if (active) {
                             allocated++;
                             if (nextContiguous >= 0 && off != nextContiguous) fragmented++;

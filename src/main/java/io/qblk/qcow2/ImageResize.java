@@ -95,12 +95,39 @@ final class ImageResize {
         writeBack.flushFully();
     }
 
-    /** Shrinks to {@code newSize}: unmaps every cluster past it, flushes, then writes the size. */
+    /**
+     * Shrinks to {@code newSize}: unmaps every cluster past it and frees the L2 tables wholly past it
+     * (their L1 entries zeroed first, R4), flushes, then writes the size (R10); last, cuts the file
+     * after its last cluster in use (R14).
+     */
     void shrink(Qcow2Image img, long newSize) throws IOException {
         long from = (newSize + geo.clusterSize - 1) & ~(long) (geo.clusterSize - 1);
         if (from < geo.virtualSize) img.deallocate(from, geo.virtualSize - from);
+        long keepL1 = l1EntriesFor(newSize);
+        cache.withMeta(() -> {
+            for (int i = (int) keepL1; i < map.l1().length(); i++) {
+                long l2 = map.l1().get(i) & L2Entry.OFFSET_MASK;
+                if (l2 == 0) continue;
+                map.setL1EntryLocked(i, 0);
+                alloc.queueFreeLocked(new HostRun(l2, 1)); // R4: after the zeroed L1 entry is durable
+            }
+            return null;
+        });
         writeBack.flushFully();
         writeHeaderFields(newSize, h.l1Size, h.l1TableOffset, SIZE_FIELD + 8);
+        truncateUnused();
+    }
+
+    /**
+     * R14: cuts the file after the last cluster whose refcount is not zero, as qemu does after a
+     * shrink. Every refcount is durable here (the flush before the size write), so nothing that is
+     * still referenced, nor any refcount that may come back after a crash, lies past the cut.
+     */
+    private void truncateUnused() throws IOException {
+        long end = cache.withMeta(alloc::usedClustersLocked) << geo.clusterBits;
+        if (end >= file.size()) return;
+        file.truncate(end);
+        file.datasync();
     }
 
     /**

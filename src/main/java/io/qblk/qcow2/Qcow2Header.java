@@ -326,6 +326,16 @@ public final class Qcow2Header {
         return null;
     }
 
+    /** qemu's refusal to open an encrypted image without its key (qblk takes no keys). */
+    static String keyRequired(String filename) {
+        return "Could not open '" + filename + "': Parameter 'encrypt.key-secret' is required for cipher";
+    }
+
+    /** The data clusters live in an external data file (L2 entries give offsets there; this file does not count them). */
+    boolean hasDataFile() {
+        return (incompatible & INCOMPAT_DATA_FILE) != 0;
+    }
+
     /** The 24 bytes of feature fields at offset 72 (version 3). */
     byte[] featureBytes() {
         ByteBuffer b = ByteBuffer.allocate(24).order(ByteOrder.BIG_ENDIAN);

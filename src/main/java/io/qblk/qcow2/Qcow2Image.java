@@ -93,11 +93,13 @@ public final class Qcow2Image implements Closeable {
         if (probe.length < Qcow2Header.PROBE_BYTES) probe = Arrays.copyOf(probe, Qcow2Header.PROBE_BYTES);
         int bits = Qcow2Header.clusterBitsOf(probe, fsize);
         this.h = Qcow2Header.parse(FileReads.bytes(file, 0, 1 << bits), fsize);
-        // A feature whose guest data the engine cannot reach: the image only opens to be described
-        // (read-only without its backing chain, as info opens it); every data path refuses.
+        // A feature whose guest data the engine cannot reach: the image opens read-only, to be
+        // described (info) and, without encryption, checked and mapped (metadata only); every data
+        // path refuses. An encrypted image needs its key for anything but info, as in qemu.
         this.ioRefusal = h.ioRefusal();
-        if (ioRefusal != null && !(o.readOnly() && o.backingPolicy() == BackingPolicy.NOT_OPENED))
-            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, ioRefusal);
+        if (h.cryptMethod != 0 && !(o.readOnly() && o.backingPolicy() == BackingPolicy.NOT_OPENED))
+            throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, Qcow2Header.keyRequired(filename));
+        if (ioRefusal != null && !o.readOnly()) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, ioRefusal);
         this.encryption = EncryptionHeader.read(file, h);
         this.geo = Geometry.of(h);
         int cs = geo.clusterSize;
@@ -190,6 +192,20 @@ public final class Qcow2Image implements Closeable {
 
     public int clusterSize() { return geo.clusterSize; }
 
+    /**
+     * Host clusters of this file in use (refcount not zero), counted up to {@code limit}: what
+     * qemu's guess whether an image "looks metadata-preallocated" compares with the file's
+     * allocated blocks (see {@code SourceImage}).
+     */
+    public long usedClusters(long limit) throws IOException {
+        exclusive.lockShared();
+        try {
+            return cache.withMeta(() -> alloc.countUsedLocked(limit));
+        } finally {
+            exclusive.unlockShared();
+        }
+    }
+
     /** Virtual size of the opened backing file (0 without one). */
     public long backingSize() { return backing.present() ? backing.size() : 0; }
 
@@ -210,8 +226,12 @@ public final class Qcow2Image implements Closeable {
     IoBackend file() { return file; }
 
     private void checkRange(long offset, long length) throws IOException {
-        if (guard.closed()) throw new IOException(filename + ": image is closed");
         refuseIo();
+        checkBounds(offset, length);
+    }
+
+    private void checkBounds(long offset, long length) throws IOException {
+        if (guard.closed()) throw new IOException(filename + ": image is closed");
         long vsize = geo.virtualSize;
         if (offset < 0 || length < 0 || offset > vsize || length > vsize - offset)
             throw new IOException(filename + ": range " + offset + "+" + length + " is outside the virtual size " + vsize);
@@ -328,14 +348,15 @@ public final class Qcow2Image implements Closeable {
 
     /**
      * Changes the virtual size to {@code newSize} (a multiple of 512) as docs/ordering.md R8-R10 say;
-     * shrinking unmaps every cluster past the new end. Everything written before is flushed first.
-     * Afterwards the image refuses writes: reopen it to use the new size.
+     * shrinking unmaps every cluster past the new end and cuts the file after its last cluster in use
+     * (R14). Internal snapshots keep their own size and clusters (qemu allows both directions too).
+     * Everything written before is flushed first. Afterwards the image refuses writes: reopen it to
+     * use the new size.
      */
     public void resize(long newSize) throws IOException {
         guard.checkWritable();
         if (newSize < 0 || newSize % 512 != 0) throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": size " + newSize + " is not a multiple of 512");
         if (newSize > Qcow2Header.MAX_VIRTUAL_SIZE) throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": size " + newSize + " is too large");
-        if (h.nbSnapshots > 0) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": cannot resize an image with internal snapshots");
         guard.beforeChange();
         writeBack.flushFully();
         ImageResize r = new ImageResize(file, filename, h, geo, cache, alloc, map, writeBack);
@@ -347,7 +368,7 @@ public final class Qcow2Image implements Closeable {
     // ------------------------------------------------------------------ map / info / check
 
     public List<MapEntry> map(long offset, long length) throws IOException {
-        checkRange(offset, length);
+        checkBounds(offset, length); // metadata only: works on images whose data the engine cannot reach
         List<MapEntry> out = new ArrayList<>();
         int cs = geo.clusterSize;
         exclusive.lockShared();
@@ -440,9 +461,19 @@ public final class Qcow2Image implements Closeable {
                 h.dataFile, (h.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0, encryption);
     }
 
-    /** Throws the refusal of an image opened only to be described. */
+    /** Throws the refusal of an image whose guest data the engine cannot reach. */
     private void refuseIo() throws Qcow2Exception {
-        if (ioRefusal != null) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": " + ioRefusal + "; only info describes this image");
+        String why = ioRefusal();
+        if (why != null) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": " + why);
+    }
+
+    /**
+     * Why the engine cannot read or write this image's guest data (external data file, encryption),
+     * or null; such an image opens read-only, for info and (without encryption) check and map.
+     */
+    public String ioRefusal() {
+        if (ioRefusal == null) return null;
+        return ioRefusal + (h.cryptMethod != 0 ? "; only info describes this image" : "; only info, check and map describe this image");
     }
 
     /** The persistent dirty bitmaps, as {@code qemu-img info} lists them (empty when none or invalid). */
@@ -504,7 +535,7 @@ public final class Qcow2Image implements Closeable {
 
     public CheckReport check(RepairMode mode) throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
-        refuseIo();
+        if (mode != RepairMode.NONE) refuseIo(); // a structural check reads metadata only
         if (mode != RepairMode.NONE && guard.openedReadOnly()) throw new IOException(filename + ": cannot repair an image opened read-only");
         if (mode != RepairMode.NONE) guard.beforeChange();
         return ImageCheck.run(checkSubject(), mode);

@@ -100,6 +100,22 @@ final class RefcountAllocator {
         if (value == 0) freeHint = Math.min(freeHint, ci);
     }
 
+    /**
+     * Under meta: one past the last host cluster below the end of the file whose refcount is not zero
+     * (the length, in clusters, a file needs to keep everything in use). May throw NeedLoad.
+     */
+    long usedClustersLocked() {
+        for (long ci = fileClustersLocked() - 1; ci >= 0; ci--) if (refcountLocked(ci) != 0) return ci + 1;
+        return 0;
+    }
+
+    /** Under meta: how many host clusters below the end of the file have a refcount, counting no further than {@code limit}. May throw NeedLoad. */
+    long countUsedLocked(long limit) {
+        long n = 0;
+        for (long ci = 0, end = fileClustersLocked(); ci < end && n < limit; ci++) if (refcountLocked(ci) != 0) n++;
+        return n;
+    }
+
     private long fileClustersLocked() {
         try {
             return (file.size() + cs - 1) >>> clusterBits;

@@ -2,6 +2,7 @@ package io.qblk.target;
 
 import io.qblk.io.IoBackend;
 import io.qblk.io.PosixFileBackend;
+import io.qblk.qcow2.BackingPolicy;
 import io.qblk.qcow2.CheckReport;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Exception;
@@ -29,13 +30,13 @@ public final class TargetOpener {
             case NULL -> new NullTarget(options.nullSize());
             case RAW -> rawTarget(openFile(file, options));
             case QCOW2 -> {
-                if (!options.fileIo().onCallerRing()) yield new Qcow2Target(openImage(file, options));
+                if (!options.fileIo().onCallerRing()) yield new Qcow2Target(dataReachable(file, openImage(file, options)));
                 // Opening (header, tables, and the repair of a dirty image left by a crash) runs here on
                 // an unbound thread, so it uses syscalls and is complete before any queue serves I/O;
                 // afterwards every queue's tags reach the file through their own ring.
                 IoBackend f = openFile(file, options);
                 try {
-                    yield new Qcow2Target(named(file, () -> Qcow2Image.open(f, engineOptions(options), file)), f);
+                    yield new Qcow2Target(dataReachable(file, named(file, () -> Qcow2Image.open(f, engineOptions(options), file))), f);
                 } catch (IOException | RuntimeException e) {
                     f.close();
                     throw e;
@@ -44,13 +45,37 @@ public final class TargetOpener {
         };
     }
 
+    /** A target serves guest data: an image whose data the engine cannot reach is refused here, at open. */
+    private static Qcow2Image dataReachable(Path file, Qcow2Image img) throws IOException {
+        String why = img.ioRefusal();
+        if (why == null) return img;
+        img.close();
+        throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": " + why);
+    }
+
+    /** Where the guest data of {@code img} (opened from {@code file}) lives: its external data file, named relative to {@code file} as qemu names it, or {@code file} itself. */
+    public static Path dataFilePath(Path file, Qcow2Image img) throws IOException {
+        String dataFile = img.info().dataFile();
+        if (dataFile == null) return file;
+        return file.getParent() == null ? Path.of(dataFile) : file.getParent().resolve(dataFile);
+    }
+
     /**
      * Opens {@code file} as a qcow2 image for the engine's own operations (info, check, map),
      * with syscall file I/O; a format error names the file.
      */
     public static Qcow2Image openImage(Path file, TargetOptions options) throws IOException {
         if (options.fileIo().onCallerRing()) throw new IllegalArgumentException("openImage uses syscall file I/O");
-        return named(file, () -> Qcow2Image.open(file, engineOptions(options)));
+        Qcow2Image img = named(file, () -> Qcow2Image.open(file, engineOptions(options)));
+        if (options.backing() != BackingPolicy.NOT_OPENED) {
+            // as qemu, which opens an external data file with the image (all but info): it must be there
+            Path data = dataFilePath(file, img);
+            if (data != file && !java.nio.file.Files.exists(data)) {
+                img.close();
+                throw new Qcow2Exception(Qcow2Exception.Kind.NOT_FOUND, "Could not open '" + file + "': Could not open '" + data + "': No such file or directory");
+            }
+        }
+        return img;
     }
 
     /**
@@ -121,7 +146,7 @@ public final class TargetOpener {
             return open.open();
         } catch (Qcow2Exception e) {
             String m = e.getMessage() == null ? "" : e.getMessage();
-            if (m.startsWith(file.toString())) throw e;
+            if (m.startsWith(file.toString()) || m.startsWith("Could not open '")) throw e;
             throw new Qcow2Exception(e.kind(), file + ": " + m, e);
         }
     }

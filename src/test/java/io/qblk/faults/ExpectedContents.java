@@ -6,7 +6,7 @@ import java.util.List;
 /**
  * What each guest sector may read after a crash. For a crash in which guest flush {@code F} was the
  * last to complete, a sector must hold exactly the value of the last successful write (or write
- * zeroes) to it before F, unless an operation that may or may not have reached the disk also
+ * zeroes, or snapshot apply: that one up to and including F, as it ends with its own flush) to it before F, unless an operation that may or may not have reached the disk also
  * touched it (anything issued after F and before the crash, a failed operation, a discard): then
  * it may hold that operation's value instead. Nothing else is allowed; a wrong read is classified
  * as <em>lost</em> (an older value of the same sector) or <em>foreign</em> (any other data).
@@ -25,11 +25,11 @@ final class ExpectedContents {
         this.backed = backed;
         this.sectors = virtualSize / 512;
         int[] count = new int[(int) sectors];
-        for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH && !op.snapshotOp()) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) count[(int) s]++;
+        for (GuestOp op : ops) if (op.changesSectors()) for (long s = op.firstSector(); s < op.endSector(); s++) count[(int) s]++;
         sectorOps = new int[(int) sectors][];
         for (int s = 0; s < sectors; s++) if (count[s] > 0) sectorOps[s] = new int[count[s]];
         int[] fill = new int[(int) sectors];
-        for (GuestOp op : ops) if (op.type() != GuestOp.Type.FLUSH && !op.snapshotOp()) for (long s = op.offset() / 512; s < (op.offset() + op.length() + 511) / 512; s++) sectorOps[(int) s][fill[(int) s]++] = op.id();
+        for (GuestOp op : ops) if (op.changesSectors()) for (long s = op.firstSector(); s < op.endSector(); s++) sectorOps[(int) s][fill[(int) s]++] = op.id();
     }
 
     /** The last guest flush that had returned successfully when the barrier {@code lastBarrierComplete} completed. */
@@ -53,7 +53,7 @@ final class ExpectedContents {
             long value = initial;
             for (int j : l) {
                 GuestOp op = ops.get(j);
-                if (j < flushId && !op.optional()) {
+                if (op.durableBy(flushId) && !op.optional()) {
                     req = j;
                     value = op.valueAt(s);
                 }
@@ -63,7 +63,7 @@ final class ExpectedContents {
             int n = 0;
             for (int j : l) {
                 GuestOp op = ops.get(j);
-                if ((j > req && j < flushId && op.optional()) || (j > flushId && op.startTick() < crashTick)) ex[n++] = op.valueAt(s);
+                if ((j > req && op.durableBy(flushId) && op.optional()) || (j > flushId && op.startTick() < crashTick)) ex[n++] = op.valueAt(s);
             }
             if (n > 0) extras[s] = java.util.Arrays.copyOf(ex, n);
         }

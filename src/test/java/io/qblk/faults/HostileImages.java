@@ -322,7 +322,8 @@ final class HostileImages {
     private static String mutateOnce(byte[] img, Random r) {
         ByteBuffer b = ByteBuffer.wrap(img);
         int bits = b.getInt(20);
-        long cs = 1L << bits;
+        // an earlier mutation of the same image may have changed cluster_bits: keep the bounds below positive
+        long cs = 1L << Math.min(Math.max(bits, 9), 21);
         long l1Off = b.getLong(40), rtOff = b.getLong(48);
         int l1Size = b.getInt(36);
         List<Long> l2s = new ArrayList<>(), rbs = new ArrayList<>();

@@ -28,7 +28,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * "writethrough" is "mixed" on an engine with metadata write-through (commits without phase B's
      * sync); "bitmaps" is "mixed" on an image with persistent dirty bitmaps made by qemu-img (two
      * enabled, one disabled), so close writes them back (docs/ordering.md, B1-B4); "snapshot" writes
-     * under internal snapshots and creates/deletes them (S1-S6); "subcluster" is "mixed" on an image with
+     * under internal snapshots, creates/deletes them and applies one (S1-S7); "subcluster" is "mixed" on an image with
      * extended L2 entries, "subcluster-backing" the same over a raw backing file whose sectors carry tags;
      * "lazy" is "writethrough" on an image with lazy refcounts (commits leave refcount blocks dirty,
      * the dirty bit is set: docs/ordering.md L1-L3), so its crash states are repaired when opened.
@@ -128,12 +128,27 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 if (i == n - 3) ops.add(new Planned(GuestOp.Type.SNAPSHOT_DELETE, firstSnapshot(ops), 0));
                 else ops.add(new Planned(GuestOp.Type.SNAPSHOT, 0, 0));
             }
+            if (kind.equals("snapshot") && i == n - 2) {
+                // revert to the latest snapshot still there: later writes land on its contents
+                long live = liveSnapshot(ops);
+                if (live >= 0) ops.add(new Planned(GuestOp.Type.SNAPSHOT_APPLY, live, 0));
+            }
             if (r.nextInt(3) == 0 || i == n / 2) ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
         }
         ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
         // writes after the final flush: the last epoch is never flushed
         ops.add(new Planned(GuestOp.Type.WRITE, align(r.nextLong(vsize - 65536), 512), 8192));
         return new Workload(kind, clusterSize, refBits, vsize, seed, List.copyOf(ops));
+    }
+
+    /** The index of the latest planned snapshot create not deleted since; -1 if none. */
+    private static long liveSnapshot(List<Planned> ops) {
+        for (int i = ops.size() - 1; i >= 0; i--) {
+            if (ops.get(i).type() != GuestOp.Type.SNAPSHOT) continue;
+            int idx = i;
+            if (ops.stream().noneMatch(p -> p.type() == GuestOp.Type.SNAPSHOT_DELETE && p.offset() == idx)) return i;
+        }
+        return -1;
     }
 
     private static long firstSnapshot(List<Planned> ops) {
@@ -178,6 +193,15 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         }
     }
 
+    /** The decoded tag of every guest sector of snapshot {@code name} (what an apply makes the guest read). */
+    private long[] snapshotSectors(Qcow2Image img, String name, Arena arena) throws IOException {
+        MemorySegment disk = arena.allocate(virtualSize, 4096);
+        img.readSnapshot(name, 0, disk);
+        long[] v = new long[(int) (virtualSize / 512)];
+        for (int s = 0; s < v.length; s++) v[s] = SectorTags.decode(disk, 512L * s);
+        return v;
+    }
+
     private static long align(long v, long a) {
         return v / a * a;
     }
@@ -194,6 +218,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 int id = done.size();
                 long start = clock.getAsLong();
                 boolean ok = true;
+                long[] applied = null;
                 try {
                     switch (p.type()) {
                         case WRITE -> {
@@ -207,12 +232,17 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                         case FLUSH -> img.flush();
                         case SNAPSHOT -> img.createSnapshot("s" + id);
                         case SNAPSHOT_DELETE -> img.deleteSnapshot("s" + p.offset());
+                        case SNAPSHOT_APPLY -> {
+                            applied = snapshotSectors(img, "s" + p.offset(), arena);
+                            start = clock.getAsLong();
+                            img.applySnapshot("s" + p.offset());
+                        }
                     }
                 } catch (IOException e) {
                     ok = false;
                     if (errors != null) errors.add(e);
                 }
-                done.add(new GuestOp(id, p.type(), p.offset(), p.length(), ok, start, clock.getAsLong()));
+                done.add(new GuestOp(id, p.type(), p.offset(), p.length(), ok, start, clock.getAsLong(), applied));
                 if (!ok && stopOnError) break;
             }
         }

@@ -79,7 +79,7 @@ class Qcow2HeaderTest {
     @Test void zstdWithoutItsBit() throws Exception { rejects("compression type zstd with the compression type feature bit clear", 3, b -> b.put(104, (byte) 1)); }
     @Test void unknownCompressionType() throws Exception { rejects("compression type 2 (only zlib and zstd)", 3, b -> { b.put(104, (byte) 2); b.putLong(72, 1L << 3); }); }
     @Test void extendedL2SmallClusters() throws Exception { rejects("extended L2 entries need a cluster size of at least 16k", 3, b -> { b.putInt(20, 13); b.putLong(72, 1L << 4); }); }
-    @Test void aesEncryption() throws Exception { rejects("encryption (AES)", 3, b -> b.putInt(32, 1)); }
+    @Test void aesEncryption() throws Exception { rejects("Parameter 'encrypt.key-secret' is required for cipher", 3, b -> b.putInt(32, 1)); }
     @Test void luksEncryption() throws Exception { rejects("LUKS encryption without its full disk encryption header extension", 2, b -> b.putInt(32, 2)); }
     @Test void backingNameTooLong() throws Exception { rejects("bad backing_file_size", 3, b -> { b.putLong(8, 1024); b.putInt(16, 2000); }); }
     @Test void backingNameOutsideCluster() throws Exception { rejects("outside the header cluster", 3, b -> { b.putLong(8, 65530); b.putInt(16, 100); }); }

@@ -129,16 +129,25 @@ class ResizeCrashTest {
             "1048576, 67108864, 4096, 2",   // moves, version 2
             "1048576, 3145728, 65536, 3",   // within the L1 table's reach: only the size field
             "4194304, 1048576, 4096, 3",    // shrink
-            "4194304, 1049088, 512, 2"})    // shrink to an unaligned size, version 2
+            "4194304, 1049088, 512, 2",     // shrink to an unaligned size, version 2
+            "4194304, 65536, 512, 3"})      // shrink past many L2 tables: they are freed and the file cut (R14)
     void crashAnywhereDuringResize(long oldSize, long newSize, int cluster, int version) throws Exception {
         Stepping s = new Stepping(new Disk(), oldSize ^ newSize);
         byte[] model = populate(s, oldSize, cluster, version);
         s.be.datasync();
+        long fileBefore = s.size();
         s.recording = true;
         try (Qcow2Image img = Qcow2Image.open(s, OpenOptions.defaults())) {
             img.resize(newSize);
         }
         s.recording = false;
+        if (newSize < oldSize) {
+            // R14: the file ends after its last cluster in use (qemu's length after the same shrink)
+            assertTrue(s.size() < fileBefore, "file not cut: " + fileBefore + " -> " + s.size());
+            try (Qcow2Image img = Qcow2Image.open(s, OpenOptions.defaults().withReadOnly(true))) {
+                assertEquals(s.size(), img.check(RepairMode.NONE).imageEndOffset(), "image end offset");
+            }
+        }
         assertTrue(s.crashes.size() >= 6, "crash points: " + s.crashes.size());
         for (int i = 0; i < s.crashes.size(); i++) verify(s.crashes.get(i), model, oldSize, newSize, "crash image " + i);
         // and the final state: the new size, still readable and writable after reopening

@@ -8,6 +8,7 @@ import java.io.IOException;
  * came before the datasync's submission.
  *
  * @param data the written bytes (WRITE), null otherwise; TRUNCATE carries the new length in {@code length}
+ *             and the file's length before it in {@code offset}
  */
 public record IoEvent(Kind kind, long offset, long length, byte[] data, long submit, long complete) {
     public enum Kind { WRITE, SYNC, TRUNCATE }
@@ -21,11 +22,14 @@ public record IoEvent(Kind kind, long offset, long length, byte[] data, long sub
         return kind == Kind.WRITE ? (int) ((length + 511) / 512) : 1;
     }
 
-    /** Lets this event reach {@code m}: a write lands whole, a truncate only grows (a crash keeps the longer file). */
+    /**
+     * Lets this event reach {@code m}: a write lands whole; a truncate that grew the file only grows
+     * it (a crash keeps the longer file); one that shrank the file cuts it.
+     */
     public void applyTo(MemoryBackend m) throws IOException {
         switch (kind) {
             case WRITE -> m.put(offset, data, 0, (int) length);
-            case TRUNCATE -> { if (length > m.size()) m.truncate(length); }
+            case TRUNCATE -> { if (length > m.size() || (length < offset && length < m.size())) m.truncate(length); }
             case SYNC -> {}
         }
     }

@@ -107,13 +107,14 @@ public final class RecordingBackend implements IoBackend {
     @Override
     public void truncate(long length) throws IOException {
         long s = tick();
+        long before = inner.size();
         try {
             inner.truncate(length);
         } catch (IOException e) {
             failed(s);
             throw e;
         }
-        add(IoEvent.Kind.TRUNCATE, 0, length, null, s);
+        add(IoEvent.Kind.TRUNCATE, before, length, null, s);
     }
 
     @Override
