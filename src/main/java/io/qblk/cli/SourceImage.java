@@ -136,14 +136,9 @@ final class SourceImage implements Closeable {
     }
 
     private Status rawStatus(long offset) throws IOException {
-        if (rawData == null) rawData = FileStat.dataRanges(path);
-        long holeFrom = offset;
-        for (long[] d : rawData) {
-            if (d[1] <= offset) continue;
-            if (d[0] <= offset) return new Status(offset, d[1] - offset, DATA | OFFSET_VALID | ALLOCATED, true, false);
-            return new Status(offset, d[0] - holeFrom, ZERO | OFFSET_VALID | ALLOCATED, true, false);
-        }
-        return new Status(offset, size - offset, ZERO | OFFSET_VALID | ALLOCATED, true, false);
+        long[] ext = fileExtent(offset);
+        if (ext[1] == 1) return new Status(offset, ext[0] - offset, DATA | OFFSET_VALID | ALLOCATED, true, false);
+        return new Status(offset, Math.min(ext[0], size) - offset, ZERO | OFFSET_VALID | ALLOCATED, true, false);
     }
 
     void read(long offset, MemorySegment dst) throws IOException {
