@@ -59,8 +59,9 @@ def record(state, boot, vmrc):
     # fstests rewrites result.xml after every test, so a boot that died keeps the results before the
     # crash; the test that was running (last one named in check.out, without a result) is recorded
     # as failed so that a resumed run does not hang on it again. vm-run exits 125 when the guest
-    # ended without an exit status (panic, timeout).
-    if vmrc == '125' or not os.path.exists(xml):
+    # ended without an exit status (panic, timeout). A run stopped by its operator (vmrc
+    # 'interrupted') keeps the reported results only.
+    if vmrc != 'interrupted' and (vmrc == '125' or not os.path.exists(xml)):
         last = None
         out = os.path.join(boot, 'check.out')
         if os.path.exists(out):
