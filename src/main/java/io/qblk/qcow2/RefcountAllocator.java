@@ -229,30 +229,20 @@ final class RefcountAllocator {
      * Returns the first cluster after the new structure.
      */
     long rebuildLocked(int[] counts, long start) throws IOException {
-        long perBlock = geo.refcountsPerBlock();
-        int perCluster = geo.entriesPerCluster();
-        java.util.TreeSet<Long> blocks = new java.util.TreeSet<>();
+        java.util.TreeSet<Long> counted = new java.util.TreeSet<>();
         for (int c = 0; c < counts.length; c++) {
             if (counts[c] == 0) continue;
-            blocks.add(geo.refblockIndex(c));
+            counted.add(geo.refblockIndex(c));
             c = (int) Math.min(Integer.MAX_VALUE - 1L, ((geo.refblockIndex(c) + 1) << geo.rbBits) - 1);
         }
-        long k, t, end;
-        while (true) { // the new structure needs refcounts too: grow until it covers itself
-            k = blocks.size();
-            t = Math.max(1, ((blocks.isEmpty() ? 0 : blocks.last()) + perCluster) / perCluster);
-            end = start + k + t;
-            boolean added = false;
-            for (long bi = geo.refblockIndex(start); bi <= geo.refblockIndex(end - 1); bi++) added |= blocks.add(bi);
-            if (!added) break;
-        }
-        if (t * cs > Qcow2Header.MAX_REFTABLE_BYTES || (end << clusterBits) >= Qcow2Header.MAX_HOST_OFFSET)
-            throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": a rebuilt refcount table would exceed its size limit");
+        RefcountLayout l = RefcountLayout.plan(geo, counted, start, filename);
+        int perCluster = geo.entriesPerCluster();
+        long t = l.tableClusters(), end = l.end();
         cache.dropRefblocksLocked();
         long max = geo.maxRefcount();
         PointerTable fresh = new PointerTable(new long[(int) (t * perCluster)], cs);
         long at = start;
-        for (long bi : blocks) {
+        for (long bi : l.blocks()) {
             long off = at++ << clusterBits;
             CachedTable b = cache.addFreshLocked(off, CachedTable.Kind.REFBLOCK);
             fresh.setUntracked((int) bi, off);
@@ -262,7 +252,7 @@ final class RefcountAllocator {
             }
         }
         table = fresh;
-        tableOffset = (start + k) << clusterBits;
+        tableOffset = l.tableCluster() << clusterBits;
         tableClusters = (int) t;
         relocated = true;
         freeHint = 0;
