@@ -360,7 +360,7 @@ public final class Qcow2Image implements Closeable {
         guard.beforeChange();
         writeBack.flushFully();
         ImageResize r = new ImageResize(file, filename, h, geo, cache, alloc, map, writeBack);
-        if (newSize < geo.virtualSize) r.shrink(this, newSize);
+        if (newSize < geo.virtualSize) r.shrink(this, newSize, exclusive);
         else if (newSize > geo.virtualSize) r.grow(newSize);
         if (newSize != geo.virtualSize) guard.refuse(filename + ": image was resized; reopen it");
     }

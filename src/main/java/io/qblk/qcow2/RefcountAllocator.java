@@ -109,6 +109,30 @@ final class RefcountAllocator {
         return 0;
     }
 
+    /**
+     * Under meta (and the image's exclusive lock: nothing may allocate until the change is durable,
+     * docs/ordering.md R16): takes refcount block {@code bi} out of the table when it counts nothing
+     * but, possibly, its own cluster, as qemu does after a shrink. The table entry changes in memory
+     * (written in place by the next flush's phase A); a block counted by another block is queued for
+     * release (R4: applied after that write is durable), a block that counted itself takes its count
+     * with it. Returns whether the block was dropped. May throw NeedLoad before changing anything.
+     */
+    boolean dropEmptyRefblockLocked(int bi) {
+        long boff = bi < table.length() ? blockOffset(bi) : 0;
+        if (boff == 0) return false;
+        CachedTable b = cache.getLocked(boff, CachedTable.Kind.REFBLOCK);
+        long self = geo.clusterOf(boff);
+        int selfSlot = geo.refblockIndex(self) == bi ? geo.refblockSlot(self) : -1;
+        for (int slot = 0, n = (int) geo.refcountsPerBlock(); slot < n; slot++)
+            if (slot != selfSlot && b.refcount(slot, order) != 0) return false;
+        if (b.dirty()) return false; // (not after the flush that precedes a drop) its counts are not on disk yet
+        table.setLocked(bi, 0);
+        cache.discardLocked(boff, CachedTable.Kind.REFBLOCK);
+        overlap.forgetLocked(boff);
+        if (selfSlot < 0) pendingFrees.add(new HostRun(boff, 1));
+        return true;
+    }
+
     /** Under meta: how many host clusters below the end of the file have a refcount, counting no further than {@code limit}. May throw NeedLoad. */
     long countUsedLocked(long limit) {
         long n = 0;
