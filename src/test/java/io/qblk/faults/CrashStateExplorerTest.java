@@ -52,8 +52,7 @@ class CrashStateExplorerTest {
     @Test
     void refcountRebuildIsCrashSafe() throws Exception {
         long seed = seed();
-        List<Workload> ws = new java.util.ArrayList<>();
-        for (long s = seed; s < seed + Workload.DAMAGES.size(); s++) ws.addAll(CrashStateExplorer.workloads("rebuild", s));
+        List<Workload> ws = overSeeds("rebuild", seed, Workload.DAMAGES.size());
         java.util.Set<String> damages = new java.util.TreeSet<>();
         for (Workload w : ws) {
             damages.add(w.refcountDamage());
@@ -79,8 +78,7 @@ class CrashStateExplorerTest {
     @Test
     void refcountWidthChangeIsCrashSafe() throws Exception {
         long seed = seed();
-        List<Workload> ws = new java.util.ArrayList<>();
-        for (long s = seed; s < seed + Workload.WIDTHS.size(); s++) ws.addAll(CrashStateExplorer.workloads("refcount-width", s));
+        List<Workload> ws = overSeeds("refcount-width", seed, Workload.WIDTHS.size());
         java.util.Set<Integer> widths = new java.util.TreeSet<>();
         int withSnapshots = 0;
         for (Workload w : ws) {
@@ -110,6 +108,13 @@ class CrashStateExplorerTest {
         assertTrue(x.dirtyStates > x.explored / 2, "most states are dirty: " + x.dirtyStates + " of " + x.explored);
         if (QemuImgCheck.available()) assertTrue(x.qemuDirtyChecked > 0, "qemu-img judged no dirty state");
         else System.out.println("qemu-img not installed: the dirty states were not checked by qemu-img");
+    }
+
+    /** The workloads of {@code kind} for {@code n} seeds from {@code seed} (each seed varies the damage or width per cluster size). */
+    private static List<Workload> overSeeds(String kind, long seed, int n) {
+        List<Workload> ws = new java.util.ArrayList<>();
+        for (long s = seed; s < seed + n; s++) ws.addAll(CrashStateExplorer.workloads(kind, s));
+        return ws;
     }
 
     /** Explores one kind's workloads (output kept for the failure message) and requires no failure at all. */
