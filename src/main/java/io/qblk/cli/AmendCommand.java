@@ -25,19 +25,19 @@ import picocli.CommandLine.Parameters;
  * {@code qblk amend}: changes creation options of an existing qcow2 image, like {@code qemu-img amend}:
  * {@code compat=0.10|1.1} (a downgrade first turns zero clusters into unallocated clusters, or into
  * written zeroes over a backing file, and flushes), {@code lazy_refcounts=on|off}, {@code size}
- * (growing; shrinking is {@code resize --shrink}), {@code refcount_bits} only unchanged (qblk cannot
- * rewrite the refcount structures; refused otherwise). Images with internal snapshots are amended
+ * (growing; shrinking is {@code resize --shrink}), {@code refcount_bits=1..64} (a new refcount structure
+ * past the end of the file, then the header switched to it: docs/ordering.md R15). Images with internal snapshots are amended
  * too, except a downgrade (qblk would have to expand the snapshots' zero clusters as well) and an
  * upgrade of a snapshot table without version 3 fields. The header is rewritten in one sector
  * ({@link HeaderRewrite}, docs/ordering.md R11).
  */
 @Command(name = "amend", mixinStandardHelpOptions = true,
-        description = "Change options of a qcow2 image (compat, lazy_refcounts, size), like qemu-img amend.")
+        description = "Change options of a qcow2 image (compat, lazy_refcounts, size, refcount_bits), like qemu-img amend.")
 public class AmendCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "format of FILE: qcow2 (probed when absent)")
     String format;
 
-    @Option(names = "-o", paramLabel = "OPTIONS", description = "compat=0.10|1.1, lazy_refcounts=on|off, size=SIZE, refcount_bits=N (unchanged only)")
+    @Option(names = "-o", paramLabel = "OPTIONS", description = "compat=0.10|1.1, lazy_refcounts=on|off, size=SIZE, refcount_bits=1|2|4|...|64")
     List<String> options = new ArrayList<>();
 
     @Option(names = "-q", description = "quiet")
@@ -68,20 +68,22 @@ public class AmendCommand implements Callable<Integer> {
             boolean lazy = opts.containsKey("lazy_refcounts") ? CreateCommand.onOff("lazy_refcounts", opts.get("lazy_refcounts")) : h.lazyRefcounts() && version >= 3;
             if (lazy && version < 3)
                 throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)");
+            int bits = h.refcountBits();
             if (opts.containsKey("refcount_bits")) {
-                int bits = parseBits(opts.get("refcount_bits"));
-                if (version < 3 && bits != 16) throw new IllegalArgumentException("Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)");
-                if (bits != h.refcountBits())
-                    throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": changing refcount_bits (" + h.refcountBits() + " to " + bits + ") is not supported by qblk");
+                long b = parseNumber("refcount_bits", opts.get("refcount_bits"));
+                Qcow2Image.checkRefcountWidth(b, version);
+                bits = (int) b;
             }
-            if (version < 3 && h.refcountBits() != 16) throw new IllegalArgumentException("compat=0.10 requires refcount_bits=16");
+            if (version < 3 && bits != 16) throw new IllegalArgumentException("compat=0.10 requires refcount_bits=16");
             if (version < 3 && h.bitmaps() > 0) throw new IllegalArgumentException("Cannot downgrade an image with bitmaps");
             // qemu also downgrades images with internal snapshots (expanding their zero clusters too);
             // qblk expands only the active image's, so it refuses that case.
             if (version < 3 && h.version() >= 3 && h.snapshots() > 0)
                 throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, file + ": downgrading an image with internal snapshots is not supported by qblk");
             // The engine's write-open repairs a dirty image (lazy refcounts) first; a downgrade expands zero clusters.
+            boolean newWidth = bits != h.refcountBits();
             try (Qcow2Image img = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
+                if (newWidth) img.checkRefcountsFit(bits); // before anything changes (qemu's message)
                 if (version < 3 && h.version() >= 3) expandZeroClusters(img);
                 // version 3 wants every snapshot entry's extra data to hold the VM state size and the disk size
                 if (version >= 3 && h.version() < 3 && img.snapshots().stream().anyMatch(sn -> sn.icount() < 0))
@@ -95,9 +97,19 @@ public class AmendCommand implements Callable<Integer> {
                     img.flush();
                 }
             }
+            // version 2 has no refcount_order field: a downgrade changes the width (to 16) first, an upgrade after
+            if (newWidth && version < 3) changeRefcountWidth(f, bits);
             HeaderRewrite.of(f).version(version).lazyRefcounts(lazy).write();
+            if (newWidth && version >= 3) changeRefcountWidth(f, bits);
         }
         return 0;
+    }
+
+    /** A fresh open whose only change is the new refcount width (docs/ordering.md R15). */
+    private void changeRefcountWidth(PosixFileBackend f, int bits) throws IOException {
+        try (Qcow2Image img = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
+            img.changeRefcountWidth(bits);
+        }
     }
 
     /** Version 2 has no zero flag: zero clusters become unallocated (no backing file) or written zeroes. */
@@ -139,13 +151,31 @@ public class AmendCommand implements Callable<Integer> {
         return m;
     }
 
-    private static int parseBits(String v) {
-        try {
-            int b = Integer.parseInt(v);
-            if (b >= 1 && b <= 64 && Integer.bitCount(b) == 1) return b;
-        } catch (NumberFormatException e) {
-            // below
+    /**
+     * A number option as qemu's option parser reads it (strtoull, base 0: decimal, 0x hex, 0 octal,
+     * leading blanks and a sign allowed, nothing after the digits; a minus wraps around).
+     */
+    static long parseNumber(String key, String v) {
+        String t = v.stripLeading();
+        boolean neg = false;
+        if (t.startsWith("+") || t.startsWith("-")) {
+            neg = t.charAt(0) == '-';
+            t = t.substring(1);
         }
-        throw new IllegalArgumentException("Refcount width must be a power of two and may not exceed 64 bits");
+        int radix = 10;
+        if (t.length() > 1 && (t.startsWith("0x") || t.startsWith("0X"))) {
+            radix = 16;
+            t = t.substring(2);
+        } else if (t.length() > 1 && t.startsWith("0")) {
+            radix = 8;
+            t = t.substring(1);
+        }
+        try {
+            if (t.isEmpty() || !Character.isLetterOrDigit(t.charAt(0))) throw new NumberFormatException();
+            long n = Long.parseUnsignedLong(t, radix);
+            return neg ? -n : n;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("Parameter '" + key + "' expects a number");
+        }
     }
 }

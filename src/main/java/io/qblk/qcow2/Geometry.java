@@ -56,6 +56,11 @@ final class Geometry {
         return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size, (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0, h.hasDataFile());
     }
 
+    /** The same layout with refcounts of 2^{@code order} bits (amend's change of the refcount width). */
+    Geometry withRefcountOrder(int order) {
+        return new Geometry(clusterBits, order, version, virtualSize, extendedL2, dataFile);
+    }
+
     /** Guest cluster number of a guest byte offset (also host cluster index of a host offset). */
     long clusterOf(long offset) { return offset >>> clusterBits; }
 

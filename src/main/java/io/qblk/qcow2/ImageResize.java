@@ -97,10 +97,11 @@ final class ImageResize {
 
     /**
      * Shrinks to {@code newSize}: unmaps every cluster past it and frees the L2 tables wholly past it
-     * (their L1 entries zeroed first, R4), flushes, then writes the size (R10); last, cuts the file
-     * after its last cluster in use (R14).
+     * (their L1 entries zeroed first, R4), flushes, then writes the size (R10); then, holding the
+     * image exclusively, drops the refcount blocks that count nothing (R16) and cuts the file after
+     * its last cluster in use (R14).
      */
-    void shrink(Qcow2Image img, long newSize) throws IOException {
+    void shrink(Qcow2Image img, long newSize, SharedExclusiveLock exclusive) throws IOException {
         long from = (newSize + geo.clusterSize - 1) & ~(long) (geo.clusterSize - 1);
         if (from < geo.virtualSize) img.deallocate(from, geo.virtualSize - from);
         long keepL1 = l1EntriesFor(newSize);
@@ -115,13 +116,36 @@ final class ImageResize {
         });
         writeBack.flushFully();
         writeHeaderFields(newSize, h.l1Size, h.l1TableOffset, SIZE_FIELD + 8);
-        truncateUnused();
+        exclusive.lockExclusive(); // R16: no allocation until the dropped blocks' table entries are durable
+        try {
+            dropEmptyRefblocks();
+            truncateUnused();
+        } finally {
+            exclusive.unlockExclusive();
+        }
+    }
+
+    /**
+     * R16: takes the refcount blocks that count nothing (but their own cluster) out of the refcount
+     * table, as qemu does after a shrink, and makes that durable (a full flush: the table entries in
+     * phase A, synced; a block counted by another block is released after that sync, R4) while the
+     * caller holds the image exclusively, so nothing can allocate the clusters those blocks held
+     * before the table no longer points at them on disk.
+     */
+    private void dropEmptyRefblocks() throws IOException {
+        boolean dropped = false;
+        for (int bi = 0, n = cache.withMeta(() -> alloc.table().length()); bi < n; bi++) {
+            int i = bi;
+            dropped |= cache.withMeta(() -> alloc.dropEmptyRefblockLocked(i));
+        }
+        if (dropped) writeBack.flushFully();
     }
 
     /**
      * R14: cuts the file after the last cluster whose refcount is not zero, as qemu does after a
-     * shrink. Every refcount is durable here (the flush before the size write), so nothing that is
-     * still referenced, nor any refcount that may come back after a crash, lies past the cut.
+     * shrink. Every refcount is durable here (the flush before the size write, and R16's flush of
+     * the dropped refcount blocks), so nothing that is still referenced, nor any refcount that may
+     * come back after a crash, lies past the cut.
      */
     private void truncateUnused() throws IOException {
         long end = cache.withMeta(alloc::usedClustersLocked) << geo.clusterBits;

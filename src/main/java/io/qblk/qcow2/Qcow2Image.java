@@ -360,9 +360,70 @@ public final class Qcow2Image implements Closeable {
         guard.beforeChange();
         writeBack.flushFully();
         ImageResize r = new ImageResize(file, filename, h, geo, cache, alloc, map, writeBack);
-        if (newSize < geo.virtualSize) r.shrink(this, newSize);
+        if (newSize < geo.virtualSize) r.shrink(this, newSize, exclusive);
         else if (newSize > geo.virtualSize) r.grow(newSize);
         if (newSize != geo.virtualSize) guard.refuse(filename + ": image was resized; reopen it");
+    }
+
+    /**
+     * Refuses, with qemu-img's message, a refcount width of {@code bits} that is not a power of two
+     * up to 64 or that some refcount of the image does not fit in (naming the first such cluster);
+     * reads only. (Whether the image's version allows the width: {@link #checkRefcountWidth(long, int)}.)
+     */
+    public void checkRefcountsFit(int bits) throws IOException {
+        RefcountWidth w = refcountWidth(bits);
+        if (bits == (1 << geo.refcountOrder)) return;
+        exclusive.lockShared();
+        try {
+            w.plan(Integer.numberOfTrailingZeros(bits));
+        } finally {
+            exclusive.unlockShared();
+        }
+    }
+
+    /**
+     * {@code qemu-img amend -o refcount_bits=N}: rewrites the refcount structure with refcounts of
+     * {@code bits} bits (docs/ordering.md R15): refused before anything is written when a refcount
+     * does not fit. It changes no guest data, L1/L2 table or bitmap, so it does not mark bitmaps in
+     * use; it must be the only change of its open (refused when this open wrote the image before).
+     * Afterwards the image refuses writes: reopen it.
+     */
+    public void changeRefcountWidth(int bits) throws IOException {
+        guard.checkWritable();
+        checkRefcountWidth(bits, h.version);
+        if (bits == (1 << geo.refcountOrder)) return;
+        if (bitmaps.inUseNow() || guard.lazyActive()) // its close would write with the old geometry
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, filename + ": this open wrote the image; change the refcount width on a fresh open");
+        exclusive.lockExclusive();
+        try {
+            writeBack.flushFully();
+            RefcountWidth w = refcountWidth(bits);
+            RefcountWidth.Plan p = w.plan(Integer.numberOfTrailingZeros(bits));
+            try {
+                w.write(p);
+            } finally {
+                guard.refuse(filename + ": its refcount width was changed; reopen it");
+            }
+        } finally {
+            exclusive.unlockExclusive();
+        }
+    }
+
+    /**
+     * Refuses, with qemu-img's messages, a refcount width that is not a power of two from 1 to 64,
+     * or other than 16 on a version 2 image (compat 0.10).
+     */
+    public static void checkRefcountWidth(long bits, int version) throws Qcow2Exception {
+        if (bits < 1 || bits > 64 || Long.bitCount(bits) != 1)
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "Refcount width must be a power of two and may not exceed 64 bits");
+        if (version < 3 && bits != 16)
+            throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)");
+    }
+
+    /** The width change to {@code bits} (a power of two up to 64) over the current refcount structure. */
+    private RefcountWidth refcountWidth(int bits) throws IOException {
+        checkRefcountWidth(bits, 3);
+        return new RefcountWidth(file, filename, geo, cache, alloc.table().copy(), alloc.tableOffset(), alloc.tableClusters());
     }
 
     // ------------------------------------------------------------------ map / info / check

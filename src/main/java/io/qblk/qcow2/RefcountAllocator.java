@@ -109,6 +109,30 @@ final class RefcountAllocator {
         return 0;
     }
 
+    /**
+     * Under meta (and the image's exclusive lock: nothing may allocate until the change is durable,
+     * docs/ordering.md R16): takes refcount block {@code bi} out of the table when it counts nothing
+     * but, possibly, its own cluster, as qemu does after a shrink. The table entry changes in memory
+     * (written in place by the next flush's phase A); a block counted by another block is queued for
+     * release (R4: applied after that write is durable), a block that counted itself takes its count
+     * with it. Returns whether the block was dropped. May throw NeedLoad before changing anything.
+     */
+    boolean dropEmptyRefblockLocked(int bi) {
+        long boff = bi < table.length() ? blockOffset(bi) : 0;
+        if (boff == 0) return false;
+        CachedTable b = cache.getLocked(boff, CachedTable.Kind.REFBLOCK);
+        long self = geo.clusterOf(boff);
+        int selfSlot = geo.refblockIndex(self) == bi ? geo.refblockSlot(self) : -1;
+        for (int slot = 0, n = (int) geo.refcountsPerBlock(); slot < n; slot++)
+            if (slot != selfSlot && b.refcount(slot, order) != 0) return false;
+        if (b.dirty()) return false; // (not after the flush that precedes a drop) its counts are not on disk yet
+        table.setLocked(bi, 0);
+        cache.discardLocked(boff, CachedTable.Kind.REFBLOCK);
+        overlap.forgetLocked(boff);
+        if (selfSlot < 0) pendingFrees.add(new HostRun(boff, 1));
+        return true;
+    }
+
     /** Under meta: how many host clusters below the end of the file have a refcount, counting no further than {@code limit}. May throw NeedLoad. */
     long countUsedLocked(long limit) {
         long n = 0;
@@ -229,30 +253,20 @@ final class RefcountAllocator {
      * Returns the first cluster after the new structure.
      */
     long rebuildLocked(int[] counts, long start) throws IOException {
-        long perBlock = geo.refcountsPerBlock();
-        int perCluster = geo.entriesPerCluster();
-        java.util.TreeSet<Long> blocks = new java.util.TreeSet<>();
+        java.util.TreeSet<Long> counted = new java.util.TreeSet<>();
         for (int c = 0; c < counts.length; c++) {
             if (counts[c] == 0) continue;
-            blocks.add(geo.refblockIndex(c));
+            counted.add(geo.refblockIndex(c));
             c = (int) Math.min(Integer.MAX_VALUE - 1L, ((geo.refblockIndex(c) + 1) << geo.rbBits) - 1);
         }
-        long k, t, end;
-        while (true) { // the new structure needs refcounts too: grow until it covers itself
-            k = blocks.size();
-            t = Math.max(1, ((blocks.isEmpty() ? 0 : blocks.last()) + perCluster) / perCluster);
-            end = start + k + t;
-            boolean added = false;
-            for (long bi = geo.refblockIndex(start); bi <= geo.refblockIndex(end - 1); bi++) added |= blocks.add(bi);
-            if (!added) break;
-        }
-        if (t * cs > Qcow2Header.MAX_REFTABLE_BYTES || (end << clusterBits) >= Qcow2Header.MAX_HOST_OFFSET)
-            throw new Qcow2Exception(Qcow2Exception.Kind.LIMIT, filename + ": a rebuilt refcount table would exceed its size limit");
+        RefcountLayout l = RefcountLayout.plan(geo, counted, start, filename);
+        int perCluster = geo.entriesPerCluster();
+        long t = l.tableClusters(), end = l.end();
         cache.dropRefblocksLocked();
         long max = geo.maxRefcount();
         PointerTable fresh = new PointerTable(new long[(int) (t * perCluster)], cs);
         long at = start;
-        for (long bi : blocks) {
+        for (long bi : l.blocks()) {
             long off = at++ << clusterBits;
             CachedTable b = cache.addFreshLocked(off, CachedTable.Kind.REFBLOCK);
             fresh.setUntracked((int) bi, off);
@@ -262,7 +276,7 @@ final class RefcountAllocator {
             }
         }
         table = fresh;
-        tableOffset = (start + k) << clusterBits;
+        tableOffset = l.tableCluster() << clusterBits;
         tableClusters = (int) t;
         relocated = true;
         freeHint = 0;

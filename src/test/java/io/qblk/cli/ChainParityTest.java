@@ -23,6 +23,8 @@ class ChainParityTest {
     Path dir;
 
     private Path q, m;
+    /** qemu-img's result in the last {@link #both}. */
+    private QemuTools.Result lastQemu;
 
     private void dirs(String name) throws Exception {
         q = Files.createDirectories(dir.resolve(name + "-q"));
@@ -59,6 +61,7 @@ class ChainParityTest {
         List<String> qa = new ArrayList<>(List.of("qemu-img", cmd));
         qa.addAll(Arrays.asList(with(args, q)));
         QemuTools.Result qr = QemuTools.run(qa);
+        lastQemu = qr;
         List<String> ma = new ArrayList<>(List.of(cmd));
         ma.addAll(Arrays.asList(with(args, m)));
         QblkRunner.Result mr = QblkRunner.run(ma.toArray(String[]::new));
@@ -97,6 +100,10 @@ class ChainParityTest {
                 {"", "4M", "--shrink --preallocation=full %d/img 1M"},
                 // shrinks past whole L2 tables (512-byte clusters: 32 KiB per table): they go too, and the file is cut
                 {"-o cluster_size=512", "4M", "--shrink %d/img 100k"}, {"-o cluster_size=512,refcount_bits=64", "2M", "--shrink %d/img 32k"},
+                // refcount blocks that count nothing after the shrink leave the table, as in qemu (R16):
+                // with 4k clusters a block counts 8 MiB of file (2 MiB with 64-bit refcounts), with 512-byte ones 128 KiB (256 KiB with 8-bit)
+                {"-o cluster_size=4k", "20M", "--shrink %d/img 1M"}, {"-o cluster_size=4k,refcount_bits=64", "8M", "--shrink %d/img 100k"},
+                {"-o cluster_size=512,refcount_bits=8", "3M", "--shrink %d/img 1536k"}, {"-o cluster_size=512", "4M", "--shrink %d/img 0"},
         };
         int i = 0;
         for (String[] c : cases) {
@@ -110,12 +117,13 @@ class ChainParityTest {
             if (r.exitCode() == 0) {
                 assertEquals(info(q.resolve("img"), "virtual-size"), info(m.resolve("img"), "virtual-size"));
                 sameContents("img");
-                // a shrink cuts the file after its last cluster in use, as qemu does (R14); qemu also
-                // frees refcount blocks that count nothing, qblk keeps them: with small clusters
-                // (a block every 128 KiB of file) the cut can stop at the last such block
+                // a shrink drops the refcount blocks that count nothing (R16) and cuts the file after its
+                // last cluster in use (R14), as qemu does: the same file size at every cluster size
                 long qs = Files.size(q.resolve("img")), ms = Files.size(m.resolve("img"));
-                if (c[2].contains("--shrink") && !c[0].contains("cluster_size=512")) assertEquals(qs, ms, String.join(" ", c) + ": file size");
-                if (c[2].contains("--shrink")) assertTrue(ms >= qs && ms <= before, String.join(" ", c) + ": file size " + before + " -> " + ms + ", qemu " + qs);
+                if (c[2].contains("--shrink")) {
+                    assertEquals(qs, ms, String.join(" ", c) + ": file size (before " + before + ")");
+                    assertTrue(ms < before, String.join(" ", c) + ": the file was not cut");
+                }
                 // the other direction: qemu writes into what qblk grew or shrank, and checks it
                 String size = info(m.resolve("img"), "virtual-size");
                 QemuTools.qemuIo(m.resolve("img"), false, "write -P 9 " + (Long.parseLong(size) - 512) + " 512").expect(0);
@@ -272,12 +280,77 @@ class ChainParityTest {
             QemuTools.qemuIo(m.resolve(img), false, "write -z 128k 64k", "write -P 5 2M 4k").expect(0);
             clean(m.resolve(img));
         }
-        dirs("refbits");
-        build("qemu-img create -q -f qcow2 %d/solo.qcow2 4M");
-        QblkRunner.Result r = QblkRunner.run("amend", "-o", "refcount_bits=8", m.resolve("solo.qcow2").toString());
-        assertEquals(1, r.exitCode());
-        assertTrue(r.err().contains("changing refcount_bits (16 to 8) is not supported"), r.err());
-        assertEquals(0, QblkRunner.run("amend", "-o", "refcount_bits=16", m.resolve("solo.qcow2").toString()).exitCode());
+    }
+
+    /**
+     * amend -o refcount_bits=N (docs/ordering.md R15) as qemu-img 7.2 does it: every width up and down
+     * on images with and without internal snapshots and with small clusters; qemu-img's messages and
+     * exit codes for bad widths, for compat 0.10 and for a refcount the new width cannot hold (the
+     * image then unchanged); and both directions: qemu-img amends what qblk made and qblk what qemu-img made.
+     */
+    @Test
+    void amendRefcountBitsMatchesQemuImg() throws Exception {
+        String[][] images = {
+                {"plain", "qemu-img create -q -f qcow2 %d/img 8M", "qemu-io -c write%s-P%s2%s0%s3M -c write%s-z%s4M%s1M -c write%s-c%s-P%s3%s6M%s64k %d/img"},
+                {"small", "qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 %d/img 2M", "qemu-io -c write%s-P%s4%s0%s1536k %d/img"},
+                {"4k", "qemu-img create -q -f qcow2 -o cluster_size=4k,refcount_bits=2 %d/img 8M", "qemu-io -c write%s-P%s5%s1M%s5M %d/img"},
+                {"snap", "qemu-img create -q -f qcow2 -o cluster_size=4k %d/img 4M", "qemu-io -c write%s-P%s6%s0%s2M %d/img",
+                        "qemu-img snapshot -c s1 %d/img", "qemu-io -c write%s-P%s7%s512k%s64k %d/img"},
+        };
+        String[] all = {"1", "2", "4", "8", "16", "32", "64"}, some = {"1", "8", "64"};
+        int i = 0, changed = 0, refused = 0, cases = 0;
+        for (String[] image : images) {
+            String[] widths = image[0].equals("plain") || image[0].equals("snap") ? all : some;
+            cases += widths.length;
+            for (String w : widths) {
+                dirs("refbits" + i++);
+                build(Arrays.copyOfRange(image, 1, image.length));
+                String before = QemuTools.sha256(m.resolve("img"));
+                QblkRunner.Result r = both("amend", "-o", "refcount_bits=" + w, "%d/img");
+                if (r.exitCode() != 0) {
+                    // a refcount of 2 (the snapshot) in 1 bit: qemu-img's message, nothing changed
+                    assertEquals("snap 1", image[0] + " " + w, r.err());
+                    assertTrue(r.err().startsWith("qblk: Cannot decrease refcount entry width to 1 bits: Cluster at offset 0x"), r.err());
+                    assertEquals(lastQemu.err().replace("qemu-img: ", "qblk: ").strip(), r.err().strip());
+                    assertEquals(before, QemuTools.sha256(m.resolve("img")), "a refused amend changed the image");
+                    refused++;
+                    continue;
+                }
+                changed++;
+                assertEquals(w, info(m.resolve("img"), "refcount-bits"), image[0]);
+                assertEquals(info(q.resolve("img"), "refcount-bits"), info(m.resolve("img"), "refcount-bits"), image[0]);
+                sameContents("img");
+                clean(m.resolve("img"));
+                if (image[0].equals("snap")) sameSnapshots("img");
+                // the other direction: qemu-img amends qblk's image back, qblk amends qemu-img's, qemu writes into both
+                QemuTools.run("qemu-img", "amend", "-o", "refcount_bits=16", m.resolve("img").toString()).expect(0);
+                assertEquals(0, QblkRunner.run("amend", "-o", "refcount_bits=16", q.resolve("img").toString()).exitCode());
+                for (Path d : List.of(q, m)) {
+                    assertEquals("16", info(d.resolve("img"), "refcount-bits"));
+                    QemuTools.qemuIo(d.resolve("img"), false, "write -P 9 64k 128k").expect(0);
+                    clean(d.resolve("img"));
+                }
+                sameContents("img");
+            }
+        }
+        assertEquals(cases - 1, changed);
+        assertEquals(1, refused);
+        // bad widths and compat 0.10: the same messages and exit codes
+        String[][] bad = {{"-o", "refcount_bits=3", "%d/img"}, {"-o", "refcount_bits=0", "%d/img"}, {"-o", "refcount_bits=128", "%d/img"},
+                {"-o", "refcount_bits=abc", "%d/img"}, {"-o", "refcount_bits=", "%d/img"}, {"-o", "refcount_bits=-16", "%d/img"},
+                {"-o", "refcount_bits=8k", "%d/img"}, {"-o", "compat=0.10,refcount_bits=8", "%d/img"}, {"-o", "compat=0.10", "%d/img"},
+                {"-o", "refcount_bits=0x10", "%d/img"}, {"-o", "refcount_bits=010", "%d/img"}, {"-o", "compat=0.10,refcount_bits=16", "%d/img"}};
+        for (String[] b : bad) {
+            dirs("refbad" + i++);
+            build("qemu-img create -q -f qcow2 -o refcount_bits=32 %d/img 4M", "qemu-io -c write%s-P%s2%s0%s1M %d/img");
+            QblkRunner.Result mr = both("amend", b);
+            assertEquals(lastQemu.err().replace("qemu-img: ", "qblk: ").strip(), mr.err().strip(), String.join(" ", b));
+            if (mr.exitCode() == 0) {
+                sameContents("img");
+                clean(m.resolve("img"));
+                for (String f : List.of("compat", "refcount-bits")) assertEquals(info(q.resolve("img"), f), info(m.resolve("img"), f), String.join(" ", b));
+            }
+        }
     }
 
     // ------------------------------------------------------------------ internal snapshots

@@ -107,6 +107,7 @@ final class CrashStateExplorer {
 
     static Recorded record(Workload w) throws IOException {
         if (w.kind().equals("rebuild")) return recordRebuild(w);
+        if (w.kind().equals("refcount-width")) return recordWidthChange(w);
         byte[] base = w.baseImage();
         MemoryBackend mem = new MemoryBackend(base);
         RecordingBackend rec = new RecordingBackend(mem);
@@ -125,6 +126,50 @@ final class CrashStateExplorer {
      * barrier first, so that every crash point after it expects all the guest's data.
      */
     static Recorded recordRebuild(Workload w) throws IOException {
+        Prepared p = prepare(w);
+        damageRefcounts(p.mem(), w.refcountDamage());
+        byte[] base = p.mem().snapshot();
+        long damaged;
+        try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(base), OpenOptions.defaults().withReadOnly(true))) {
+            damaged = ro.check(RepairMode.NONE).corruptions();
+        }
+        if (damaged == 0) throw new IOException(w.name() + ": the damage left no corruption to repair");
+        p.rec().recording(true);
+        p.rec().datasync();
+        try (Qcow2Image repair = Qcow2Image.open(p.rec(), w.openOptions())) {
+            CheckReport c = repair.check(RepairMode.ALL);
+            if (!c.clean()) throw new IOException(w.name() + ": the recorded repair did not end clean: " + c.messages());
+        }
+        return new Recorded(w, base, p.rec().log(), p.ops(), damaged);
+    }
+
+    /**
+     * The change of the refcount width (amend refcount_bits, docs/ordering.md R15): the guest ops
+     * (with internal snapshots, so that refcounts above 1 are carried over) run and are flushed
+     * unrecorded, then the change is recorded after a barrier; the final image must have the new
+     * width and check clean.
+     */
+    static Recorded recordWidthChange(Workload w) throws IOException {
+        Prepared p = prepare(w);
+        byte[] base = p.mem().snapshot();
+        p.rec().recording(true);
+        p.rec().datasync();
+        try (Qcow2Image img = Qcow2Image.open(p.rec(), w.openOptions())) {
+            img.changeRefcountWidth(w.newRefcountBits());
+        }
+        try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(p.mem().snapshot()), OpenOptions.defaults().withReadOnly(true))) {
+            int bits = ro.info().refcountBits();
+            CheckReport c = ro.check(RepairMode.NONE);
+            if (bits != w.newRefcountBits() || !c.clean())
+                throw new IOException(w.name() + ": after the change: refcount bits " + bits + ", check " + c.messages());
+        }
+        return new Recorded(w, base, p.rec().log(), p.ops(), 0);
+    }
+
+    /** A recorded repair or amend's starting point: the image made and its guest ops run and flushed, unrecorded. */
+    private record Prepared(MemoryBackend mem, RecordingBackend rec, List<GuestOp> ops) {}
+
+    private static Prepared prepare(Workload w) throws IOException {
         MemoryBackend mem = new MemoryBackend();
         Qcow2Image.create(mem, CreateOptions.defaults(w.virtualSize()).withClusterSize(w.clusterSize()).withRefcountBits(w.refcountBits()));
         RecordingBackend rec = new RecordingBackend(mem);
@@ -135,20 +180,7 @@ final class CrashStateExplorer {
         long start = rec.clock();
         img.close();
         ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock()));
-        damageRefcounts(mem, w.refcountDamage());
-        byte[] base = mem.snapshot();
-        long damaged;
-        try (Qcow2Image ro = Qcow2Image.open(new MemoryBackend(base), OpenOptions.defaults().withReadOnly(true))) {
-            damaged = ro.check(RepairMode.NONE).corruptions();
-        }
-        if (damaged == 0) throw new IOException(w.name() + ": the damage left no corruption to repair");
-        rec.recording(true);
-        rec.datasync();
-        try (Qcow2Image repair = Qcow2Image.open(rec, w.openOptions())) {
-            CheckReport c = repair.check(RepairMode.ALL);
-            if (!c.clean()) throw new IOException(w.name() + ": the recorded repair did not end clean: " + c.messages());
-        }
-        return new Recorded(w, base, rec.log(), List.copyOf(ops), damaged);
+        return new Prepared(mem, rec, List.copyOf(ops));
     }
 
     /** Breaks the refcount structure of a closed image in {@code mem} the way {@code damage} says. */

@@ -52,8 +52,7 @@ class CrashStateExplorerTest {
     @Test
     void refcountRebuildIsCrashSafe() throws Exception {
         long seed = seed();
-        List<Workload> ws = new java.util.ArrayList<>();
-        for (long s = seed; s < seed + Workload.DAMAGES.size(); s++) ws.addAll(CrashStateExplorer.workloads("rebuild", s));
+        List<Workload> ws = overSeeds("rebuild", seed, Workload.DAMAGES.size());
         java.util.Set<String> damages = new java.util.TreeSet<>();
         for (Workload w : ws) {
             damages.add(w.refcountDamage());
@@ -71,6 +70,33 @@ class CrashStateExplorerTest {
     }
 
     /**
+     * docs/ordering.md R15: a crash at any write of a refcount width change (every width from 1 to
+     * 64 bits, each cluster size, images with internal snapshots) leaves the old structure or the new
+     * one in charge: the state opens, checks without corruption (leaks allowed, repaired by
+     * check(ALL)), reads the guest's data and every snapshot whole.
+     */
+    @Test
+    void refcountWidthChangeIsCrashSafe() throws Exception {
+        long seed = seed();
+        List<Workload> ws = overSeeds("refcount-width", seed, Workload.WIDTHS.size());
+        java.util.Set<Integer> widths = new java.util.TreeSet<>();
+        int withSnapshots = 0;
+        for (Workload w : ws) {
+            widths.add(w.newRefcountBits());
+            CrashStateExplorer.Recorded r = CrashStateExplorer.record(w);
+            if (r.ops().stream().anyMatch(o -> o.type() == GuestOp.Type.SNAPSHOT)) withSnapshots++;
+            int order = Integer.numberOfTrailingZeros(w.newRefcountBits());
+            assertTrue(r.log().stream().anyMatch(e -> e.kind() == IoEvent.Kind.WRITE && e.offset() == 48 && e.data().length == 52
+                    && java.nio.ByteBuffer.wrap(e.data()).getInt(48) == order), w.name() + ": no header write switched to refcount order " + order);
+        }
+        assertEquals(java.util.Set.of(1, 2, 4, 8, 16, 32, 64), widths, "every width is explored");
+        assertTrue(withSnapshots >= ws.size() / 2, "most runs carry internal snapshots: " + withSnapshots + " of " + ws.size());
+        CrashStateExplorer x = exploreClean(ws, seed, 1_500, 50, "refcount-width");
+        assertTrue(x.explored >= 1_500, "explored only " + x.explored);
+        assertTrue(x.snapshotReads > 0, "no snapshot was read back");
+    }
+
+    /**
      * docs/ordering.md L1-L3: write-through on lazy-refcounts images. Most crash states carry the
      * dirty bit and stale refcounts; the explorer's open repairs them, after which they must be
      * clean with no flushed write lost; on every 20th state qemu-img check reports refcount errors
@@ -84,11 +110,22 @@ class CrashStateExplorerTest {
         else System.out.println("qemu-img not installed: the dirty states were not checked by qemu-img");
     }
 
+    /** The workloads of {@code kind} for {@code n} seeds from {@code seed} (each seed varies the damage or width per cluster size). */
+    private static List<Workload> overSeeds(String kind, long seed, int n) {
+        List<Workload> ws = new java.util.ArrayList<>();
+        for (long s = seed; s < seed + n; s++) ws.addAll(CrashStateExplorer.workloads(kind, s));
+        return ws;
+    }
+
     /** Explores one kind's workloads (output kept for the failure message) and requires no failure at all. */
     private static CrashStateExplorer exploreClean(String kind, long budget, int qemuEvery) throws Exception {
         long seed = seed();
+        return exploreClean(CrashStateExplorer.workloads(kind, seed), seed, budget, qemuEvery, kind);
+    }
+
+    private static CrashStateExplorer exploreClean(List<Workload> ws, long seed, long budget, int qemuEvery, String kind) throws Exception {
         ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        CrashStateExplorer x = new CrashStateExplorer(seed, budget, CrashStateExplorer.workloads(kind, seed), qemuEvery, new PrintStream(buf, true));
+        CrashStateExplorer x = new CrashStateExplorer(seed, budget, ws, qemuEvery, new PrintStream(buf, true));
         x.run();
         System.out.print(buf);
         assertEquals("crash-states: explored=" + x.explored + " corrupt=0 lost=0 foreign=0 leaks-after-repair=0 snapshots-broken=0", x.summary(),

@@ -37,11 +37,16 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
-     * Kinds whose recorded run is a repair, not guest I/O: "rebuild" runs the "mixed" operations,
+     * Kinds whose recorded run is a repair or an amend, not guest I/O: "rebuild" runs the "mixed" operations,
      * closes the image, breaks its refcount structure ({@link #refcountDamage}) and records
-     * {@code check(ALL)} rebuilding it (the crash states are those of the rebuild).
+     * {@code check(ALL)} rebuilding it (the crash states are those of the rebuild); "refcount-width"
+     * runs the "snapshot" operations (the "mixed" ones when the new width is 1 bit, which holds no
+     * shared cluster), closes the image and records the change of its refcount width to
+     * {@link #newRefcountBits} (docs/ordering.md R15).
      */
-    static final List<String> REPAIR_KINDS = List.of("rebuild");
+    static final List<String> REPAIR_KINDS = List.of("rebuild", "refcount-width");
+    /** The widths "refcount-width" changes to, varied over seeds and cluster sizes (16 stands in for the image's own). */
+    static final List<Integer> WIDTHS = List.of(1, 2, 4, 8, 32, 64);
     /** How "rebuild" breaks the refcount structure: table entry 0 past EOF, on an L2 table, or the table zeroed. */
     static final List<String> DAMAGES = io.qblk.cli.ImagePatcher.DAMAGES;
     static final List<Integer> CLUSTER_SIZES = List.of(512, 4096, 65536, 2 << 20);
@@ -74,7 +79,18 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     }
 
     String name() {
-        return kind + "-" + sizeName(clusterSize) + (kind.equals("rebuild") ? "-" + refcountDamage() : "");
+        return kind + "-" + sizeName(clusterSize) + (kind.equals("rebuild") ? "-" + refcountDamage() : "")
+                + (kind.equals("refcount-width") ? "-to" + newRefcountBits() : "");
+    }
+
+    /** For "refcount-width": the new refcount width. */
+    int newRefcountBits() {
+        return newRefcountBits(seed, clusterSize, refcountBits);
+    }
+
+    private static int newRefcountBits(long seed, int clusterSize, int refcountBits) {
+        int b = WIDTHS.get((int) Math.floorMod(seed + CLUSTER_SIZES.indexOf(clusterSize), (long) WIDTHS.size()));
+        return b == refcountBits ? 16 : b;
     }
 
     /** For "rebuild": the damage, varied over seeds and cluster sizes. */
@@ -100,13 +116,15 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         int n = small ? 6 + r.nextInt(3) : 14 + r.nextInt(6);
         // a hot region that later operations keep coming back to
         long hot = align(r.nextLong(vsize - maxLen), 512);
+        // internal snapshots (refcounts of 2 and more): "snapshot", and "refcount-width" unless to 1 bit
+        boolean snapshots = kind.equals("snapshot") || (kind.equals("refcount-width") && newRefcountBits(seed, clusterSize, refBits) > 1);
         for (int i = 0; i < n; i++) {
             GuestOp.Type t = switch (kind) {
                 case "alloc" -> GuestOp.Type.WRITE;
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough", "lazy", "snapshot", "rebuild", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "lazy", "snapshot", "rebuild", "refcount-width", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;
@@ -122,13 +140,13 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
             if (r.nextInt(4) == 0) off = align(off, clusterSize); // sometimes cluster aligned, to hit the full-cluster paths
             off = Math.min(off, vsize - len);
             ops.add(new Planned(t, off, len));
-            if (kind.equals("snapshot") && (i == 2 || i == n / 2 || i == n - 3)) {
+            if (snapshots && (i == 2 || i == n / 2 || i == n - 3)) {
                 // internal snapshots: the writes after them copy shared L2 tables and data clusters;
                 // the first one is deleted again later
                 if (i == n - 3) ops.add(new Planned(GuestOp.Type.SNAPSHOT_DELETE, firstSnapshot(ops), 0));
                 else ops.add(new Planned(GuestOp.Type.SNAPSHOT, 0, 0));
             }
-            if (kind.equals("snapshot") && i == n - 2) {
+            if (snapshots && i == n - 2) {
                 // revert to the latest snapshot still there: later writes land on its contents
                 long live = liveSnapshot(ops);
                 if (live >= 0) ops.add(new Planned(GuestOp.Type.SNAPSHOT_APPLY, live, 0));

@@ -41,11 +41,18 @@ class ResizeCrashTest {
         void datasync() throws IOException { file.datasync(); }
     }
 
+    interface CrashCheck {
+        void verify(byte[] image, String where) throws IOException;
+    }
+
     /** Crash images taken after every write and datasync of the disk it wraps. */
     static final class Stepping implements IoBackend {
         final Disk be;
         final Random r;
         final List<byte[]> crashes = new ArrayList<>();
+        /** When set, each crash image goes here as it is taken instead of into {@link #crashes} (large images). */
+        CrashCheck check;
+        int taken, perStep = 3;
         boolean recording;
 
         Stepping(Disk be, long seed) {
@@ -53,9 +60,14 @@ class ResizeCrashTest {
             this.r = new Random(seed);
         }
 
-        private void step() {
+        private void step() throws IOException {
             if (!recording) return;
-            for (int i = 0; i < 3; i++) crashes.add(be.crashImage(r));
+            for (int i = 0; i < perStep; i++) {
+                byte[] c = be.crashImage(r);
+                if (check != null) check.verify(c, "crash image " + taken);
+                else crashes.add(c);
+                taken++;
+            }
         }
 
         @Override public void read(long o, MemorySegment d) throws IOException { be.file.read(o, d); }
@@ -76,8 +88,8 @@ class ResizeCrashTest {
     }
 
     /** A written image in a stepping backend: returns the model of its first {@code size} bytes. */
-    private static byte[] populate(Stepping s, long size, int cluster, int version) throws IOException {
-        Qcow2Image.create(s, CreateOptions.defaults(size).withClusterSize(cluster).withVersion(version));
+    private static byte[] populate(Stepping s, long size, int cluster, int version, int refcountBits, boolean fill) throws IOException {
+        Qcow2Image.create(s, CreateOptions.defaults(size).withClusterSize(cluster).withVersion(version).withRefcountBits(refcountBits));
         byte[] model = new byte[(int) size];
         Random r = new Random(cluster);
         try (Qcow2Image img = Qcow2Image.open(s, OpenOptions.defaults())) {
@@ -90,6 +102,12 @@ class ResizeCrashTest {
             }
             img.writeZeroes(0, 4096, true);
             java.util.Arrays.fill(model, 0, 4096, (byte) 0);
+            // last, the second quarter written in order (so at the end of the file): with small clusters it spans many refcount blocks
+            for (long off = size / 4; fill && off < size / 2; off += 65536) {
+                MemorySegment p = pattern(65536, (int) (off >> 16) + 100);
+                img.write(off, p);
+                System.arraycopy(p.toArray(ValueLayout.JAVA_BYTE), 0, model, (int) off, 65536);
+            }
         }
         return model;
     }
@@ -123,19 +141,24 @@ class ResizeCrashTest {
         }
     }
 
-    @ParameterizedTest(name = "v{3} cluster {2}: {0} -> {1}")
+    @ParameterizedTest(name = "v{3} cluster {2} refcount bits {4}: {0} -> {1}")
     @CsvSource({
-            "1048576, 8388608, 512, 3",     // the L1 table moves (512-byte clusters: 32 KiB per L1 entry)
-            "1048576, 67108864, 4096, 2",   // moves, version 2
-            "1048576, 3145728, 65536, 3",   // within the L1 table's reach: only the size field
-            "4194304, 1048576, 4096, 3",    // shrink
-            "4194304, 1049088, 512, 2",     // shrink to an unaligned size, version 2
-            "4194304, 65536, 512, 3"})      // shrink past many L2 tables: they are freed and the file cut (R14)
-    void crashAnywhereDuringResize(long oldSize, long newSize, int cluster, int version) throws Exception {
+            "1048576, 8388608, 512, 3, 16",     // the L1 table moves (512-byte clusters: 32 KiB per L1 entry)
+            "1048576, 67108864, 4096, 2, 16",   // moves, version 2
+            "1048576, 3145728, 65536, 3, 16",   // within the L1 table's reach: only the size field
+            "4194304, 1048576, 4096, 3, 16",    // shrink
+            "4194304, 1049088, 512, 2, 16",     // shrink to an unaligned size, version 2
+            "4194304, 65536, 512, 3, 16",       // shrink past many L2 tables: they are freed, so are the refcount blocks (R16), the file is cut (R14)
+            "4194304, 65536, 512, 3, 64",       // the same with a grown refcount table: blocks counted by other blocks leave too (R16, R4)
+            "4194304, 1572864, 512, 3, 8"})     // 8-bit refcounts
+    void crashAnywhereDuringResize(long oldSize, long newSize, int cluster, int version, int refcountBits) throws Exception {
         Stepping s = new Stepping(new Disk(), oldSize ^ newSize);
-        byte[] model = populate(s, oldSize, cluster, version);
+        byte[] model = populate(s, oldSize, cluster, version, refcountBits, cluster == 512 && newSize < oldSize);
         s.be.datasync();
         long fileBefore = s.size();
+        int blocksBefore = refblocks(s.be.crashImage(new Random(2)))[0];
+        s.check = (image, where) -> verify(image, model, oldSize, newSize, where);
+        if (cluster == 512 && newSize < oldSize) s.perStep = 1; // hundreds of metadata writes: one crash image each
         s.recording = true;
         try (Qcow2Image img = Qcow2Image.open(s, OpenOptions.defaults())) {
             img.resize(newSize);
@@ -147,9 +170,15 @@ class ResizeCrashTest {
             try (Qcow2Image img = Qcow2Image.open(s, OpenOptions.defaults().withReadOnly(true))) {
                 assertEquals(s.size(), img.check(RepairMode.NONE).imageEndOffset(), "image end offset");
             }
+            // R16: no refcount block that counts nothing (but itself) is left in the table, none past the end
+            int[] after = refblocks(s.be.crashImage(new Random(2)));
+            assertEquals(0, after[2], "refcount blocks past the end of the file");
+            // one pass, as qemu's: a block that counted only a dropped block (a grown table's blocks
+            // are counted by others) stays, counting itself; without a grown table none is left
+            if (refcountBits != 64) assertEquals(0, after[1], "refcount blocks that count nothing but themselves");
+            if (cluster == 512) assertTrue(after[0] < blocksBefore, "no refcount block left the table: " + blocksBefore + " -> " + after[0]);
         }
-        assertTrue(s.crashes.size() >= 6, "crash points: " + s.crashes.size());
-        for (int i = 0; i < s.crashes.size(); i++) verify(s.crashes.get(i), model, oldSize, newSize, "crash image " + i);
+        assertTrue(s.taken >= 6, "crash points: " + s.taken);
         // and the final state: the new size, still readable and writable after reopening
         verify(s.be.crashImage(new Random(1)), model, newSize, newSize, "after resize");
         try (Qcow2Image img = Qcow2Image.open(s, OpenOptions.defaults())) {
@@ -158,6 +187,34 @@ class ResizeCrashTest {
             img.flush();
             assertEquals(0, img.check(RepairMode.NONE).corruptions());
         }
+    }
+
+    /**
+     * Of the refcount blocks of {@code image}: how many the table names, how many of those count no
+     * cluster but their own (R16 drops them), and how many lie past the end of the file (R14).
+     */
+    private static int[] refblocks(byte[] image) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(image);
+        int clusterBits = b.getInt(20), order = b.getInt(4) >= 3 ? b.getInt(96) : 4;
+        long tableOffset = b.getLong(48);
+        int cs = 1 << clusterBits, rbBits = clusterBits + 3 - order, entries = b.getInt(56) * cs / 8;
+        int named = 0, empty = 0, past = 0;
+        for (int bi = 0; bi < entries; bi++) {
+            long off = b.getLong((int) tableOffset + bi * 8) & ~511L;
+            if (off == 0) continue;
+            named++;
+            if (off + cs > image.length) {
+                past++;
+                continue;
+            }
+            CachedTable t = CachedTable.refblock(off, MemorySegment.ofArray(java.util.Arrays.copyOfRange(image, (int) off, (int) off + cs)), cs);
+            long self = off >>> clusterBits;
+            boolean counts = false;
+            for (int slot = 0; slot < 1 << rbBits && !counts; slot++)
+                counts = t.refcount(slot, order) != 0 && !((self >>> rbBits) == bi && (self & ((1L << rbBits) - 1)) == slot);
+            if (!counts) empty++;
+        }
+        return new int[] {named, empty, past};
     }
 
     @Test
