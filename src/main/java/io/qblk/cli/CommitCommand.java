@@ -3,12 +3,10 @@ package io.qblk.cli;
 import io.qblk.io.PosixFileBackend;
 import io.qblk.qcow2.OpenOptions;
 import io.qblk.qcow2.Qcow2Image;
-import io.qblk.target.BlockTarget;
 import io.qblk.target.ImageFormat;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.TargetOptions;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -24,8 +22,8 @@ import picocli.CommandLine.Spec;
  * afterwards (its clusters unallocated, so it reads BASE again) unless {@code -d}; {@code -b} implies
  * {@code -d}, as in qemu-img (the images between would no longer read right if FILE were emptied).
  *
- * <p>Order: BASE is written and flushed (durable) before FILE is emptied, so a crash leaves either
- * the data in both or FILE not yet emptied. Each image is locked for writing while it is written
+ * <p>Order ({@link ChainWrites#commit}, docs/ordering.md C1-C2): BASE is written and flushed
+ * (durable) before FILE is emptied, so a crash leaves either the data in both or FILE not yet emptied. Each image is locked for writing while it is written
  * (BASE during the copy, FILE while it is emptied); the layers read are locked for reading.
  */
 @Command(name = "commit", mixinStandardHelpOptions = true,
@@ -79,32 +77,17 @@ public class CommitCommand implements Callable<Integer> {
         long total = 0;
         for (ImageChain.Layer l : above) total += ImageChain.ownBytes(l.path());
         p.start();
-        long[] done = {0};
         final long all = total;
-        try (BlockTarget b = TargetOpener.open(baseLayer.path(), TargetOptions.defaults().withFormat(baseLayer.format()))) {
-            // bottom-up, so what a higher image holds overwrites what a lower one does
-            for (int i = above.size() - 1; i >= 0; i--) {
-                ImageChain.ownRanges(above.get(i).path(), new ImageChain.RangeSink() {
-                    @Override public void data(long offset, MemorySegment data) throws IOException {
-                        b.write(offset, data, false);
-                        done[0] += data.byteSize();
-                        if (all > 0) p.set(100.0 * done[0] / all);
-                    }
-                    @Override public void zero(long offset, long length) throws IOException {
-                        b.writeZeroes(offset, length, true);
-                        done[0] += length;
-                        if (all > 0) p.set(100.0 * done[0] / all);
-                    }
-                });
-            }
-            b.flush(); // durable in BASE before FILE is emptied
-        }
-        if (empty) {
+        List<ChainWrites.Opener<Qcow2Image>> layers = above.stream().<ChainWrites.Opener<Qcow2Image>>map(l -> () -> TargetOpener.openImage(l.path(),
+                TargetOptions.defaults().withReadOnly(true).withBacking(io.qblk.qcow2.BackingPolicy.NOT_OPENED))).toList();
+        ChainWrites.Step emptyTop = !empty ? null : () -> {
             try (PosixFileBackend f = PosixFileBackend.open(file, false); Qcow2Image top = Qcow2Image.open(f, OpenOptions.defaults(), file)) {
-                top.deallocate(0, top.virtualSize());
-                top.flush();
+                ChainWrites.empty(top);
             }
-        }
+        };
+        ChainWrites.commit(() -> TargetOpener.open(baseLayer.path(), TargetOptions.defaults().withFormat(baseLayer.format())), layers, emptyTop, done -> {
+            if (all > 0) p.set(100.0 * done / all);
+        });
         p.finish();
         if (!quiet) spec.commandLine().getOut().println("Image committed.");
         return 0;

@@ -6,9 +6,7 @@ import io.qblk.qcow2.ImageInfo;
 import io.qblk.qcow2.MapEntry;
 import io.qblk.qcow2.Qcow2Exception;
 import io.qblk.qcow2.Qcow2Image;
-import io.qblk.target.BlockTarget;
 import io.qblk.target.ImageFormat;
-import io.qblk.target.Qcow2Target;
 import io.qblk.target.TargetOpener;
 import io.qblk.target.TargetOptions;
 import java.io.IOException;
@@ -76,13 +74,11 @@ final class ImageChain {
     }
 
     /**
-     * Calls {@code sink} for every range the qcow2 image {@code layer} holds itself (not its backing
+     * Calls {@code sink} for every range the qcow2 image {@code img} holds itself (not its backing
      * file): data ranges with their bytes (in chunks of at most 2 MiB), zero ranges as zero.
      */
-    static void ownRanges(Path layer, RangeSink sink) throws IOException {
-        try (BlockTarget t = TargetOpener.open(layer, TargetOptions.defaults().withFormat(ImageFormat.QCOW2).withReadOnly(true)
-                .withBacking(BackingPolicy.NOT_OPENED)); Arena a = Arena.ofConfined()) {
-            Qcow2Image img = ((Qcow2Target) t).image();
+    static void ownRanges(Qcow2Image img, RangeSink sink) throws IOException {
+        try (Arena a = Arena.ofConfined()) {
             MemorySegment buf = a.allocate(ConvertCommand.CHUNK, 4096);
             for (MapEntry m : img.map(0, img.virtualSize())) {
                 if (m.depth() != 0 || !m.present()) continue;

@@ -91,10 +91,12 @@ final class SourceImage implements Closeable {
             if (m.start() + m.length() <= offset) continue;
             int flags = (m.present() ? ALLOCATED : 0) | (m.zero() ? ZERO : 0) | (m.data() ? DATA : 0) | (m.offset() >= 0 ? OFFSET_VALID : 0);
             long end = m.start() + m.length();
-            if (m.depth() == 0 && m.data() && !m.zero() && m.offset() >= 0 && metadataPreallocated()) {
-                // as qemu: the data clusters of such an image are looked up in the file, holes read as zeroes
+            Layer layer = m.data() && !m.zero() && m.offset() >= 0 ? layer(m.depth()) : null;
+            if (layer != null && layer.metadataPreallocated()) {
+                // as qemu: the data clusters of such an image (any layer of the chain, each judged on its
+                // own) are looked up in its file, holes read as zeroes
                 long host = m.offset() + (offset - m.start());
-                long[] ext = fileExtent(host);
+                long[] ext = layer.fileExtent(host);
                 if (ext[1] == 0) flags |= ZERO;
                 long room = ext[0] - host;
                 if (room < end - offset) end = offset + room;
@@ -104,29 +106,64 @@ final class SourceImage implements Closeable {
         throw new IllegalStateException("map of " + path + " does not cover offset " + offset);
     }
 
-    private Boolean metadataPreallocated;
+    /** The qcow2 layers of the chain met so far, by depth (0: this image); null where not (yet) looked at. */
+    private final List<Layer> layers = new java.util.ArrayList<>();
+    private List<ImageChain.Layer> chain;
 
     /**
-     * qemu's guess whether this qcow2 file "looks metadata-preallocated": more clusters in use (by
-     * its refcounts) than its allocated blocks hold, by a margin (at least 10% and 2 clusters). Then
-     * qemu asks the file system about each data cluster and counts holes as zeroes.
+     * The qcow2 image at {@code depth} of the chain (0: this one), null for a raw layer: a raw backing
+     * file's holes already map as zeroes ({@code Qcow2Image.map}), as qemu's file-posix reports them.
      */
-    private boolean metadataPreallocated() throws IOException {
-        if (metadataPreallocated == null) {
-            var img = ((Qcow2Target) target).image();
+    private Layer layer(int depth) throws IOException {
+        while (layers.size() <= depth) layers.add(null);
+        if (layers.get(depth) == null) {
+            if (depth == 0) {
+                layers.set(0, new Layer(path, ((Qcow2Target) target).image()));
+            } else {
+                if (chain == null) chain = ImageChain.of(path, format.id());
+                if (depth >= chain.size() || chain.get(depth).format() != ImageFormat.QCOW2) return null;
+                Path p = chain.get(depth).path();
+                try (var img = TargetOpener.openImage(p, TargetOptions.defaults().withReadOnly(true).withBacking(io.qblk.qcow2.BackingPolicy.NOT_OPENED))) {
+                    Layer l = new Layer(p, img);
+                    layers.set(depth, l);
+                }
+            }
+        }
+        return layers.get(depth);
+    }
+
+    /**
+     * One qcow2 file of the chain and qemu's guess whether it "looks metadata-preallocated": more
+     * clusters in use (by its refcounts) than its allocated blocks hold, by a margin (at least 10% and
+     * 2 clusters). Then qemu asks the file system about each of its data clusters and counts holes as
+     * zeroes. qemu judges each layer of a chain on its own (its block status recurses into that
+     * layer's file), so the guess is made per file.
+     */
+    private static final class Layer {
+        final Path path;
+        private final boolean preallocated;
+        private List<long[]> dataRanges;
+
+        Layer(Path path, io.qblk.qcow2.Qcow2Image img) throws IOException {
+            this.path = path;
             long cs = img.clusterSize();
             long realClusters = FileStat.allocatedBytes(path) / cs;
             long threshold = Math.max(realClusters * 10 / 9, realClusters + 2);
-            metadataPreallocated = img.usedClusters(threshold) >= threshold;
+            this.preallocated = img.usedClusters(threshold) >= threshold;
         }
-        return metadataPreallocated;
+
+        boolean metadataPreallocated() { return preallocated; }
+
+        long[] fileExtent(long host) throws IOException {
+            if (dataRanges == null) dataRanges = FileStat.dataRanges(path);
+            return SourceImage.fileExtent(dataRanges, host);
+        }
     }
 
-    /** The file's extent holding host offset {@code host}: {end, 1} inside data, {end, 0} inside a hole. */
-    private long[] fileExtent(long host) throws IOException {
-        if (rawData == null) rawData = FileStat.dataRanges(path);
+    /** The extent of a file (its data ranges) holding host offset {@code host}: {end, 1} inside data, {end, 0} inside a hole. */
+    private static long[] fileExtent(List<long[]> dataRanges, long host) {
         long holeEnd = Long.MAX_VALUE;
-        for (long[] d : rawData) {
+        for (long[] d : dataRanges) {
             if (d[1] <= host) continue;
             if (d[0] <= host) return new long[] {d[1], 1};
             holeEnd = d[0];
@@ -136,7 +173,8 @@ final class SourceImage implements Closeable {
     }
 
     private Status rawStatus(long offset) throws IOException {
-        long[] ext = fileExtent(offset);
+        if (rawData == null) rawData = FileStat.dataRanges(path);
+        long[] ext = fileExtent(rawData, offset);
         if (ext[1] == 1) return new Status(offset, ext[0] - offset, DATA | OFFSET_VALID | ALLOCATED, true, false);
         return new Status(offset, Math.min(ext[0], size) - offset, ZERO | OFFSET_VALID | ALLOCATED, true, false);
     }

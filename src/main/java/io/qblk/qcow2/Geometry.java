@@ -52,6 +52,11 @@ final class Geometry {
         this.virtualSize = virtualSize;
     }
 
+    /** The same layout for a guest disk of {@code size} bytes (an internal snapshot of another size). */
+    Geometry withVirtualSize(long size) {
+        return new Geometry(clusterBits, refcountOrder, version, size, extendedL2, dataFile);
+    }
+
     static Geometry of(Qcow2Header h) {
         return new Geometry(h.clusterBits, h.refcountOrder, h.version, h.size, (h.incompatible & Qcow2Header.INCOMPAT_EXTL2) != 0, h.hasDataFile());
     }

@@ -58,6 +58,9 @@ final class ImageResize {
         return (size + perEntry - 1) / perEntry;
     }
 
+    /** Writes the size field alone, synced (R10; snapshot apply across sizes, S7). */
+    void writeSize(long size) throws IOException { writeHeaderFields(size, h.l1Size, h.l1TableOffset, SIZE_FIELD + 8); }
+
     /** Grows to {@code newSize} (everything before was flushed by the caller). */
     void grow(long newSize) throws IOException {
         long need = l1EntriesFor(newSize);

@@ -312,9 +312,19 @@ public final class Qcow2Image implements Closeable {
         return snapshots.create(name);
     }
 
-    /** Reverts the active image to the snapshot with ID or name {@code key} (qemu-img snapshot -a). */
+    /**
+     * Reverts the active image to the snapshot with ID or name {@code key} (qemu-img snapshot -a). A
+     * snapshot of another virtual size resizes the image to it; the image then refuses writes until
+     * reopened. Refused, as by qemu-img, when the image has persistent bitmaps (enabled or not).
+     */
     public void applySnapshot(String key) throws IOException {
+        if (!bitmaps.info().isEmpty()) throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, "Device has active dirty bitmaps");
         snapshots.apply(key);
+    }
+
+    /** The virtual size of the snapshot with ID or name {@code key} (the image's when the entry does not record one). */
+    public long snapshotSize(String key) throws IOException {
+        return snapshots.sizeOf(key);
     }
 
     /** Deletes the first snapshot named {@code name} (qemu-img snapshot -d, which matches names, not IDs). */
@@ -322,14 +332,22 @@ public final class Qcow2Image implements Closeable {
         snapshots.delete(name);
     }
 
-    /** Reads guest bytes of the snapshot with ID or name {@code key} (what the image held when it was taken). */
+    /**
+     * Reads guest bytes of the snapshot with ID or name {@code key} (what the image held when it was
+     * taken), inside the snapshot's own virtual size (which may differ from the image's).
+     */
     public void readSnapshot(String key, long offset, MemorySegment dst) throws IOException {
-        checkRange(offset, dst.byteSize());
+        refuseIo();
+        if (guard.closed()) throw new IOException(filename + ": image is closed");
+        long size = snapshotSize(key);
+        if (offset < 0 || offset > size || dst.byteSize() > size - offset)
+            throw new IOException(filename + ": range " + offset + "+" + dst.byteSize() + " is outside snapshot '" + key + "''s virtual size " + size);
         long[] l1 = snapshots.l1Of(key);
-        ClusterMap smap = new ClusterMap(geo, cache, alloc, l1, 0);
+        Geometry sgeo = geo.withVirtualSize(size);
+        ClusterMap smap = new ClusterMap(sgeo, cache, alloc, l1, 0);
         exclusive.lockShared();
         try {
-            new ClusterReader(file, filename, geo, smap, backing, epochs, clusterPool, h.compression).read(offset, dst);
+            new ClusterReader(file, filename, sgeo, smap, backing, epochs, clusterPool, h.compression).read(offset, dst);
         } catch (MetadataCorruption c) {
             throw guard.corrupted(c);
         } finally {

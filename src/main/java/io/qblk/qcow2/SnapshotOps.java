@@ -69,14 +69,36 @@ final class SnapshotOps {
         return table.entries().stream().map(SnapshotTable.Entry::info).toList();
     }
 
-    /** The L1 table of the snapshot with ID or name {@code key}, as long as the active L1 (zero-padded). */
+    /**
+     * The L1 table of the snapshot with ID or name {@code key}, zero-padded to the longest of the
+     * active L1 and what the snapshot's virtual size needs.
+     */
     long[] l1Of(String key) throws IOException {
         SnapshotTable.Entry e = table.find(key);
         if (e == null) throw notFound(key);
-        long[] l1 = new long[Math.max(map.l1().length(), (int) e.l1Entries())];
+        long need = l1EntriesFor(sizeOf(e));
+        if (need > Qcow2Header.MAX_L1_ENTRIES) throw new MetadataCorruption("snapshot '" + key + "': virtual size " + sizeOf(e) + " is too large");
+        long[] l1 = new long[(int) Math.max(Math.max(map.l1().length(), e.l1Entries()), need)];
         long[] s = FileReads.longs(file, e.l1Offset(), (int) e.l1Entries());
         System.arraycopy(s, 0, l1, 0, s.length);
         return l1;
+    }
+
+    /** The snapshot's virtual size: recorded in its extra data, else the image's (as qemu reads such entries). */
+    long sizeOf(String key) throws IOException {
+        SnapshotTable.Entry e = table.find(key);
+        if (e == null) throw notFound(key);
+        return sizeOf(e);
+    }
+
+    private long sizeOf(SnapshotTable.Entry e) {
+        return e.diskSize() >= 0 ? e.diskSize() : geo.virtualSize;
+    }
+
+    /** L1 entries that map a guest disk of {@code size} bytes. */
+    private long l1EntriesFor(long size) {
+        int bits = geo.clusterBits + geo.l2Bits;
+        return (size + (1L << bits) - 1) >>> bits;
     }
 
     private Qcow2Exception notFound(String key) {
@@ -130,15 +152,22 @@ final class SnapshotOps {
 
     // ---------------------------------------------------------------- apply
 
+    /**
+     * S7: reverts the active image to snapshot {@code key}. A snapshot of another virtual size gives
+     * the image that size, as qemu-img does (step 3b of S7); the L1 table keeps its length (entries
+     * past the snapshot's are zero). The engine's geometry then keeps the old size, so the image
+     * refuses writes until it is reopened (as after {@link Qcow2Image#resize}).
+     */
     void apply(String key) throws IOException {
         exclusively(() -> {
             SnapshotTable.Entry e = table.find(key);
             if (e == null) throw notFound(key);
-            if (e.diskSize() >= 0 && e.diskSize() != geo.virtualSize)
-                throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": snapshot '" + key + "' has virtual size " + e.diskSize()
-                        + ", the image " + geo.virtualSize + ": applying it would need a resize (not supported)");
-            if (e.l1Entries() > map.l1().length())
-                throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": snapshot '" + key + "' has a larger L1 table than the image");
+            long size = sizeOf(e);
+            if (size < 0 || size % 512 != 0 || size > Qcow2Header.MAX_VIRTUAL_SIZE)
+                throw new MetadataCorruption("snapshot '" + key + "': virtual size " + size + " is invalid");
+            if (e.l1Entries() > map.l1().length() || l1EntriesFor(size) > map.l1().length())
+                throw new Qcow2Exception(Qcow2Exception.Kind.UNSUPPORTED, filename + ": snapshot '" + key + "' needs a larger L1 table than the image's "
+                        + map.l1().length() + " entries (growing the L1 table on apply is not supported)");
             writeBack.flushFully();
             long[] snap = l1Of(key);
             for (long x : snap) {
@@ -157,9 +186,11 @@ final class SnapshotOps {
                 return null;
             });
             writeBack.flushFully(); // the new active L1 is durable
+            if (size != geo.virtualSize) new ImageResize(file, filename, h, geo, cache, alloc, map, writeBack).writeSize(size); // S7 (3b): the snapshot's size, over the new L1 only
             adjustTree(old, -1); // S5: the old tree's references are gone on disk
             refreshCopiedFlags(); // S6
             writeBack.flushFully();
+            if (size != geo.virtualSize) guard.refuse(filename + ": snapshot apply changed the virtual size; reopen it");
             return null;
         });
     }

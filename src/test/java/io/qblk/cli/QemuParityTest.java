@@ -218,6 +218,64 @@ class QemuParityTest {
         assertEquals(9 * 3, compared);
     }
 
+    /**
+     * A chain measures as a flattened copy would: qemu-img measure of the top file walks the whole
+     * chain, and judges every qcow2 layer's "looks metadata-preallocated" on its own (a preallocated
+     * base's unwritten clusters are holes in its file, so they count as zeroes); a raw layer's holes
+     * are zeroes too. qcow2 over qcow2 and over raw, two and three levels, preallocated base, middle
+     * or top: qblk prints what qemu-img prints.
+     */
+    @Test
+    void measureOfChains() throws Exception {
+        List<Path> tops = new ArrayList<>();
+        // qcow2 over a metadata-preallocated qcow2 with data, 64k and 4k clusters
+        for (String cs : new String[] {"65536", "4096"}) {
+            Path base = dir.resolve("pbase" + cs + ".qcow2");
+            QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=" + cs + ",preallocation=metadata", base.toString(), "32M").expect(0);
+            QemuTools.qemuIo(base, false, "write -P 1 0 64k", "write -P 2 1M 4k", "write -P 3 5M 512").expect(0);
+            tops.add(overlay("ptop" + cs + ".qcow2", base, "qcow2", "write -P 4 8M 64k", "write -P 5 1M 4k"));
+        }
+        // a preallocated base without data, and a preallocated overlay (extended L2) over a plain base
+        Path empty = dir.resolve("pempty.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", empty.toString(), "16M").expect(0);
+        tops.add(overlay("pemptytop.qcow2", empty, "qcow2", "write -P 6 3M 8k"));
+        Path plain = qcow2("plainbase.qcow2", "16M", "write -P 7 0 128k", "write -P 8 9M 4k");
+        Path ptop = dir.resolve("preallocated-top.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-b", plain.toString(), "-F", "qcow2", "-o", "preallocation=metadata,extended_l2=on", ptop.toString()).expect(0); // qemu: only with extended L2
+        QemuTools.qemuIo(ptop, false, "write -P 9 4M 64k").expect(0);
+        tops.add(ptop);
+        // qcow2 over a sparse raw file with data; three levels over it
+        Path raw = dir.resolve("base.raw");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "raw", raw.toString(), "16M").expect(0);
+        QemuTools.run("qemu-io", "-f", "raw", "-c", "write -P 10 2M 64k", "-c", "write -P 11 7M 4k", raw.toString()).expect(0);
+        Path overRaw = overlay("overraw.qcow2", raw, "raw", "write -P 12 0 4k");
+        tops.add(overRaw);
+        tops.add(overlay("overraw2.qcow2", overRaw, "qcow2", "write -P 13 12M 64k"));
+        // three levels: preallocated base (512-byte clusters), a middle with data, a top with data
+        Path pb = dir.resolve("pb512.qcow2");
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512,preallocation=metadata", pb.toString(), "8M").expect(0);
+        QemuTools.qemuIo(pb, false, "write -P 14 0 4k", "write -P 15 6M 512").expect(0);
+        Path mid = overlay("mid.qcow2", pb, "qcow2", "write -P 16 1M 64k");
+        tops.add(overlay("top3.qcow2", mid, "qcow2", "write -P 17 2M 4k", "write -z 0 4k"));
+        int compared = 0;
+        for (Path top : tops) {
+            for (String[] opts : List.of(new String[] {"-O", "qcow2"}, new String[] {"-O", "qcow2", "-o", "cluster_size=4k", "--output=json"},
+                    new String[] {"-O", "qcow2", "-o", "preallocation=metadata"}, new String[] {"-O", "raw"})) {
+                sameMeasure(concat(concat(new String[] {"measure"}, opts), top.toString()));
+                compared++;
+            }
+        }
+        assertEquals(7 * 4, compared);
+    }
+
+    /** A qcow2 overlay {@code name} over {@code backing} (of format {@code fmt}), written with qemu-io {@code writes}. */
+    private Path overlay(String name, Path backing, String fmt, String... writes) {
+        Path p = dir.resolve(name);
+        QemuTools.run("qemu-img", "create", "-q", "-f", "qcow2", "-b", backing.toString(), "-F", fmt, p.toString()).expect(0);
+        if (writes.length > 0) QemuTools.qemuIo(p, false, writes).expect(0);
+        return p;
+    }
+
     /** qemu-img and qblk print the same for {@code args} (a measure of a FILE), both with exit 0. */
     private static void sameMeasure(String[] args) {
         QemuTools.Result q = QemuTools.run(cmd("qemu-img", args)).expect(0);

@@ -56,6 +56,8 @@ final class CrashStateExplorer {
      * qemu-img also judged: {@code check} reports refcount errors only, {@code check -r all} repairs all.
      */
     long dirtyStates, qemuDirtyChecked;
+    /** "snapshot-resize" states that have the applied snapshot's virtual size (the other ones have the size the run started at). */
+    long resizedStates;
     private int reported;
 
     CrashStateExplorer(long seed, long budget, List<Workload> workloads, int qemuEvery, PrintStream out) {
@@ -83,6 +85,46 @@ final class CrashStateExplorer {
         List<String> all = new ArrayList<>(a);
         all.addAll(b);
         return all;
+    }
+
+    private final java.util.IdentityHashMap<Recorded, ExpectedContents> expectations = new java.util.IdentityHashMap<>();
+
+    /**
+     * The expectations of a run (the current one's kept, as for {@link #snapshotExpect}): a
+     * "snapshot-resize" base image holds data, read here, where the other kinds start from zeroes.
+     */
+    ExpectedContents expectations(Recorded r) throws IOException {
+        ExpectedContents e = expectations.get(r);
+        if (e != null) return e;
+        expectations.clear();
+        Workload w = r.workload();
+        long[] initial = null;
+        if (w.resizesOnApply()) {
+            initial = new long[(int) (w.virtualSize() / 512)];
+            Arrays.fill(initial, SectorTags.ZERO);
+            try (Qcow2Image img = Qcow2Image.open(new MemoryBackend(r.base()), OpenOptions.defaults().withReadOnly(true)); Arena a = Arena.ofConfined()) {
+                MemorySegment d = a.allocate(img.virtualSize(), 4096);
+                img.read(0, d);
+                for (int s = 0; s < img.virtualSize() / 512; s++) initial[s] = SectorTags.decode(d, 512L * s);
+            }
+        }
+        e = new ExpectedContents(r.ops(), w.virtualSize(), w.backed(), initial);
+        expectations.put(r, e);
+        return e;
+    }
+
+    /**
+     * The virtual sizes a crash state may have: the start size, and for "snapshot-resize" the
+     * snapshot's once its apply began (only that one once the apply returned).
+     */
+    private static List<Long> allowedSizes(Recorded r, CrashPoint p) {
+        Workload w = r.workload();
+        for (GuestOp op : r.ops()) {
+            if (op.type() != GuestOp.Type.SNAPSHOT_APPLY || op.offset() >= 0 || op.startTick() >= p.crashTick()) continue;
+            if (op.ok() && op.endTick() < p.crashTick()) return List.of(w.snapshotSize());
+            return List.of(w.startSize(), w.snapshotSize());
+        }
+        return List.of(w.startSize());
     }
 
     private static double weight(Workload w) {
@@ -263,13 +305,13 @@ final class CrashStateExplorer {
             explore(record(workloads.get(i)), share);
             remaining -= explored - before;
         }
-        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %d snapshot reads verified, %d OFLAG_COPIED-only states inside snapshot ops (repaired), bitmaps consistent in %d and in use in %d, %d dirty (lazy refcounts; %d of them through qemu-img check and check -r all), %.1f s%n",
-                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, snapshotReads, copiedFlagDrift, bitmapsConsistent, bitmapsInUse, dirtyStates, qemuDirtyChecked, (System.nanoTime() - t0) / 1e9);
+        out.printf("explorer: %d torn, %d epochs exhaustive, %d sampled, %d states also checked by qemu-img check, %d snapshot reads verified, %d OFLAG_COPIED-only states inside snapshot ops (repaired), bitmaps consistent in %d and in use in %d, %d dirty (lazy refcounts; %d of them through qemu-img check and check -r all), %d at a snapshot's other size, %.1f s%n",
+                torn, exhaustiveEpochs, sampledEpochs, qemuChecked, snapshotReads, copiedFlagDrift, bitmapsConsistent, bitmapsInUse, dirtyStates, qemuDirtyChecked, resizedStates, (System.nanoTime() - t0) / 1e9);
     }
 
     void explore(Recorded r, long share) throws IOException {
         Workload w = r.workload();
-        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize(), w.backed());
+        ExpectedContents exp = expectations(r);
         List<CrashPoint> points = crashPoints(r, exp);
         // Allot the budget: small epochs exhaustively first, what they leave to the big ones.
         long[] allot = new long[points.size()];
@@ -326,7 +368,7 @@ final class CrashStateExplorer {
      */
     void exploreFrom(Recorded r, long fromTick, int statesPerPoint) throws IOException {
         Workload w = r.workload();
-        ExpectedContents exp = new ExpectedContents(r.ops(), w.virtualSize(), w.backed());
+        ExpectedContents exp = expectations(r);
         List<CrashPoint> points = crashPoints(r, exp);
         MemoryBackend durable = new MemoryBackend(r.base());
         int applied = 0;
@@ -442,9 +484,16 @@ final class CrashStateExplorer {
                 report(where, "check: " + c.corruptions() + " corruptions, " + c.checkErrors() + " errors: " + c.messages());
                 return;
             }
-            img.read(0, disk);
+            long size = img.virtualSize();
+            if (!allowedSizes(r, p).contains(size)) {
+                corrupt++;
+                report(where, "virtual size " + size + ", expected one of " + allowedSizes(r, p));
+                return;
+            }
+            if (size != r.workload().startSize()) resizedStates++;
+            img.read(0, disk.asSlice(0, size));
             if (r.workload().kind().equals("bitmaps")) checkBitmaps(img, disk, where);
-            ExpectedContents.Verdict v = e.verify(disk);
+            ExpectedContents.Verdict v = e.verify(disk, size / 512);
             if (v != null) {
                 if (v.lostSectors() > 0) lost++;
                 if (v.foreignSectors() > 0) foreign++;
@@ -515,6 +564,7 @@ final class CrashStateExplorer {
         // runs, and holding each run (its whole write log) here exhausted the heap.
         if (!snapshotExpect.containsKey(r)) snapshotExpect.clear();
         java.util.Map<Integer, ExpectedContents.Expectation> exps = snapshotExpect.computeIfAbsent(r, k -> new java.util.HashMap<>());
+        ExpectedContents all = expectations(r);
         for (GuestOp op : r.ops()) {
             if (op.type() != GuestOp.Type.SNAPSHOT || !op.ok()) continue;
             String name = "s" + op.id();
@@ -529,12 +579,31 @@ final class CrashStateExplorer {
             if (created && !deleteStarted && !has) return "snapshot " + name + " (op #" + op.id() + " returned before the crash) is missing";
             if (deleted && has) return "snapshot " + name + " is still there after its delete returned";
             if (!has) continue;
-            ExpectedContents.Expectation e = exps.computeIfAbsent(op.id(),
-                    id -> new ExpectedContents(r.ops(), r.workload().virtualSize(), r.workload().backed()).at(id, op.startTick()));
-            img.readSnapshot(name, 0, disk);
-            ExpectedContents.Verdict v = e.verify(disk);
+            ExpectedContents.Expectation e = exps.computeIfAbsent(op.id(), id -> all.at(id, op.startTick()));
+            long size = img.snapshotSize(name);
+            img.readSnapshot(name, 0, disk.asSlice(0, size));
+            ExpectedContents.Verdict v = e.verify(disk, size / 512);
             snapshotReads++;
             if (v != null) return "snapshot " + name + ": " + v.lostSectors() + " lost, " + v.foreignSectors() + " foreign sectors; first: " + v.first();
+        }
+        return r.workload().resizesOnApply() ? checkBaseSnapshot(r, img, disk) : null;
+    }
+
+    /**
+     * "snapshot-resize": snapshot "base" is never deleted; it keeps its size and reads what the
+     * apply read from it just before it began.
+     */
+    private String checkBaseSnapshot(Recorded r, Qcow2Image img, MemorySegment disk) throws IOException {
+        GuestOp apply = r.ops().stream().filter(o -> o.type() == GuestOp.Type.SNAPSHOT_APPLY && o.applied() != null).findFirst().orElse(null);
+        if (img.snapshots().stream().noneMatch(s -> s.name().equals("base"))) return "snapshot base is missing";
+        long size = img.snapshotSize("base");
+        if (size != r.workload().snapshotSize()) return "snapshot base has virtual size " + size + ", not " + r.workload().snapshotSize();
+        if (apply == null) return null;
+        img.readSnapshot("base", 0, disk.asSlice(0, size));
+        snapshotReads++;
+        for (int s = 0; s < size / 512; s++) {
+            long v = SectorTags.decode(disk, 512L * s);
+            if (v != apply.applied()[s]) return "snapshot base: sector " + s + " reads " + v + ", not what the apply read (" + apply.applied()[s] + ")";
         }
         return null;
     }

@@ -45,6 +45,21 @@ class CrashStateExplorerTest {
     }
 
     /**
+     * docs/ordering.md S7 (3b): applying a snapshot of another virtual size, both directions, every
+     * cluster size (512-byte clusters: the L1 table spans several clusters and the grow before the
+     * run moved it). Every crash state has the start size or the snapshot's (that one once the
+     * apply returned), reads old or snapshot contents in every sector, and keeps both snapshots.
+     */
+    @Test
+    void snapshotApplyAcrossSizesIsCrashSafe() throws Exception {
+        long seed = seed();
+        List<Workload> ws = CrashStateExplorer.workloads("snapshot-resize", seed);
+        assertTrue(ws.stream().anyMatch(Workload::growsOnApply) && ws.stream().anyMatch(w -> !w.growsOnApply()), "both directions");
+        CrashStateExplorer x = exploreClean("snapshot-resize", Long.getLong("qblk.snapshotResizeCrashStates", 2_000), 50);
+        assertTrue(x.resizedStates > 0 && x.resizedStates < x.explored, "states at both sizes: " + x.resizedStates + " of " + x.explored);
+    }
+
+    /**
      * docs/ordering.md R6: a crash at any write of check's refcount rebuild (each damage, each cluster
      * size) leaves either the damaged image as it was or the rebuilt one; both open, read the
      * guest's data and end clean after check(ALL).

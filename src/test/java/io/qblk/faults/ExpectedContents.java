@@ -20,9 +20,17 @@ final class ExpectedContents {
     /** Sectors no op touched read the backing file's tags ({@link Workload#BACKING_ID}) instead of zeroes. */
     private final boolean backed;
 
+    /** What each sector held before the first op (a base image with data), or null: zeroes or the backing tags. */
+    private final long[] initial;
+
     ExpectedContents(List<GuestOp> ops, long virtualSize, boolean backed) {
+        this(ops, virtualSize, backed, null);
+    }
+
+    ExpectedContents(List<GuestOp> ops, long virtualSize, boolean backed, long[] initial) {
         this.ops = ops;
         this.backed = backed;
+        this.initial = initial;
         this.sectors = virtualSize / 512;
         int[] count = new int[(int) sectors];
         for (GuestOp op : ops) if (op.changesSectors()) for (long s = op.firstSector(); s < op.endSector(); s++) count[(int) s]++;
@@ -46,7 +54,7 @@ final class ExpectedContents {
         long[][] extras = new long[(int) sectors][];
         for (int s = 0; s < sectors; s++) {
             int[] l = sectorOps[s];
-            long initial = backed ? SectorTags.encode(Workload.BACKING_ID, s) : SectorTags.ZERO;
+            long initial = this.initial != null ? this.initial[s] : backed ? SectorTags.encode(Workload.BACKING_ID, s) : SectorTags.ZERO;
             required[s] = initial;
             if (l == null) continue;
             int req = -1;
@@ -84,9 +92,14 @@ final class ExpectedContents {
 
         /** Checks {@code disk} (the whole guest disk as read); returns null if every sector is allowed. */
         Verdict verify(MemorySegment disk) {
+            return verify(disk, sectors);
+        }
+
+        /** Checks the first {@code limit} sectors of {@code disk} (a guest disk smaller than the largest size the ops saw). */
+        Verdict verify(MemorySegment disk, long limit) {
             long lost = 0, foreign = 0;
             String first = null;
-            for (int s = 0; s < sectors; s++) {
+            for (int s = 0; s < Math.min(limit, sectors); s++) {
                 long v = SectorTags.decode(disk, (long) s * 512);
                 if (v == required[s]) continue;
                 long[] ex = extras[s];

@@ -12,8 +12,9 @@ record GuestOp(int id, Type type, long offset, long length, boolean ok, long sta
     /**
      * SNAPSHOT creates internal snapshot "s&lt;id&gt;" (it flushes first, so it is also a barrier);
      * SNAPSHOT_DELETE deletes snapshot "s&lt;offset&gt;". Neither touches guest sectors.
-     * SNAPSHOT_APPLY reverts the active image to snapshot "s&lt;offset&gt;": it rewrites every guest
-     * sector with the snapshot's value, and ends with a flush (a barrier that includes itself).
+     * SNAPSHOT_APPLY reverts the active image to snapshot "s&lt;offset&gt;" ("base" for a negative
+     * offset, {@link Workload#snapshotName}): it rewrites every guest sector with the snapshot's
+     * value (zero past the snapshot's size), and ends with a flush (a barrier that includes itself).
      */
     enum Type { WRITE, WRITE_ZEROES, ZERO_UNMAP, DISCARD, FLUSH, SNAPSHOT, SNAPSHOT_DELETE, SNAPSHOT_APPLY }
 

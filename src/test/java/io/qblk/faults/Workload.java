@@ -32,8 +32,11 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * extended L2 entries, "subcluster-backing" the same over a raw backing file whose sectors carry tags;
      * "lazy" is "writethrough" on an image with lazy refcounts (commits leave refcount blocks dirty,
      * the dirty bit is set: docs/ordering.md L1-L3), so its crash states are repaired when opened.
+     * "snapshot-resize" starts from an image resized since its snapshot "base" was taken
+     * ({@link #startSize}, {@link #snapshotSize}), runs "mixed" operations and a snapshot create on
+     * it and ends by applying "base", which gives the image the snapshot's size (S7, step 3b).
      */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "snapshot", "bitmaps", "subcluster", "subcluster-backing");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing");
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
@@ -55,6 +58,31 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
 
     /** The write id the backing file's sector tags carry (no guest op has it). */
     static final int BACKING_ID = (1 << 24) - 2;
+    /** Write ids of a "snapshot-resize" base image's data: written before snapshot "base", and after the resize. */
+    static final int BASE_SNAPSHOT_ID = (1 << 24) - 3, BASE_RESIZED_ID = (1 << 24) - 4;
+
+    /** A "snapshot-resize" workload: the image was resized since snapshot "base", which its last op applies. */
+    boolean resizesOnApply() { return kind.equals("snapshot-resize"); }
+
+    /** For "snapshot-resize": whether applying "base" grows the image (it was shrunk since), else shrinks it. */
+    boolean growsOnApply() {
+        return ((CLUSTER_SIZES.indexOf(clusterSize) + seed) & 1) == 0;
+    }
+
+    /** The virtual size the recorded run starts at ({@link #virtualSize}, the largest, except for "snapshot-resize"). */
+    long startSize() {
+        return resizesOnApply() && growsOnApply() ? virtualSize / 2 : virtualSize;
+    }
+
+    /** The virtual size of a "snapshot-resize" image's snapshot "base" (what the image has after the apply). */
+    long snapshotSize() {
+        return resizesOnApply() && !growsOnApply() ? virtualSize / 2 : virtualSize;
+    }
+
+    /** The name of the snapshot a SNAPSHOT_APPLY or SNAPSHOT_DELETE op names by {@code offset}: "base" when negative. */
+    static String snapshotName(long offset) {
+        return offset < 0 ? "base" : "s" + offset;
+    }
 
     /** Whether a kind runs at a cluster size (extended L2 entries need 16k clusters or more). */
     static boolean applies(String kind, int clusterSize) {
@@ -110,7 +138,9 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     static Workload generate(String kind, int clusterSize, long seed, boolean small) {
         Random r = new Random(seed ^ (kind.hashCode() * 31L + clusterSize));
         int refBits = clusterSize == 512 ? 64 : 16;
-        long vsize = clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
+        long fullSize = clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
+        // the guest ops stay inside the size the run starts at
+        long vsize = new Workload(kind, clusterSize, refBits, fullSize, seed, List.of()).startSize();
         long maxLen = small ? 65536 : Math.min(1L << 20, vsize / 4);
         List<Planned> ops = new ArrayList<>();
         int n = small ? 6 + r.nextInt(3) : 14 + r.nextInt(6);
@@ -124,7 +154,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
-                case "mixed", "writethrough", "lazy", "snapshot", "rebuild", "refcount-width", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
+                case "mixed", "writethrough", "lazy", "snapshot", "snapshot-resize", "rebuild", "refcount-width", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
                     case 0 -> GuestOp.Type.WRITE_ZEROES;
                     case 1 -> GuestOp.Type.ZERO_UNMAP;
                     case 2 -> GuestOp.Type.DISCARD;
@@ -151,12 +181,18 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 long live = liveSnapshot(ops);
                 if (live >= 0) ops.add(new Planned(GuestOp.Type.SNAPSHOT_APPLY, live, 0));
             }
+            if (kind.equals("snapshot-resize") && i == n / 2) ops.add(new Planned(GuestOp.Type.SNAPSHOT, 0, 0));
             if (r.nextInt(3) == 0 || i == n / 2) ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
+        }
+        if (kind.equals("snapshot-resize")) {
+            // the apply changes the size, after which the engine refuses writes until reopened: it ends the run
+            ops.add(new Planned(GuestOp.Type.SNAPSHOT_APPLY, -1, 0));
+            return new Workload(kind, clusterSize, refBits, fullSize, seed, List.copyOf(ops));
         }
         ops.add(new Planned(GuestOp.Type.FLUSH, 0, 0));
         // writes after the final flush: the last epoch is never flushed
         ops.add(new Planned(GuestOp.Type.WRITE, align(r.nextLong(vsize - 65536), 512), 8192));
-        return new Workload(kind, clusterSize, refBits, vsize, seed, List.copyOf(ops));
+        return new Workload(kind, clusterSize, refBits, fullSize, seed, List.copyOf(ops));
     }
 
     /** The index of the latest planned snapshot create not deleted since; -1 if none. */
@@ -177,6 +213,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** The image the workload starts from: a fresh image of its geometry (with bitmaps for "bitmaps"), all guest bytes zero. */
     byte[] baseImage() throws IOException {
         MemoryBackend template = new MemoryBackend();
+        if (resizesOnApply()) return resizedSinceSnapshot();
         if (!kind.equals("bitmaps")) {
             CreateOptions co = CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits).withExtendedL2(extendedL2())
                     .withLazyRefcounts(lazyRefcounts());
@@ -200,6 +237,43 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         }
     }
 
+    /**
+     * For "snapshot-resize": an image of {@link #snapshotSize} with tagged data ({@link
+     * #BASE_SNAPSHOT_ID}, one run ending at its last sector), snapshot "base" taken, resized to
+     * {@link #startSize} (grown: with 512-byte clusters the L1 table moves; shrunk: the clusters
+     * past the end are freed) and more tagged data written ({@link #BASE_RESIZED_ID}).
+     */
+    private byte[] resizedSinceSnapshot() throws IOException {
+        MemoryBackend m = new MemoryBackend();
+        Qcow2Image.create(m, CreateOptions.defaults(snapshotSize()).withClusterSize(clusterSize).withRefcountBits(refcountBits));
+        Random r = new Random(seed * 31 + clusterSize);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(256 << 10, 4096);
+            try (Qcow2Image img = Qcow2Image.open(m, io.qblk.qcow2.OpenOptions.defaults())) {
+                writeTagged(img, buf, BASE_SNAPSHOT_ID, snapshotSize(), r);
+                img.createSnapshot("base");
+            }
+            try (Qcow2Image img = Qcow2Image.open(m, io.qblk.qcow2.OpenOptions.defaults())) {
+                img.resize(startSize());
+            }
+            try (Qcow2Image img = Qcow2Image.open(m, io.qblk.qcow2.OpenOptions.defaults())) {
+                writeTagged(img, buf, BASE_RESIZED_ID, startSize(), r);
+            }
+        }
+        return m.snapshot();
+    }
+
+    /** Three tagged runs of up to {@code buf}'s size at random places inside {@code size}, and one ending at its last sector. */
+    private static void writeTagged(Qcow2Image img, MemorySegment buf, int id, long size, Random r) throws IOException {
+        for (int k = 0; k < 4; k++) {
+            long len = align(4096 + r.nextLong(buf.byteSize() - 4096), 512);
+            long off = k == 3 ? size - len : align(r.nextLong(size - len), 512);
+            MemorySegment s = buf.asSlice(0, len);
+            SectorTags.fill(s, id, off / 512);
+            img.write(off, s);
+        }
+    }
+
     private static void qemu(String... cmd) throws IOException {
         try {
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
@@ -211,12 +285,17 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         }
     }
 
-    /** The decoded tag of every guest sector of snapshot {@code name} (what an apply makes the guest read). */
+    /**
+     * The decoded tag of every guest sector of snapshot {@code name} (what an apply makes the guest
+     * read), {@link #virtualSize} of them: zeroes past the snapshot's own size.
+     */
     private long[] snapshotSectors(Qcow2Image img, String name, Arena arena) throws IOException {
-        MemorySegment disk = arena.allocate(virtualSize, 4096);
+        long size = img.snapshotSize(name);
+        MemorySegment disk = arena.allocate(size, 4096);
         img.readSnapshot(name, 0, disk);
         long[] v = new long[(int) (virtualSize / 512)];
-        for (int s = 0; s < v.length; s++) v[s] = SectorTags.decode(disk, 512L * s);
+        java.util.Arrays.fill(v, SectorTags.ZERO);
+        for (int s = 0; s < size / 512; s++) v[s] = SectorTags.decode(disk, 512L * s);
         return v;
     }
 
@@ -249,11 +328,11 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                         case DISCARD -> img.discard(p.offset(), p.length());
                         case FLUSH -> img.flush();
                         case SNAPSHOT -> img.createSnapshot("s" + id);
-                        case SNAPSHOT_DELETE -> img.deleteSnapshot("s" + p.offset());
+                        case SNAPSHOT_DELETE -> img.deleteSnapshot(snapshotName(p.offset()));
                         case SNAPSHOT_APPLY -> {
-                            applied = snapshotSectors(img, "s" + p.offset(), arena);
+                            applied = snapshotSectors(img, snapshotName(p.offset()), arena);
                             start = clock.getAsLong();
-                            img.applySnapshot("s" + p.offset());
+                            img.applySnapshot(snapshotName(p.offset()));
                         }
                     }
                 } catch (IOException e) {
