@@ -75,7 +75,7 @@ class FreshZeroTailTest {
             Files.copy(p, killed);
         }
         System.out.println("R15: " + WRITES + " depth-1 allocating write-through writes: " + syncs + " datasyncs, " + tailCommits + " commits without a sync");
-        // 32 clusters reserved at a time, refilled when 16 remain: about one sync per 16 writes
+        // 32 clusters (2 MiB) reserved at a time, a new 32 when 16 remain: about one sync per 32 writes
         assertTrue(syncs <= WRITES / 8, "datasyncs " + syncs + " for " + WRITES + " writes");
         assertTrue(tailCommits >= WRITES - WRITES / 8, "tail commits " + tailCommits);
 
