@@ -117,9 +117,12 @@ final class WriteBack {
         mappingChanges++;
     }
 
+    /** R15: the reserve could not be made (a limit, or no fallocate): no more attempts. */
+    private volatile boolean noTail;
+
     /** R15: the fresh zero tail is used by write-through on non-extended-L2 images. */
     boolean usesTail() {
-        return writeThrough() && !extendedL2;
+        return writeThrough() && !extendedL2 && !noTail;
     }
 
     /** R15: clusters reserved at a time: 2 MiB worth, at least 8 and at most 256. */
@@ -316,20 +319,25 @@ final class WriteBack {
      * R15, flush lock held, before a commit's snapshot: when the ready reserve runs low, reserves tail
      * clusters (refcounts raised in memory, so the snapshot holds them) and extends the file over
      * them (fallocate: they read as zeroes; never shrinks what concurrent writes extended). The
-     * commit's phase-A sync then makes them ready. If the file cannot be extended, the reserve is
-     * given back and the commit goes on without one.
+     * commit's phase-A sync then makes them ready. If the clusters cannot be reserved or the file
+     * cannot be extended, the reserve is given back and the commit goes on without one.
      */
     private void reserveTail() throws IOException {
-        long[] range = cache.withMeta(() -> alloc.reserveTailLocked(tailClusters()));
-        if (range == null) return;
         try {
-            file.allocate(range[0], range[1] - range[0]);
+            long[] range = cache.withMeta(() -> alloc.reserveTailLocked(tailClusters()));
+            if (range != null) file.allocate(range[0], range[1] - range[0]);
+        } catch (MetadataCorruption c) {
+            throw guard.corrupted(c);
         } catch (IOException e) {
+            // Nothing references the reserve: give it back whole (a pending reserve is always extended).
             cache.withMeta(() -> {
                 alloc.giveBackTailLocked();
-                alloc.takeTailCutLocked();
                 return null;
             });
+            // A limit or a file system without fallocate: no reserve, the commits take the ordered path.
+            // Any other error (EIO, ENOSPC) is the request's, with its kind.
+            if (e instanceof Qcow2Exception || (e instanceof io.qblk.io.ErrnoException ee && ee.errno() == io.qblk.io.Errno.EOPNOTSUPP)) noTail = true;
+            else throw e;
         }
     }
 
