@@ -147,7 +147,7 @@ final class ClusterWriter {
                 if (bad != null) throw new MetadataCorruption(bad);
                 fresh = false;
             } else {
-                // R15: where the guest reads zeroes and no host cluster is dropped, a ready tail cluster
+                // R17: where the guest reads zeroes and no host cluster is dropped, a ready tail cluster
                 // (refcount durable, reads as zeroes durably) needs no sync before its L2 write
                 host = (type == L2Entry.UNALLOCATED || type == L2Entry.ZERO_PLAIN) && writeBack.usesTail() && reader.oldReadsAsZero(g, old)
                         ? alloc.takeTailLocked() : -1;
@@ -167,7 +167,7 @@ final class ClusterWriter {
                 if (reader.oldReadsAsZero(g, c.old)) {
                     // The rest of the cluster must read as zero: say so with one fallocate instead of
                     // writing a cluster of zeroes around the guest bytes (R1 covers both writes).
-                    // A tail cluster (R15) reads as zeroes already, durably.
+                    // A tail cluster (R17) reads as zeroes already, durably.
                     if (!c.tail) file.zeroRange(c.host, cs);
                     at = c.host + in;
                 } else {

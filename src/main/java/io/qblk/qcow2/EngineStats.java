@@ -13,7 +13,7 @@ public final class EngineStats {
     final LongAdder flushes = new LongAdder();
     final LongAdder datasyncs = new LongAdder();
     final LongAdder holesPunched = new LongAdder();
-    /** Write-through commits that wrote only R15 tail mappings, without a sync before their L2 writes. */
+    /** Write-through commits that wrote only R17 tail mappings, without a sync before their L2 writes. */
     final LongAdder tailCommits = new LongAdder();
 
     /** Lookups of an L2 table answered from the metadata cache. */

@@ -20,7 +20,7 @@ import java.util.List;
  * <li>R4: a free is only queued ({@link #queueFreeLocked}); the decrement happens after the flush
  * that made the dropped reference durable ({@link WriteBack}), so until then the cluster keeps
  * refcount ≥ 1 and the allocator cannot hand it out.</li>
- * <li>R15: the fresh zero tail, clusters past the end of the file reserved with refcount 1 and
+ * <li>R17: the fresh zero tail, clusters past the end of the file reserved with refcount 1 and
  * never referenced ({@link #reserveTailLocked}); they are <em>ready</em> for mapping without a
  * sync only after a flush's phase-A sync covered their refcounts and the file extent over them
  * ({@link #tailSyncedLocked}), and given back ({@link #giveBackTailLocked}) before anything that
@@ -45,11 +45,11 @@ final class RefcountAllocator {
     private long packCluster = -1;
     private int packPos;
     private ArrayList<HostRun> pendingFrees = new ArrayList<>();
-    /** R15: reserved tail clusters (byte offsets) whose refcount and extent a phase-A sync made durable, lowest first. */
+    /** R17: reserved tail clusters (byte offsets) whose refcount and extent a phase-A sync made durable, lowest first. */
     private final java.util.ArrayDeque<Long> tailReady = new java.util.ArrayDeque<>();
-    /** R15: reserved tail clusters not yet covered by a phase-A sync. */
+    /** R17: reserved tail clusters not yet covered by a phase-A sync. */
     private final ArrayList<Long> tailPending = new ArrayList<>();
-    /** R15: the lowest tail cluster given back since the last {@link #takeTailCutLocked} (-1: none). */
+    /** R17: the lowest tail cluster given back since the last {@link #takeTailCutLocked} (-1: none). */
     private long tailCut = -1;
 
     RefcountAllocator(IoBackend file, String filename, Geometry geo, MetadataCache cache, OverlapCheck overlap, EngineStats stats,
@@ -278,7 +278,7 @@ final class RefcountAllocator {
         relocated = true;
         freeHint = 0;
         pendingFrees = new ArrayList<>(); // counts already say what is in use now
-        tailReady.clear(); // R15: unreferenced, so the counts gave them refcount 0
+        tailReady.clear(); // R17: unreferenced, so the counts gave them refcount 0
         tailPending.clear();
         return end;
     }
@@ -339,7 +339,7 @@ final class RefcountAllocator {
         return true;
     }
 
-    // ---------------------------------------------------------------- the fresh zero tail (rule R15)
+    // ---------------------------------------------------------------- the fresh zero tail (rule R17)
 
     /**
      * Under meta: when fewer than half of {@code n} reserved clusters are ready and none is pending,

@@ -60,7 +60,7 @@ final class WriteBack {
     private long mappingChanges;
     /**
      * A mapping change since the last snapshot that needs phase A's sync before its L2/L1 write
-     * (every change but R15's tail mappings); guarded by meta.
+     * (every change but R17's tail mappings); guarded by meta.
      */
     private boolean orderedChange;
     /** How many of them a successful flush has written to the file (in rule order); guarded by flushLock. */
@@ -110,22 +110,22 @@ final class WriteBack {
     }
 
     /**
-     * Under meta, instead of {@link #mappingChangedLocked}: an R15 tail mapping (a ready tail cluster
+     * Under meta, instead of {@link #mappingChangedLocked}: an R17 tail mapping (a ready tail cluster
      * mapped where the guest read zeroes, non-extended L2), whose L2 write needs no sync before it.
      */
     void tailMappingChangedLocked() {
         mappingChanges++;
     }
 
-    /** R15: the reserve could not be made (a limit, or no fallocate): no more attempts. */
+    /** R17: the reserve could not be made (a limit, or no fallocate): no more attempts. */
     private volatile boolean noTail;
 
-    /** R15: the fresh zero tail is used by write-through on non-extended-L2 images. */
+    /** R17: the fresh zero tail is used by write-through on non-extended-L2 images. */
     boolean usesTail() {
         return writeThrough() && !extendedL2 && !noTail;
     }
 
-    /** R15: clusters reserved at a time: 2 MiB worth, at least 8 and at most 256. */
+    /** R17: clusters reserved at a time: 2 MiB worth, at least 8 and at most 256. */
     private int tailClusters() {
         return (int) Math.max(8, Math.min(256, (2L << 20) / cs));
     }
@@ -164,7 +164,7 @@ final class WriteBack {
 
     /**
      * Flushes twice so that also refcount decrements applied after the first flush are on disk. First
-     * gives the R15 tail reserve back: whoever needs everything durable also needs exact refcounts
+     * gives the R17 tail reserve back: whoever needs everything durable also needs exact refcounts
      * (close, check, resize, snapshots, bitmaps).
      */
     void flushFully() throws IOException {
@@ -189,7 +189,7 @@ final class WriteBack {
         sync();
     }
 
-    /** At close, after the last {@link #flushFully}: R15, the file ends where the given-back tail reserve began, or at its last used cluster after that. */
+    /** At close, after the last {@link #flushFully}: R17, the file ends where the given-back tail reserve began, or at its last used cluster after that. */
     void cutGivenBackTail() throws IOException {
         long from = cache.withMeta(alloc::takeTailCutLocked);
         if (from >= 0) truncateUnused(from);
@@ -271,13 +271,13 @@ final class WriteBack {
                     writeAll(s.a0);
                     sync();
                 }
-                // R15: a commit that only maps ready tail clusters (nothing else to write in A0/A, no frees
+                // R17: a commit that only maps ready tail clusters (nothing else to write in A0/A, no frees
                 // waiting for a sync) writes its L2 tables without phase A's sync; unsyncedWrites stays set,
                 // so the next full flush still syncs the data
                 boolean tailOnly = !syncMappings && s.a0.isEmpty() && s.a.isEmpty() && !s.ordered && !s.reserving && s.frees.isEmpty() && ready.isEmpty();
                 if (!tailOnly && (!s.a.isEmpty() || !s.b.isEmpty() || unsyncedWrites || s.reserving)) {
                     // R1 + R2: data and refcounts synced before any L2/L1 entry (phase B) references them;
-                    // R3: new L2 tables synced before their L1 entries; R15: a tail reserve's refcounts and extent
+                    // R3: new L2 tables synced before their L1 entries; R17: a tail reserve's refcounts and extent
                     writeAll(s.a);
                     sync();
                     if (s.reserving) cache.withMeta(() -> {
@@ -316,7 +316,7 @@ final class WriteBack {
     }
 
     /**
-     * R15, flush lock held, before a commit's snapshot: when the ready reserve runs low, reserves tail
+     * R17, flush lock held, before a commit's snapshot: when the ready reserve runs low, reserves tail
      * clusters (refcounts raised in memory, so the snapshot holds them) and extends the file over
      * them (fallocate: they read as zeroes; never shrinks what concurrent writes extended). The
      * commit's phase-A sync then makes them ready. If the clusters cannot be reserved or the file

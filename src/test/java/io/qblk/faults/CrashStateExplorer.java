@@ -98,7 +98,7 @@ final class CrashStateExplorer {
      * A workload's run: the image it started from, the backend log and the guest ops;
      * {@code damagedCorruptions} > 0 when the run is a repair of a damaged image (the base has that
      * many corruptions, and a crash state may keep exactly those until it is repaired);
-     * {@code tailCommits}: write-through commits that skipped phase A's sync (docs/ordering.md R15).
+     * {@code tailCommits}: write-through commits that skipped phase A's sync (docs/ordering.md R17).
      */
     record Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops, long damagedCorruptions, long tailCommits) {
         Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops) {

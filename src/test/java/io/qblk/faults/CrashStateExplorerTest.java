@@ -85,7 +85,7 @@ class CrashStateExplorerTest {
     }
 
     /**
-     * docs/ordering.md R15: write-through writes on an empty image (most allocating, many partial
+     * docs/ordering.md R17: write-through writes on an empty image (most allocating, many partial
      * clusters, a few flushes, a close). Every crash state opens, checks clean or with leaks only,
      * reads old or new contents for every unflushed write and keeps every flushed one.
      */

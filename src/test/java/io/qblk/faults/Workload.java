@@ -33,7 +33,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * "lazy" is "writethrough" on an image with lazy refcounts (commits leave refcount blocks dirty,
      * the dirty bit is set: docs/ordering.md L1-L3), so its crash states are repaired when opened;
      * "tail" is write-through writes only (most of them allocating, many shorter than a cluster, a
-     * few flushes) on an empty image without backing file: the allocations docs/ordering.md R15 maps
+     * few flushes) on an empty image without backing file: the allocations docs/ordering.md R17 maps
      * into the fresh zero tail without a sync before the L2 write.
      */
     static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "tail", "snapshot", "bitmaps", "subcluster", "subcluster-backing");

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * docs/ordering.md R15, the fresh zero tail: depth-1 allocating write-through writes on an empty
+ * docs/ordering.md R17, the fresh zero tail: depth-1 allocating write-through writes on an empty
  * image share the reserve's refill syncs instead of paying one each; the file as a killed process
  * leaves it reads exactly like the live image (every L2 entry is in it) and checks clean but for
  * the reserve's leaks; a clean close gives the reserve back and cuts the file after its last used
@@ -74,7 +74,7 @@ class FreshZeroTailTest {
             // what a kill -9 leaves: the file as it is now, never flushed
             Files.copy(p, killed);
         }
-        System.out.println("R15: " + WRITES + " depth-1 allocating write-through writes: " + syncs + " datasyncs, " + tailCommits + " commits without a sync");
+        System.out.println("R17: " + WRITES + " depth-1 allocating write-through writes: " + syncs + " datasyncs, " + tailCommits + " commits without a sync");
         // 32 clusters (2 MiB) reserved at a time, a new 32 when 16 remain: about one sync per 32 writes
         assertTrue(syncs <= WRITES / 8, "datasyncs " + syncs + " for " + WRITES + " writes");
         assertTrue(tailCommits >= WRITES - WRITES / 8, "tail commits " + tailCommits);

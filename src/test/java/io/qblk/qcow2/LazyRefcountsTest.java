@@ -122,7 +122,7 @@ class LazyRefcountsTest {
             assertFalse(dirty(plain), "no lazy-refcounts bit, no dirty bit");
             Path copy = dir.resolve("plain-killed.qcow2");
             Files.copy(plain, copy);
-            assertQemuLeaksOnly(copy); // no dirty bit needed: exact refcounts but the unused tail reserve (R15)
+            assertQemuLeaksOnly(copy); // no dirty bit needed: exact refcounts but the unused tail reserve (R17)
         }
         assertQemuClean(wb);
         assertQemuClean(plain);
@@ -130,7 +130,7 @@ class LazyRefcountsTest {
 
     /**
      * The saving: per allocating write-through request, one metadata write fewer (the refcount block); the syncs stay.
-     * Over a backing file, so that every write takes the ordered path (an empty image maps into the R15 tail reserve,
+     * Over a backing file, so that every write takes the ordered path (an empty image maps into the R17 tail reserve,
      * whose refcounts were written when it was reserved).
      */
     @Test
