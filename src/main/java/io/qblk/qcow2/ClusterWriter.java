@@ -116,14 +116,14 @@ final class ClusterWriter {
     }
 
     /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */
-    private record Claim(CachedTable table, long old, long host, boolean fresh, InFlight mine) {}
+    private record Claim(CachedTable table, long old, long host, boolean fresh, boolean tail, InFlight mine) {}
 
     /** Under meta: registers the allocation of guest cluster g as in flight and pins its L2 table. */
-    private Claim claimLocked(long g, CachedTable t, long old, long host, boolean fresh) {
+    private Claim claimLocked(long g, CachedTable t, long old, long host, boolean fresh, boolean tail) {
         InFlight mine = new InFlight();
         inflight.put(g, mine);
         t.pins++;
-        return new Claim(t, old, host, fresh, mine);
+        return new Claim(t, old, host, fresh, tail, mine);
     }
 
     /**
@@ -140,17 +140,22 @@ final class ClusterWriter {
             int type = geo.typeOf(old);
             if (type == L2Entry.NORMAL && (old & L2Entry.COPIED) != 0) return null;
             long host;
-            boolean fresh;
+            boolean fresh, tail = false;
             if (type == L2Entry.ZERO_ALLOC && (old & L2Entry.COPIED) != 0) {
                 host = geo.hostOf(old, g);
                 String bad = overlap.dataOverlapLocked(host);
                 if (bad != null) throw new MetadataCorruption(bad);
                 fresh = false;
             } else {
-                host = alloc.allocClusterLocked(null); // R2: refcount raised before anything maps it
+                // R17: where the guest reads zeroes and no host cluster is dropped, a ready tail cluster
+                // (refcount durable, reads as zeroes durably) needs no sync before its L2 write
+                host = (type == L2Entry.UNALLOCATED || type == L2Entry.ZERO_PLAIN) && writeBack.usesTail() && reader.oldReadsAsZero(g, old)
+                        ? alloc.takeTailLocked() : -1;
+                tail = host >= 0;
+                if (!tail) host = alloc.allocClusterLocked(null); // R2: refcount raised before anything maps it
                 fresh = true;
             }
-            return claimLocked(g, t, old, host, fresh);
+            return claimLocked(g, t, old, host, fresh, tail);
         });
         if (c == null) return false;
 
@@ -162,7 +167,8 @@ final class ClusterWriter {
                 if (reader.oldReadsAsZero(g, c.old)) {
                     // The rest of the cluster must read as zero: say so with one fallocate instead of
                     // writing a cluster of zeroes around the guest bytes (R1 covers both writes).
-                    file.zeroRange(c.host, cs);
+                    // A tail cluster (R17) reads as zeroes already, durably.
+                    if (!c.tail) file.zeroRange(c.host, cs);
                     at = c.host + in;
                 } else {
                     buf = clusterPool.acquire();
@@ -184,7 +190,8 @@ final class ClusterWriter {
         release(c, g, () -> {
             long cur = c.table.entry(idx);
             c.table.setEntry(idx, c.host | L2Entry.COPIED);
-            writeBack.mappingChangedLocked();
+            if (c.tail) writeBack.tailMappingChangedLocked();
+            else writeBack.mappingChangedLocked();
             if (c.fresh || geo.typeOf(cur) != L2Entry.ZERO_ALLOC || (cur & L2Entry.OFFSET_MASK) != c.host) alloc.queueEntryFreeLocked(cur);
         });
         return true;
@@ -276,7 +283,7 @@ final class ClusterWriter {
             InFlight mine = new InFlight();
             inflight.put(g, mine);
             t.pins++;
-            return new SubClaim(new Claim(t, old, host, host != (old & L2Entry.OFFSET_MASK), mine), bm, whole);
+            return new SubClaim(new Claim(t, old, host, host != (old & L2Entry.OFFSET_MASK), false, mine), bm, whole);
         });
         if (sc == null) return 0;
         Claim c = sc.c;
@@ -421,7 +428,7 @@ final class ClusterWriter {
                 int type = geo.typeOf(old);
                 if (type != L2Entry.UNALLOCATED && type != L2Entry.ZERO_PLAIN)
                     throw new Qcow2Exception(Qcow2Exception.Kind.INVALID_ARGUMENT, "compressed write to guest cluster " + g + ", which is already allocated");
-                return claimLocked(g, t, old, alloc.allocCompressedLocked(len), true);
+                return claimLocked(g, t, old, alloc.allocCompressedLocked(len), true, false);
             });
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment buf = a.allocate(len, 4096);

@@ -13,6 +13,8 @@ public final class EngineStats {
     final LongAdder flushes = new LongAdder();
     final LongAdder datasyncs = new LongAdder();
     final LongAdder holesPunched = new LongAdder();
+    /** Write-through commits that wrote only R17 tail mappings, without a sync before their L2 writes. */
+    final LongAdder tailCommits = new LongAdder();
 
     /** Lookups of an L2 table answered from the metadata cache. */
     public long cacheHits() { return cacheHits.sum(); }
@@ -28,6 +30,7 @@ public final class EngineStats {
 
     /** fdatasync calls issued by the engine. */
     public long datasyncs() { return datasyncs.sum(); }
+    public long tailCommits() { return tailCommits.sum(); }
 
     /** Freed host clusters punched out of the image file ({@link DiscardMode#UNMAP}). */
     public long holesPunched() { return holesPunched.sum(); }

@@ -151,10 +151,7 @@ final class ImageResize {
      * come back after a crash, lies past the cut.
      */
     private void truncateUnused() throws IOException {
-        long end = cache.withMeta(alloc::usedClustersLocked) << geo.clusterBits;
-        if (end >= file.size()) return;
-        file.truncate(end);
-        file.datasync();
+        writeBack.truncateUnused(0);
     }
 
     /**

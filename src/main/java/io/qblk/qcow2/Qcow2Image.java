@@ -703,6 +703,7 @@ public final class Qcow2Image implements Closeable {
                     if (guard.writeRefusal() == null) bitmaps.storeOnClose(
                             () -> cache.withMeta(() -> alloc.allocClusterLocked(MetadataKind.BITMAP_DATA)),
                             writeBack::flushFully);
+                    writeBack.cutGivenBackTail(); // R17: the file ends where it did before the tail reserve
                     // L2: the dirty bit goes only after a full flush wrote every refcount block a lazy commit
                     // skipped (a corrupt image keeps it: its repair rebuilds the refcounts anyway)
                     if (guard.lazyActive() && !guard.poisoned() && !guard.corruptBit() && !writeBack.refcountsSkipped()) guard.clearDirty(false);

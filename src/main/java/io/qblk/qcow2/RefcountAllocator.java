@@ -20,6 +20,11 @@ import java.util.List;
  * <li>R4: a free is only queued ({@link #queueFreeLocked}); the decrement happens after the flush
  * that made the dropped reference durable ({@link WriteBack}), so until then the cluster keeps
  * refcount ≥ 1 and the allocator cannot hand it out.</li>
+ * <li>R17: the fresh zero tail, clusters past the end of the file reserved with refcount 1 and
+ * never referenced ({@link #reserveTailLocked}); they are <em>ready</em> for mapping without a
+ * sync only after a flush's phase-A sync covered their refcounts and the file extent over them
+ * ({@link #tailSyncedLocked}), and given back ({@link #giveBackTailLocked}) before anything that
+ * needs exact refcounts.</li>
  * </ul>
  */
 final class RefcountAllocator {
@@ -40,6 +45,12 @@ final class RefcountAllocator {
     private long packCluster = -1;
     private int packPos;
     private ArrayList<HostRun> pendingFrees = new ArrayList<>();
+    /** R17: reserved tail clusters (byte offsets) whose refcount and extent a phase-A sync made durable, lowest first. */
+    private final java.util.ArrayDeque<Long> tailReady = new java.util.ArrayDeque<>();
+    /** R17: reserved tail clusters not yet covered by a phase-A sync. */
+    private final ArrayList<Long> tailPending = new ArrayList<>();
+    /** R17: the lowest tail cluster given back since the last {@link #takeTailCutLocked} (-1: none). */
+    private long tailCut = -1;
 
     RefcountAllocator(IoBackend file, String filename, Geometry geo, MetadataCache cache, OverlapCheck overlap, EngineStats stats,
             long[] entries, long tableOffset, int tableClusters) {
@@ -281,6 +292,8 @@ final class RefcountAllocator {
         relocated = true;
         freeHint = 0;
         pendingFrees = new ArrayList<>(); // counts already say what is in use now
+        tailReady.clear(); // R17: unreferenced, so the counts gave them refcount 0
+        tailPending.clear();
         return end;
     }
 
@@ -338,6 +351,76 @@ final class RefcountAllocator {
             overlap.forgetLocked(ci << clusterBits);
         }
         return true;
+    }
+
+    // ---------------------------------------------------------------- the fresh zero tail (rule R17)
+
+    /**
+     * Under meta: when fewer than half of {@code n} reserved clusters are ready and none is pending,
+     * reserves {@code n} clusters at or after the end of the file (never a hole inside it: it may hold
+     * stale bytes), refcount 0 → 1 so nothing else allocates them. Returns [first, end) byte offsets
+     * of the pending reserve for the caller to extend the file over (null when nothing is pending).
+     * May throw NeedLoad; a retry continues the same reserve.
+     */
+    long[] reserveTailLocked(int n) throws IOException {
+        if (tailPending.isEmpty() && tailReady.size() >= n / 2) return null;
+        if (tailPending.size() < n) {
+            long saved = freeHint;
+            try {
+                freeHint = Math.max(freeHint, fileClustersLocked());
+                if (!tailPending.isEmpty()) freeHint = Math.max(freeHint, geo.clusterOf(tailPending.getLast()) + 1);
+                while (tailPending.size() < n) tailPending.add(allocClusterLocked(null));
+            } finally {
+                freeHint = saved;
+            }
+        }
+        long first = Long.MAX_VALUE, end = 0;
+        for (long off : tailPending) {
+            first = Math.min(first, off);
+            end = Math.max(end, off + cs);
+        }
+        return new long[] {first, end};
+    }
+
+    /** Under meta: whether a reserve waits for the phase-A sync that makes it ready. */
+    boolean tailPendingLocked() {
+        return !tailPending.isEmpty();
+    }
+
+    /** Under meta, after a phase-A sync that followed the reservation and the file extension: the pending reserve is ready. */
+    void tailSyncedLocked() {
+        tailPending.sort(null);
+        tailReady.addAll(tailPending);
+        tailPending.clear();
+    }
+
+    /** Under meta: a ready tail cluster (byte offset), or -1 when none is ready. Its refcount (1) is durable and it reads as zeroes. */
+    long takeTailLocked() {
+        Long off = tailReady.pollFirst();
+        return off == null ? -1 : off;
+    }
+
+    /**
+     * Under meta: gives every reserved tail cluster back (refcount 1 → 0: nothing ever referenced it),
+     * for a close or an operation that needs exact refcounts. May throw NeedLoad; a retry goes on
+     * where it stopped.
+     */
+    void giveBackTailLocked() {
+        for (java.util.Collection<Long> q : List.of(tailReady, tailPending)) {
+            for (var it = q.iterator(); it.hasNext(); ) {
+                long off = it.next();
+                decrementLocked(geo.clusterOf(off));
+                it.remove();
+                tailCut = tailCut < 0 ? off : Math.min(tailCut, off);
+            }
+        }
+    }
+
+    /** Under meta: the lowest tail cluster given back since the last call (-1: none), the floor for cutting the file. */
+    long takeTailCutLocked() {
+        long c = tailCut;
+        tailCut = -1;
+        return c;
     }
 
     // ---------------------------------------------------------------- frees (rule R4)

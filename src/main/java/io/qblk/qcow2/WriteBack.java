@@ -43,6 +43,7 @@ final class WriteBack {
     private final String filename;
     private final Qcow2Header h;
     private final int cs;
+    private final boolean extendedL2;
     private final MetadataCache cache;
     private final RefcountAllocator alloc;
     private final ClusterMap map;
@@ -57,6 +58,11 @@ final class WriteBack {
     private final ReentrantLock flushLock = new ReentrantLock();
     /** Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); guarded by meta. */
     private long mappingChanges;
+    /**
+     * A mapping change since the last snapshot that needs phase A's sync before its L2/L1 write
+     * (every change but R17's tail mappings); guarded by meta.
+     */
+    private boolean orderedChange;
     /** How many of them a successful flush has written to the file (in rule order); guarded by flushLock. */
     private long committedChanges;
     /**
@@ -79,6 +85,7 @@ final class WriteBack {
         this.filename = filename;
         this.h = h;
         this.cs = geo.clusterSize;
+        this.extendedL2 = geo.extendedL2;
         this.cache = cache;
         this.alloc = alloc;
         this.map = map;
@@ -99,6 +106,28 @@ final class WriteBack {
     /** Under meta, in the critical section that set an L2 entry: counts the change for write-through. */
     void mappingChangedLocked() {
         mappingChanges++;
+        orderedChange = true;
+    }
+
+    /**
+     * Under meta, instead of {@link #mappingChangedLocked}: an R17 tail mapping (a ready tail cluster
+     * mapped where the guest read zeroes, non-extended L2), whose L2 write needs no sync before it.
+     */
+    void tailMappingChangedLocked() {
+        mappingChanges++;
+    }
+
+    /** R17: the reserve could not be made (a limit, or no fallocate): no more attempts. */
+    private volatile boolean noTail;
+
+    /** R17: the fresh zero tail is used by write-through on non-extended-L2 images. */
+    boolean usesTail() {
+        return writeThrough() && !extendedL2 && !noTail;
+    }
+
+    /** R17: clusters reserved at a time: 2 MiB worth, at least 8 and at most 256. */
+    private int tailClusters() {
+        return (int) Math.max(8, Math.min(256, (2L << 20) / cs));
     }
 
     boolean writeThrough() {
@@ -133,11 +162,37 @@ final class WriteBack {
         }
     }
 
-    /** Flushes twice so that also refcount decrements applied after the first flush are on disk. */
+    /**
+     * Flushes twice so that also refcount decrements applied after the first flush are on disk. First
+     * gives the R17 tail reserve back: whoever needs everything durable also needs exact refcounts
+     * (close, check, resize, snapshots, bitmaps).
+     */
     void flushFully() throws IOException {
         if (guard.openedReadOnly()) return;
+        if (!guard.closed() && !guard.metadataFrozen()) cache.withMeta(() -> {
+            alloc.giveBackTailLocked();
+            return null;
+        });
         flush();
         flush();
+    }
+
+    /**
+     * After {@link #flushFully} (the give-back durable): cuts the file after its last cluster whose
+     * refcount is not zero (R14), but never below {@code floor} (bytes). Exclusive lock held: nothing
+     * allocates meanwhile.
+     */
+    void truncateUnused(long floor) throws IOException {
+        long end = Math.max(floor, cache.withMeta(alloc::usedClustersLocked) << h.clusterBits);
+        if (end >= file.size()) return;
+        file.truncate(end);
+        sync();
+    }
+
+    /** At close, after the last {@link #flushFully}: R17, the file ends where the given-back tail reserve began, or at its last used cluster after that. */
+    void cutGivenBackTail() throws IOException {
+        long from = cache.withMeta(alloc::takeTailCutLocked);
+        if (from >= 0) truncateUnused(from);
     }
 
     /**
@@ -172,7 +227,7 @@ final class WriteBack {
 
     /** The snapshot a flush writes, taken under the metadata lock. */
     private record Snapshot(List<Item> a0, List<Item> a, List<Item> b, RefcountAllocator.TableChanges table, BitSet l1Dirty,
-                            List<HostRun> frees, long covered, boolean skippedRefblocks) {}
+                            List<HostRun> frees, long covered, boolean skippedRefblocks, boolean ordered, boolean reserving) {}
 
     /**
      * One flush; {@code syncMappings} false skips the sync after phase B (a commit): the L2/L1
@@ -194,6 +249,7 @@ final class WriteBack {
         boolean wroteB;
         // L1: a commit skips existing refcount blocks only once the dirty bit is durable
         boolean lazy = !syncMappings && guard.lazyActive();
+        if (!syncMappings && usesTail()) reserveTail();
         try (Arena arena = Arena.ofConfined()) {
             Snapshot s;
             String bad;
@@ -215,11 +271,21 @@ final class WriteBack {
                     writeAll(s.a0);
                     sync();
                 }
-                if (!s.a.isEmpty() || !s.b.isEmpty() || unsyncedWrites) {
+                // R17: a commit that only maps ready tail clusters (nothing else to write in A0/A, no frees
+                // waiting for a sync) writes its L2 tables without phase A's sync; unsyncedWrites stays set,
+                // so the next full flush still syncs the data
+                boolean tailOnly = !syncMappings && s.a0.isEmpty() && s.a.isEmpty() && !s.ordered && !s.reserving && s.frees.isEmpty() && ready.isEmpty();
+                if (!tailOnly && (!s.a.isEmpty() || !s.b.isEmpty() || unsyncedWrites || s.reserving)) {
                     // R1 + R2: data and refcounts synced before any L2/L1 entry (phase B) references them;
-                    // R3: new L2 tables synced before their L1 entries
+                    // R3: new L2 tables synced before their L1 entries; R17: a tail reserve's refcounts and extent
                     writeAll(s.a);
                     sync();
+                    if (s.reserving) cache.withMeta(() -> {
+                        alloc.tailSyncedLocked();
+                        return null;
+                    });
+                } else if (tailOnly && !s.b.isEmpty()) {
+                    stats.tailCommits.increment();
                 }
                 if (!s.b.isEmpty()) {
                     writeAll(s.b);
@@ -250,6 +316,32 @@ final class WriteBack {
     }
 
     /**
+     * R17, flush lock held, before a commit's snapshot: when the ready reserve runs low, reserves tail
+     * clusters (refcounts raised in memory, so the snapshot holds them) and extends the file over
+     * them (fallocate: they read as zeroes; never shrinks what concurrent writes extended). The
+     * commit's phase-A sync then makes them ready. If the clusters cannot be reserved or the file
+     * cannot be extended, the reserve is given back and the commit goes on without one.
+     */
+    private void reserveTail() throws IOException {
+        try {
+            long[] range = cache.withMeta(() -> alloc.reserveTailLocked(tailClusters()));
+            if (range != null) file.allocate(range[0], range[1] - range[0]);
+        } catch (MetadataCorruption c) {
+            throw guard.corrupted(c);
+        } catch (IOException e) {
+            // Nothing references the reserve: give it back whole (a pending reserve is always extended).
+            cache.withMeta(() -> {
+                alloc.giveBackTailLocked();
+                return null;
+            });
+            // A limit or a file system without fallocate: no reserve, the commits take the ordered path.
+            // Any other error (EIO, ENOSPC) is the request's, with its kind.
+            if (e instanceof Qcow2Exception || (e instanceof io.qblk.io.ErrnoException ee && ee.errno() == io.qblk.io.Errno.EOPNOTSUPP)) noTail = true;
+            else throw e;
+        }
+    }
+
+    /**
      * Under meta: copies of every dirty cluster, sorted into phases, and the frees queued so far.
      * {@code lazy} (a commit with the dirty bit durable, rule L1) leaves dirty existing refcount
      * blocks out: they stay dirty in the cache for a later full flush.
@@ -257,6 +349,9 @@ final class WriteBack {
     private Snapshot snapshotLocked(Arena arena, boolean lazy) {
         List<Item> a0 = new ArrayList<>(), a = new ArrayList<>(), b = new ArrayList<>();
         long covered = mappingChanges;
+        boolean ordered = orderedChange;
+        orderedChange = false;
+        boolean reserving = alloc.tailPendingLocked();
         RefcountAllocator.TableChanges table = alloc.takeChangesLocked();
         BitSet l1D = map.l1().takeDirtyLocked();
         List<HostRun> frees = alloc.takePendingFreesLocked();
@@ -281,7 +376,7 @@ final class WriteBack {
         PointerTable l1 = map.l1();
         for (int c = l1D.nextSetBit(0); c >= 0; c = l1D.nextSetBit(c + 1))
             b.add(new Item(map.l1Offset() + (long) c * cs, l1.clusterBytes(arena, c), MetadataKind.L1, null, 0));
-        return new Snapshot(a0, a, b, table, l1D, frees, covered, skipped[0]);
+        return new Snapshot(a0, a, b, table, l1D, frees, covered, skipped[0], ordered, reserving);
     }
 
     /** Under meta: the first metadata write of the snapshot that would land on other metadata, or null. */
@@ -334,6 +429,7 @@ final class WriteBack {
             alloc.restoreChangesLocked(s.table);
             map.l1().restoreDirtyLocked(s.l1Dirty);
             alloc.restorePendingFreesLocked(s.frees);
+            orderedChange |= s.ordered;
         } finally {
             cache.unlock();
         }

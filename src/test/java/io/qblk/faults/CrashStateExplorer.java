@@ -139,11 +139,12 @@ final class CrashStateExplorer {
     /**
      * A workload's run: the image it started from, the backend log and the guest ops;
      * {@code damagedCorruptions} > 0 when the run is a repair of a damaged image (the base has that
-     * many corruptions, and a crash state may keep exactly those until it is repaired).
+     * many corruptions, and a crash state may keep exactly those until it is repaired);
+     * {@code tailCommits}: write-through commits that skipped phase A's sync (docs/ordering.md R17).
      */
-    record Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops, long damagedCorruptions) {
+    record Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops, long damagedCorruptions, long tailCommits) {
         Recorded(Workload workload, byte[] base, List<IoEvent> log, List<GuestOp> ops) {
-            this(workload, base, log, ops, 0);
+            this(workload, base, log, ops, 0, 0);
         }
     }
 
@@ -156,10 +157,10 @@ final class CrashStateExplorer {
         Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
         List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
         for (GuestOp op : ops) if (!op.ok()) throw new IOException("workload " + w.name() + ": " + op + " failed on a healthy backend");
-        long start = rec.clock();
+        long start = rec.clock(), tailCommits = img.stats().tailCommits();
         img.close();
         ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, true, start, rec.clock())); // close flushes
-        return new Recorded(w, base, rec.log(), List.copyOf(ops), 0);
+        return new Recorded(w, base, rec.log(), List.copyOf(ops), 0, tailCommits);
     }
 
     /**
@@ -182,7 +183,7 @@ final class CrashStateExplorer {
             CheckReport c = repair.check(RepairMode.ALL);
             if (!c.clean()) throw new IOException(w.name() + ": the recorded repair did not end clean: " + c.messages());
         }
-        return new Recorded(w, base, p.rec().log(), p.ops(), damaged);
+        return new Recorded(w, base, p.rec().log(), p.ops(), damaged, 0);
     }
 
     /**
@@ -205,7 +206,7 @@ final class CrashStateExplorer {
             if (bits != w.newRefcountBits() || !c.clean())
                 throw new IOException(w.name() + ": after the change: refcount bits " + bits + ", check " + c.messages());
         }
-        return new Recorded(w, base, p.rec().log(), p.ops(), 0);
+        return new Recorded(w, base, p.rec().log(), p.ops(), 0, 0);
     }
 
     /** A recorded repair or amend's starting point: the image made and its guest ops run and flushed, unrecorded. */

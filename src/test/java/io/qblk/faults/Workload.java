@@ -31,12 +31,15 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * under internal snapshots, creates/deletes them and applies one (S1-S7); "subcluster" is "mixed" on an image with
      * extended L2 entries, "subcluster-backing" the same over a raw backing file whose sectors carry tags;
      * "lazy" is "writethrough" on an image with lazy refcounts (commits leave refcount blocks dirty,
-     * the dirty bit is set: docs/ordering.md L1-L3), so its crash states are repaired when opened.
+     * the dirty bit is set: docs/ordering.md L1-L3), so its crash states are repaired when opened;
+     * "tail" is write-through writes only (most of them allocating, many shorter than a cluster, a
+     * few flushes) on an empty image without backing file: the allocations docs/ordering.md R17 maps
+     * into the fresh zero tail without a sync before the L2 write.
      * "snapshot-resize" starts from an image resized since its snapshot "base" was taken
      * ({@link #startSize}, {@link #snapshotSize}), runs "mixed" operations and a snapshot create on
      * it and ends by applying "base", which gives the image the snapshot's size (S7, step 3b).
      */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "tail", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing");
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
@@ -98,7 +101,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** How the engine opens the image for this workload. */
     io.qblk.qcow2.OpenOptions openOptions() {
         io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults();
-        return kind.equals("writethrough") || lazyRefcounts() ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
+        return kind.equals("writethrough") || kind.equals("tail") || lazyRefcounts() ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
     }
 
     /** The image has lazy refcounts (and is written through, so commits skip refcount blocks). */
@@ -150,7 +153,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         boolean snapshots = kind.equals("snapshot") || (kind.equals("refcount-width") && newRefcountBits(seed, clusterSize, refBits) > 1);
         for (int i = 0; i < n; i++) {
             GuestOp.Type t = switch (kind) {
-                case "alloc" -> GuestOp.Type.WRITE;
+                case "alloc", "tail" -> GuestOp.Type.WRITE;
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
@@ -163,8 +166,9 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 default -> throw new IllegalArgumentException("unknown workload " + kind + " (one of " + KINDS + ")");
             };
             long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
+            if (kind.equals("tail") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, Math.min(clusterSize, 65536) / 512))); // often partial clusters
             if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, clusterSize / 512 / 8))); // within a few subclusters
-            boolean nearHot = !kind.equals("alloc") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
+            boolean nearHot = !kind.equals("alloc") && !kind.equals("tail") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
             long off = nearHot ? hot + align(r.nextLong(maxLen), 512) - maxLen / 2 : align(r.nextLong(vsize), 512);
             off = Math.max(0, Math.min(off, vsize - len));
             if (r.nextInt(4) == 0) off = align(off, clusterSize); // sometimes cluster aligned, to hit the full-cluster paths
