@@ -30,11 +30,15 @@ NBD="nbd://127.0.0.1:$NBD_PORT/disk"
 "$ROOT/qblk" --version >/dev/null   # build once
 
 mkdir -p "$WORK/data"
+# qblk keeps a signal ignored that it inherited as ignored (as nohup'd programs expect), and a shell
+# started in the background by a non-interactive shell (`(bash .ci/run &)`) ignores SIGINT for good
+# (set -m cannot undo that): env gives the service SIGINT's default back, so step 4 tests qblk's
+# handler however this script was started.
 start_serve() {
   cd "$WORK"
   QBLK_NO_BUILD=1 QBLK_JAVA_OPTS="-Dquarkus.http.port=$HTTP_PORT -Dqblk.images.allowed-dirs=$WORK/data \
     -Dqblk.devices.disk.image=$IMG -Dqblk.devices.disk.create-size=1G -Dqblk.devices.disk.nbd-address=127.0.0.1:$NBD_PORT" \
-    "$ROOT/qblk" serve >"$WORK/serve.log" 2>&1 &
+    env --default-signal=INT "$ROOT/qblk" serve >"$WORK/serve.log" 2>&1 &
   PID=$!
   wait_ready "$URL" "$PID"
 }
