@@ -231,10 +231,18 @@ public final class Qcow2Image implements Closeable {
     }
 
     private void checkBounds(long offset, long length) throws IOException {
+        checkOpen();
+        checkBounds(offset, length, geo.virtualSize, "the virtual size");
+    }
+
+    private void checkOpen() throws IOException {
         if (guard.closed()) throw new IOException(filename + ": image is closed");
-        long vsize = geo.virtualSize;
-        if (offset < 0 || length < 0 || offset > vsize || length > vsize - offset)
-            throw new IOException(filename + ": range " + offset + "+" + length + " is outside the virtual size " + vsize);
+    }
+
+    /** A guest range inside {@code size} bytes ({@code what}: the disk it belongs to, for the message). */
+    private void checkBounds(long offset, long length, long size, String what) throws IOException {
+        if (offset < 0 || length < 0 || offset > size || length > size - offset)
+            throw new IOException(filename + ": range " + offset + "+" + length + " is outside " + what + " " + size);
     }
 
     // ------------------------------------------------------------------ data
@@ -338,10 +346,9 @@ public final class Qcow2Image implements Closeable {
      */
     public void readSnapshot(String key, long offset, MemorySegment dst) throws IOException {
         refuseIo();
-        if (guard.closed()) throw new IOException(filename + ": image is closed");
+        checkOpen();
         long size = snapshotSize(key);
-        if (offset < 0 || offset > size || dst.byteSize() > size - offset)
-            throw new IOException(filename + ": range " + offset + "+" + dst.byteSize() + " is outside snapshot '" + key + "''s virtual size " + size);
+        checkBounds(offset, dst.byteSize(), size, "snapshot '" + key + "''s virtual size");
         long[] l1 = snapshots.l1Of(key);
         Geometry sgeo = geo.withVirtualSize(size);
         ClusterMap smap = new ClusterMap(sgeo, cache, alloc, l1, 0);
