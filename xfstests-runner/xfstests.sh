@@ -64,7 +64,9 @@ else
   say "dmsetup does not work in this guest (no /dev/mapper node): dm-flakey/log-writes tests will fail"
   dmsetup remove qblk-probe >/dev/null 2>&1
 fi
-[ "$TARGET" != nbd ] || ip link set lo up 2>/dev/null || busybox ip link set lo up
+# Loopback for every target: the nbd target serves over it, and tests such as generic/131 (fcntl
+# locks between a client and a server over TCP) need it whatever the block device is.
+ip link set lo up 2>/dev/null || busybox ip link set lo up
 
 pids=() devs=() loops=() nbds=() imgs=()
 image_file() { case $TARGET in qcow2|qcow2-prealloc|nbd) echo "$W/$1.qcow2" ;; *) echo "$W/$1.raw" ;; esac; }
