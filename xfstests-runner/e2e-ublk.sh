@@ -89,9 +89,20 @@ fio_job() {
 }
 
 # What a failed fio printed: its error and verify lines first (the tail alone is statistics), then the tail.
+# fio_failure LOG [DEV IMG]: with DEV (and IMG, a qcow2 image), also what each block fio found bad
+# reads now and how IMG maps it: data there now means a read saw stale contents at verify time, zeroes
+# still mean the acknowledged write is gone.
 fio_failure() {
   grep -nE 'err=|error|verify|bad |mismatch|Aborting|fio: ' "$1" | grep -v 'verify=' | head -20
   tail -8 "$1"
+  [ -n "${2:-}" ] || return 0
+  local off len
+  grep -oE 'at file [^ ]+ offset [0-9]+, length [0-9]+' "$1" | sort -u | head -4 | while read -r _ _ _ _ off _ len; do
+    off=${off%,}
+    echo "block $off+$len now reads:"
+    dd if="$2" bs="$len" skip=$((off / len)) count=1 iflag=direct status=none | od -A d -t x1 | head -3
+    [ -n "${3:-}" ] && qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>&1 | head -3
+  done
 }
 
 fio_suite() {
@@ -279,7 +290,7 @@ recover_qcow2() {
   else
     fail "$label: no repair before serving: $(tail -3 "$WORK/qcow2-recovered.err" | tr '\n' ' ')"
   fi
-  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; fio_failure "$WORK/recq-fio.log"; fi
+  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; fio_failure "$WORK/recq-fio.log" "$d" "$img"; tail -5 "$WORK/qcow2-recovered.err"; fi
   check "$label: the flushed pattern reads back intact after recovery" \
     sh -c "dd if=$d bs=1M skip=576 count=32 iflag=direct status=none | cmp - $WORK/pattern"
   check "$label: I/O continues: fio 4k randwrite depth 64, 2 jobs + crc32c verify" \
