@@ -120,6 +120,12 @@ public class BenchCommand implements Callable<Integer> {
             out.println(String.format(Locale.ROOT, "Run completed in %.3f seconds.", secs));
             out.println(String.format(Locale.ROOT, "IOPS: %.0f, bandwidth: %.2f MiB/s", count / secs,
                     count * (double) size / secs / (1 << 20)));
+            if (!quiet && img instanceof io.qblk.target.Qcow2Target q) {
+                io.qblk.qcow2.EngineStats st = q.image().stats();
+                out.println(String.format(Locale.ROOT, "qcow2: %d allocations, %d flushes/commits, %d datasyncs, %d commits without a sync (R17), "
+                        + "%d allocations past an empty R17 reserve (reserve now %d clusters)", st.allocations(), st.flushes(), st.datasyncs(),
+                        st.tailCommits(), st.tailMisses(), st.tailTarget()));
+            }
         }
         return 0;
     }

@@ -9,8 +9,8 @@ import java.util.concurrent.atomic.LongAdder;
  * O_DIRECT and one buffered. A read or write whose buffer address, file offset and length are all
  * multiples of {@link #ALIGNMENT} goes to the direct descriptor and bypasses the page cache; every
  * other request (header fields, a short L1 table, a guest request of 512 bytes) goes to the buffered
- * one. fdatasync, size, truncate and fallocate use the buffered descriptor (they act on the inode,
- * whichever descriptor names it).
+ * one. fdatasync, size, truncate, fallocate and zeroing use the buffered descriptor (they act on the
+ * inode, whichever descriptor names it).
  *
  * <p>Why mixing is coherent (Linux, iomap and the classic direct-I/O path alike): before a direct
  * read or write the kernel writes back and waits for dirty page-cache pages in the range, and after
@@ -30,7 +30,6 @@ public final class DirectIoBackend implements IoBackend {
     private final IoBackend buffered;
     private final IoBackend direct;
     private final AutoCloseable owner;
-    private final int inodeFd;
     private volatile String disabledReason;
     private int einvals;
     private boolean closed;
@@ -43,10 +42,8 @@ public final class DirectIoBackend implements IoBackend {
      * @param reason   why {@code direct} is null when O_DIRECT was wanted but is unavailable (shown to
      *                 the user); null when the caller asked for buffered I/O (a ring-owning wrapper)
      * @param owner    closed after both descriptors (e.g. their ring thread), or null
-     * @param inodeFd  a descriptor of the file for fallocate (zeroRange), or -1 to let {@code buffered} zero
      */
-    public DirectIoBackend(IoBackend buffered, IoBackend direct, String reason, AutoCloseable owner, int inodeFd) {
-        this.inodeFd = inodeFd;
+    public DirectIoBackend(IoBackend buffered, IoBackend direct, String reason, AutoCloseable owner) {
         this.buffered = buffered;
         this.direct = direct;
         this.owner = owner;
@@ -148,8 +145,6 @@ public final class DirectIoBackend implements IoBackend {
 
     @Override
     public void zeroRange(long offset, long length) throws IOException {
-        if (length == 0) return;
-        if (inodeFd >= 0 && FileZeroing.zeroRange(inodeFd, offset, length, buffered.toString())) return;
         buffered.zeroRange(offset, length);
     }
 

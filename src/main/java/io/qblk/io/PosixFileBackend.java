@@ -135,7 +135,7 @@ public final class PosixFileBackend implements FdBackend {
     @Override
     public void zeroRange(long offset, long length) throws IOException {
         if (length == 0) return;
-        if (!FileZeroing.zeroRange(fd, offset, length, name)) writeZeroBytes(offset, length);
+        if (!FileZeroing.zeroRange((m, o, l) -> FileZeroing.syscall(fd, m, o, l), offset, length, name)) writeZeroBytes(offset, length);
     }
 
     @Override

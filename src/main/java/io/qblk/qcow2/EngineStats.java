@@ -15,6 +15,10 @@ public final class EngineStats {
     final LongAdder holesPunched = new LongAdder();
     /** Write-through commits that wrote only R17 tail mappings, without a sync before their L2 writes. */
     final LongAdder tailCommits = new LongAdder();
+    /** Allocating writes that could have mapped an R17 tail cluster but found none ready (they took the ordered path). */
+    final LongAdder tailMisses = new LongAdder();
+    /** Clusters the R17 reserve is topped up to (it grows after misses). */
+    volatile int tailTarget;
 
     /** Lookups of an L2 table answered from the metadata cache. */
     public long cacheHits() { return cacheHits.sum(); }
@@ -31,6 +35,12 @@ public final class EngineStats {
     /** fdatasync calls issued by the engine. */
     public long datasyncs() { return datasyncs.sum(); }
     public long tailCommits() { return tailCommits.sum(); }
+
+    /** Allocating writes that found the R17 reserve empty and paid an ordered commit's sync instead. */
+    public long tailMisses() { return tailMisses.sum(); }
+
+    /** Clusters the R17 reserve is refilled to now (0: no reserve used yet). */
+    public int tailTarget() { return tailTarget; }
 
     /** Freed host clusters punched out of the image file ({@link DiscardMode#UNMAP}). */
     public long holesPunched() { return holesPunched.sum(); }

@@ -51,6 +51,8 @@ final class RefcountAllocator {
     private final ArrayList<Long> tailPending = new ArrayList<>();
     /** R17: the lowest tail cluster given back since the last {@link #takeTailCutLocked} (-1: none). */
     private long tailCut = -1;
+    /** R17: takes that found no ready tail cluster since the last {@link #takeTailMissesLocked}. */
+    private long tailMisses;
 
     RefcountAllocator(IoBackend file, String filename, Geometry geo, MetadataCache cache, OverlapCheck overlap, EngineStats stats,
             long[] entries, long tableOffset, int tableClusters) {
@@ -382,6 +384,13 @@ final class RefcountAllocator {
         return new long[] {first, end};
     }
 
+    /** Under meta: how many allocations found the ready reserve empty since the last call. */
+    long takeTailMissesLocked() {
+        long m = tailMisses;
+        tailMisses = 0;
+        return m;
+    }
+
     /** Under meta: whether a reserve waits for the phase-A sync that makes it ready. */
     boolean tailPendingLocked() {
         return !tailPending.isEmpty();
@@ -397,7 +406,12 @@ final class RefcountAllocator {
     /** Under meta: a ready tail cluster (byte offset), or -1 when none is ready. Its refcount (1) is durable and it reads as zeroes. */
     long takeTailLocked() {
         Long off = tailReady.pollFirst();
-        return off == null ? -1 : off;
+        if (off == null) {
+            tailMisses++;
+            stats.tailMisses.increment();
+            return -1;
+        }
+        return off;
     }
 
     /**

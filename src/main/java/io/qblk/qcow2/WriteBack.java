@@ -125,9 +125,20 @@ final class WriteBack {
         return writeThrough() && !extendedL2 && !noTail;
     }
 
-    /** R17: clusters reserved at a time: 2 MiB worth, at least 8 and at most 256. */
-    private int tailClusters() {
+    /**
+     * R17: clusters the reserve is topped up to (flush lock). It starts at 2 MiB worth (at least 8,
+     * at most 256 clusters), which keeps depth-1 writers on the tail; when allocations between two
+     * commits found it empty (many writers in flight, or one request over many clusters) it doubles,
+     * up to 16 times that or 32 MiB worth. A crash leaks at most the unused reserve.
+     */
+    private int tailTarget;
+
+    private int tailBase() {
         return (int) Math.max(8, Math.min(256, (2L << 20) / cs));
+    }
+
+    private int tailCap() {
+        return (int) Math.max(tailBase(), Math.min(16L * tailBase(), (32L << 20) / cs));
     }
 
     boolean writeThrough() {
@@ -324,7 +335,14 @@ final class WriteBack {
      */
     private void reserveTail() throws IOException {
         try {
-            long[] range = cache.withMeta(() -> alloc.reserveTailLocked(tailClusters()));
+            long[] range = cache.withMeta(() -> {
+                if (tailTarget == 0) {
+                    tailTarget = tailBase();
+                    alloc.takeTailMissesLocked(); // before the first reserve every take misses
+                } else if (alloc.takeTailMissesLocked() > 0) tailTarget = Math.min(2 * tailTarget, tailCap());
+                stats.tailTarget = tailTarget;
+                return alloc.reserveTailLocked(tailTarget);
+            });
             if (range != null) file.allocate(range[0], range[1] - range[0]);
         } catch (MetadataCorruption c) {
             throw guard.corrupted(c);

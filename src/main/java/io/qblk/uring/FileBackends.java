@@ -37,9 +37,9 @@ public final class FileBackends {
                     direct = PosixFileBackend.openSibling(buffered, LibC.O_DIRECT);
                 } catch (ErrnoException e) {
                     if (e.errno() != Errno.EINVAL) throw e;
-                    return new DirectIoBackend(buffered, null, "the file system refuses O_DIRECT (" + e.getMessage() + ")", null, buffered.fd());
+                    return new DirectIoBackend(buffered, null, "the file system refuses O_DIRECT (" + e.getMessage() + ")", null);
                 }
-                return new DirectIoBackend(buffered, direct, null, null, buffered.fd());
+                return new DirectIoBackend(buffered, direct, null, null);
             } catch (IOException | RuntimeException e) {
                 buffered.close();
                 throw e;
@@ -49,14 +49,14 @@ public final class FileBackends {
         UringFileBackend buffered = null, direct = null;
         try {
             buffered = UringFileBackend.open(ring, path, readOnly, false);
-            if (cache == CacheMode.WRITEBACK) return new DirectIoBackend(buffered, null, null, ring, buffered.fd());
+            if (cache == CacheMode.WRITEBACK) return new DirectIoBackend(buffered, null, null, ring);
             direct = UringFileBackend.openSibling(ring, buffered);
             String refused = setDirect(direct.fd());
             if (refused != null) {
                 direct.close();
-                return new DirectIoBackend(buffered, null, refused, ring, buffered.fd());
+                return new DirectIoBackend(buffered, null, refused, ring);
             }
-            return new DirectIoBackend(buffered, direct, null, ring, buffered.fd());
+            return new DirectIoBackend(buffered, direct, null, ring);
         } catch (IOException | RuntimeException e) {
             if (direct != null) direct.close();
             if (buffered != null) buffered.close();
@@ -81,9 +81,9 @@ public final class FileBackends {
             String refused = setDirect(direct.fd());
             if (refused != null) {
                 direct.close();
-                return new DirectIoBackend(buffered, null, refused, null, -1);
+                return new DirectIoBackend(buffered, null, refused, null);
             }
-            return new DirectIoBackend(buffered, direct, null, null, -1);
+            return new DirectIoBackend(buffered, direct, null, null);
         } catch (IOException | RuntimeException e) {
             if (direct != null) direct.close();
             buffered.close();

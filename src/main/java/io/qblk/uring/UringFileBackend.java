@@ -4,6 +4,7 @@ import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.io.ImageLock;
 import io.qblk.io.FdBackend;
+import io.qblk.io.FileZeroing;
 import io.qblk.io.IoBackend;
 import io.qblk.io.LibC;
 import java.io.IOException;
@@ -274,19 +275,34 @@ public final class UringFileBackend implements FdBackend {
     }
 
     private void fallocate(int mode, long offset, long length, String what) throws IOException {
+        int e = fallocateErrno(mode, offset, length);
+        if (e != 0) throw new ErrnoException(what + name + " at " + offset + "+" + length, e);
+    }
+
+    /**
+     * Makes the range read as zeroes (FALLOC_FL_ZERO_RANGE, or a punched hole plus an allocation) with
+     * fallocate through the ring like every other fallocate here, so zeroing never blocks a ring thread
+     * that carries the caller; zero bytes written where the file system has neither.
+     */
+    @Override
+    public void zeroRange(long offset, long length) throws IOException {
+        if (length == 0) return;
+        if (!FileZeroing.zeroRange(this::fallocateErrno, offset, length, name)) writeZeroBytes(offset, length);
+    }
+
+    /** One fallocate: through the route's ring, or a syscall (unbound caller, or a size threshold); 0 or the errno. */
+    private int fallocateErrno(int mode, long offset, long length) throws IOException {
         CallerRing via = ringMinBytes > 0 ? null : route(); // with a size threshold (ublk auto): syscall
         if (via == null) {
             syscallOps.increment();
-            if (LibC.fallocate(fd, mode, offset, length) != 0)
-                throw new ErrnoException(what + name + " at " + offset + "+" + length, LibC.errno());
-            return;
+            return LibC.fallocate(fd, mode, offset, length) == 0 ? 0 : LibC.errno();
         }
         ringOps.increment();
         RingThread r = via.ring();
         UringRequest q = r.acquire();
         try {
             r.execute(q.prepFallocate(fd, mode, offset, length));
-            q.checkedResult(what + name + " at " + offset + "+" + length);
+            return q.result() < 0 ? -q.result() : 0;
         } finally {
             r.release(q);
         }

@@ -95,6 +95,49 @@ class FreshZeroTailTest {
         assertEquals(0, qemuImg("compare", "-f", "qcow2", "-F", "qcow2", killed.toString(), p.toString()).exit());
     }
 
+    /**
+     * The reserve grows when allocations outrun it: requests of 64 new clusters each (as many writers
+     * in flight between two commits would allocate) empty a 32-cluster reserve, so it doubles after
+     * each such commit until a request finds every cluster it maps ready; then those requests commit
+     * without a sync. The killed copy still reads like the live image and leaks only the reserve.
+     */
+    @Test
+    void theReserveGrowsWhenAllocationsOutrunIt() throws Exception {
+        Path p = dir.resolve("burst.qcow2");
+        Qcow2Image.create(p, CreateOptions.defaults(VSIZE).withClusterSize(CS));
+        Path killed = dir.resolve("burst-killed.qcow2");
+        int span = 64, requests = 8;
+        long missesFirst = 0, missesLast = 0, syncsLast = 0;
+        try (Qcow2Image img = Qcow2Image.open(p, writeThrough())) {
+            img.write(0, pattern(4096, 1000));
+            for (int r = 0; r < requests; r++) {
+                long m = img.stats().tailMisses(), s = img.stats().datasyncs();
+                img.write((long) (1 + r * span) * CS, pattern(span * CS, r));
+                if (r == 0) missesFirst = img.stats().tailMisses() - m;
+                missesLast = img.stats().tailMisses() - m;
+                syncsLast = img.stats().datasyncs() - s;
+            }
+            System.out.println("R17 burst: reserve target " + img.stats().tailTarget() + " clusters, misses of the first request "
+                    + missesFirst + ", of the last " + missesLast + " (" + syncsLast + " datasyncs)");
+            assertEquals(2 * 32, img.stats().tailTarget(), "2 MiB of 64 KiB clusters doubled once: enough for a 64-cluster request");
+            Files.copy(p, killed);
+        }
+        assertTrue(missesFirst >= span / 2, "the first request outruns the 32-cluster reserve: " + missesFirst);
+        assertEquals(0, missesLast, "the grown reserve covers a whole request");
+        assertTrue(syncsLast <= 1, "a request on the grown reserve commits without its own sync (at most the refill's): " + syncsLast);
+        try (Qcow2Image live = Qcow2Image.open(p, OpenOptions.defaults().withReadOnly(true));
+             Qcow2Image copy = Qcow2Image.open(killed, OpenOptions.defaults().withReadOnly(true))) {
+            for (int r = 0; r < requests; r++) {
+                long off = (long) (1 + r * span) * CS;
+                byte[] want = pattern(span * CS, r).toArray(ValueLayout.JAVA_BYTE);
+                assertArrayEquals(want, read(live, off, span * CS), "request " + r);
+                assertArrayEquals(want, read(copy, off, span * CS), "killed copy, request " + r);
+            }
+        }
+        assertQemuClean(p);
+        assertQemuLeaksOnly(killed);
+    }
+
     /** The control: over a backing file the old contents are the backing file's, so every allocating write pays its own sync (R1). */
     @Test
     void writesOverBackingDataTakeTheOrderedPath() throws Exception {

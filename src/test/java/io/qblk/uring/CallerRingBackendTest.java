@@ -168,6 +168,41 @@ class CallerRingBackendTest {
     }
 
     @Test
+    void zeroRangeIsAnFallocateThroughTheBoundRing() throws Exception {
+        // A ring thread that carries its tags must never block: zeroing (an allocating write's
+        // partial cluster) is a fallocate through the ring, not a syscall and not a write of zeroes,
+        // also behind the cache=none wrapper the ublk targets use.
+        Path p = dir.resolve("zero");
+        Files.write(p, new byte[0]);
+        MemorySegment w = arena.allocate(65536, 4096), r = arena.allocate(65536, 4096);
+        fill(w, 7);
+        try (UringFileBackend b = UringFileBackend.openForCallerRing(p, false)) {
+            runBound(new CallerRing(ringA), () -> {
+                b.write(0, w);
+                long before = b.ringOps();
+                b.zeroRange(4096, 8192);            // inside the file
+                b.zeroRange(131072, 65536);         // past its end: the file grows
+                assertTrue(b.ringOps() - before >= 2, "fallocate through the ring");
+            });
+            assertEquals(0, b.syscallOps());
+        }
+        try (io.qblk.io.IoBackend direct = FileBackends.openOnCallerRing(p, false, 0, io.qblk.io.CacheMode.NONE)) {
+            runBound(new CallerRing(ringA), () -> {
+                direct.zeroRange(16384, 4096);      // cache=none: the same ring path
+                direct.read(0, r);
+            });
+        }
+        assertEquals(196608, Files.size(p));
+        MemorySegment expect = arena.allocate(65536, 4096);
+        expect.copyFrom(w);
+        expect.asSlice(4096, 8192).fill((byte) 0);
+        expect.asSlice(16384, 4096).fill((byte) 0);
+        assertEquals(-1, expect.mismatch(r));
+        byte[] all = Files.readAllBytes(p);
+        for (int i = 131072; i < all.length; i++) assertEquals(0, all[i], "byte " + i);
+    }
+
+    @Test
     void unboundOrClosedRingFallsBackToSyscallsOnTheSameFile() throws Exception {
         Path p = dir.resolve("fallback");
         Files.write(p, new byte[0]);
