@@ -127,6 +127,19 @@ export SCRATCH_DEV=${devs[1]}
 export SCRATCH_MNT=/mnt/scratch
 export LOGWRITES_DEV=${devs[2]}
 export RESULT_BASE=$RESULTS
+# LVM (generic/081) without udev in the guest: no udev cookies to wait for, and libdevmapper makes
+# the /dev/mapper nodes itself; a configuration of our own, so the host's lvm.conf stays untouched.
+mkdir -p /run/qblk-lvm
+cat >/run/qblk-lvm/lvm.conf <<'LVM'
+activation {
+    udev_sync = 0
+    udev_rules = 0
+}
+devices {
+    obtain_device_list_from_udev = 0
+}
+LVM
+export LVM_SYSTEM_DIR=/run/qblk-lvm
 EOF
 # What the guest is doing, refreshed every 30 s in $OUT/ps.txt (host-visible): tells a slow test from a hung one.
 (while sleep 30; do { date; uptime; ps -eo pid,etime,time,stat,wchan:20,args --sort=start_time | cut -c1-200 | tail -25; } >"$OUT/ps.txt.new" 2>&1; mv -f "$OUT/ps.txt.new" "$OUT/ps.txt"; done) &
