@@ -15,6 +15,8 @@ public final class EngineStats {
     final LongAdder holesPunched = new LongAdder();
     /** Write-through commits that wrote only R17 tail mappings, without a sync before their L2 writes. */
     final LongAdder tailCommits = new LongAdder();
+    /** Bytes of metadata (tables, pages of tables, header fields) written by flushes and commits. */
+    final LongAdder metadataBytesWritten = new LongAdder();
 
     /** Lookups of an L2 table answered from the metadata cache. */
     public long cacheHits() { return cacheHits.sum(); }
@@ -31,6 +33,9 @@ public final class EngineStats {
     /** fdatasync calls issued by the engine. */
     public long datasyncs() { return datasyncs.sum(); }
     public long tailCommits() { return tailCommits.sum(); }
+
+    /** Bytes of metadata written by flushes and write-through commits (docs/ordering.md R18: only changed pages of a table). */
+    public long metadataBytesWritten() { return metadataBytesWritten.sum(); }
 
     /** Freed host clusters punched out of the image file ({@link DiscardMode#UNMAP}). */
     public long holesPunched() { return holesPunched.sum(); }
