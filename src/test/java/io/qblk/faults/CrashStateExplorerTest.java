@@ -210,6 +210,7 @@ class CrashStateExplorerTest {
         ByteArrayOutputStream buf = new ByteArrayOutputStream();
         CrashStateExplorer x = new CrashStateExplorer(7, 400, ws, 0, new PrintStream(buf, true));
         for (CrashStateExplorer.Recorded r : rs) x.explore(r, 200);
+        System.out.println("left-out page mutant: " + x.summary());
         assertTrue(x.lost + x.corrupt > 0, "a flush that leaves out a changed page must show lost data or corruption: " + x.summary() + "\n" + buf);
     }
 

@@ -40,7 +40,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * it and ends by applying "base", which gives the image the snapshot's size (S7, step 3b).
      * "pages" (docs/ordering.md R18) runs at 8 KiB clusters (write-through, 16 MiB disk) and 16 KiB
      * clusters (write-back, 32 MiB disk) with 64-bit refcounts, where every L2 table and refcount block
-     * spans several 4 KiB pages: writes scattered over the disk (a third of them of 1-2 MiB, so that
+     * spans several 4 KiB pages: writes scattered over the disk (every other one of 1 MiB, so that
      * the file outgrows a refcount block's first page), some discards, a few flushes; tables are
      * written in part, page by page, many times.
      */
@@ -183,7 +183,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 default -> throw new IllegalArgumentException("unknown workload " + kind + " (one of " + KINDS + ")");
             };
             long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
-            if (pages && t == GuestOp.Type.WRITE) len = i % 3 == 0 ? clusterSize * 128L : 512 * (1 + r.nextInt(16)); // 1-2 MiB, or a few sectors
+            if (pages && t == GuestOp.Type.WRITE) len = i % 2 == 0 ? 1L << 20 : 512 * (1 + r.nextInt(16)); // 1 MiB, or a few sectors
             if (kind.equals("tail") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, Math.min(clusterSize, 65536) / 512))); // often partial clusters
             if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, clusterSize / 512 / 8))); // within a few subclusters
             boolean nearHot = !kind.equals("alloc") && !kind.equals("tail") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
