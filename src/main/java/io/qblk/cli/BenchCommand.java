@@ -123,8 +123,8 @@ public class BenchCommand implements Callable<Integer> {
             if (!quiet && img instanceof io.qblk.target.Qcow2Target q) {
                 io.qblk.qcow2.EngineStats st = q.image().stats();
                 out.println(String.format(Locale.ROOT, "qcow2: %d allocations, %d flushes/commits, %d datasyncs, %d commits without a sync (R17), "
-                        + "%d allocations past an empty R17 reserve (reserve now %d clusters)", st.allocations(), st.flushes(), st.datasyncs(),
-                        st.tailCommits(), st.tailMisses(), st.tailTarget()));
+                        + "%d allocations past an empty R17 reserve (reserve now %d clusters), %d bytes of metadata written", st.allocations(), st.flushes(),
+                        st.datasyncs(), st.tailCommits(), st.tailMisses(), st.tailTarget(), st.metadataBytesWritten()));
             }
         }
         return 0;

@@ -14,6 +14,12 @@ import java.nio.ByteOrder;
  * {@code cleanGen} is the change count last written; {@code fresh} means the cluster has never been
  * written, so nothing on disk may point to it yet; {@code pins} keeps it from eviction while an
  * allocating write is in flight.
+ *
+ * <p>Pages (docs/ordering.md R18): the cluster is split into pages of {@link #PAGE} bytes (one page
+ * when the cluster is smaller); every change records its generation in its page's {@code pageGen},
+ * so a flush writes only the pages changed since {@code cleanGen} (all of them while {@code fresh}).
+ * Every change of the bytes goes through {@link #setEntry}, {@link #setPair} or {@link #setRefcount}:
+ * the arrays are private, so nothing else can change them without marking a page.
  */
 final class CachedTable {
     static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
@@ -23,12 +29,19 @@ final class CachedTable {
 
     final long offset;
     final Kind kind;
-    final long[] entries;   // L2: the table's 8-byte words as on disk
+    /** Bytes per write-back page: the O_DIRECT alignment (cache=none writes must be multiples of it). */
+    static final int PAGE = 4096;
+
+    private final long[] entries;   // L2: the table's 8-byte words as on disk
     /** Words per L2 entry: 1, or 2 with extended L2 (entry at 2i, subcluster bitmap at 2i+1). */
     final int stride;
     /** Extended L2: odd while a writer changes an entry/bitmap pair (a seqlock for lock-free pair reads). */
     private volatile int seq;
-    final byte[] raw;       // refcount block
+    private final byte[] raw;       // refcount block
+    /** log2 of the page size: min({@link #PAGE}, cluster size). */
+    private final int pageShift;
+    /** The {@code dirtyGen} of the last change of each page (0: unchanged since loaded or created). */
+    private final int[] pageGen;
     int dirtyGen;
     int cleanGen;
     boolean fresh;
@@ -41,6 +54,9 @@ final class CachedTable {
         this.entries = entries;
         this.stride = stride;
         this.raw = raw;
+        int bytes = entries != null ? entries.length * 8 : raw.length;
+        this.pageShift = Integer.numberOfTrailingZeros(Math.min(PAGE, bytes));
+        this.pageGen = new int[Math.max(1, bytes >>> pageShift)];
     }
 
     static CachedTable l2(long offset, MemorySegment bytes, int clusterSize, int stride) {
@@ -57,7 +73,20 @@ final class CachedTable {
 
     boolean dirty() { return dirtyGen != cleanGen || fresh; }
 
-    void markDirty() { dirtyGen++; }
+    /** Records a change of the byte at {@code byteOffset} (a new generation for its page). */
+    private void changed(int byteOffset) {
+        pageGen[byteOffset >>> pageShift] = ++dirtyGen;
+    }
+
+    /** Bytes per page: min({@link #PAGE}, cluster size). */
+    int pageBytes() { return 1 << pageShift; }
+
+    int pageCount() { return pageGen.length; }
+
+    /** Under meta: page {@code p} must be written by the next flush (changed since the last completed write, or never written). */
+    boolean pageDirty(int p) {
+        return fresh || pageGen[p] - cleanGen > 0;
+    }
 
     /** Number of L2 entries. */
     int entryCount() { return entries.length / stride; }
@@ -87,7 +116,7 @@ final class CachedTable {
         if (stride == 2) setPair(i, v, bitmapLocked(i));
         else {
             LONGS.setRelease(entries, i, v);
-            dirtyGen++;
+            changed(i * 8);
         }
     }
 
@@ -98,17 +127,26 @@ final class CachedTable {
         LONGS.setRelease(entries, i * 2, e);
         LONGS.setRelease(entries, i * 2 + 1, bm);
         seq = seq + 1;
-        dirtyGen++;
+        changed(i * 16); // entry and bitmap: 16 bytes, never across a page
     }
 
     /** Copies the cluster's on-disk form into {@code dst}. */
     void serialize(MemorySegment dst) {
+        serializePages(0, pageGen.length, dst);
+    }
+
+    /** Copies the on-disk form of pages [from, to) into {@code dst} (page {@code from} at byte 0). */
+    void serializePages(int from, int to, MemorySegment dst) {
+        int start = from << pageShift, end = to << pageShift;
         if (kind == Kind.L2) {
-            for (int i = 0; i < entries.length; i++) dst.set(BE_LONG, i * 8L, (long) LONGS.getAcquire(entries, i));
+            for (int i = start / 8; i < end / 8; i++) dst.set(BE_LONG, i * 8L - start, (long) LONGS.getAcquire(entries, i));
         } else {
-            MemorySegment.copy(raw, 0, dst, ValueLayout.JAVA_BYTE, 0, raw.length);
+            MemorySegment.copy(raw, start, dst, ValueLayout.JAVA_BYTE, 0, end - start);
         }
     }
+
+    /** A copy of a refcount block's bytes as on disk. */
+    byte[] refcountBytes() { return raw.clone(); }
 
     // ---- refcount block entries of 2^order bits (sub-byte widths: bit 0 is the least significant) ----
 
@@ -132,11 +170,12 @@ final class CachedTable {
                 raw[p + k] = (byte) v;
                 v >>>= 8;
             }
+            changed(p); // at most 8 bytes, aligned to their size: never across a page
         } else {
             int bitPos = i * bits, mask = ((1 << bits) - 1) << (bitPos & 7);
             int b = raw[bitPos >>> 3] & 0xff;
             raw[bitPos >>> 3] = (byte) ((b & ~mask) | (((int) v << (bitPos & 7)) & mask));
+            changed(bitPos >>> 3);
         }
-        dirtyGen++;
     }
 }

@@ -19,6 +19,8 @@ public final class EngineStats {
     final LongAdder tailMisses = new LongAdder();
     /** Clusters the R17 reserve is topped up to (it grows after misses). */
     volatile int tailTarget;
+    /** Bytes of metadata (tables, pages of tables, header fields) written by flushes and commits. */
+    final LongAdder metadataBytesWritten = new LongAdder();
 
     /** Lookups of an L2 table answered from the metadata cache. */
     public long cacheHits() { return cacheHits.sum(); }
@@ -41,6 +43,8 @@ public final class EngineStats {
 
     /** Clusters the R17 reserve is refilled to now (0: no reserve used yet). */
     public int tailTarget() { return tailTarget; }
+    /** Bytes of metadata written by flushes and write-through commits (docs/ordering.md R18: only changed pages of a table). */
+    public long metadataBytesWritten() { return metadataBytesWritten.sum(); }
 
     /** Freed host clusters punched out of the image file ({@link DiscardMode#UNMAP}). */
     public long holesPunched() { return holesPunched.sum(); }

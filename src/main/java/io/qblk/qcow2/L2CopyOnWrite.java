@@ -32,7 +32,7 @@ final class L2CopyOnWrite {
         long c = alloc.allocClusterLocked(MetadataKind.L2); // R2: refcount 1 before the L1 entry names it
         CachedTable copy = cache.addFreshLocked(c, CachedTable.Kind.L2);
         // entry by entry; with extended L2 each entry with its subcluster bitmap (two words)
-        for (int i = 0; i < shared.entries.length / shared.stride; i++) {
+        for (int i = 0; i < shared.entryCount(); i++) {
             if (shared.stride == 2) copy.setPair(i, shared.entry(i), shared.bitmapLocked(i));
             else copy.setEntry(i, shared.entry(i));
         }

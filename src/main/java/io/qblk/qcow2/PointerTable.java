@@ -1,7 +1,7 @@
 package io.qblk.qcow2;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.BitSet;
@@ -55,15 +55,15 @@ final class PointerTable {
     void restoreDirtyLocked(BitSet d) { dirty.or(d); }
 
     /** On-disk bytes of table cluster {@code c} (the last one may be short). */
-    MemorySegment clusterBytes(Arena arena, int c) {
+    MemorySegment clusterBytes(SegmentAllocator arena, int c) {
         int from = c * entriesPerCluster;
         return bytes(arena, from, Math.min(entriesPerCluster, entries.length - from));
     }
 
     /** On-disk bytes of the whole table. */
-    MemorySegment allBytes(Arena arena) { return bytes(arena, 0, entries.length); }
+    MemorySegment allBytes(SegmentAllocator arena) { return bytes(arena, 0, entries.length); }
 
-    private MemorySegment bytes(Arena arena, int from, int n) {
+    private MemorySegment bytes(SegmentAllocator arena, int from, int n) {
         MemorySegment s = arena.allocate(Math.max(8L * n, 8), 4096).asSlice(0, 8L * n);
         for (int i = 0; i < n; i++) s.set(CachedTable.BE_LONG, 8L * i, get(from + i));
         return s;

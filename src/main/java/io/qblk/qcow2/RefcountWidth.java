@@ -155,7 +155,7 @@ final class RefcountWidth {
             if (released != null && v > 0 && released.contains(c)) v--;
             if (v != 0) b.setRefcount(ng.refblockSlot(c), ng.refcountOrder, v);
         }
-        return b.raw;
+        return b.refcountBytes();
     }
 
     private long oldRefcount(long c) throws IOException {

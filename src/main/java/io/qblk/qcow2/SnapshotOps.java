@@ -326,7 +326,7 @@ final class SnapshotOps {
             long off = x & L2Entry.OFFSET_MASK;
             if (off == 0) continue;
             CachedTable t = cache.load(off, CachedTable.Kind.L2);
-            for (int j = 0; j < t.entries.length / t.stride; j++) {
+            for (int j = 0; j < t.entryCount(); j++) {
                 long e = t.entry(j);
                 switch (geo.typeOf(e)) {
                     case L2Entry.NORMAL, L2Entry.ZERO_ALLOC -> adjust(geo.clusterOf(e & L2Entry.OFFSET_MASK), d, false, done);
@@ -367,7 +367,7 @@ final class SnapshotOps {
                 long want = alloc.refcountLocked(geo.clusterOf(off)) == 1 ? cur | L2Entry.COPIED : cur & ~L2Entry.COPIED;
                 if (want != cur) map.setL1EntryLocked(l1i, want);
                 CachedTable t = cache.getLocked(off, CachedTable.Kind.L2);
-                for (int j = 0; j < t.entries.length / t.stride; j++) {
+                for (int j = 0; j < t.entryCount(); j++) {
                     long e = t.entry(j);
                     int type = geo.typeOf(e);
                     if (type != L2Entry.NORMAL && type != L2Entry.ZERO_ALLOC) continue;

@@ -72,7 +72,7 @@ final class CrashStateExplorer {
     static List<Workload> workloads(String filter, long seed) {
         List<Workload> ws = new ArrayList<>();
         for (String k : concat(Workload.KINDS, Workload.REPAIR_KINDS))
-            for (int cs : Workload.CLUSTER_SIZES) {
+            for (int cs : Workload.clusterSizes(k)) {
                 if (!Workload.applies(k, cs)) continue;
                 Workload w = Workload.generate(k, cs, seed);
                 if (filter == null || filter.equals("all") || filter.equals(k) || filter.equals(w.name()) || filter.equals(Workload.sizeName(cs))) ws.add(w);
@@ -128,6 +128,7 @@ final class CrashStateExplorer {
     }
 
     private static double weight(Workload w) {
+        if (w.kind().equals("pages")) return 0.5; // a 16 or 32 MiB disk read back per state
         return w.clusterSize() >= (1 << 20) ? 0.25 : 1.0;
     }
 

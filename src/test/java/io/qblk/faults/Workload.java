@@ -38,8 +38,13 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * "snapshot-resize" starts from an image resized since its snapshot "base" was taken
      * ({@link #startSize}, {@link #snapshotSize}), runs "mixed" operations and a snapshot create on
      * it and ends by applying "base", which gives the image the snapshot's size (S7, step 3b).
+     * "pages" (docs/ordering.md R18) runs at 8 KiB clusters (write-through, 16 MiB disk) and 16 KiB
+     * clusters (write-back, 32 MiB disk) with 64-bit refcounts, where every L2 table and refcount block
+     * spans several 4 KiB pages: writes scattered over the disk (every other one of 1 MiB, so that
+     * the file outgrows a refcount block's first page), some discards, a few flushes; tables are
+     * written in part, page by page, many times.
      */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "tail", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "tail", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing", "pages");
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
@@ -87,8 +92,17 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         return offset < 0 ? "base" : "s" + offset;
     }
 
+    /** The cluster sizes "pages" runs at: tables of several 4 KiB pages on a small disk. */
+    static final List<Integer> PAGES_CLUSTER_SIZES = List.of(8192, 16384);
+
+    /** The cluster sizes a kind is generated at ({@link #CLUSTER_SIZES}, except for "pages"). */
+    static List<Integer> clusterSizes(String kind) {
+        return kind.equals("pages") ? PAGES_CLUSTER_SIZES : CLUSTER_SIZES;
+    }
+
     /** Whether a kind runs at a cluster size (extended L2 entries need 16k clusters or more). */
     static boolean applies(String kind, int clusterSize) {
+        if (kind.equals("pages")) return PAGES_CLUSTER_SIZES.contains(clusterSize);
         return !kind.startsWith("subcluster") || clusterSize >= 16384;
     }
 
@@ -101,7 +115,8 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** How the engine opens the image for this workload. */
     io.qblk.qcow2.OpenOptions openOptions() {
         io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults();
-        return kind.equals("writethrough") || kind.equals("tail") || lazyRefcounts() ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
+        boolean through = kind.equals("writethrough") || kind.equals("tail") || lazyRefcounts() || (kind.equals("pages") && clusterSize == 8192);
+        return through ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
     }
 
     /** The image has lazy refcounts (and is written through, so commits skip refcount blocks). */
@@ -140,8 +155,9 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** {@code small}: fewer and shorter operations (at most 64 KiB), for exhaustive I/O error injection. */
     static Workload generate(String kind, int clusterSize, long seed, boolean small) {
         Random r = new Random(seed ^ (kind.hashCode() * 31L + clusterSize));
-        int refBits = clusterSize == 512 ? 64 : 16;
-        long fullSize = clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
+        boolean pages = kind.equals("pages");
+        int refBits = clusterSize == 512 || pages ? 64 : 16;
+        long fullSize = pages ? clusterSize * 2048L : clusterSize == 512 ? 4L << 20 : clusterSize == (2 << 20) ? 16L << 20 : 8L << 20;
         // the guest ops stay inside the size the run starts at
         long vsize = new Workload(kind, clusterSize, refBits, fullSize, seed, List.of()).startSize();
         long maxLen = small ? 65536 : Math.min(1L << 20, vsize / 4);
@@ -154,6 +170,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         for (int i = 0; i < n; i++) {
             GuestOp.Type t = switch (kind) {
                 case "alloc", "tail" -> GuestOp.Type.WRITE;
+                case "pages" -> i % 5 == 2 ? (r.nextBoolean() ? GuestOp.Type.DISCARD : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "rewrite" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
@@ -166,6 +183,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                 default -> throw new IllegalArgumentException("unknown workload " + kind + " (one of " + KINDS + ")");
             };
             long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
+            if (pages && t == GuestOp.Type.WRITE) len = i % 2 == 0 ? 1L << 20 : 512 * (1 + r.nextInt(16)); // 1 MiB, or a few sectors
             if (kind.equals("tail") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, Math.min(clusterSize, 65536) / 512))); // often partial clusters
             if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, clusterSize / 512 / 8))); // within a few subclusters
             boolean nearHot = !kind.equals("alloc") && !kind.equals("tail") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
