@@ -238,6 +238,34 @@ class Qcow2MetadataTest {
         }
     }
 
+    /**
+     * Lock-free L2 lookups go through a direct-mapped front of the cache: with a cache of 8 tables and
+     * 16 in use, tables are evicted and loaded again all the time, and a lookup must never be served
+     * by an evicted copy (it would miss the mappings made in the reloaded one).
+     */
+    @Test
+    void l2LookupsAfterEvictionSeeTheReloadedTables() throws Exception {
+        Path p = dir.resolve("evict.qcow2");
+        long region = 512L << 20; // one L2 table of 64 KiB clusters
+        Qcow2Image.create(p, CreateOptions.defaults(16 * region));
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            for (int r = 0; r < 16; r++) img.write(r * region, filled(4096, 1 + r));
+        }
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults().withCacheBytes(65536))) { // budget: 8 clusters (the minimum)
+            for (int round = 0; round < 3; round++) {
+                for (int r = 0; r < 16; r++) {
+                    assertEquals(1 + r, read(img, r * region, 1)[0], "region " + r);
+                    long at = r * region + (round + 1) * 65536L;
+                    img.write(at, filled(4096, 100 + round));
+                    assertEquals(100 + round, read(img, at, 1)[0], "region " + r + " round " + round);
+                    img.flush(); // the tables become clean: evictable again
+                }
+            }
+            assertTrue(img.stats().cacheMisses() > 16, "tables were evicted and loaded again: " + img.stats().cacheMisses());
+        }
+        assertQemuClean(p);
+    }
+
     @Test
     void dirtyBitTriggersRepairOnOpen() throws Exception {
         Path p = dir.resolve("dirty.qcow2");
