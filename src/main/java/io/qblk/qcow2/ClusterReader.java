@@ -57,7 +57,7 @@ final class ClusterReader {
                 if (type == L2Entry.NORMAL) {
                     long host = geo.hostOf(e, g);
                     long run = map.contiguousRun(g, host, n, len - pos, false);
-                    file.read(host + in, dst.asSlice(pos, run));
+                    file.read(host + in, run == len ? dst : dst.asSlice(pos, run)); // the whole request: no slice
                     pos += run;
                     continue;
                 }

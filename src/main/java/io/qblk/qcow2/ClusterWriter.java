@@ -87,7 +87,7 @@ final class ClusterWriter {
                         long run = map.contiguousRun(g, host, n, len - pos, true);
                         String bad = overlap.dataOverlap(host, in + run);
                         if (bad != null) throw new MetadataCorruption(bad);
-                        file.write(host + in, src.asSlice(pos, run));
+                        file.write(host + in, run == len ? src : src.asSlice(pos, run)); // the whole request: no slice
                         writeBack.dataWritten(); // after completion: a flush that starts later must sync
                         pos += run;
                         continue;

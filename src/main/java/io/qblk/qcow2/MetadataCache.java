@@ -7,6 +7,8 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.lang.invoke.VarHandle;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
 
@@ -30,12 +32,22 @@ final class MetadataCache {
     private final ConcurrentHashMap<Long, CachedTable> rbCache = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<Long, CompletableFuture<CachedTable>> loading = new ConcurrentHashMap<>();
     private volatile long cachedBytes; // written under meta, read without it
+    /**
+     * A direct-mapped front of {@code l2Cache} for guest lookups (slot: cluster number mod
+     * {@value #RECENT}), so a hit needs no boxed key. A slot only ever holds a table {@code l2Cache}
+     * holds: whatever takes a table out of it or replaces it clears the table's slot ({@link #forgetRecent}),
+     * and a lookup that filled a slot checks afterwards that the table is still cached.
+     */
+    private static final int RECENT = 64;
+    private final AtomicReferenceArray<CachedTable> recentL2 = new AtomicReferenceArray<>(RECENT);
+    private final int clusterBits;
 
     /** {@code l2Stride}: 8-byte words per L2 entry (2 with extended L2 entries). */
     MetadataCache(IoBackend file, int clusterSize, int l2Stride, long budget, EngineStats stats, BufferPool clusterPool) {
         this.l2Stride = l2Stride;
         this.file = file;
         this.cs = clusterSize;
+        this.clusterBits = Integer.numberOfTrailingZeros(clusterSize);
         this.budget = budget;
         this.stats = stats;
         this.clusterPool = clusterPool;
@@ -75,11 +87,27 @@ final class MetadataCache {
 
     /** Lock-free: the L2 table at {@code off}, loaded if need be (a guest lookup). */
     CachedTable l2(long off) throws IOException {
-        CachedTable t = l2Cache.get(off);
-        if (t == null) return load(off, CachedTable.Kind.L2);
+        int slot = recentSlot(off);
+        CachedTable t = recentL2.get(slot);
+        if (t == null || t.offset != off) {
+            t = l2Cache.get(off);
+            if (t == null) return load(off, CachedTable.Kind.L2);
+            recentL2.set(slot, t);
+            VarHandle.fullFence(); // the slot store before the re-check (forgetRecent: remove before the clear)
+            if (l2Cache.get(off) != t) recentL2.compareAndSet(slot, t, null); // it left meanwhile: never keep it
+        }
         stats.cacheHits.increment();
         if (!t.referenced) t.referenced = true;
         return t;
+    }
+
+    private int recentSlot(long off) {
+        return (int) (off >>> clusterBits) & (RECENT - 1);
+    }
+
+    /** After {@code t} left {@code l2Cache} (or was replaced there): its slot no longer serves it. */
+    private void forgetRecent(CachedTable t) {
+        if (t != null && t.kind == CachedTable.Kind.L2) recentL2.compareAndSet(recentSlot(t.offset), t, null);
     }
 
     /** Under meta: the cached table at {@code off}, or {@link NeedLoad}. */
@@ -94,14 +122,18 @@ final class MetadataCache {
     CachedTable addFreshLocked(long off, CachedTable.Kind kind) {
         CachedTable t = kind == CachedTable.Kind.L2 ? CachedTable.l2(off, null, cs, l2Stride) : CachedTable.refblock(off, null, cs);
         t.fresh = true;
-        map(kind).put(off, t);
+        forgetRecent(map(kind).put(off, t));
         cachedBytes += cs;
         return t;
     }
 
     /** Under meta: forgets the cached table at {@code off} (its cluster was freed; a later use of the cluster must not see it). */
     void discardLocked(long off, CachedTable.Kind kind) {
-        if (map(kind).remove(off) != null) cachedBytes -= cs;
+        CachedTable gone = map(kind).remove(off);
+        if (gone != null) {
+            cachedBytes -= cs;
+            forgetRecent(gone);
+        }
     }
 
     /** Under meta: forgets every cached refcount block (check's rebuild replaces them all). */
@@ -185,6 +217,7 @@ final class MetadataCache {
                     }
                     it.remove();
                     cachedBytes -= cs;
+                    forgetRecent(t);
                 }
             }
         }

@@ -186,6 +186,86 @@ class Qcow2MetadataTest {
         }
     }
 
+    /** The in-place (fast path) write of a cluster whose L2 entry points at a refcount block is refused and leaves the block alone. */
+    @Test
+    void inPlaceDataWriteOnMetadataIsRefused() throws Exception {
+        Path p = dir.resolve("ovl-inplace.qcow2");
+        Qcow2Image.create(p, CreateOptions.defaults(16L << 20));
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.write(0, filled(65536, 1));
+            img.write(65536, filled(65536, 4));
+        }
+        long l2 = readLong(p, readLong(p, 40)) & L2Entry.OFFSET_MASK;
+        long rbOff = readLong(p, 65536);
+        writeLong(p, l2, rbOff | L2Entry.COPIED); // guest cluster 0 "is" the refcount block now
+        byte[] before = Files.readAllBytes(p);
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.write(65536, filled(4096, 5)); // an honest in-place write first: publishes the overlap snapshot
+            Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> img.write(512, filled(4096, 2)));
+            assertEquals(Qcow2Exception.Kind.CORRUPT, e.kind());
+            assertTrue(e.getMessage().contains("would overwrite the refcount block"), e.getMessage());
+        }
+        byte[] after = Files.readAllBytes(p);
+        assertArrayEquals(java.util.Arrays.copyOfRange(before, (int) rbOff, (int) rbOff + 65536),
+                java.util.Arrays.copyOfRange(after, (int) rbOff, (int) rbOff + 65536), "the refcount block is untouched");
+    }
+
+    /**
+     * A data cluster with a wrong refcount of 0 is handed out as a new L2 table while the guest still
+     * maps it: the next in-place write to that guest cluster is refused (the overlap snapshot the
+     * earlier writes used must not hide the new table).
+     */
+    @Test
+    void inPlaceWriteSeesMetadataAllocatedAfterEarlierWrites() throws Exception {
+        Path p = dir.resolve("ovl-late.qcow2");
+        Qcow2Image.create(p, CreateOptions.defaults(1L << 30));
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.write(0, filled(65536, 1));
+        }
+        long l2 = readLong(p, readLong(p, 40)) & L2Entry.OFFSET_MASK;
+        long data = readLong(p, l2) & L2Entry.OFFSET_MASK;
+        long rbOff = readLong(p, 65536);
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.seek(rbOff + 2 * (data >>> 16));
+            f.writeShort(0); // refcount of the mapped data cluster: 0 (corrupt)
+        }
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            img.write(0, filled(4096, 2)); // in place, no overlap yet
+            img.write(512L << 20, filled(65536, 3)); // needs a new L2 table: the allocator takes the "free" data cluster
+            Qcow2Exception e = assertThrows(Qcow2Exception.class, () -> img.write(4096, filled(4096, 4)));
+            assertEquals(Qcow2Exception.Kind.CORRUPT, e.kind());
+            assertTrue(e.getMessage().contains("host offset " + data + " would overwrite the L2 table"), e.getMessage());
+        }
+    }
+
+    /**
+     * Lock-free L2 lookups go through a direct-mapped front of the cache: with a cache of 8 tables and
+     * 16 in use, tables are evicted and loaded again all the time, and a lookup must never be served
+     * by an evicted copy (it would miss the mappings made in the reloaded one).
+     */
+    @Test
+    void l2LookupsAfterEvictionSeeTheReloadedTables() throws Exception {
+        Path p = dir.resolve("evict.qcow2");
+        long region = 512L << 20; // one L2 table of 64 KiB clusters
+        Qcow2Image.create(p, CreateOptions.defaults(16 * region));
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults())) {
+            for (int r = 0; r < 16; r++) img.write(r * region, filled(4096, 1 + r));
+        }
+        try (Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults().withCacheBytes(65536))) { // budget: 8 clusters (the minimum)
+            for (int round = 0; round < 3; round++) {
+                for (int r = 0; r < 16; r++) {
+                    assertEquals(1 + r, read(img, r * region, 1)[0], "region " + r);
+                    long at = r * region + (round + 1) * 65536L;
+                    img.write(at, filled(4096, 100 + round));
+                    assertEquals(100 + round, read(img, at, 1)[0], "region " + r + " round " + round);
+                    img.flush(); // the tables become clean: evictable again
+                }
+            }
+            assertTrue(img.stats().cacheMisses() > 16, "tables were evicted and loaded again: " + img.stats().cacheMisses());
+        }
+        assertQemuClean(p);
+    }
+
     @Test
     void dirtyBitTriggersRepairOnOpen() throws Exception {
         Path p = dir.resolve("dirty.qcow2");
