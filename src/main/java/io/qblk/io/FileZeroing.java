@@ -41,7 +41,7 @@ public final class FileZeroing {
     }
 
     /** {@link Fallocate} for a descriptor, with the syscall on the calling thread. */
-    static int syscall(int fd, int mode, long offset, long length) {
+    public static int syscall(int fd, int mode, long offset, long length) {
         return LibC.fallocate(fd, mode, offset, length) == 0 ? 0 : LibC.errno();
     }
 }

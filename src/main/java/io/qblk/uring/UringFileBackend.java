@@ -295,7 +295,7 @@ public final class UringFileBackend implements FdBackend {
         CallerRing via = ringMinBytes > 0 ? null : route(); // with a size threshold (ublk auto): syscall
         if (via == null) {
             syscallOps.increment();
-            return LibC.fallocate(fd, mode, offset, length) == 0 ? 0 : LibC.errno();
+            return FileZeroing.syscall(fd, mode, offset, length);
         }
         ringOps.increment();
         RingThread r = via.ring();
