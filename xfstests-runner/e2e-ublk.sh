@@ -101,8 +101,28 @@ fio_failure() {
     off=${off%,}
     echo "block $off+$len now reads:"
     dd if="$2" bs="$len" skip=$((off / len)) count=1 iflag=direct status=none | od -A d -t x1 | head -3
-    [ -n "${3:-}" ] && qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>&1 | head -3
+    [ -n "${3:-}" ] || continue
+    qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>&1 | head -3
+    # the host bytes the mapping points at, read from the image file itself (not through qblk)
+    local host; host=$(qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>/dev/null |
+      python3 -c 'import json,sys; m=json.load(sys.stdin); print(m[0].get("offset","") if m else "")' 2>/dev/null)
+    if [ -n "$host" ]; then
+      echo "image file at host offset $host (cluster start $((host / 65536 * 65536))):"
+      dd if="$3" bs=4096 skip=$((host / 4096)) count=$((len / 4096)) status=none | od -A d -t x1 | head -3
+    fi
   done
+  [ -n "${3:-}" ] && qemu-img check -U "$3" 2>&1 | tail -4
+}
+
+# lat_log_of_bad FIO_LOG PREFIX: when fio (--write_lat_log=PREFIX --log_offset=1) completed each block
+# it found bad (ms since the job started; the kill came E2E_KILL_AFTER s after the start), and the
+# longest gap between completions (the recovery), to tell a write acknowledged before the kill from one after.
+lat_log_of_bad() {
+  local off
+  grep -oE 'at file [^ ]+ offset [0-9]+' "$1" | sort -u | head -4 | while read -r _ _ _ _ off; do
+    echo "completions of offset $off: $(grep -h ", $off\b" "$2"_clat.*.log 2>/dev/null | tr '\n' ';')"
+  done
+  cat "$2"_clat.*.log 2>/dev/null | awk -F, '{print $1+0}' | sort -n | awk 'NR>1 && $1-p>g {g=$1-p; a=p; b=$1} {p=$1} END {print "longest completion gap: " g " ms, from " a " to " b " ms"}'
 }
 
 fio_suite() {
@@ -274,7 +294,8 @@ recover_qcow2() {
   check "$label: 32 MiB pattern written with O_DIRECT and flushed (conv=fsync)" \
     dd if="$WORK/pattern" of="$d" bs=1M seek=576 oflag=direct conv=fsync status=none
   fio_job recq "$d" --rw=randwrite --bs=16k --iodepth=32 --allow_mounted_write=1 --offset=640M --size=24M --offset_increment=128M \
-      --rate_iops=150 "${MQ_FIO[@]}" >"$WORK/recq-fio.log" 2>&1 &
+      --rate_iops=150 "${MQ_FIO[@]}" \
+      --write_lat_log="$WORK/recq" --log_offset=1 >"$WORK/recq-fio.log" 2>&1 &
   local fio_pid=$!
   kill_server_during "$fio_pid" "$label"
   xfs_mounted_at_kill "$label"
@@ -290,7 +311,7 @@ recover_qcow2() {
   else
     fail "$label: no repair before serving: $(tail -3 "$WORK/qcow2-recovered.err" | tr '\n' ' ')"
   fi
-  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; fio_failure "$WORK/recq-fio.log" "$d" "$img"; tail -5 "$WORK/qcow2-recovered.err"; fi
+  if wait "$fio_pid"; then pass "$label: fio (2 jobs) across kill -9 + recover completes and verifies every block"; else fail "$label: fio across recovery"; fio_failure "$WORK/recq-fio.log" "$d" "$img"; tail -5 "$WORK/qcow2-recovered.err"; lat_log_of_bad "$WORK/recq-fio.log" "$WORK/recq"; fi
   check "$label: the flushed pattern reads back intact after recovery" \
     sh -c "dd if=$d bs=1M skip=576 count=32 iflag=direct status=none | cmp - $WORK/pattern"
   check "$label: I/O continues: fio 4k randwrite depth 64, 2 jobs + crc32c verify" \
