@@ -63,7 +63,7 @@ final class ClusterWriter {
         long len = src.byteSize();
         guard.checkWritable();
         guard.beforeChange();
-        boolean mapped = false;
+        boolean mapped = false, inPlace = false;
         exclusive.lockShared();
         try {
             long pos = 0;
@@ -78,6 +78,7 @@ final class ClusterWriter {
                         long run = writeAllocatedSubclusters(g, in, n, len - pos, src.asSlice(pos));
                         if (run > 0) {
                             pos += run;
+                            inPlace = true;
                             continue;
                         }
                     } else {
@@ -90,6 +91,7 @@ final class ClusterWriter {
                         file.write(host + in, run == len ? src : src.asSlice(pos, run)); // the whole request: no slice
                         writeBack.dataWritten(); // after completion: a flush that starts later must sync
                         pos += run;
+                        inPlace = true;
                         continue;
                     }
                     }
@@ -112,7 +114,7 @@ final class ClusterWriter {
         } finally {
             exclusive.unlockShared();
         }
-        writeBack.afterRequest(mapped);
+        writeBack.afterRequest(mapped, inPlace);
     }
 
     /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */
@@ -189,9 +191,10 @@ final class ClusterWriter {
         // R1: the data is written; only now does the entry map it.
         release(c, g, () -> {
             long cur = c.table.entry(idx);
-            c.table.setEntry(idx, c.host | L2Entry.COPIED);
+            // W1: counted before the entry is stored
             if (c.tail) writeBack.tailMappingChangedLocked();
             else writeBack.mappingChangedLocked();
+            c.table.setEntry(idx, c.host | L2Entry.COPIED);
             if (c.fresh || geo.typeOf(cur) != L2Entry.ZERO_ALLOC || (cur & L2Entry.OFFSET_MASK) != c.host) alloc.queueEntryFreeLocked(cur);
         });
         return true;
@@ -331,8 +334,8 @@ final class ClusterWriter {
         release(c, g, () -> {
             long cur = c.table.entry(idx);
             long curBm = sc.whole ? 0 : c.table.bitmapLocked(idx);
+            writeBack.mappingChangedLocked(); // W1: before the entry
             c.table.setPair(idx, c.host | L2Entry.COPIED, (curBm | bits) & ~(bits << 32));
-            writeBack.mappingChangedLocked();
             if (c.fresh) alloc.queueEntryFreeLocked(cur);
         });
         return len;
@@ -392,8 +395,8 @@ final class ClusterWriter {
                 }
                 long nbm = (bm | (bits << 32)) & ~bits;
                 if (nbm != bm) {
+                    writeBack.mappingChangedLocked(); // W1: before the entry
                     t.setPair(idx, e, nbm);
-                    writeBack.mappingChangedLocked();
                 }
                 return true;
             });
@@ -443,8 +446,8 @@ final class ClusterWriter {
             // R1: the compressed data is written; only now does the entry map it.
             release(c, g, () -> {
                 long cur = c.table.entry(idx);
+                writeBack.mappingChangedLocked(); // W1: before the entry
                 c.table.setEntry(idx, L2Entry.compressed(c.host, len, clusterBits));
-                writeBack.mappingChangedLocked();
                 alloc.queueEntryFreeLocked(cur);
             });
         } catch (MetadataCorruption mc) {
@@ -452,7 +455,7 @@ final class ClusterWriter {
         } finally {
             exclusive.unlockShared();
         }
-        writeBack.afterRequest(true);
+        writeBack.afterRequest(true, false);
     }
 
     // ---------------------------------------------------------------- zeroes and discard
@@ -540,8 +543,8 @@ final class ClusterWriter {
                         nextBm = discard && !backing.present() && type == L2Entry.UNALLOCATED ? 0 : L2Entry.ALL_ZERO;
                     }
                     if (next == cur && nextBm == bm) continue;
+                    writeBack.mappingChangedLocked(); // W1: before the entry
                     t.setPair(idx, next, nextBm);
-                    writeBack.mappingChangedLocked();
                     if (next == 0) alloc.queueEntryFreeLocked(cur); // R4: freed after the flush
                     continue;
                 }
@@ -554,8 +557,8 @@ final class ClusterWriter {
                     next = 0;
                 }
                 if (next == cur) continue;
+                writeBack.mappingChangedLocked(); // W1: before the entry
                 t.setEntry(idx, next);
-                writeBack.mappingChangedLocked();
                 if ((next & L2Entry.OFFSET_MASK) == 0) alloc.queueEntryFreeLocked(cur); // R4: freed after the flush
             }
             return stop;

@@ -2,6 +2,7 @@ package io.qblk.qcow2;
 
 import io.qblk.io.IoBackend;
 import java.io.IOException;
+import java.lang.invoke.VarHandle;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.nio.ByteBuffer;
@@ -58,15 +59,18 @@ final class WriteBack {
     private final ReentrantLock flushLock = new ReentrantLock();
     /** Where a flush serializes what it writes; used under flushLock only. */
     private final FlushBuffers buffers = new FlushBuffers();
-    /** Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); guarded by meta. */
-    private long mappingChanges;
+    /**
+     * Guest-visible mapping changes made so far (L2 entries set by writes, zeroes, discards); changed
+     * under meta, before the entry itself (W1), and read without a lock by {@link #afterInPlaceWrite}.
+     */
+    private volatile long mappingChanges;
     /**
      * A mapping change since the last snapshot that needs phase A's sync before its L2/L1 write
      * (every change but R17's tail mappings); guarded by meta.
      */
     private boolean orderedChange;
-    /** How many of them a successful flush has written to the file (in rule order); guarded by flushLock. */
-    private long committedChanges;
+    /** How many of them a successful flush has written to the file (in rule order); written under flushLock. */
+    private volatile long committedChanges;
     /**
      * Frees whose dropping L2/L1 entries a commit wrote without the final sync (rule R4 waits for
      * that sync): applied after the next flush, whose phase-A sync covers those writes. Guarded by flushLock.
@@ -105,18 +109,30 @@ final class WriteBack {
         unsyncedWrites = true;
     }
 
-    /** Under meta, in the critical section that set an L2 entry: counts the change for write-through. */
+    /**
+     * Under meta, in the critical section that sets an L2 entry, BEFORE the entry is stored (W1):
+     * counts the change for write-through.
+     */
     void mappingChangedLocked() {
-        mappingChanges++;
+        countMappingChangeLocked();
         orderedChange = true;
     }
 
     /**
-     * Under meta, instead of {@link #mappingChangedLocked}: an R17 tail mapping (a ready tail cluster
-     * mapped where the guest read zeroes, non-extended L2), whose L2 write needs no sync before it.
+     * Under meta, instead of {@link #mappingChangedLocked} (also before the entry is stored): an R17
+     * tail mapping (a ready tail cluster mapped where the guest read zeroes, non-extended L2), whose
+     * L2 write needs no sync before it.
      */
     void tailMappingChangedLocked() {
-        mappingChanges++;
+        countMappingChangeLocked();
+    }
+
+    // W1, the writer's side: the count is stored before the entry (a volatile store alone would let
+    // the later plain store of the entry move above it), so an in-place writer that sees the entry
+    // also sees this count or a later one (its side: afterInPlaceWrite).
+    private void countMappingChangeLocked() {
+        mappingChanges = mappingChanges + 1; // under meta: no lost update
+        VarHandle.storeStoreFence();
     }
 
     /** R17: the reserve could not be made (a limit, or no fallocate): no more attempts. */
@@ -147,10 +163,30 @@ final class WriteBack {
         return metadataWrite == MetadataWrite.WRITETHROUGH;
     }
 
-    /** After a request: write-through commit if it changed a mapping, else a flush if the cache is over budget. */
-    void afterRequest(boolean mapped) throws IOException {
-        if (mapped && writeThrough()) commit();
+    /**
+     * After a request: write-through commit if it changed a mapping, or if it wrote in place into a
+     * cluster whose mapping may not be in the file yet (W1); then a flush if the cache is over budget.
+     */
+    void afterRequest(boolean mapped, boolean inPlace) throws IOException {
+        if (writeThrough()) {
+            if (mapped) commit();
+            else if (inPlace) afterInPlaceWrite();
+        }
         if (cache.overBudget()) flush(); // also after a commit: a lazy one leaves refcount blocks dirty
+    }
+
+    /**
+     * W1, the in-place writer's side, after its lookups and data writes: the entries it wrote through
+     * may have been set by allocating writes whose commit has not written them yet (another writer
+     * maps a cluster, then this one writes into it before that commit ran); this write completes only
+     * once they are in the file. The load fence keeps the loads of those entries before the load of
+     * the count (the writer stored the count first), so the count read covers every entry seen.
+     * Nothing uncommitted (a preallocated image, or no allocation lately): two volatile loads.
+     */
+    private void afterInPlaceWrite() throws IOException {
+        VarHandle.loadLoadFence();
+        long want = mappingChanges;
+        if (committedChanges < want) commitUpTo(want);
     }
 
     /** Rule L2: true while refcount blocks a lazy commit skipped may still be unwritten. */
@@ -216,13 +252,11 @@ final class WriteBack {
      * covered return without another one (group commit).
      */
     void commit() throws IOException {
-        long want;
-        cache.lock();
-        try {
-            want = mappingChanges;
-        } finally {
-            cache.unlock();
-        }
+        commitUpTo(mappingChanges);
+    }
+
+    /** {@link #commit} of the first {@code want} mapping changes (and whatever else the flush finds). */
+    private void commitUpTo(long want) throws IOException {
         exclusive.lockShared();
         flushLock.lock();
         try {
