@@ -478,11 +478,22 @@ final class WriteBack {
         }
     }
 
+    /**
+     * One phase's writes as one batch ({@link IoBackend#writeAll}: on io_uring one submission, one
+     * wait): they may land in any order, which the rules allow within a phase; the phase's sync (or,
+     * for a commit's phase B, the request's completion) comes only after all of them completed. A
+     * failure leaves the whole phase unwritten for {@link #restore}.
+     */
     private void writeAll(List<Item> items) throws IOException {
+        if (items.isEmpty()) return;
+        List<IoBackend.Write> writes = new ArrayList<>(items.size());
+        long bytes = 0;
         for (Item it : items) {
-            file.write(it.offset, it.bytes);
-            stats.metadataBytesWritten.add(it.bytes.byteSize());
+            writes.add(new IoBackend.Write(it.offset, it.bytes));
+            bytes += it.bytes.byteSize();
         }
+        file.writeAll(writes);
+        stats.metadataBytesWritten.add(bytes);
     }
 
     private void sync() throws IOException {
