@@ -102,7 +102,10 @@ final class WriteBack {
 
     /** After a data write completed (never before: a flush that starts later must sync it, R1). */
     void dataWritten() {
-        unsyncedWrites = true;
+        // read first: a volatile store on every write costs a full fence, a volatile read does not. Seeing
+        // true is enough: the store of false that a sync makes before its fdatasync is then later in the
+        // synchronization order than this write's completion, so that fdatasync covers the write
+        if (!unsyncedWrites) unsyncedWrites = true;
     }
 
     /** Under meta, in the critical section that set an L2 entry: counts the change for write-through. */
