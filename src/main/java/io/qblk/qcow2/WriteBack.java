@@ -133,10 +133,15 @@ final class WriteBack {
     /**
      * R17: clusters the reserve is topped up to (flush lock). It starts at 2 MiB worth (at least 8,
      * at most 256 clusters), which keeps depth-1 writers on the tail; when allocations between two
-     * commits found it empty (many writers in flight, or one request over many clusters) it doubles,
-     * up to 16 times that or 32 MiB worth. A crash leaks at most the unused reserve.
+     * commits found it empty (many writers in flight, or one request over many clusters), or a
+     * reserve lasted fewer than {@link #FAST_REFILL} commits (each refill costs every waiting writer
+     * a sync), it doubles, up to 16 times that or 32 MiB worth. A crash leaks at most the unused reserve.
      */
     private int tailTarget;
+    /** R17: a refill fewer than this many commits after the previous one doubles the reserve. */
+    static final int FAST_REFILL = 8;
+    /** R17: commits since the last refill (flush lock). */
+    private int commitsSinceRefill = FAST_REFILL;
 
     private int tailBase() {
         return (int) Math.max(8, Math.min(256, (2L << 20) / cs));
@@ -350,7 +355,12 @@ final class WriteBack {
                 stats.tailTarget = tailTarget;
                 return alloc.reserveTailLocked(tailTarget);
             });
-            if (range != null) file.allocate(range[0], range[1] - range[0]);
+            if (range != null) {
+                if (commitsSinceRefill < FAST_REFILL) tailTarget = Math.min(2 * tailTarget, tailCap()); // the next refill
+                commitsSinceRefill = 0;
+                stats.tailTarget = tailTarget;
+                file.allocate(range[0], range[1] - range[0]);
+            } else commitsSinceRefill++;
         } catch (MetadataCorruption c) {
             throw guard.corrupted(c);
         } catch (IOException e) {
