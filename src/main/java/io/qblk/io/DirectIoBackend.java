@@ -108,6 +108,31 @@ public final class DirectIoBackend implements IoBackend {
         buffered.write(offset, src);
     }
 
+    /**
+     * The aligned writes as one batch on the direct descriptor, the others one by one on the buffered
+     * one. If the direct batch fails with EINVAL it is redone whole, buffered (positional writes are
+     * idempotent), as {@link #write} does for one request.
+     */
+    @Override
+    public void writeAll(java.util.List<Write> writes) throws IOException {
+        java.util.List<Write> direct = new java.util.ArrayList<>(writes.size());
+        for (Write w : writes) {
+            if (aligned(w.offset(), w.src())) direct.add(w);
+            else write(w.offset(), w.src());
+        }
+        if (direct.isEmpty()) return;
+        try {
+            this.direct.writeAll(direct);
+            directOps.add(direct.size());
+            return;
+        } catch (ErrnoException e) {
+            if (e.errno() != Errno.EINVAL) throw e;
+            sawEinval(e);
+        }
+        bufferedOps.add(direct.size());
+        buffered.writeAll(direct);
+    }
+
     private synchronized void sawEinval(ErrnoException e) {
         if (++einvals >= EINVAL_LIMIT) disableDirect("O_DIRECT requests failed with EINVAL " + einvals + " times (last: " + e.getMessage() + ")");
     }

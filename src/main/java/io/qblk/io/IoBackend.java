@@ -22,6 +22,21 @@ public interface IoBackend extends Closeable {
     /** Writes all of {@code src} at {@code offset}, growing the file if needed. */
     void write(long offset, MemorySegment src) throws IOException;
 
+    /** One write of a batch ({@link #writeAll}): all of {@code src} at {@code offset}. */
+    record Write(long offset, MemorySegment src) {}
+
+    /**
+     * Writes every item of {@code writes} and returns when all have completed: the writes of one
+     * batch are independent (no two overlap) and may be issued together and land in any order, like
+     * writes issued concurrently; nothing about their order may be relied on before the next
+     * {@link #datasync}. On failure the first error is thrown, with its kind (errno), only after no
+     * write of the batch is in flight any more; the others may or may not have landed. This default
+     * writes them one at a time; the io_uring backend submits them in one {@code io_uring_enter}.
+     */
+    default void writeAll(java.util.List<Write> writes) throws IOException {
+        for (Write w : writes) write(w.offset(), w.src());
+    }
+
     /** Makes every completed write durable (fdatasync semantics). */
     void datasync() throws IOException;
 

@@ -106,7 +106,10 @@ final class WriteBack {
 
     /** After a data write completed (never before: a flush that starts later must sync it, R1). */
     void dataWritten() {
-        unsyncedWrites = true;
+        // read first: a volatile store on every write costs a full fence, a volatile read does not. Seeing
+        // true is enough: the store of false that a sync makes before its fdatasync is then later in the
+        // synchronization order than this write's completion, so that fdatasync covers the write
+        if (!unsyncedWrites) unsyncedWrites = true;
     }
 
     /**
@@ -146,10 +149,15 @@ final class WriteBack {
     /**
      * R17: clusters the reserve is topped up to (flush lock). It starts at 2 MiB worth (at least 8,
      * at most 256 clusters), which keeps depth-1 writers on the tail; when allocations between two
-     * commits found it empty (many writers in flight, or one request over many clusters) it doubles,
-     * up to 16 times that or 32 MiB worth. A crash leaks at most the unused reserve.
+     * commits found it empty (many writers in flight, or one request over many clusters), or a
+     * reserve lasted fewer than {@link #FAST_REFILL} commits (each refill costs every waiting writer
+     * a sync), it doubles, up to 16 times that or 32 MiB worth. A crash leaks at most the unused reserve.
      */
     private int tailTarget;
+    /** R17: a refill fewer than this many commits after the previous one doubles the reserve. */
+    static final int FAST_REFILL = 8;
+    /** R17: commits since the last refill (flush lock). */
+    private int commitsSinceRefill = FAST_REFILL;
 
     private int tailBase() {
         return (int) Math.max(8, Math.min(256, (2L << 20) / cs));
@@ -381,7 +389,12 @@ final class WriteBack {
                 stats.tailTarget = tailTarget;
                 return alloc.reserveTailLocked(tailTarget);
             });
-            if (range != null) file.allocate(range[0], range[1] - range[0]);
+            if (range != null) {
+                if (commitsSinceRefill < FAST_REFILL) tailTarget = Math.min(2 * tailTarget, tailCap()); // the next refill
+                commitsSinceRefill = 0;
+                stats.tailTarget = tailTarget;
+                file.allocate(range[0], range[1] - range[0]);
+            } else commitsSinceRefill++;
         } catch (MetadataCorruption c) {
             throw guard.corrupted(c);
         } catch (IOException e) {
@@ -512,11 +525,22 @@ final class WriteBack {
         }
     }
 
+    /**
+     * One phase's writes as one batch ({@link IoBackend#writeAll}: on io_uring one submission, one
+     * wait): they may land in any order, which the rules allow within a phase; the phase's sync (or,
+     * for a commit's phase B, the request's completion) comes only after all of them completed. A
+     * failure leaves the whole phase unwritten for {@link #restore}.
+     */
     private void writeAll(List<Item> items) throws IOException {
+        if (items.isEmpty()) return;
+        List<IoBackend.Write> writes = new ArrayList<>(items.size());
+        long bytes = 0;
         for (Item it : items) {
-            file.write(it.offset, it.bytes);
-            stats.metadataBytesWritten.add(it.bytes.byteSize());
+            writes.add(new IoBackend.Write(it.offset, it.bytes));
+            bytes += it.bytes.byteSize();
         }
+        file.writeAll(writes);
+        stats.metadataBytesWritten.add(bytes);
     }
 
     private void sync() throws IOException {

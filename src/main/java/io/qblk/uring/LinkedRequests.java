@@ -3,35 +3,47 @@ package io.qblk.uring;
 import java.io.IOException;
 
 /**
- * Several {@link UringRequest}s submitted as one chain of linked SQEs (IOSQE_IO_LINK on all but the
- * last): the kernel starts each only after the previous one succeeded, and completes the rest with
- * -ECANCELED when one fails. Each request receives its own completion.
+ * Several {@link UringRequest}s submitted as one operation, their SQEs consecutive in one batch.
+ * Linked ({@link RingThread#executeLinked}): a chain with IOSQE_IO_LINK on all but the last, so the
+ * kernel starts each only after the previous one succeeded and completes the rest with -ECANCELED
+ * when one fails. Unlinked ({@link RingThread#executeAll}): independent requests that the kernel may
+ * run in any order and at once. Each request receives its own completion.
  */
 final class LinkedRequests extends UringOp {
     private final UringRequest[] chain;
+    private final int from, count;
+    private final boolean linked;
 
     LinkedRequests(UringRequest[] chain) {
+        this(chain, 0, chain.length, true);
+    }
+
+    /** Requests {@code chain[from .. from+count)}, linked or not. */
+    LinkedRequests(UringRequest[] chain, int from, int count, boolean linked) {
         this.chain = chain;
+        this.from = from;
+        this.count = count;
+        this.linked = linked;
     }
 
     @Override
     protected int sqeCount() {
-        return chain.length;
+        return count;
     }
 
     @Override
     protected void prepare(Sqe sqe, int index) {
-        chain[index].fill(sqe);
-        if (index < chain.length - 1) sqe.addFlags(Sqe.IO_LINK);
+        chain[from + index].fill(sqe);
+        if (linked && index < count - 1) sqe.addFlags(Sqe.IO_LINK);
     }
 
     @Override
     protected void complete(int index, int res, int flags, long big0, long big1) {
-        chain[index].complete(0, res, flags, big0, big1);
+        chain[from + index].complete(0, res, flags, big0, big1);
     }
 
     @Override
     protected void fail(IOException cause) {
-        for (UringRequest r : chain) if (!r.isDone()) r.fail(cause);
+        for (int i = from; i < from + count; i++) if (!chain[i].isDone()) chain[i].fail(cause);
     }
 }

@@ -105,6 +105,8 @@ public final class RingThread implements AutoCloseable {
     private final java.util.concurrent.atomic.LongAdder wakeWrites = new java.util.concurrent.atomic.LongAdder();
     private final MemorySegment wakeValue = Arena.ofAuto().allocate(ValueLayout.JAVA_LONG);
     private int eventFd = -1; // published by the start handshake
+    /** Most SQEs one operation of {@link #executeAll} takes: what the ring can hold at once (start handshake). */
+    private int batchLimit = 1;
 
     // ---- owner-only state
     private IoUring ring;
@@ -307,6 +309,34 @@ public final class RingThread implements AutoCloseable {
             for (UringRequest r : chain) r.await();
         }
         for (UringRequest r : chain) if (r.failure() != null) throw r.failure();
+    }
+
+    /** Most SQEs of one operation of {@link #executeAll}: a larger batch goes out as several, queued together. */
+    static final int BATCH_SQES = 32;
+
+    /**
+     * Submits independent requests together (no links: the kernel may run them in any order and at
+     * once), as few operations as the ring allows ({@link #BATCH_SQES} SQEs each, at most half the
+     * ring) queued in one go, so
+     * that they leave in the same io_uring_enter where the ring has room, and waits for all of them;
+     * each request then holds its own result. Throws a request's failure (e.g. the ring closed) only
+     * after every request has completed or failed.
+     */
+    public void executeAll(UringRequest... batch) throws IOException {
+        if (batch.length == 0) return;
+        for (UringRequest r : batch) r.arm();
+        int per = batchLimit, ops = (batch.length + per - 1) / per;
+        boolean inline = isOwnerThread();
+        if ((inline || carriedHere()) && shutDown) throw closedException();
+        for (int i = 0; i < ops; i++) {
+            int from = i * per;
+            UringOp op = new LinkedRequests(batch, from, Math.min(per, batch.length - from), false);
+            if (inline || carriedHere()) backlog.addLast(op);
+            else push(op);
+        }
+        if (inline) while (!allDone(batch)) loopOnce(true, false);
+        else for (UringRequest r : batch) r.await();
+        for (UringRequest r : batch) if (r.failure() != null) throw r.failure();
     }
 
     private static boolean allDone(UringRequest[] chain) {
@@ -519,6 +549,7 @@ public final class RingThread implements AutoCloseable {
             freeSlots = new int[slots];
             for (int i = 0; i < slots; i++) freeSlots[i] = slots - 1 - i;
             freeTop = slots;
+            batchLimit = Math.max(1, Math.min(BATCH_SQES, Math.min(ring.sqEntries(), slots) / 2));
         } catch (Throwable t) {
             if (ring != null) ring.close();
             started.completeExceptionally(t);

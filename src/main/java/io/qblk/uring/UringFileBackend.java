@@ -180,6 +180,65 @@ public final class UringFileBackend implements FdBackend {
         transfer(true, offset, src);
     }
 
+    /**
+     * The writes as one batch on the route's ring ({@link RingThread#executeAll}: one io_uring_enter
+     * for up to {@link RingThread#BATCH_SQES} of them, then one wait); short writes are finished one
+     * at a time. Writes the ring does not take (heap or short buffers, an unbound caller) go one by
+     * one. Throws the first failure, with its errno, after every write has completed.
+     */
+    @Override
+    public void writeAll(java.util.List<Write> writes) throws IOException {
+        CallerRing via = writes.size() < 2 ? null : route();
+        if (via == null) {
+            FdBackend.super.writeAll(writes);
+            return;
+        }
+        RingThread r = via.ring();
+        int n = 0;
+        UringRequest[] qs = new UringRequest[writes.size()];
+        Write[] batched = new Write[writes.size()];
+        IOException first = null;
+        try {
+            for (Write w : writes) {
+                MemorySegment src = w.src();
+                if (!src.isNative() || src.byteSize() < ringMinBytes || src.byteSize() > MAX_CHUNK || src.byteSize() == 0) {
+                    try {
+                        write(w.offset(), src);
+                    } catch (IOException e) {
+                        if (first == null) first = e;
+                    }
+                    continue;
+                }
+                int fixed = via.fixedIndexFor(src);
+                UringRequest q = r.acquire();
+                if (fixed >= 0) {
+                    q.prepWriteFixed(fd, src, w.offset(), fixed);
+                    fixedOps.increment();
+                } else q.prepWrite(fd, src, w.offset());
+                qs[n] = q;
+                batched[n++] = w;
+            }
+            ringOps.add(n);
+            if (n > 0) r.executeAll(n == qs.length ? qs : java.util.Arrays.copyOf(qs, n));
+            for (int i = 0; i < n; i++) {
+                int res = qs[i].result();
+                long off = batched[i].offset(), len = batched[i].src().byteSize();
+                try {
+                    if (res == len) continue;
+                    if (res < 0 && -res != Errno.EINTR && -res != Errno.EAGAIN) throw new ErrnoException("write " + name + " at " + off, -res);
+                    if (res == 0) throw new ErrnoException("write " + name + " at " + off + " made no progress", Errno.EIO);
+                    int done = Math.max(0, res); // short (or interrupted): the rest on its own
+                    transfer(true, off + done, batched[i].src().asSlice(done));
+                } catch (IOException e) {
+                    if (first == null) first = e;
+                }
+            }
+        } finally {
+            for (int i = 0; i < n; i++) r.release(qs[i]);
+        }
+        if (first != null) throw first;
+    }
+
     /** Reads into or writes from {@code buf} at {@code offset}, looping over short transfers. */
     private void transfer(boolean write, long offset, MemorySegment buf) throws IOException {
         CallerRing via = buf.byteSize() < ringMinBytes ? null : route();

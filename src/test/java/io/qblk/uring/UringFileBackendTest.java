@@ -127,4 +127,70 @@ class UringFileBackendTest {
         assertThrows(RingClosedException.class, shared::datasync);
         shared.close();
     }
+
+    @Test
+    void aBatchOfWritesLandsWholeOnTheRing() throws IOException {
+        // FileBackends' ring size; 40 writes are two operations of at most 32 SQEs, queued together
+        try (RingThread big = RingThread.start("batch-test", RingOptions.defaults().withEntries(FileBackends.RING_ENTRIES));
+             UringFileBackend b = UringFileBackend.open(big, dir.resolve("batch"), false, true)) {
+            RingThread ring = big;
+            int n = 40;
+            java.util.List<IoBackend.Write> writes = new java.util.ArrayList<>();
+            for (int i = 0; i < n; i++) writes.add(new IoBackend.Write((long) (n - 1 - i) * 8192 + 512, random(4096 + 512 * (i % 3), 100 + i)));
+            long enters = ring.enterCalls(), sqes = ring.submittedSqes(), ops = b.ringOps();
+            b.writeAll(writes);
+            // how many io_uring_enter calls the completions take depends on when they arrive (strace
+            // counts are in docs/performance.md); what is fixed is one SQE per write, all on the ring
+            long used = ring.enterCalls() - enters;
+            assertTrue(ring.submittedSqes() - sqes >= n && ring.submittedSqes() - sqes <= n + used, "one SQE per write (and the eventfd's re-arms)");
+            assertEquals(n, b.ringOps() - ops);
+            for (IoBackend.Write w : writes) {
+                MemorySegment back = arena.allocate(w.src().byteSize(), 4096);
+                b.read(w.offset(), back);
+                assertEquals(-1, w.src().mismatch(back), "write at " + w.offset());
+            }
+            b.writeAll(java.util.List.of()); // nothing to do
+            b.writeAll(java.util.List.of(new IoBackend.Write(0, MemorySegment.ofArray(new byte[] {7}))));
+            MemorySegment one = arena.allocate(1);
+            b.read(0, one);
+            assertEquals(7, one.get(ValueLayout.JAVA_BYTE, 0));
+        }
+    }
+
+    @Test
+    void aFailedWriteOfABatchSurfacesWithItsErrnoAfterTheOthersLanded() throws IOException {
+        try (UringFileBackend b = UringFileBackend.open(ring, dir.resolve("batch-error"), false, true)) {
+            MemorySegment a = random(4096, 1), c = random(4096, 3);
+            var e = assertThrows(ErrnoException.class, () -> b.writeAll(java.util.List.of(new IoBackend.Write(0, a),
+                    new IoBackend.Write(Long.MAX_VALUE - 8192, random(4096, 2)), new IoBackend.Write(8192, c))));
+            assertTrue(e.errnoName().equals("EFBIG") || e.errnoName().equals("EINVAL"), e.getMessage());
+            assertTrue(e.getMessage().contains("at " + (Long.MAX_VALUE - 8192)), e.getMessage());
+            MemorySegment back = arena.allocate(4096, 4096);
+            b.read(0, back);
+            assertEquals(-1, a.mismatch(back));
+            b.read(8192, back);
+            assertEquals(-1, c.mismatch(back));
+        }
+    }
+
+    @Test
+    void aDirectPairBatchesItsAlignedWritesAndSendsTheRestBuffered() throws IOException {
+        Path f = dir.resolve("pair");
+        Files.write(f, new byte[0]);
+        try (IoBackend b = FileBackends.open(f, false, io.qblk.io.CacheMode.NONE, io.qblk.io.AioMode.IO_URING)) {
+            var pair = (io.qblk.io.DirectIoBackend) b;
+            java.util.List<IoBackend.Write> writes = new java.util.ArrayList<>();
+            for (int i = 0; i < 10; i++) writes.add(new IoBackend.Write((long) i * 4096, random(4096, 200 + i))); // aligned
+            writes.add(new IoBackend.Write(10 * 4096 + 48, random(4096, 300).asSlice(0, 12))); // a header field: buffered
+            long direct = pair.directOps(), buffered = pair.bufferedOps();
+            b.writeAll(writes);
+            assertEquals(10, pair.directOps() - direct);
+            assertEquals(1, pair.bufferedOps() - buffered);
+            for (IoBackend.Write w : writes) {
+                MemorySegment back = arena.allocate(w.src().byteSize(), 4096);
+                b.read(w.offset(), back);
+                assertEquals(-1, w.src().mismatch(back), "write at " + w.offset());
+            }
+        }
+    }
 }
