@@ -4,7 +4,10 @@ import static io.qblk.nbd.NbdProtocol.*;
 
 import io.qblk.target.TargetErrors;
 import io.qblk.io.ErrnoException;
+import io.qblk.io.LibC;
 import io.qblk.target.BlockTarget;
+import io.qblk.uring.CallerRing;
+import io.qblk.uring.RingThread;
 import java.io.EOFException;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -20,6 +23,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -48,6 +52,14 @@ final class NbdConnection implements Runnable {
     private final NbdServer server;
     private final SocketChannel channel;
     private final long id;
+    /**
+     * Carrier mode: the connection's own ring thread, which carries this connection's virtual threads
+     * (this one and the requests') and serves their file I/O as their {@link CallerRing}; null: the
+     * default scheduler. Closed by the connection when it ends.
+     */
+    private final RingThread carrier;
+    /** Carrier mode: the duplicate socket descriptor the ring receives on ({@link SocketFd}), or -1. */
+    private int ringFd = -1;
     private final ReentrantLock writeLock = new ReentrantLock();
     private final CountDownLatch closed = new CountDownLatch(1);
     private final ByteBudget.Account budgetAccount = new ByteBudget.Account();
@@ -85,10 +97,11 @@ final class NbdConnection implements Runnable {
         ProtocolViolation(String message) { super(message); }
     }
 
-    NbdConnection(NbdServer server, SocketChannel channel, long id) {
+    NbdConnection(NbdServer server, SocketChannel channel, long id, RingThread carrier) {
         this.server = server;
         this.channel = channel;
         this.id = id;
+        this.carrier = carrier;
         this.io = new NbdTls.PlainTransport(channel);
     }
 
@@ -146,7 +159,7 @@ final class NbdConnection implements Runnable {
             NbdExport e = handshake();
             cancelHandshakeTimer();
             if (e != null && !stopping) {
-                workers = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name("nbd-" + id + "-req-", 0).factory());
+                workers = Executors.newThreadPerTaskExecutor(requestThreads());
                 transmission(e, workers);
             }
         } catch (EOFException | ClosedChannelException ex) {
@@ -159,10 +172,26 @@ final class NbdConnection implements Runnable {
             cancelHandshakeTimer();
             if (workers != null) workers.close(); // answers every request already read
             NbdServer.closeQuietly(channel);
+            if (ringFd >= 0) LibC.close(ringFd);
             if (inboxBuffer != null) server.buffers().release(inboxBuffer);
             server.connectionClosed(this);
-            closed.countDown();
+            if (carrier == null) {
+                closed.countDown();
+            } else { // this thread runs on the ring's owner: another thread closes the ring, then reports the end
+                Thread.ofVirtual().name("nbd-conn-" + id + "-close").start(() -> {
+                    carrier.close();
+                    closed.countDown();
+                });
+            }
         }
+    }
+
+    /** Request threads: on the default scheduler, or carried by the connection's ring with it bound as their caller ring. */
+    private ThreadFactory requestThreads() {
+        if (carrier == null) return Thread.ofVirtual().name("nbd-" + id + "-req-", 0).factory();
+        CallerRing binding = new CallerRing(carrier);
+        String name = "nbd-" + id + "-req";
+        return task -> carrier.newThread(name, () -> binding.run(task));
     }
 
     // ------------------------------------------------------------------ handshake
@@ -372,6 +401,10 @@ final class NbdConnection implements Runnable {
         ByteBudget budget = server.budget();
         inboxBuffer = pool.acquire(INBOX_SIZE);
         inbox = inboxBuffer.byteBuffer().flip();
+        if (carrier != null && !io.tls()) {
+            ringFd = SocketFd.dup(channel);
+            if (ringFd >= 0) io = new RingRecvTransport(channel, carrier, ringFd);
+        }
         ByteBuffer header = ByteBuffer.allocateDirect(REQUEST_HEADER_SIZE);
 
         while (!stopping) {

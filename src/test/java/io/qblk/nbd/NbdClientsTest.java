@@ -22,6 +22,16 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** Real NBD clients (qemu-io, qemu-img, nbdinfo, fio) against an in-process server. */
 class NbdClientsTest {
+    /** The raw export's file: the carrier subclass opens it for the connection's ring. */
+    io.qblk.io.IoBackend openFile(Path p) throws IOException {
+        return PosixFileBackend.open(p, false);
+    }
+
+    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
+    NbdServer.Options variant(NbdServer.Options o) {
+        return o;
+    }
+
     static final long SIZE = 64L << 20;
     @TempDir Path dir;
     Path image;
@@ -35,9 +45,9 @@ class NbdClientsTest {
     void start() throws IOException {
         image = dir.resolve("disk.raw");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) { f.setLength(SIZE); }
-        raw = new RawTarget(PosixFileBackend.open(image, false));
+        raw = new RawTarget(openFile(image));
         sparse = new MemoryTarget(SIZE, false);
-        server = new NbdServer();
+        server = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = server.bindTcp("127.0.0.1", 0);
         socket = dir.resolve("nbd.sock");
         server.bindUnix(socket);

@@ -20,11 +20,20 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code qemu:dirty-bitmap:NAME} (qemu-nbd -B NAME), also while writes through the export set bits.
  */
 class NbdMetaContextTest {
+    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
+    NbdServer.Options variant(NbdServer.Options o) {
+        return o;
+    }
+    /** File I/O of the targets: the carrier subclass puts it on the connection's ring. */
+    io.qblk.target.FileIo fileIo() {
+        return io.qblk.target.FileIo.SYSCALLS;
+    }
+
     @TempDir Path dir;
 
     NbdQcow2Test.Served serve(Path image, boolean readOnly) throws Exception {
-        BlockTarget t = TargetOpener.open(image, TargetOptions.defaults().withReadOnly(readOnly));
-        NbdServer s = new NbdServer();
+        BlockTarget t = TargetOpener.open(image, TargetOptions.defaults().withReadOnly(readOnly).withFileIo(fileIo()));
+        NbdServer s = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = s.bindTcp("127.0.0.1", 0);
         s.addExport("e", t, readOnly);
         return new NbdQcow2Test.Served(s, t, "nbd://127.0.0.1:" + a.getPort() + "/e");

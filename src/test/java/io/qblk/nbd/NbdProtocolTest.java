@@ -17,6 +17,11 @@ import org.junit.jupiter.api.Test;
 
 /** Wire-level tests with a hand-written client: handshake, commands, and every kind of bad input. */
 class NbdProtocolTest {
+    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
+    NbdServer.Options variant(NbdServer.Options o) {
+        return o;
+    }
+
     static final long SIZE = 64L << 20;
     NbdServer server;
     InetSocketAddress addr;
@@ -24,7 +29,7 @@ class NbdProtocolTest {
 
     @BeforeEach
     void start() throws IOException {
-        server = new NbdServer(4);
+        server = new NbdServer(variant(NbdServer.Options.defaults().withMaxInFlight(4)));
         addr = server.bindTcp("127.0.0.1", 0);
         mem = new MemoryTarget(SIZE, false);
         ro = new MemoryTarget(SIZE, false);

@@ -17,6 +17,15 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** qcow2 images (the pure-Java engine) exported over NBD to qemu-img, qemu-io, nbdinfo and fio. */
 class NbdQcow2Test {
+    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
+    NbdServer.Options variant(NbdServer.Options o) {
+        return o;
+    }
+    /** File I/O of the targets: the carrier subclass puts it on the connection's ring. */
+    io.qblk.target.FileIo fileIo() {
+        return io.qblk.target.FileIo.SYSCALLS;
+    }
+
     static final long SIZE = 64L << 20;
     @TempDir Path dir;
 
@@ -30,9 +39,9 @@ class NbdQcow2Test {
     }
 
     Served serve(Path image, boolean readOnly) throws Exception {
-        BlockTarget t = TargetOpener.open(image, io.qblk.target.TargetOptions.defaults().withReadOnly(readOnly));
+        BlockTarget t = TargetOpener.open(image, io.qblk.target.TargetOptions.defaults().withReadOnly(readOnly).withFileIo(fileIo()));
         assertInstanceOf(Qcow2Target.class, t, "qcow2 detected by its magic");
-        NbdServer s = new NbdServer();
+        NbdServer s = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = s.bindTcp("127.0.0.1", 0);
         s.addExport("q", t, readOnly);
         return new Served(s, t, "nbd://127.0.0.1:" + a.getPort() + "/q");
