@@ -53,11 +53,11 @@ final class NbdConnection implements Runnable {
     private final SocketChannel channel;
     private final long id;
     /**
-     * Carrier mode: the connection's own ring thread, which carries this connection's virtual threads
-     * (this one and the requests') and serves their file I/O as their {@link CallerRing}; null: the
-     * default scheduler. Closed by the connection when it ends.
+     * Carrier mode: the connection's own ring thread, started after the handshake, which carries the
+     * transmission phase's virtual threads (the reader's and the requests') and serves their file I/O
+     * as their {@link CallerRing}; null: the default scheduler. Closed by the connection when it ends.
      */
-    private final RingThread carrier;
+    private RingThread carrier;
     /** Carrier mode: the duplicate socket descriptor the ring receives on ({@link SocketFd}), or -1. */
     private int ringFd = -1;
     private final ReentrantLock writeLock = new ReentrantLock();
@@ -97,11 +97,10 @@ final class NbdConnection implements Runnable {
         ProtocolViolation(String message) { super(message); }
     }
 
-    NbdConnection(NbdServer server, SocketChannel channel, long id, RingThread carrier) {
+    NbdConnection(NbdServer server, SocketChannel channel, long id) {
         this.server = server;
         this.channel = channel;
         this.id = id;
-        this.carrier = carrier;
         this.io = new NbdTls.PlainTransport(channel);
     }
 
@@ -159,8 +158,10 @@ final class NbdConnection implements Runnable {
             NbdExport e = handshake();
             cancelHandshakeTimer();
             if (e != null && !stopping) {
+                if (server.options().carrier()) carrier = server.startCarrier(id);
                 workers = Executors.newThreadPerTaskExecutor(requestThreads());
-                transmission(e, workers);
+                if (carrier == null) transmission(e, workers);
+                else transmissionOnCarrier(e, workers);
             }
         } catch (EOFException | ClosedChannelException ex) {
             LOG.fine(() -> "nbd connection " + id + ": client went away");
@@ -174,15 +175,40 @@ final class NbdConnection implements Runnable {
             NbdServer.closeQuietly(channel);
             if (ringFd >= 0) LibC.close(ringFd);
             if (inboxBuffer != null) server.buffers().release(inboxBuffer);
+            if (carrier != null) carrier.close();
             server.connectionClosed(this);
-            if (carrier == null) {
-                closed.countDown();
-            } else { // this thread runs on the ring's owner: another thread closes the ring, then reports the end
-                Thread.ofVirtual().name("nbd-conn-" + id + "-close").start(() -> {
-                    carrier.close();
-                    closed.countDown();
-                });
+            closed.countDown();
+        }
+    }
+
+    /** Runs the transmission phase on a virtual thread the connection's ring carries, and waits for it. */
+    private void transmissionOnCarrier(NbdExport e, ExecutorService workers) throws IOException {
+        Throwable[] failure = new Throwable[1];
+        CallerRing binding = new CallerRing(carrier);
+        Thread t = carrier.newThread("nbd-conn-" + id + "-tx", () -> binding.run(() -> {
+            try {
+                transmission(e, workers);
+            } catch (Throwable x) {
+                failure[0] = x;
             }
+        }));
+        t.start();
+        boolean interrupted = false;
+        while (true) {
+            try {
+                t.join();
+                break;
+            } catch (InterruptedException ex) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+        switch (failure[0]) {
+            case null -> { }
+            case IOException io -> throw io;
+            case RuntimeException re -> throw re;
+            case Error err -> throw err;
+            default -> throw new IOException(failure[0]);
         }
     }
 

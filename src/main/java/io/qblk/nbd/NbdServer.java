@@ -1,7 +1,6 @@
 package io.qblk.nbd;
 
 import io.qblk.target.BlockTarget;
-import io.qblk.uring.CallerRing;
 import io.qblk.uring.RingOptions;
 import io.qblk.uring.RingThread;
 import java.io.Closeable;
@@ -70,9 +69,10 @@ public final class NbdServer implements Closeable {
      * @param inFlightBytesPerConnection the share one connection may hold (MAX_PAYLOAD .. inFlightBytes)
      * @param tls x509 credentials for NBD_OPT_STARTTLS, or null (STARTTLS answered unsupported)
      * @param tlsRequired refuse every option but STARTTLS (and ABORT) until TLS is up
-     * @param carrier each connection gets a {@link RingThread} of its own that carries the connection's
-     *        virtual threads (reader and requests; {@link io.qblk.uring.VirtualCarrier}, the default
-     *        scheduler where that is unavailable) and is bound as their {@link CallerRing}: a target
+     * @param carrier each connection that enters transmission gets a {@link RingThread} of its own that
+     *        carries the connection's virtual threads (reader and requests; {@link io.qblk.uring.VirtualCarrier},
+     *        the default scheduler where that is unavailable) and is bound as their
+     *        {@link io.qblk.uring.CallerRing}: a target
      *        opened with {@code FileIo.CALLER_RING} then does its file I/O through that ring, so a
      *        request is served and answered on the connection's own thread (docs/performance.md,
      *        "NBD on a per-connection carrier")
@@ -345,33 +345,29 @@ public final class NbdServer implements Closeable {
             return;
         }
         NbdConnection c;
-        long id = connectionIds.incrementAndGet();
-        RingThread ring = options.carrier() ? startCarrier(id) : null;
         try {
-            c = new NbdConnection(this, client, id, ring);
+            c = new NbdConnection(this, client, connectionIds.incrementAndGet());
             connections.add(c);
         } catch (Throwable e) {
             admitted.decrementAndGet();
-            if (ring != null) ring.close();
             throw e;
         }
         try {
             c.armHandshakeTimer(timer.schedule(c::handshakeTimedOut, options.handshakeTimeout().toMillis(), TimeUnit.MILLISECONDS));
-            if (ring == null) Thread.ofVirtual().name("nbd-conn-" + id).start(c);
-            else ring.newThread("nbd-conn-" + id, () -> new CallerRing(ring).run(c)).start();
+            Thread.ofVirtual().name("nbd-conn-" + c.id()).start(c);
         } catch (Throwable e) {
             c.cancelHandshakeTimer();
             connectionClosed(c);
-            if (ring != null) ring.close();
             throw e;
         }
     }
 
     /**
-     * The ring thread of connection {@code id} in carrier mode; null (the connection then runs on the
-     * default scheduler, file I/O by syscalls) when no ring can be set up, with a rate-limited warning.
+     * In carrier mode, the ring thread of connection {@code id}, started when its handshake is done (a
+     * client that never gets that far costs no thread); null (the connection then stays on the default
+     * scheduler, file I/O by syscalls) when no ring can be set up, with a rate-limited warning.
      */
-    private RingThread startCarrier(long id) {
+    RingThread startCarrier(long id) {
         try {
             return RingThread.start("nbd-conn-" + id + "-ring", RingOptions.defaults().withCarrier(true));
         } catch (IOException | RuntimeException e) {

@@ -1,9 +1,5 @@
 package io.qblk.nbd;
 
 /** {@link NbdAbuseTest} with each connection on a ring thread of its own ({@link NbdServer.Options#carrier()}). */
-class NbdAbuseCarrierTest extends NbdAbuseTest {
-    @Override
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o.withCarrier(true);
-    }
+class NbdAbuseCarrierTest extends NbdAbuseTest implements NbdVariant.OnCarrier {
 }

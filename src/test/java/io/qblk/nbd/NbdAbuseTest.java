@@ -30,12 +30,7 @@ import org.junit.jupiter.api.io.TempDir;
  * prints {@code nbd-abuse: cases=N survived=N data-intact=yes|no} and fails unless all survived.
  * Loopback only; every loop is bounded in count and time.
  */
-class NbdAbuseTest {
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-
+class NbdAbuseTest implements NbdVariant {
     static final long SIZE = 256L << 20;
     static final AtomicInteger cases = new AtomicInteger(), survived = new AtomicInteger();
     static volatile boolean dataIntact = true;

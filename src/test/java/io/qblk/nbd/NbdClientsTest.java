@@ -21,17 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Real NBD clients (qemu-io, qemu-img, nbdinfo, fio) against an in-process server. */
-class NbdClientsTest {
-    /** The raw export's file: the carrier subclass opens it for the connection's ring. */
-    io.qblk.io.IoBackend openFile(Path p) throws IOException {
-        return PosixFileBackend.open(p, false);
-    }
-
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-
+class NbdClientsTest implements NbdVariant {
     static final long SIZE = 64L << 20;
     @TempDir Path dir;
     Path image;

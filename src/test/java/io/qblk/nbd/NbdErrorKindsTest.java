@@ -21,12 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Errors keep their kind on the wire: the backend's ENOSPC reaches the NBD client as NBD_ENOSPC, and so on. */
-class NbdErrorKindsTest {
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-
+class NbdErrorKindsTest implements NbdVariant {
     static final long SIZE = 1 << 20;
     @TempDir Path dir;
     NbdServer server;

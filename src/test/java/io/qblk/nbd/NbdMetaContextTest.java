@@ -19,16 +19,7 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code qemu:allocation-depth} (qemu-nbd -A) on a backing chain and a raw file, and
  * {@code qemu:dirty-bitmap:NAME} (qemu-nbd -B NAME), also while writes through the export set bits.
  */
-class NbdMetaContextTest {
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-    /** File I/O of the targets: the carrier subclass puts it on the connection's ring. */
-    io.qblk.target.FileIo fileIo() {
-        return io.qblk.target.FileIo.SYSCALLS;
-    }
-
+class NbdMetaContextTest implements NbdVariant {
     @TempDir Path dir;
 
     NbdQcow2Test.Served serve(Path image, boolean readOnly) throws Exception {

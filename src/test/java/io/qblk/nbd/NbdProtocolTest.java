@@ -16,12 +16,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** Wire-level tests with a hand-written client: handshake, commands, and every kind of bad input. */
-class NbdProtocolTest {
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-
+class NbdProtocolTest implements NbdVariant {
     static final long SIZE = 64L << 20;
     NbdServer server;
     InetSocketAddress addr;

@@ -16,16 +16,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** qcow2 images (the pure-Java engine) exported over NBD to qemu-img, qemu-io, nbdinfo and fio. */
-class NbdQcow2Test {
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-    /** File I/O of the targets: the carrier subclass puts it on the connection's ring. */
-    io.qblk.target.FileIo fileIo() {
-        return io.qblk.target.FileIo.SYSCALLS;
-    }
-
+class NbdQcow2Test implements NbdVariant {
     static final long SIZE = 64L << 20;
     @TempDir Path dir;
 

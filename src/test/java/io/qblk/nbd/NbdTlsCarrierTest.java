@@ -1,9 +1,5 @@
 package io.qblk.nbd;
 
 /** {@link NbdTlsTest} with each connection on a ring thread of its own ({@link NbdServer.Options#carrier()}). */
-class NbdTlsCarrierTest extends NbdTlsTest {
-    @Override
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o.withCarrier(true);
-    }
+class NbdTlsCarrierTest extends NbdTlsTest implements NbdVariant.OnCarrier {
 }

@@ -20,12 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
  * IP 127.0.0.1; qemu-img, qemu-io and nbdinfo read and write a qblk TLS export, a plain client is
  * refused, and every command is first checked against qemu-nbd with the same certificates.
  */
-class NbdTlsTest {
-    /** The server's options: the carrier subclass ({@code *CarrierTest}) runs every test again with each connection on its own ring. */
-    NbdServer.Options variant(NbdServer.Options o) {
-        return o;
-    }
-
+class NbdTlsTest implements NbdVariant {
     static final long SIZE = 64L << 20;
     @TempDir static Path certs;
     static TestCerts creds;
