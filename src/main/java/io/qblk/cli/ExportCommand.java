@@ -40,6 +40,12 @@ import picocli.CommandLine.Spec;
         description = "Serve an image in the foreground over NBD (prints the URI) or ublk (--ublk, prints /dev/ublkbN). "
                 + "SIGTERM or Ctrl-C flushes and closes the image.")
 public class ExportCommand implements Callable<Integer> {
+    /** Default of --nbd-carrier: the environment is read here, at the edge. */
+    static final String NBD_CARRIER_DEFAULT = "${env:QBLK_NBD_CARRIER:-auto}";
+    /** What --nbd-carrier auto means, decided by measurement (docs/performance.md, "NBD on a per-connection carrier"). */
+    static final boolean NBD_CARRIER_AUTO = false;
+    private static final String NBD_CARRIER_AUTO_NAME = NBD_CARRIER_AUTO ? "on" : "off";
+
     public static final String DEFAULT_NBD_ADDRESS = "127.0.0.1:" + NbdServer.DEFAULT_PORT;
 
     @Option(names = "--nbd", arity = "0..1", paramLabel = "ADDR:PORT|unix:PATH", preprocessor = OptionalAddress.class,
@@ -98,6 +104,13 @@ public class ExportCommand implements Callable<Integer> {
                     + "Falls back to buffered with a message where the file system refuses O_DIRECT.")
     String cache;
 
+    @Option(names = "--nbd-carrier", defaultValue = NBD_CARRIER_DEFAULT, paramLabel = "auto|on|off",
+            description = "NBD: on gives each connection an io_uring thread of its own that runs the connection's virtual threads "
+                    + "and does their image file I/O (a request is read, served and answered on that thread); off keeps them on "
+                    + "the JVM's scheduler with pread/pwrite; auto (default) is " + NBD_CARRIER_AUTO_NAME + " (measured: "
+                    + "docs/performance.md). The environment variable QBLK_NBD_CARRIER sets the default.")
+    String nbdCarrier;
+
     @Option(names = "--discard", paramLabel = "ignore|unmap", defaultValue = "unmap",
             description = "Freed qcow2 clusters (discard, write zeroes with unmap): unmap (default) punches them out of the image "
                     + "file, so its disk usage shrinks; ignore keeps the blocks allocated.")
@@ -136,14 +149,16 @@ public class ExportCommand implements Callable<Integer> {
                 : frontend == Frontend.UBLK ? MetadataWrite.WRITETHROUGH : MetadataWrite.WRITEBACK;
         CacheMode cacheMode = frontend == Frontend.UBLK ? UblkCommand.cacheMode(cache)
                 : cache != null ? CacheMode.parse(cache) : CacheMode.WRITEBACK;
-        BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : FileIo.SYSCALLS, metadataWrite, cacheMode);
+        boolean carrier = frontend == Frontend.NBD && nbdCarrier(nbdCarrier);
+        BlockTarget target = openTarget(frontend == Frontend.UBLK ? FileIo.forUblk(fileIo) : carrier ? FileIo.CALLER_RING : FileIo.SYSCALLS,
+                metadataWrite, cacheMode);
         if (!readOnly && target.writeRefusal() != null) {
             spec.commandLine().getErr().println("qblk: serving read-only: " + target.writeRefusal());
             spec.commandLine().getErr().flush();
         }
         try {
             return switch (frontend) {
-                case NBD -> serveNbd(target);
+                case NBD -> serveNbd(target, carrier);
                 case UBLK -> UblkExport.serve(target, ublkOptions, System.out);
             };
         } finally {
@@ -174,10 +189,20 @@ public class ExportCommand implements Callable<Integer> {
         return TargetOpener.open(file, o);
     }
 
-    private int serveNbd(BlockTarget target) throws IOException {
+    /** --nbd-carrier: auto, on or off. */
+    private boolean nbdCarrier(String mode) {
+        return switch (mode == null || mode.isEmpty() ? "auto" : mode) {
+            case "auto" -> NBD_CARRIER_AUTO;
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw new CommandLine.ParameterException(spec.commandLine(), "--nbd-carrier '" + mode + "': expected auto, on or off");
+        };
+    }
+
+    private int serveNbd(BlockTarget target, boolean carrier) throws IOException {
         NbdServer server;
         try {
-            NbdServer.Options options = NbdServer.Options.defaults();
+            NbdServer.Options options = NbdServer.Options.defaults().withCarrier(carrier);
             if (tlsCreds == null && (tlsVerifyPeer || tlsProtocols != null))
                 throw new CommandLine.ParameterException(spec.commandLine(), "--tls-verify-peer and --tls-protocols need --tls-creds");
             if (tlsCreds != null) options = options.withTls(NbdTls.load(tlsCreds, tlsVerifyPeer, tlsProtocols == null

@@ -61,7 +61,7 @@ public final class LibC {
     private static final MethodHandle FSTAT = down("fstat",
             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS), CCS);
 
-    public static final int F_GETFL = 3, F_SETFL = 4;
+    public static final int F_GETFL = 3, F_SETFL = 4, F_DUPFD_CLOEXEC = 1030;
     /** Open file description locks (x86_64 values): test, set without waiting. */
     public static final int F_OFD_GETLK = 36, F_OFD_SETLK = 37;
     public static final short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;

@@ -4,7 +4,10 @@ import static io.qblk.nbd.NbdProtocol.*;
 
 import io.qblk.target.TargetErrors;
 import io.qblk.io.ErrnoException;
+import io.qblk.io.LibC;
 import io.qblk.target.BlockTarget;
+import io.qblk.uring.CallerRing;
+import io.qblk.uring.RingThread;
 import java.io.EOFException;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -20,6 +23,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -48,6 +52,14 @@ final class NbdConnection implements Runnable {
     private final NbdServer server;
     private final SocketChannel channel;
     private final long id;
+    /**
+     * Carrier mode: the connection's own ring thread, started after the handshake, which carries the
+     * transmission phase's virtual threads (the reader's and the requests') and serves their file I/O
+     * as their {@link CallerRing}; null: the default scheduler. Closed by the connection when it ends.
+     */
+    private RingThread carrier;
+    /** Carrier mode: the duplicate socket descriptor the ring receives on ({@link SocketFd}), or -1. */
+    private int ringFd = -1;
     private final ReentrantLock writeLock = new ReentrantLock();
     private final CountDownLatch closed = new CountDownLatch(1);
     private final ByteBudget.Account budgetAccount = new ByteBudget.Account();
@@ -146,8 +158,10 @@ final class NbdConnection implements Runnable {
             NbdExport e = handshake();
             cancelHandshakeTimer();
             if (e != null && !stopping) {
-                workers = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name("nbd-" + id + "-req-", 0).factory());
-                transmission(e, workers);
+                if (server.options().carrier()) carrier = server.startCarrier(id);
+                workers = Executors.newThreadPerTaskExecutor(requestThreads());
+                if (carrier == null) transmission(e, workers);
+                else transmissionOnCarrier(e, workers);
             }
         } catch (EOFException | ClosedChannelException ex) {
             LOG.fine(() -> "nbd connection " + id + ": client went away");
@@ -159,10 +173,51 @@ final class NbdConnection implements Runnable {
             cancelHandshakeTimer();
             if (workers != null) workers.close(); // answers every request already read
             NbdServer.closeQuietly(channel);
+            if (ringFd >= 0) LibC.close(ringFd);
             if (inboxBuffer != null) server.buffers().release(inboxBuffer);
+            if (carrier != null) carrier.close();
             server.connectionClosed(this);
             closed.countDown();
         }
+    }
+
+    /** Runs the transmission phase on a virtual thread the connection's ring carries, and waits for it. */
+    private void transmissionOnCarrier(NbdExport e, ExecutorService workers) throws IOException {
+        Throwable[] failure = new Throwable[1];
+        CallerRing binding = new CallerRing(carrier);
+        Thread t = carrier.newThread("nbd-conn-" + id + "-tx", () -> binding.run(() -> {
+            try {
+                transmission(e, workers);
+            } catch (Throwable x) {
+                failure[0] = x;
+            }
+        }));
+        t.start();
+        boolean interrupted = false;
+        while (true) {
+            try {
+                t.join();
+                break;
+            } catch (InterruptedException ex) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+        switch (failure[0]) {
+            case null -> { }
+            case IOException io -> throw io;
+            case RuntimeException re -> throw re;
+            case Error err -> throw err;
+            default -> throw new IOException(failure[0]);
+        }
+    }
+
+    /** Request threads: on the default scheduler, or carried by the connection's ring with it bound as their caller ring. */
+    private ThreadFactory requestThreads() {
+        if (carrier == null) return Thread.ofVirtual().name("nbd-" + id + "-req-", 0).factory();
+        CallerRing binding = new CallerRing(carrier);
+        String name = "nbd-" + id + "-req";
+        return task -> carrier.newThread(name, () -> binding.run(task));
     }
 
     // ------------------------------------------------------------------ handshake
@@ -372,6 +427,10 @@ final class NbdConnection implements Runnable {
         ByteBudget budget = server.budget();
         inboxBuffer = pool.acquire(INBOX_SIZE);
         inbox = inboxBuffer.byteBuffer().flip();
+        if (carrier != null && !io.tls()) {
+            ringFd = SocketFd.dup(channel);
+            if (ringFd >= 0) io = new RingRecvTransport(channel, carrier, ringFd);
+        }
         ByteBuffer header = ByteBuffer.allocateDirect(REQUEST_HEADER_SIZE);
 
         while (!stopping) {

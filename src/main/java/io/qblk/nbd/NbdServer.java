@@ -1,6 +1,8 @@
 package io.qblk.nbd;
 
 import io.qblk.target.BlockTarget;
+import io.qblk.uring.RingOptions;
+import io.qblk.uring.RingThread;
 import java.io.Closeable;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -44,7 +46,8 @@ import java.util.logging.Logger;
  *
  * Each connection has one virtual thread reading requests in order and one virtual thread per
  * request; at most {@code maxInFlight} requests per connection run at once (the reader stops
- * reading the socket while the limit is reached). Thread-safe.
+ * reading the socket while the limit is reached). With {@link Options#carrier()} those threads run
+ * on a ring thread of the connection's own. Thread-safe.
  */
 public final class NbdServer implements Closeable {
     private static final Logger LOG = Logger.getLogger(NbdServer.class.getName());
@@ -66,9 +69,16 @@ public final class NbdServer implements Closeable {
      * @param inFlightBytesPerConnection the share one connection may hold (MAX_PAYLOAD .. inFlightBytes)
      * @param tls x509 credentials for NBD_OPT_STARTTLS, or null (STARTTLS answered unsupported)
      * @param tlsRequired refuse every option but STARTTLS (and ABORT) until TLS is up
+     * @param carrier each connection that enters transmission gets a {@link RingThread} of its own that
+     *        carries the connection's virtual threads (reader and requests; {@link io.qblk.uring.VirtualCarrier},
+     *        the default scheduler where that is unavailable) and is bound as their
+     *        {@link io.qblk.uring.CallerRing}: a target
+     *        opened with {@code FileIo.CALLER_RING} then does its file I/O through that ring, so a
+     *        request is served and answered on the connection's own thread (docs/performance.md,
+     *        "NBD on a per-connection carrier")
      */
     public record Options(int maxInFlight, int maxConnections, Duration handshakeTimeout, long inFlightBytes,
-                          long inFlightBytesPerConnection, NbdTls tls, boolean tlsRequired) {
+                          long inFlightBytesPerConnection, NbdTls tls, boolean tlsRequired, boolean carrier) {
         public Options {
             if (maxInFlight < 1) throw new IllegalArgumentException("maxInFlight must be >= 1");
             if (maxConnections < 1) throw new IllegalArgumentException("maxConnections must be >= 1");
@@ -86,32 +96,37 @@ public final class NbdServer implements Closeable {
         public static Options defaults() {
             long budget = defaultInFlightBytes();
             return new Options(DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, DEFAULT_HANDSHAKE_TIMEOUT, budget,
-                    defaultPerConnection(budget), null, false);
+                    defaultPerConnection(budget), null, false, false);
         }
 
         public Options withMaxInFlight(int n) {
-            return new Options(n, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired);
+            return new Options(n, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired, carrier);
         }
 
         public Options withMaxConnections(int n) {
-            return new Options(maxInFlight, n, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired);
+            return new Options(maxInFlight, n, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired, carrier);
         }
 
         public Options withHandshakeTimeout(Duration d) {
-            return new Options(maxInFlight, maxConnections, d, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired);
+            return new Options(maxInFlight, maxConnections, d, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired, carrier);
         }
 
         /** Sets the global budget; the per-connection share follows it (a quarter, 32..128 MiB). */
         public Options withInFlightBytes(long bytes) {
-            return new Options(maxInFlight, maxConnections, handshakeTimeout, bytes, defaultPerConnection(bytes), tls, tlsRequired);
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, bytes, defaultPerConnection(bytes), tls, tlsRequired, carrier);
         }
 
         public Options withInFlightBytesPerConnection(long bytes) {
-            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, bytes, tls, tlsRequired);
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, bytes, tls, tlsRequired, carrier);
         }
 
         public Options withTls(NbdTls t, boolean required) {
-            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, t, required);
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, t, required, carrier);
+        }
+
+        /** Whether each connection runs on a ring thread of its own (see {@code carrier} above). */
+        public Options withCarrier(boolean on) {
+            return new Options(maxInFlight, maxConnections, handshakeTimeout, inFlightBytes, inFlightBytesPerConnection, tls, tlsRequired, on);
         }
 
         /** Half the JVM's direct-memory limit, 64 MiB .. 1 GiB. */
@@ -148,6 +163,7 @@ public final class NbdServer implements Closeable {
     private final RateLimitedLog refusedLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
     private final RateLimitedLog acceptErrorLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
     private final RateLimitedLog tlsFailureLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
+    private final RateLimitedLog carrierFailureLog = new RateLimitedLog(LOG, Duration.ofSeconds(10));
     private final ScheduledExecutorService timer;
     private volatile String defaultExport;
     private volatile boolean closed;
@@ -343,6 +359,21 @@ public final class NbdServer implements Closeable {
             c.cancelHandshakeTimer();
             connectionClosed(c);
             throw e;
+        }
+    }
+
+    /**
+     * In carrier mode, the ring thread of connection {@code id}, started when its handshake is done (a
+     * client that never gets that far costs no thread); null (the connection then stays on the default
+     * scheduler, file I/O by syscalls) when no ring can be set up, with a rate-limited warning.
+     */
+    RingThread startCarrier(long id) {
+        try {
+            return RingThread.start("nbd-conn-" + id + "-ring", RingOptions.defaults().withCarrier(true));
+        } catch (IOException | RuntimeException e) {
+            carrierFailureLog.log(Level.WARNING, n -> "nbd connection " + id + ": no io_uring carrier (" + describe(e)
+                    + "), serving it on the default scheduler" + (n > 0 ? " (" + n + " more since the last message)" : ""));
+            return null;
         }
     }
 

@@ -18,6 +18,8 @@ public final class Opcode {
     public static final int ASYNC_CANCEL = 14;
     public static final int FALLOCATE = 17;
     public static final int READ = 22;
+    /** recv(2) on a socket: addr = buffer, len = its length, msg_flags in the op flags; waits for data. */
+    public static final int RECV = 27;
     public static final int WRITE = 23;
     /** Passthrough command to the file's driver (ublk, NVMe); kernel 5.19+. */
     public static final int URING_CMD = 46;
@@ -30,7 +32,7 @@ public final class Opcode {
             case READ_FIXED -> "READ_FIXED"; case WRITE_FIXED -> "WRITE_FIXED"; case POLL_ADD -> "POLL_ADD";
             case POLL_REMOVE -> "POLL_REMOVE"; case SYNC_FILE_RANGE -> "SYNC_FILE_RANGE";
             case TIMEOUT -> "TIMEOUT"; case ASYNC_CANCEL -> "ASYNC_CANCEL"; case FALLOCATE -> "FALLOCATE";
-            case READ -> "READ"; case WRITE -> "WRITE"; case URING_CMD -> "URING_CMD";
+            case READ -> "READ"; case RECV -> "RECV"; case WRITE -> "WRITE"; case URING_CMD -> "URING_CMD";
             default -> "opcode " + opcode;
         };
     }

@@ -463,6 +463,17 @@ public final class RingThread implements AutoCloseable {
         }
     }
 
+    /** One RECV from socket {@code fd} into {@code buf}; returns the bytes received (0 at end of stream). */
+    public int recv(int fd, MemorySegment buf) throws IOException {
+        UringRequest r = acquire();
+        try {
+            execute(r.prepRecv(fd, buf, 0));
+            return r.checkedResult("io_uring recv fd " + fd);
+        } finally {
+            release(r);
+        }
+    }
+
     public void fsync(int fd, boolean dataOnly) throws IOException {
         UringRequest r = acquire();
         try {

@@ -86,6 +86,17 @@ public class UringRequest extends UringOp {
         return this;
     }
 
+    /** recv(fd, buf, len, msgFlags) on a socket: completes when data (or end of stream) arrives. */
+    public UringRequest prepRecv(int fd, MemorySegment buf, int msgFlags) {
+        reset();
+        opcode = Opcode.RECV;
+        this.fd = fd;
+        this.addr = buf.address();
+        this.len = checkedLength(buf);
+        opFlags = msgFlags;
+        return this;
+    }
+
     /** fallocate(fd, mode, offset, length). */
     public UringRequest prepFallocate(int fd, int mode, long offset, long length) {
         reset();

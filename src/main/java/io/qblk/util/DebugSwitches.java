@@ -14,14 +14,17 @@ import java.util.Properties;
  *                     (plain READ/WRITE instead of READ_FIXED/WRITE_FIXED; for comparison)
  * @param carrier      {@code QBLK_CARRIER=0} or {@code -Dqblk.carrier=off} turns it off: virtual
  *                     threads stay on the default scheduler instead of their queue's ring thread
+ * @param nbdRingRecv  {@code QBLK_NBD_RING_RECV=0} turns it off: an NBD connection on a carrier reads its
+ *                     socket through the JDK (which parks on the JDK's poller) instead of io_uring RECV
  */
-public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier) {
+public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv) {
     private static final DebugSwitches PROCESS = from(System.getenv(), System.getProperties());
 
     /** The switches from an environment and system properties. */
     public static DebugSwitches from(Map<String, String> env, Properties props) {
         return new DebugSwitches("1".equals(env.get("QBLK_UBLK_TRACE")), !"0".equals(env.get("QBLK_UBLK_FIXED_BUFFERS")),
-                !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")));
+                !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")),
+                !"0".equals(env.get("QBLK_NBD_RING_RECV")));
     }
 
     /** This process's switches, read once. */

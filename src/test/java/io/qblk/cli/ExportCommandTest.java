@@ -82,6 +82,22 @@ class ExportCommandTest {
         assertEquals((byte) 0x5c, Files.readAllBytes(img)[1 << 20]);
     }
 
+    /** --nbd-carrier on: qemu-io writes and reads a qcow2 through connections on their own ring; the image stays clean. */
+    @Test
+    void servesAQcow2OnPerConnectionCarriers() throws Exception {
+        Path img = dir.resolve("disk.qcow2");
+        Proc.run(30, "qemu-img", "create", "-q", "-f", "qcow2", img.toString(), "64M").ok("qemu-img create");
+        try (Running r = new Running("--nbd", "127.0.0.1:0", "--nbd-carrier", "on", img.toString())) {
+            Proc.run(30, "qemu-io", "-f", "raw", r.uri, "-c", "write -P 0x3a 1M 256k", "-c", "write -P 0x3b 8M 4k",
+                    "-c", "flush").ok("qemu-io write");
+            Proc.run(30, "qemu-io", "-f", "raw", r.uri, "-c", "read -P 0x3a 1M 256k", "-c", "read -P 0x3b 8M 4k",
+                    "-c", "read -P 0 0 1M").ok("qemu-io read");
+            assertEquals(0, r.stop());
+        }
+        Proc.run(30, "qemu-img", "check", img.toString()).ok("qemu-img check");
+        Proc.run(30, "qemu-io", "-f", "qcow2", img.toString(), "-c", "read -P 0x3a 1M 256k", "-c", "read -P 0x3b 8M 4k").ok("data on disk");
+    }
+
     @Test
     void servesReadOnlyOverAUnixSocketWithDetectedFormat() throws Exception {
         Path img = rawImage(8 << 20);
@@ -170,6 +186,8 @@ class ExportCommandTest {
         assertError(1, "multiple of 512", "-t", "null", "--size", "1000", "--nbd", "127.0.0.1:0");
         assertError(1, "unknown format", "-t", "vmdk", rawImage(1 << 20).toString());
         assertError(1, "bad NBD address", "--nbd=localhost", rawImage(1 << 20).toString());
+        assertError(-1, "--nbd-carrier 'maybe': expected auto, on or off", "--nbd", "127.0.0.1:0", "--nbd-carrier", "maybe",
+                rawImage(1 << 20).toString());
         assertError(1, "TLS credentials directory not found", "--nbd", "127.0.0.1:0", "--tls-creds",
                 dir.resolve("no-creds").toString(), rawImage(1 << 20).toString());
         Files.createDirectories(dir.resolve("empty-creds"));

@@ -12,10 +12,14 @@ import java.time.Duration;
  * {@code filled=BYTES}; {@code free} lets it go and prints {@code freed}.
  */
 public final class NbdAbuseChild {
+    /** System property: serve each connection on a carrier ({@link NbdServer.Options#carrier()}). */
+    static final String CARRIER = "qblk.test.nbd.carrier";
+
     public static void main(String[] args) throws Exception {
         long deadline = System.nanoTime() + Duration.ofSeconds(Long.parseLong(args[1])).toNanos();
         MemoryTarget mem = new MemoryTarget(64L << 20, false);
-        try (NbdServer server = new NbdServer(NbdServer.Options.defaults().withHandshakeTimeout(Duration.ofSeconds(60)))) {
+        try (NbdServer server = new NbdServer(NbdServer.Options.defaults().withHandshakeTimeout(Duration.ofSeconds(60))
+                .withCarrier(Boolean.getBoolean(CARRIER)))) {
             InetSocketAddress a = server.bindTcp("127.0.0.1", Integer.parseInt(args[0]));
             server.addExport("mem", mem, false);
             // A real server has logged before it runs out of descriptors (the first line loads the time zone data).

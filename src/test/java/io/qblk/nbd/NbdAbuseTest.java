@@ -30,7 +30,7 @@ import org.junit.jupiter.api.io.TempDir;
  * prints {@code nbd-abuse: cases=N survived=N data-intact=yes|no} and fails unless all survived.
  * Loopback only; every loop is bounded in count and time.
  */
-class NbdAbuseTest {
+class NbdAbuseTest implements NbdVariant {
     static final long SIZE = 256L << 20;
     static final AtomicInteger cases = new AtomicInteger(), survived = new AtomicInteger();
     static volatile boolean dataIntact = true;
@@ -41,7 +41,7 @@ class NbdAbuseTest {
     final List<SocketChannel> idle = new ArrayList<>();
 
     void start(NbdServer.Options options) throws IOException {
-        server = new NbdServer(options);
+        server = new NbdServer(variant(options));
         addr = server.bindTcp("127.0.0.1", 0);
         mem = new MemoryTarget(SIZE, false);
         server.addExport("mem", mem, false);
@@ -232,6 +232,9 @@ class NbdAbuseTest {
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-Xmx256m"));
         cmd.addAll(List.of(jvmOptions));
+        if (variant(NbdServer.Options.defaults()).carrier()) // the child serves its connections on carriers too
+            cmd.addAll(List.of("--add-opens", "java.base/java.lang=ALL-UNNAMED", "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+                    "-D" + NbdAbuseChild.CARRIER + "=true"));
         cmd.addAll(List.of("-cp", ownClasses(), NbdAbuseChild.class.getName(), "0", "120"));
         Path log = dir.resolve(logName);
         Process p = new ProcessBuilder(cmd).redirectError(log.toFile()).start();

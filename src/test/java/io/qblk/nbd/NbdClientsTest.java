@@ -21,7 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Real NBD clients (qemu-io, qemu-img, nbdinfo, fio) against an in-process server. */
-class NbdClientsTest {
+class NbdClientsTest implements NbdVariant {
     static final long SIZE = 64L << 20;
     @TempDir Path dir;
     Path image;
@@ -35,9 +35,9 @@ class NbdClientsTest {
     void start() throws IOException {
         image = dir.resolve("disk.raw");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) { f.setLength(SIZE); }
-        raw = new RawTarget(PosixFileBackend.open(image, false));
+        raw = new RawTarget(openFile(image));
         sparse = new MemoryTarget(SIZE, false);
-        server = new NbdServer();
+        server = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = server.bindTcp("127.0.0.1", 0);
         socket = dir.resolve("nbd.sock");
         server.bindUnix(socket);

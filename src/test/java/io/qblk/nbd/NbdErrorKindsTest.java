@@ -21,7 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Errors keep their kind on the wire: the backend's ENOSPC reaches the NBD client as NBD_ENOSPC, and so on. */
-class NbdErrorKindsTest {
+class NbdErrorKindsTest implements NbdVariant {
     static final long SIZE = 1 << 20;
     @TempDir Path dir;
     NbdServer server;
@@ -33,7 +33,7 @@ class NbdErrorKindsTest {
         Path f = dir.resolve("disk.raw");
         Files.write(f, new byte[(int) SIZE]);
         backend = new FaultyBackend(PosixFileBackend.open(f, false));
-        server = new NbdServer(4);
+        server = new NbdServer(variant(NbdServer.Options.defaults().withMaxInFlight(4)));
         addr = server.bindTcp("127.0.0.1", 0);
         server.addExport("raw", new RawTarget(backend), false);
         server.addExport("corrupt", new Failing(new Qcow2Exception(Qcow2Exception.Kind.CORRUPT, "L2 entry points past the end of the file")), false);

@@ -19,12 +19,12 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code qemu:allocation-depth} (qemu-nbd -A) on a backing chain and a raw file, and
  * {@code qemu:dirty-bitmap:NAME} (qemu-nbd -B NAME), also while writes through the export set bits.
  */
-class NbdMetaContextTest {
+class NbdMetaContextTest implements NbdVariant {
     @TempDir Path dir;
 
     NbdQcow2Test.Served serve(Path image, boolean readOnly) throws Exception {
-        BlockTarget t = TargetOpener.open(image, TargetOptions.defaults().withReadOnly(readOnly));
-        NbdServer s = new NbdServer();
+        BlockTarget t = TargetOpener.open(image, TargetOptions.defaults().withReadOnly(readOnly).withFileIo(fileIo()));
+        NbdServer s = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = s.bindTcp("127.0.0.1", 0);
         s.addExport("e", t, readOnly);
         return new NbdQcow2Test.Served(s, t, "nbd://127.0.0.1:" + a.getPort() + "/e");

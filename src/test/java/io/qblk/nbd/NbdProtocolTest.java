@@ -16,7 +16,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** Wire-level tests with a hand-written client: handshake, commands, and every kind of bad input. */
-class NbdProtocolTest {
+class NbdProtocolTest implements NbdVariant {
     static final long SIZE = 64L << 20;
     NbdServer server;
     InetSocketAddress addr;
@@ -24,7 +24,7 @@ class NbdProtocolTest {
 
     @BeforeEach
     void start() throws IOException {
-        server = new NbdServer(4);
+        server = new NbdServer(variant(NbdServer.Options.defaults().withMaxInFlight(4)));
         addr = server.bindTcp("127.0.0.1", 0);
         mem = new MemoryTarget(SIZE, false);
         ro = new MemoryTarget(SIZE, false);

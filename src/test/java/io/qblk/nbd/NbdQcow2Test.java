@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** qcow2 images (the pure-Java engine) exported over NBD to qemu-img, qemu-io, nbdinfo and fio. */
-class NbdQcow2Test {
+class NbdQcow2Test implements NbdVariant {
     static final long SIZE = 64L << 20;
     @TempDir Path dir;
 
@@ -30,9 +30,9 @@ class NbdQcow2Test {
     }
 
     Served serve(Path image, boolean readOnly) throws Exception {
-        BlockTarget t = TargetOpener.open(image, io.qblk.target.TargetOptions.defaults().withReadOnly(readOnly));
+        BlockTarget t = TargetOpener.open(image, io.qblk.target.TargetOptions.defaults().withReadOnly(readOnly).withFileIo(fileIo()));
         assertInstanceOf(Qcow2Target.class, t, "qcow2 detected by its magic");
-        NbdServer s = new NbdServer();
+        NbdServer s = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = s.bindTcp("127.0.0.1", 0);
         s.addExport("q", t, readOnly);
         return new Served(s, t, "nbd://127.0.0.1:" + a.getPort() + "/q");

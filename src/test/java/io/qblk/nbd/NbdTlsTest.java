@@ -20,7 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
  * IP 127.0.0.1; qemu-img, qemu-io and nbdinfo read and write a qblk TLS export, a plain client is
  * refused, and every command is first checked against qemu-nbd with the same certificates.
  */
-class NbdTlsTest {
+class NbdTlsTest implements NbdVariant {
     static final long SIZE = 64L << 20;
     @TempDir static Path certs;
     static TestCerts creds;
@@ -56,7 +56,7 @@ class NbdTlsTest {
 
     int startQblk(boolean verifyPeer, List<String> protocols) throws IOException {
         mem = new MemoryTarget(SIZE, false);
-        server = new NbdServer(NbdServer.Options.defaults().withTls(NbdTls.load(serverDir, verifyPeer, protocols), true));
+        server = new NbdServer(variant(NbdServer.Options.defaults().withTls(NbdTls.load(serverDir, verifyPeer, protocols), true)));
         InetSocketAddress a = server.bindTcp("127.0.0.1", 0);
         server.addExport("e", mem, false);
         assertEquals("nbds://127.0.0.1:" + a.getPort() + "/e", server.uris("e").getFirst());
@@ -144,7 +144,7 @@ class NbdTlsTest {
 
     @Test
     void startTlsWithoutCredentialsIsUnsupported() throws Exception {
-        server = new NbdServer();
+        server = new NbdServer(variant(NbdServer.Options.defaults()));
         InetSocketAddress a = server.bindTcp("127.0.0.1", 0);
         server.addExport("e", new MemoryTarget(SIZE, false), false);
         try (RawNbdClient c = new RawNbdClient(a).hello()) {
@@ -225,7 +225,7 @@ class NbdTlsTest {
         assertTrue(Files.readString(d.resolve("server-key.pem")).contains("BEGIN RSA PRIVATE KEY"));
         Files.copy(serverDir.resolve("ca-cert.pem"), d.resolve("ca-cert.pem"));
         mem = new MemoryTarget(SIZE, false);
-        server = new NbdServer(NbdServer.Options.defaults().withTls(NbdTls.load(d, false), true));
+        server = new NbdServer(variant(NbdServer.Options.defaults().withTls(NbdTls.load(d, false), true)));
         int port = server.bindTcp("127.0.0.1", 0).getPort();
         server.addExport("e", mem, false);
         qemuImgInfo(port, clientDir).ok("qemu-img info with a converted PKCS#1 key");

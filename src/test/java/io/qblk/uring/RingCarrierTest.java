@@ -30,14 +30,14 @@ import org.junit.jupiter.api.io.TempDir;
  * JVM without the opening the probe falls back with one log line.
  */
 @Timeout(60)
-class RingCarrierTest {
+public class RingCarrierTest {
     private static final MethodHandle GETTID = Linker.nativeLinker().downcallHandle(
             Linker.nativeLinker().defaultLookup().find("gettid").orElseThrow(), FunctionDescriptor.of(ValueLayout.JAVA_INT));
 
     @TempDir
     Path dir;
 
-    static int tid() {
+    public static int tid() {
         try {
             return (int) GETTID.invokeExact();
         } catch (Throwable t) {
