@@ -102,10 +102,11 @@ fio_failure() {
     echo "block $off+$len now reads:"
     dd if="$2" bs="$len" skip=$((off / len)) count=1 iflag=direct status=none | od -A d -t x1 | head -3
     [ -n "${3:-}" ] || continue
-    qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>&1 | head -3
+    local map host
+    map=$(qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>&1)
+    echo "$map" | head -3
     # the host bytes the mapping points at, read from the image file itself (not through qblk)
-    local host; host=$(qemu-img map -U -f qcow2 --output=json --start-offset="$off" --max-length="$len" "$3" 2>/dev/null |
-      python3 -c 'import json,sys; m=json.load(sys.stdin); print(m[0].get("offset","") if m else "")' 2>/dev/null)
+    host=$(echo "$map" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m[0].get("offset","") if m else "")' 2>/dev/null)
     if [ -n "$host" ]; then
       echo "image file at host offset $host (cluster start $((host / 65536 * 65536))):"
       dd if="$3" bs=4096 skip=$((host / 4096)) count=$((len / 4096)) status=none | od -A d -t x1 | head -3

@@ -138,10 +138,19 @@ final class NbdConnection implements Runnable {
     }
 
     void awaitClosed() {
+        uninterruptibly(closed::await);
+    }
+
+    private interface Wait {
+        void run() throws InterruptedException;
+    }
+
+    /** Runs {@code w} to its end through interrupts, then restores the interrupt status it swallowed. */
+    private static void uninterruptibly(Wait w) {
         boolean interrupted = false;
         while (true) {
             try {
-                closed.await();
+                w.run();
                 break;
             } catch (InterruptedException e) {
                 interrupted = true;
@@ -193,16 +202,7 @@ final class NbdConnection implements Runnable {
             }
         }));
         t.start();
-        boolean interrupted = false;
-        while (true) {
-            try {
-                t.join();
-                break;
-            } catch (InterruptedException ex) {
-                interrupted = true;
-            }
-        }
-        if (interrupted) Thread.currentThread().interrupt();
+        uninterruptibly(t::join);
         switch (failure[0]) {
             case null -> { }
             case IOException io -> throw io;

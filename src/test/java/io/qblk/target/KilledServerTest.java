@@ -278,12 +278,12 @@ class KilledServerTest {
         ks.kill();
         // what the kill leaves: the file as every operation that returned made it
         Files.copy(img, killed);
-        List<Integer> completed = new ArrayList<>(done); // every write that returned before the copy
         for (Thread t : threads) t.join(TimeUnit.SECONDS.toMillis(30));
         flusher.join(TimeUnit.SECONDS.toMillis(30));
         for (Thread t : threads) assertFalse(t.isAlive(), "a writer hangs after the kill");
         assertEquals(0, errors.get(), "errors before the kill");
-        completed = new ArrayList<>(done);
+        // every write that returned: those that returned after the kill had all their operations done before it
+        List<Integer> completed = new ArrayList<>(done);
         try {
             image.close();
         } catch (IOException | RuntimeException expected) {
