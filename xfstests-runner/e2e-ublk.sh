@@ -73,6 +73,16 @@ queues_served() {
   done
 }
 
+# linked_reads LOG: the server's exit line counts reads sent as one file read linked to their
+# commit (UblkQueue.serveLinkedRead); fio's verify passes above checked what they returned
+linked_reads() {
+  local line n
+  line=$(grep -m1 'reads linked to their commit' "$1.err") || { echo "no linked-reads count in $1.err"; return 1; }
+  echo "$line"
+  n=$(echo "$line" | sed -n 's/.*reads linked to their commit: \([0-9]*\).*/\1/p')
+  [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "no read was linked to its commit"; return 1; }
+}
+
 # one fio job per CPU (2 in the default guest), each on its own region: with -q 2 each CPU's
 # requests go to its own hardware queue
 MQ_FIO=(--numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split --group_reporting)
@@ -205,6 +215,7 @@ run_target() {
     *) stop_export "$log" ;;
   esac
   [ "$q" -gt 1 ] && check "$label: all $q hardware queues served requests" queues_served "$log" "$q"
+  [ "$kind" != null ] && check "$label: reads went out linked to their commit" linked_reads "$log"
   case $kind in qcow2*) check "$label: qemu-img check clean (rc 0) after SIGTERM" qemu-img check -q "$img" ;; esac
 }
 

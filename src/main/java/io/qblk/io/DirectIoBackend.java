@@ -92,6 +92,22 @@ public final class DirectIoBackend implements IoBackend {
         buffered.read(offset, dst);
     }
 
+    /**
+     * The direct descriptor for an aligned read, the buffered one otherwise (as {@link #read} picks).
+     * A direct read that fails with EINVAL makes its caller take {@link #read}, which retries buffered.
+     */
+    @Override
+    public int readFd(long offset, MemorySegment dst) {
+        if (aligned(offset, dst)) {
+            int fd = direct.readFd(offset, dst);
+            if (fd >= 0) directOps.increment();
+            return fd;
+        }
+        int fd = buffered.readFd(offset, dst);
+        if (fd >= 0) bufferedOps.increment();
+        return fd;
+    }
+
     @Override
     public void write(long offset, MemorySegment src) throws IOException {
         if (aligned(offset, src)) {

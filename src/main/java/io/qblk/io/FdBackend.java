@@ -15,6 +15,11 @@ public interface FdBackend extends IoBackend {
     String name();
 
     @Override
+    default int readFd(long offset, java.lang.foreign.MemorySegment dst) {
+        return dst.isNative() && dst.byteSize() > 0 ? fd() : -1;
+    }
+
+    @Override
     default long nextData(long offset) throws IOException {
         return seekExtent(offset, LibC.SEEK_DATA);
     }

@@ -80,6 +80,15 @@ public interface IoBackend extends Closeable {
     }
 
     /**
+     * The descriptor that {@link #read}{@code (offset, dst)} would read from with one plain read of the
+     * same bytes at the same offset, for a caller that submits that read itself ({@link ReadPlan});
+     * -1 when this backend reads some other way (or transforms the data): then call {@link #read}.
+     */
+    default int readFd(long offset, java.lang.foreign.MemorySegment dst) {
+        return -1;
+    }
+
+    /**
      * Sends every request through the page cache from now on (a no-op for backends without
      * O_DIRECT), e.g. because the image's clusters are smaller than {@link DirectIoBackend#ALIGNMENT}.
      */

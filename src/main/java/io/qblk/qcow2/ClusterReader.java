@@ -75,6 +75,43 @@ final class ClusterReader {
     }
 
     /**
+     * Fills {@code plan} when the read of {@code dst} at guest {@code offset} is one plain read of the
+     * file: standard L2, a run of contiguous host clusters mapped NORMAL covering the whole request,
+     * and a backend that reads it through a descriptor ({@link IoBackend#readFd}). The lookup happens
+     * inside an {@link IoEpochs} section that stays entered until the plan is released (R5 as in
+     * {@link #read}): the returned token holds the epoch slot and stripe in its low 16 bits.
+     * Returns -1 (nothing held) when the request needs {@link #read}.
+     */
+    long planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan, io.qblk.io.ReadPlan.Holder holder, long heldToken) throws IOException {
+        if (geo.extendedL2) return -1;
+        long len = dst.byteSize();
+        long g = offset >>> clusterBits;
+        int in = (int) (offset & (cs - 1));
+        int stripe = IoEpochs.stripe();
+        int slot = epochs.enter();
+        boolean planned = false;
+        try {
+            long e = map.lookup(g);
+            if (geo.typeOf(e) != L2Entry.NORMAL) return -1;
+            long host = geo.hostOf(e, g);
+            if (map.contiguousRun(g, host, Math.min(cs - in, len), len, false) != len) return -1;
+            int fd = file.readFd(host + in, dst);
+            if (fd < 0) return -1;
+            long token = heldToken << 16 | (long) stripe << 1 | slot;
+            plan.set(fd, host + in, holder, token);
+            planned = true;
+            return token;
+        } finally {
+            if (!planned) epochs.exit(slot);
+        }
+    }
+
+    /** Leaves the epoch section of a plan's token (low 16 bits; see {@link #planRead}). */
+    void releasePlan(long token) {
+        epochs.exit((int) (token & 1), (int) (token & 0xffff) >>> 1);
+    }
+
+    /**
      * Extended L2: reads from byte {@code in} of guest cluster g the first run of subclusters that
      * read alike (at most {@code n} bytes, the rest of the cluster's part of the request; a run of
      * allocated subclusters to the cluster end continues into contiguous fully allocated clusters,

@@ -24,7 +24,7 @@ final class IoEpochs {
     private final AtomicLong epoch = new AtomicLong();
     private final AtomicLongArray[] active = {new AtomicLongArray(STRIPES * PAD), new AtomicLongArray(STRIPES * PAD)};
 
-    private static int stripe() {
+    static int stripe() {
         long id = Thread.currentThread().threadId();
         return (int) ((id * 0x9E3779B97F4A7C15L) >>> 58) * PAD; // top 6 bits: 0..63
     }
@@ -43,6 +43,15 @@ final class IoEpochs {
     /** Leaves the section entered with {@link #enter()} on this same thread. */
     void exit(int slot) {
         active[slot].getAndDecrement(stripe());
+    }
+
+    /**
+     * Leaves, from any thread, a section that thread {@code stripe} ({@link #stripe()} of the thread
+     * that entered) entered: the counted stripe is the one decremented, so the proof above holds. For a
+     * read whose completion arrives on the ring thread ({@link ClusterReader#planRead}).
+     */
+    void exit(int slot, int stripe) {
+        active[slot].getAndDecrement(stripe);
     }
 
     void synchronize() {

@@ -259,6 +259,37 @@ public final class Qcow2Image implements Closeable {
         }
     }
 
+    /**
+     * Fills {@code plan} when reading {@code dst} at guest {@code offset} is one plain read of the image
+     * file that the caller may submit itself ({@link io.qblk.io.ReadPlan}); the image's shared lock
+     * and the lookup's I/O epoch stay held until {@code plan.release()}. False (nothing held) when the
+     * request needs {@link #read}: not one contiguous run of allocated clusters, extended L2, an
+     * exclusive locker waiting, a lookup that failed (read reports it), anything unusual.
+     */
+    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) {
+        long len = dst.byteSize();
+        if (ioRefusal != null || len <= 0 || offset < 0 || offset > geo.virtualSize - len || guard.closed()) return false;
+        int lock = exclusive.tryLockShared();
+        if (lock < 0) return false;
+        boolean planned = false;
+        try {
+            planned = reader.planRead(offset, dst, plan, planHolder, lock) >= 0;
+            return planned;
+        } catch (IOException | RuntimeException e) {
+            return false; // read() takes the same path again and reports it
+        } finally {
+            if (!planned) exclusive.unlockShared(lock);
+        }
+    }
+
+    /** Ends a planned read's holds: its epoch section, then the shared lock (token: lock stripe << 16 | epoch part). */
+    private void releasePlan(long token) {
+        reader.releasePlan(token);
+        exclusive.unlockShared((int) (token >>> 16));
+    }
+
+    private final io.qblk.io.ReadPlan.Holder planHolder = this::releasePlan;
+
     public void write(long offset, MemorySegment src) throws IOException {
         checkRange(offset, src.byteSize());
         bitmaps.markDirty(offset, src.byteSize());

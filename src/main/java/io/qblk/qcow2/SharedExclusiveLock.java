@@ -43,6 +43,25 @@ final class SharedExclusiveLock {
         }
     }
 
+    /**
+     * Takes the lock shared without waiting, for a hold that another thread ends: the stripe to pass
+     * to {@link #unlockShared(int)}, or -1 when an exclusive locker holds or wants the lock (or is
+     * this thread, whose shared holds are not counted).
+     */
+    int tryLockShared() {
+        if (owner == Thread.currentThread()) return -1;
+        int s = stripe();
+        shared.getAndIncrement(s);
+        if (!wanted) return s;
+        shared.getAndDecrement(s);
+        return -1;
+    }
+
+    /** Ends, from any thread, a shared hold taken by {@link #tryLockShared()}. */
+    void unlockShared(int stripe) {
+        shared.getAndDecrement(stripe);
+    }
+
     void unlockShared() {
         if (owner == Thread.currentThread()) return;
         shared.getAndDecrement(stripe());

@@ -21,6 +21,17 @@ public interface BlockTarget extends Closeable {
 
     void read(long offset, MemorySegment dst) throws IOException;
 
+    /**
+     * Fills {@code plan} when reading {@code dst} at {@code offset} is one plain read of a file
+     * descriptor that the caller may submit itself (a ublk tag links it to its commit, see
+     * {@link io.qblk.io.ReadPlan}); the caller then must {@code plan.release()} once that read has
+     * completed or failed, and calls {@link #read} if it failed or came back short. False (nothing
+     * held) when only {@link #read} can serve the request. The default: always false.
+     */
+    default boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) {
+        return false;
+    }
+
     /** Writes {@code src}; with {@code fua} the data is durable when this returns. */
     void write(long offset, MemorySegment src, boolean fua) throws IOException;
 

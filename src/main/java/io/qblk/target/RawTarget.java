@@ -52,6 +52,16 @@ public final class RawTarget implements BlockTarget {
     @Override public boolean readOnly() { return file.readOnly(); }
     @Override public void read(long offset, MemorySegment dst) throws IOException { file.read(offset, dst); }
 
+    /** One read of the file at the same offset (nothing to hold: a raw file has no mapping). */
+    @Override
+    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) {
+        if (offset < 0 || dst.byteSize() <= 0 || offset > size - dst.byteSize()) return false;
+        int fd = file.readFd(offset, dst);
+        if (fd < 0) return false;
+        plan.set(fd, offset, null, 0);
+        return true;
+    }
+
     @Override
     public void write(long offset, MemorySegment src, boolean fua) throws IOException {
         writable("write");

@@ -95,7 +95,9 @@ public final class UblkExport {
             } catch (IOException e) {
                 System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
             }
-            System.err.println("qblk: ublk device " + server.devId() + " served " + perQueue(server.servedRequestsPerQueue()));
+            long[] linked = server.linkedReads();
+            System.err.println("qblk: ublk device " + server.devId() + " served " + perQueue(server.servedRequestsPerQueue())
+                    + "; reads linked to their commit: " + linked[0] + " (commits sent again: " + linked[1] + ")");
             try {
                 target.flush();
             } catch (IOException e) {

@@ -4,7 +4,9 @@ import io.qblk.util.DebugSwitches;
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.target.BlockTarget;
+import io.qblk.io.ReadPlan;
 import io.qblk.uring.CallerRing;
+import io.qblk.uring.LinkedRequests;
 import io.qblk.uring.RingClosedException;
 import io.qblk.uring.RingOptions;
 import io.qblk.uring.RingThread;
@@ -60,6 +62,9 @@ final class UblkQueue {
     /** QBLK_UBLK_FIXED_BUFFERS=0 keeps the tag buffers unregistered (plain READ/WRITE; for comparison; {@link DebugSwitches}). */
     private static final boolean FIXED_BUFFERS = DebugSwitches.process().fixedBuffers();
 
+    /** QBLK_UBLK_LINKED_READS=0 serves every read on the tag's thread with an unlinked commit (for comparison; {@link DebugSwitches}). */
+    private static final boolean LINKED_READS = DebugSwitches.process().linkedReads();
+
     private static void trace(String s) {
         if (TRACE) System.err.println("ublk-trace " + s);
     }
@@ -73,7 +78,7 @@ final class UblkQueue {
     private final CountDownLatch fetchesQueued;
     private RingThread ring;
     private boolean buffersRegistered;
-    private final LongAdder served = new LongAdder();
+    private final LongAdder served = new LongAdder(), linkedReads = new LongAdder(), linkRetries = new LongAdder();
     private volatile Throwable failure;
     private volatile boolean stopping;
 
@@ -147,6 +152,16 @@ final class UblkQueue {
         return served.sum();
     }
 
+    /** Reads served by one file read linked to their commit ({@link #serveLinkedRead}). */
+    long linkedReads() {
+        return linkedReads.sum();
+    }
+
+    /** Linked commits the kernel refused (issued off the queue's task) and this queue sent again. */
+    long linkRetries() {
+        return linkRetries.sum();
+    }
+
     /** Whether the tag threads run on the ring thread (the per-queue carrier). */
     boolean carried() {
         return ring != null && ring.carriesVirtualThreads();
@@ -203,7 +218,15 @@ final class UblkQueue {
             fetchesQueued.countDown(); // START_DEV (another thread) waits in the kernel for the FETCH itself
             counted = true;
             int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
+            LinkedRead linked = LINKED_READS ? new LinkedRead(request) : null;
             while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
+                if (linked != null) {
+                    int next = serveLinkedRead(tag, buf, cmd, linked);
+                    if (next != NOT_LINKED) {
+                        res = next;
+                        continue;
+                    }
+                }
                 int result = serve(tag, buf);
                 served.increment();
                 cmd.set(ValueLayout.JAVA_INT, 4, result);
@@ -222,6 +245,91 @@ final class UblkQueue {
         } finally {
             if (!counted) fetchesQueued.countDown();
         }
+    }
+
+    /** {@link #serveLinkedRead}: the request was not answered, serve it the ordinary way. */
+    private static final int NOT_LINKED = Integer.MIN_VALUE;
+
+    /**
+     * A tag's reusable pieces for a read linked to its commit: the target's {@link ReadPlan}, the file
+     * read (which releases the plan when it completes, on the ring thread, waking nobody) and the
+     * chain READ → COMMIT_AND_FETCH.
+     */
+    private static final class LinkedRead {
+        final ReadPlan plan = new ReadPlan();
+        final PlannedRead read = new PlannedRead(plan);
+        final UringRequest commit;
+        final LinkedRequests chain;
+
+        LinkedRead(UringRequest commit) {
+            this.commit = commit;
+            this.chain = LinkedRequests.chain(read, commit);
+        }
+    }
+
+    /** A file read that releases its plan's holds when it completes or fails. */
+    private static final class PlannedRead extends UringRequest {
+        private final ReadPlan plan;
+
+        PlannedRead(ReadPlan plan) {
+            this.plan = plan;
+        }
+
+        @Override
+        protected void complete(int index, int res, int flags, long big0, long big1) {
+            super.complete(index, res, flags, big0, big1);
+            plan.release();
+        }
+
+        @Override
+        protected void fail(IOException cause) {
+            super.fail(cause);
+            plan.release();
+        }
+    }
+
+    /**
+     * A READ that the target can serve with one plain file read ({@link BlockTarget#planRead}) goes out
+     * linked to its COMMIT_AND_FETCH: one submission, and the tag sleeps until the next request
+     * instead of waking once for the read and once more for the commit (the read's completion runs on
+     * the ring thread and only releases the plan). Returns the commit's result (0: the next request
+     * is in iod[tag]), or {@link #NOT_LINKED} when the request must be served the ordinary way: not a
+     * plain read, or the read failed or came back short, which breaks the link so the kernel cancels
+     * the commit and nothing was answered.
+     *
+     * <p>A commit refused with EINVAL after a complete read was issued by an io-wq worker rather than
+     * the queue's own task (6.1 runs a link's next request on the worker that did the read, and ublk
+     * takes io commands from the queue's task only); that refusal changes nothing, so the commit is
+     * sent again, unlinked, from this tag.
+     */
+    private int serveLinkedRead(int tag, MemorySegment buf, MemorySegment cmd, LinkedRead l) throws IOException {
+        long base = (long) tag * IOD_BYTES;
+        int opFlags = iods.get(ValueLayout.JAVA_INT, base);
+        if ((opFlags & 0xff) != OP_READ) return NOT_LINKED;
+        long length = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4)) << 9;
+        long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
+        if (length == 0 || length > maxIoBytes || offset < 0 || offset + length > target.size()) return NOT_LINKED;
+        MemorySegment dst = buf.asSlice(0, length);
+        if (!target.planRead(offset, dst, l.plan)) return NOT_LINKED;
+        if (TRACE) trace("q" + qid + " tag " + tag + " linked read off " + offset + " len " + length + " file " + l.plan.fileOffset());
+        if (buffersRegistered) l.read.prepReadFixed(l.plan.fd(), dst, l.plan.fileOffset(), tag);
+        else l.read.prepRead(l.plan.fd(), dst, l.plan.fileOffset());
+        cmd.set(ValueLayout.JAVA_INT, 4, (int) length);
+        l.commit.prepUringCmd(cdevFd, commitOp, cmd);
+        int res = ring.executeForLast(l.chain);
+        if (l.read.failure() == null && l.read.result() == length) {
+            served.increment();
+            linkedReads.increment();
+            if (res != -Errno.EINVAL) return res;
+            linkRetries.increment();
+            return ring.execute(l.commit.prepUringCmd(cdevFd, commitOp, cmd));
+        }
+        if (res != -Errno.ECANCELED) { // the kernel answered a read whose data did not arrive: must not happen
+            LOG.severe("ublk queue " + qid + " tag " + tag + ": the commit of a failed linked read (" + l.read.result()
+                    + ") was not cancelled (" + res + ")");
+            throw new IOException("linked read: commit not cancelled after a failed read");
+        }
+        return NOT_LINKED;
     }
 
     private int tooLarge(int op, long length) {

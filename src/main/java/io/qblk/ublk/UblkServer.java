@@ -42,7 +42,7 @@ public final class UblkServer {
     private final List<UblkQueue> queues = new ArrayList<>();
     private int cdevFd = -1;
     private boolean stopped;
-    private long[] servedAtClose = new long[0];
+    private long[] servedAtClose = new long[0], linkedAtClose = new long[2];
 
     private UblkServer(UblkControl control, BlockTarget target, int devId) {
         this.control = control;
@@ -277,6 +277,20 @@ public final class UblkServer {
         return r;
     }
 
+    /**
+     * Reads served as one file read linked to their commit, and linked commits the kernel refused
+     * and the queue sent again, summed over the queues (after {@link #stop()}: at the time they closed).
+     */
+    public synchronized long[] linkedReads() {
+        if (queues.isEmpty()) return linkedAtClose.clone();
+        long[] r = new long[2];
+        for (UblkQueue q : queues) {
+            r[0] += q.linkedReads();
+            r[1] += q.linkRetries();
+        }
+        return r;
+    }
+
     /** Whether the device speaks the ioctl-encoded opcodes (UBLK_F_CMD_IOCTL_ENCODE; 6.1 knows only the legacy ones). */
     public boolean ioctlEncoding() {
         return info != null && (info.flags() & UblkControl.F_CMD_IOCTL_ENCODE) != 0;
@@ -305,6 +319,7 @@ public final class UblkServer {
         if (!queues.isEmpty()) {
             servedAtClose = new long[queues.size()];
             for (UblkQueue q : queues) servedAtClose[q.id()] = q.servedRequests();
+            linkedAtClose = linkedReads();
         }
         for (UblkQueue q : queues) {
             try {

@@ -9,13 +9,33 @@ import java.io.IOException;
  * when one fails. Unlinked ({@link RingThread#executeAll}): independent requests that the kernel may
  * run in any order and at once. Each request receives its own completion.
  */
-final class LinkedRequests extends UringOp {
+public final class LinkedRequests extends UringOp {
     private final UringRequest[] chain;
     private final int from, count;
     private final boolean linked;
 
     LinkedRequests(UringRequest[] chain) {
         this(chain, 0, chain.length, true);
+    }
+
+    /**
+     * A reusable linked chain for {@link RingThread#executeForLast}: the caller waits for the last
+     * request only, the others complete on the owner thread without waking anyone (their
+     * {@link UringRequest#complete} overrides do what must happen then).
+     */
+    public static LinkedRequests chain(UringRequest... requests) {
+        if (requests.length == 0) throw new IllegalArgumentException("an empty chain");
+        return new LinkedRequests(requests.clone());
+    }
+
+    UringRequest last() {
+        return chain[from + count - 1];
+    }
+
+    /** Arms the last request for the current thread, the others to complete without waking anyone. */
+    void armForLast() {
+        for (int i = from; i < from + count - 1; i++) chain[i].armDetached();
+        last().arm();
     }
 
     /** Requests {@code chain[from .. from+count)}, linked or not. */

@@ -311,6 +311,37 @@ public final class RingThread implements AutoCloseable {
         for (UringRequest r : chain) if (r.failure() != null) throw r.failure();
     }
 
+    /**
+     * Submits {@code chain} (from {@link LinkedRequests#chain}) as linked SQEs in one batch and waits
+     * for its last request only; returns that request's raw result (-ECANCELED when an earlier one
+     * failed or came back short, which breaks the link). The earlier requests wake nobody: their
+     * completions run on the owner thread, before the last one's (a link completes in order). A ublk
+     * tag links a file read to its COMMIT_AND_FETCH this way and sleeps until the next request.
+     */
+    public int executeForLast(LinkedRequests chain) throws IOException {
+        UringRequest last = chain.last();
+        chain.armForLast();
+        boolean here = isOwnerThread() || carriedHere();
+        if (here && shutDown) {
+            RingClosedException e = closedException();
+            chain.fail(e); // the earlier requests' fail handlers run (they may hold something to release)
+            throw e;
+        }
+        if (isOwnerThread()) {
+            backlog.addLast(chain);
+            while (!last.isDone()) loopOnce(true, false);
+        } else if (here) {
+            backlog.addLast(chain);
+            last.await();
+        } else {
+            push(chain);
+            last.await();
+        }
+        IOException f = last.failure();
+        if (f != null) throw f;
+        return last.result();
+    }
+
     /** Most SQEs of one operation of {@link #executeAll}: a larger batch goes out as several, queued together. */
     static final int BATCH_SQES = 32;
 

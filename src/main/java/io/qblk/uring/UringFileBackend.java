@@ -154,6 +154,14 @@ public final class UringFileBackend implements FdBackend {
         return ring != null ? fixedRoute : CallerRing.current();
     }
 
+    /** The descriptor, for a read this backend would send to a ring too (native, not below the threshold, at most 1 GiB). */
+    @Override
+    public int readFd(long offset, MemorySegment dst) {
+        if (!dst.isNative() || dst.byteSize() == 0 || dst.byteSize() < ringMinBytes || dst.byteSize() > MAX_CHUNK) return -1;
+        ringOps.increment();
+        return fd;
+    }
+
     @Override
     public void read(long offset, MemorySegment dst) throws IOException {
         if (!dst.isNative()) {

@@ -207,6 +207,12 @@ public class UringRequest extends UringOp {
         waiter = Thread.currentThread();
     }
 
+    /** Arms the request with no thread to wake: its completion only records the result (a chain's head, see {@link LinkedRequests#chain}). */
+    void armDetached() {
+        arm();
+        waiter = null;
+    }
+
     boolean isDone() {
         return done;
     }

@@ -9,6 +9,27 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 
 class IoEpochsTest {
+    /** A section entered on one thread and left on another with the entering thread's stripe (a planned read's release). */
+    @Test
+    void aSectionLeftFromAnotherThreadEndsTheGracePeriod() throws Exception {
+        IoEpochs ep = new IoEpochs();
+        int[] entered = new int[2];
+        Thread a = Thread.ofVirtual().start(() -> {
+            entered[1] = IoEpochs.stripe();
+            entered[0] = ep.enter();
+        });
+        a.join();
+        CountDownLatch synced = new CountDownLatch(1);
+        Thread s = Thread.ofVirtual().start(() -> {
+            ep.synchronize();
+            synced.countDown();
+        });
+        assertFalse(synced.await(200, TimeUnit.MILLISECONDS), "synchronize returned while the section is held");
+        Thread.ofPlatform().start(() -> ep.exit(entered[0], entered[1])).join();
+        assertTrue(synced.await(5, TimeUnit.SECONDS), "synchronize did not return after the other thread left the section");
+        s.join();
+    }
+
     @Test
     void synchronizeWaitsForEarlierIoOnlyAndNeverReturnsEarlyUnderChurn() throws Exception {
         IoEpochs ep = new IoEpochs();

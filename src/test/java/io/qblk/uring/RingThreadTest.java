@@ -159,6 +159,90 @@ class RingThreadTest {
         assertEquals(-Errno.ECANCELED, after.result(), "the link after a failure is cancelled");
     }
 
+    /** A chain head that records, on the owner thread, the order of completions and whether it was failed. */
+    static final class Head extends UringRequest {
+        final List<String> events;
+        final UringRequest last;
+        volatile boolean lastDoneAtMyCompletion, failedOnce;
+
+        Head(List<String> events, UringRequest last) {
+            this.events = events;
+            this.last = last;
+        }
+
+        @Override
+        protected void complete(int index, int res, int flags, long big0, long big1) {
+            super.complete(index, res, flags, big0, big1);
+            lastDoneAtMyCompletion = last.isDone();
+            events.add("head " + res);
+        }
+
+        @Override
+        protected void fail(IOException cause) {
+            super.fail(cause);
+            failedOnce = true;
+        }
+    }
+
+    /**
+     * executeForLast (the ublk tag's READ linked to COMMIT_AND_FETCH): the head completes on the owner
+     * before the last, the caller gets the last one's result; a short read breaks the link (the last
+     * is cancelled, the head keeps its short count); on a carried thread too.
+     */
+    @Test
+    void executeForLastWaitsForTheLastAndTheHeadCompletesFirst() throws Exception {
+        MemorySegment src = pattern(4096, 11);
+        file.write(0, src); // the file is 4096 bytes long
+        for (boolean carried : new boolean[] {false, true}) {
+            try (RingThread r = RingThread.start("chain", RingOptions.defaults().withEntries(32).withCarrier(carried))) {
+                List<String> events = java.util.Collections.synchronizedList(new ArrayList<>());
+                MemorySegment dst = arena.allocate(8192, 4096);
+                UringRequest nop = new UringRequest();
+                Head head = new Head(events, nop);
+                LinkedRequests chain = LinkedRequests.chain(head, nop);
+                int[] results = new int[4];
+                Throwable[] err = new Throwable[1];
+                Thread t = r.newThread("tag", () -> {
+                    try {
+                        head.prepRead(file.fd(), dst.asSlice(0, 4096), 0);
+                        nop.prepNop();
+                        results[0] = r.executeForLast(chain);
+                        results[1] = head.result();
+                        head.prepRead(file.fd(), dst, 0); // 8192 asked, 4096 there: short, the link breaks
+                        nop.prepNop();
+                        results[2] = r.executeForLast(chain);
+                        results[3] = head.result();
+                    } catch (Throwable e) {
+                        err[0] = e;
+                    }
+                });
+                t.start();
+                t.join(20_000);
+                assertNull(err[0], () -> "chain failed: " + err[0]);
+                assertEquals(0, results[0], "the last request's result (NOP)");
+                assertEquals(4096, results[1]);
+                assertEquals(-1, src.mismatch(dst.asSlice(0, 4096)), "the head read the data");
+                assertEquals(-Errno.ECANCELED, results[2], "a short read cancels the linked request");
+                assertEquals(4096, results[3], "the head keeps its short count");
+                assertEquals(List.of("head 4096", "head 4096"), events);
+                assertFalse(head.lastDoneAtMyCompletion, "the head completed before the last request");
+                assertFalse(head.failedOnce);
+            }
+        }
+    }
+
+    /** A chain submitted to a closed ring fails every request, so a head that holds something releases it. */
+    @Test
+    void executeForLastOnAClosedRingFailsTheHeadToo() throws Exception {
+        RingThread r = RingThread.start("closed", RingOptions.defaults().withEntries(32));
+        r.close();
+        UringRequest nop = new UringRequest().prepNop();
+        Head head = new Head(new ArrayList<>(), nop);
+        head.prepNop();
+        assertThrows(RingClosedException.class, () -> r.executeForLast(LinkedRequests.chain(head, nop)));
+        assertTrue(head.failedOnce, "the head's fail handler ran");
+    }
+
     @Test
     void errorsMapToErrnoNames() throws IOException {
         MemorySegment buf = arena.allocate(4096, 4096);
