@@ -211,7 +211,7 @@ run_target() {
   fi
   local log=$WORK/$kind
   case " $RECOVERY " in
-    *" $kind "*) "recover_$kind" "$img" "$label"; log=$WORK/$kind-recovered ;;
+    *" $kind "*) "recover_$kind" "$img" "$label"; log=$WORK/${kind%-prealloc}-recovered ;; # recover_qcow2-prealloc is recover_qcow2
     *) stop_export "$log" ;;
   esac
   [ "$q" -gt 1 ] && check "$label: all $q hardware queues served requests" queues_served "$log" "$q"
