@@ -271,18 +271,7 @@ public final class RingThread implements AutoCloseable {
      */
     public int execute(UringRequest request) throws IOException {
         request.arm();
-        if (isOwnerThread()) {
-            if (shutDown) throw closedException();
-            backlog.addLast(request);
-            while (!request.isDone()) loopOnce(true, false);
-        } else if (carriedHere()) { // on the owner's OS thread: straight into the next batch, then park
-            if (shutDown) throw closedException();
-            backlog.addLast(request);
-            request.await();
-        } else {
-            push(request);
-            request.await();
-        }
+        queueAndAwait(request, request);
         IOException f = request.failure();
         if (f != null) throw f;
         return request.result();
@@ -295,19 +284,9 @@ public final class RingThread implements AutoCloseable {
     public void executeLinked(UringRequest... chain) throws IOException {
         if (chain.length == 0) return;
         for (UringRequest r : chain) r.arm();
-        LinkedRequests op = new LinkedRequests(chain);
-        if (isOwnerThread()) {
-            if (shutDown) throw closedException();
-            backlog.addLast(op);
-            while (!allDone(chain)) loopOnce(true, false);
-        } else if (carriedHere()) {
-            if (shutDown) throw closedException();
-            backlog.addLast(op);
-            for (UringRequest r : chain) r.await();
-        } else {
-            push(op);
-            for (UringRequest r : chain) r.await();
-        }
+        queueAndAwait(new LinkedRequests(chain), chain[chain.length - 1]);
+        if (isOwnerThread()) while (!allDone(chain)) loopOnce(true, false); // a link completes in order: rarely loops
+        else for (UringRequest r : chain) r.await();
         for (UringRequest r : chain) if (r.failure() != null) throw r.failure();
     }
 
@@ -321,25 +300,35 @@ public final class RingThread implements AutoCloseable {
     public int executeForLast(LinkedRequests chain) throws IOException {
         UringRequest last = chain.last();
         chain.armForLast();
-        boolean here = isOwnerThread() || carriedHere();
-        if (here && shutDown) {
-            RingClosedException e = closedException();
-            chain.fail(e); // the earlier requests' fail handlers run (they may hold something to release)
-            throw e;
-        }
-        if (isOwnerThread()) {
-            backlog.addLast(chain);
-            while (!last.isDone()) loopOnce(true, false);
-        } else if (here) {
-            backlog.addLast(chain);
-            last.await();
-        } else {
-            push(chain);
-            last.await();
-        }
+        queueAndAwait(chain, last);
         IOException f = last.failure();
         if (f != null) throw f;
         return last.result();
+    }
+
+    /**
+     * Queues {@code op} and waits until {@code awaited} (one of its requests) has completed: on the
+     * owner thread by running the loop inline, on a carried thread straight into the next batch and
+     * park, from anywhere else through the submission stack. On a ring already shut down the op is
+     * failed (its requests' fail handlers run: they may hold something to release) and this throws.
+     */
+    private void queueAndAwait(UringOp op, UringRequest awaited) throws IOException {
+        boolean owner = isOwnerThread(), here = owner || carriedHere();
+        if (here && shutDown) {
+            RingClosedException e = closedException();
+            op.fail(e);
+            throw e;
+        }
+        if (owner) {
+            backlog.addLast(op);
+            while (!awaited.isDone()) loopOnce(true, false);
+        } else if (here) { // on the owner's OS thread: straight into the next batch, then park
+            backlog.addLast(op);
+            awaited.await();
+        } else {
+            push(op);
+            awaited.await();
+        }
     }
 
     /** Most SQEs of one operation of {@link #executeAll}: a larger batch goes out as several, queued together. */
