@@ -62,8 +62,8 @@ final class UblkQueue {
     /** QBLK_UBLK_FIXED_BUFFERS=0 keeps the tag buffers unregistered (plain READ/WRITE; for comparison; {@link DebugSwitches}). */
     private static final boolean FIXED_BUFFERS = DebugSwitches.process().fixedBuffers();
 
-    /** QBLK_UBLK_LINKED_READS=0 serves every read on the tag's thread with an unlinked commit (for comparison; {@link DebugSwitches}). */
-    private static final boolean LINKED_READS = DebugSwitches.process().linkedReads();
+    /** Reads linked to their commit: by kernel version, or QBLK_UBLK_LINKED_READS ({@link LinkedReads}). */
+    static final boolean LINKED_READS = LinkedReads.enabled();
 
     private static void trace(String s) {
         if (TRACE) System.err.println("ublk-trace " + s);
