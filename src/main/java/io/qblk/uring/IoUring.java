@@ -56,6 +56,18 @@ public final class IoUring implements AutoCloseable {
     private final long cqHeadOff, cqTailOff, cqOverflowOff, cqesOff;
     private final int cqMask;
     private final Sqe cursor;
+    private final long sqArrayOff;
+    /**
+     * SQE allocation, apart from ring positions: the SQ array names, for each ring position, the SQE
+     * the kernel reads there, so an SQE can stay untouched after the kernel consumed its position
+     * ({@link #holdLast}). {@code sqeFree[0 .. sqeFreeTop)} are the SQEs free to fill;
+     * {@code sqeAtPos[p & sqMask]} is the SQE put at ring position p; positions below
+     * {@code reclaimedHead} have had their SQEs returned (or, when held, marked consumed).
+     */
+    private final int[] sqeFree, sqeAtPos;
+    private int sqeFreeTop, reclaimedHead, lastSqe = -1;
+    /** SQEs kept past their consumption until {@link #release}; and those of them already consumed. */
+    private final boolean[] held, heldConsumed;
     /** SQ tail as the owner sees it (entries filled but maybe not yet published). */
     private int sqLocalTail;
     /** SQ tail last published to the kernel. */
@@ -70,7 +82,7 @@ public final class IoUring implements AutoCloseable {
         this.cqEntries = (int) P_CQ_ENTRIES.get(params, 0L);
         this.sqeSize = (setupFlags & SETUP_SQE128) != 0 ? 128 : 64;
         this.cqeSize = (setupFlags & SETUP_CQE32) != 0 ? 32 : 16;
-        long sqArrayOff = Integer.toUnsignedLong((int) P_SQ_ARRAY.get(params, 0L));
+        this.sqArrayOff = Integer.toUnsignedLong((int) P_SQ_ARRAY.get(params, 0L));
         this.cqesOff = Integer.toUnsignedLong((int) P_CQ_CQES.get(params, 0L));
         long sqRingSize = sqArrayOff + 4L * sqEntries;
         long cqRingSize = cqesOff + (long) cqeSize * cqEntries;
@@ -103,10 +115,16 @@ public final class IoUring implements AutoCloseable {
         this.cqTailOff = Integer.toUnsignedLong((int) P_CQ_TAIL.get(params, 0L));
         this.cqOverflowOff = Integer.toUnsignedLong((int) P_CQ_OVERFLOW.get(params, 0L));
         this.cqMask = cqRing.get(ValueLayout.JAVA_INT, Integer.toUnsignedLong((int) P_CQ_RING_MASK.get(params, 0L)));
-        // The SQ array indirection: slot i of the ring always names SQE i, so fill it once.
-        for (int i = 0; i < sqEntries; i++) sqRing.set(ValueLayout.JAVA_INT, sqArrayOff + 4L * i, i);
         this.sqLocalTail = (int) INT.getAcquire(sqRing, sqTailOff);
         this.sqPublishedTail = sqLocalTail;
+        this.reclaimedHead = sqLocalTail;
+        this.sqeFree = new int[sqEntries];
+        this.sqeAtPos = new int[sqEntries];
+        this.held = new boolean[sqEntries];
+        this.heldConsumed = new boolean[sqEntries];
+        // Popped from the top: SQE 0 first, so a fresh ring fills SQEs in ring order.
+        for (int i = 0; i < sqEntries; i++) sqeFree[i] = sqEntries - 1 - i;
+        this.sqeFreeTop = sqEntries;
         this.cursor = new Sqe(sqes, sqeSize);
     }
 
@@ -144,10 +162,25 @@ public final class IoUring implements AutoCloseable {
     public boolean sqe128() { return sqeSize == 128; }
     public boolean cqe32() { return cqeSize == 32; }
 
-    /** Free SQ slots the owner may still fill before the next submit. */
+    /** Free SQ slots the owner may still fill before the next submit (SQEs held back count as used). */
     public int sqSpace() {
+        reclaim();
+        return sqeFreeTop;
+    }
+
+    /**
+     * Takes back the SQEs of the ring positions the kernel has consumed since the last call. The
+     * kernel has read everything it needs from a consumed SQE, except a held one (see
+     * {@link #holdLast}), which stays out until {@link #release}.
+     */
+    private void reclaim() {
         int head = (int) INT.getAcquire(sqRing, sqHeadOff);
-        return sqEntries - (sqLocalTail - head);
+        while (reclaimedHead != head) {
+            int idx = sqeAtPos[reclaimedHead & sqMask];
+            if (held[idx]) heldConsumed[idx] = true;
+            else sqeFree[sqeFreeTop++] = idx;
+            reclaimedHead++;
+        }
     }
 
     /** SQEs filled but not yet handed to the kernel by {@link #submit}. */
@@ -171,19 +204,53 @@ public final class IoUring implements AutoCloseable {
      */
     public Sqe nextSqe() {
         if (sqSpace() <= 0) return null;
-        Sqe s = cursor.at(sqLocalTail & sqMask).clear();
+        int idx = sqeFree[--sqeFreeTop];
+        int pos = sqLocalTail & sqMask;
+        sqRing.set(ValueLayout.JAVA_INT, sqArrayOff + 4L * pos, idx); // published with the tail (release store)
+        sqeAtPos[pos] = idx;
+        lastSqe = idx;
         sqLocalTail++;
-        return s;
+        return cursor.at(idx).clear();
     }
 
-    /** The SQE at ring slot {@code index} (for inspection in tests). */
+    /**
+     * Keeps the SQE last returned by {@link #nextSqe()} untouched after the kernel consumed its ring
+     * position, until {@link #release} with the returned index. For a URING_CMD that waits in a link:
+     * from 6.10 (6.12's io_uring/uring_cmd.c read here: "defer memcpy until we need it") the kernel
+     * keeps a pointer to such a command's SQE and reads it only when it issues the command, after
+     * the requests before it in the link completed, not when it consumes the ring position.
+     */
+    public int holdLast() {
+        if (lastSqe < 0) throw new IllegalStateException("no SQE to hold");
+        held[lastSqe] = true;
+        return lastSqe;
+    }
+
+    /** Ends {@link #holdLast}'s hold of SQE {@code index}: it is free again once consumed. */
+    public void release(int index) {
+        if (!held[index]) return;
+        held[index] = false;
+        if (heldConsumed[index]) {
+            heldConsumed[index] = false;
+            sqeFree[sqeFreeTop++] = index;
+        }
+    }
+
+    /** SQEs held by {@link #holdLast} and not yet released. */
+    public int heldSqes() {
+        int n = 0;
+        for (boolean h : held) if (h) n++;
+        return n;
+    }
+
+    /** The SQE at index {@code index} of the SQE array (for inspection in tests). */
     Sqe sqeAt(int index) {
         return new Sqe(sqes, sqeSize).at(index & sqMask);
     }
 
-    /** The ring slot the next {@link #nextSqe()} will use. */
+    /** The SQE index the next {@link #nextSqe()} will fill, or -1 when none is free. */
     int nextSlot() {
-        return sqLocalTail & sqMask;
+        return sqSpace() > 0 ? sqeFree[sqeFreeTop - 1] : -1;
     }
 
     /** Publishes filled SQEs and submits them; returns how many the kernel consumed. */

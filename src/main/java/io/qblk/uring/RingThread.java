@@ -117,6 +117,8 @@ public final class RingThread implements AutoCloseable {
     private UringOp[] slotOp;
     private int[] slotIndex;
     private boolean[] slotPrepFailed;
+    /** The SQE a slot's request keeps until its completion ({@link IoUring#holdLast}), or -1. */
+    private int[] slotHeldSqe;
     private int[] freeSlots;
     private int freeTop;
 
@@ -577,6 +579,8 @@ public final class RingThread implements AutoCloseable {
             slotOp = new UringOp[slots];
             slotIndex = new int[slots];
             slotPrepFailed = new boolean[slots];
+            slotHeldSqe = new int[slots];
+            java.util.Arrays.fill(slotHeldSqe, -1);
             freeSlots = new int[slots];
             for (int i = 0; i < slots; i++) freeSlots[i] = slots - 1 - i;
             freeTop = slots;
@@ -665,6 +669,7 @@ public final class RingThread implements AutoCloseable {
             }
             if (ring.sqSpace() < n || freeTop < n) break; // back-pressure: wait for completions
             backlog.pollFirst();
+            boolean afterLink = false;
             for (int i = 0; i < n; i++) {
                 int slot = freeSlots[--freeTop];
                 slotOp[slot] = op;
@@ -679,6 +684,10 @@ public final class RingThread implements AutoCloseable {
                     slotPrepFailed[slot] = true;
                 }
                 sqe.userData(slot);
+                // A URING_CMD waiting in a link may be read by the kernel only when it is issued
+                // (IoUring#holdLast): its SQE stays untouched until its completion.
+                if (afterLink && sqe.opcode() == Opcode.URING_CMD) slotHeldSqe[slot] = ring.holdLast();
+                afterLink = (sqe.flags() & Sqe.IO_LINK) != 0;
             }
         }
     }
@@ -719,12 +728,21 @@ public final class RingThread implements AutoCloseable {
         if ((flags & IoUring.CQE_F_MORE) == 0) {
             slotOp[slot] = null;
             freeSlots[freeTop++] = slot;
+            if (slotHeldSqe[slot] >= 0) { // the kernel has issued (or cancelled) the command: done with its SQE
+                ring.release(slotHeldSqe[slot]);
+                slotHeldSqe[slot] = -1;
+            }
         }
         try {
             op.complete(index, res, flags, big0, big1);
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "completion handler of " + op + " failed", t);
         }
+    }
+
+    /** The ring itself; owner thread only (tests inspect it from a task run there). */
+    IoUring uringForOwner() {
+        return ring;
     }
 
     private int inflight() {

@@ -52,6 +52,62 @@ class IoUringTest {
         }
     }
 
+    /**
+     * A held SQE (a URING_CMD waiting in a link, see IoUring#holdLast) is never handed out again until
+     * released, however often the ring wraps meanwhile; the others keep cycling.
+     */
+    @Test
+    void aHeldSqeStaysUntouchedUntilReleased(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("plain");
+        Files.write(f, new byte[4096]);
+        int efd = UringSyscalls.eventfd(0, UringSyscalls.EFD_CLOEXEC);
+        assertTrue(efd >= 0);
+        try (IoUring ring = IoUring.create(8, 0);
+             Arena a = Arena.ofConfined();
+             var file = io.qblk.io.PosixFileBackend.open(f, true)) {
+            MemorySegment buf = a.allocate(8);
+            // READ of an empty eventfd: waits until written; the command waits in the link behind it.
+            ring.nextSqe().prepRead(efd, buf.address(), 8, 0).addFlags(Sqe.IO_LINK).userData(1);
+            ring.nextSqe().prepUringCmd(file.fd(), 0x1234).userData(2);
+            int held = ring.holdLast();
+            byte[] before = ring.sqeAt(held).toByteArray();
+            assertEquals(2, ring.submit());
+            assertEquals(7, ring.sqSpace(), "the held SQE stays out after its position was consumed");
+            for (int round = 0; round < 10; round++) { // wrap the 8-entry ring many times
+                for (int i = 0; i < 7; i++) {
+                    assertNotEquals(held, ring.nextSlot(), "round " + round + " SQE " + i);
+                    ring.nextSqe().prepNop().userData(100 + i);
+                }
+                assertNull(ring.nextSqe(), "7 SQEs free while one is held");
+                assertEquals(7, ring.submitAndWait(7));
+                List<Cqe> nops = reapAll(ring);
+                assertEquals(7, nops.size());
+                for (Cqe c : nops) assertTrue(c.userData() >= 100, "only the NOPs completed: " + c);
+            }
+            assertArrayEquals(before, ring.sqeAt(held).toByteArray(), "the held SQE was not rewritten");
+            assertEquals(1, ring.heldSqes());
+
+            MemorySegment one = a.allocate(ValueLayout.JAVA_LONG);
+            one.set(ValueLayout.JAVA_LONG, 0, 1L);
+            assertEquals(8, UringSyscalls.write(efd, one, 8));
+            List<Cqe> done = new ArrayList<>();
+            while (done.size() < 2) {
+                ring.submitAndWait(1);
+                done.addAll(reapAll(ring));
+            }
+            assertEquals(1L, done.get(0).userData());
+            assertEquals(8, done.get(0).res(), "the eventfd read");
+            assertEquals(2L, done.get(1).userData());
+            assertNotEquals(-Errno.ECANCELED, done.get(1).res(), "the command was issued, not cancelled");
+            assertTrue(done.get(1).res() < 0, "a plain file has no uring_cmd handler");
+            ring.release(held);
+            assertEquals(0, ring.heldSqes());
+            assertEquals(8, ring.sqSpace(), "released: all SQEs free again");
+        } finally {
+            UringSyscalls.close(efd);
+        }
+    }
+
     @Test
     void submissionRingReportsFullAndRecovers() throws Exception {
         try (IoUring ring = IoUring.create(8, 0)) {

@@ -231,6 +231,59 @@ class RingThreadTest {
         }
     }
 
+    /** Runs {@code task} on the owner thread of {@code r} and returns its result. */
+    private static int onOwner(RingThread r, java.util.function.IntSupplier task) throws Exception {
+        var result = new java.util.concurrent.CompletableFuture<Integer>();
+        r.submit(new UringOp() {
+            @Override protected int sqeCount() { return 0; }
+            @Override protected void prepare(Sqe sqe, int index) { result.complete(task.getAsInt()); }
+            @Override protected void complete(int index, int res, int flags, long big0, long big1) {}
+            @Override protected void fail(IOException cause) { result.completeExceptionally(cause); }
+        });
+        return result.get(20, java.util.concurrent.TimeUnit.SECONDS);
+    }
+
+    /**
+     * A URING_CMD waiting in a link keeps its SQE until its completion (kernels from 6.10 read it only
+     * when they issue it): other requests wrap the ring meanwhile without touching it, and it is
+     * released when the command completes.
+     */
+    @Test
+    void aLinkedUringCmdKeepsItsSqeUntilItCompletes() throws Exception {
+        int efd = UringSyscalls.eventfd(0, UringSyscalls.EFD_CLOEXEC);
+        assertTrue(efd >= 0);
+        try (RingThread r = RingThread.start("held", RingOptions.defaults().withEntries(8))) {
+            MemorySegment buf = arena.allocate(8);
+            UringRequest read = new UringRequest().prepRead(efd, buf, 0);
+            UringRequest cmd = new UringRequest().prepUringCmd(file.fd(), 0x1234, arena.allocate(16));
+            int[] result = {Integer.MIN_VALUE};
+            Thread t = Thread.ofVirtual().start(() -> {
+                try {
+                    result[0] = r.executeForLast(LinkedRequests.chain(read, cmd));
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            while (onOwner(r, () -> r.uringForOwner().heldSqes()) != 1) {
+                assertTrue(System.nanoTime() < deadline, "the command's SQE was never held");
+                Thread.sleep(5);
+            }
+            for (int i = 0; i < 40; i++) r.nop(); // wraps the 8-entry ring five times
+            assertEquals(1, onOwner(r, () -> r.uringForOwner().heldSqes()));
+            MemorySegment one = arena.allocate(ValueLayout.JAVA_LONG);
+            one.set(ValueLayout.JAVA_LONG, 0, 1L);
+            assertEquals(8, UringSyscalls.write(efd, one, 8));
+            t.join(20_000);
+            assertEquals(8, read.result(), "the head read the eventfd");
+            assertTrue(result[0] < 0 && result[0] != -Errno.ECANCELED,
+                    "the command was issued (a plain file refuses it), not cancelled: " + result[0]);
+            assertEquals(0, onOwner(r, () -> r.uringForOwner().heldSqes()), "released at its completion");
+        } finally {
+            UringSyscalls.close(efd);
+        }
+    }
+
     /** A chain submitted to a closed ring fails every request, so a head that holds something releases it. */
     @Test
     void executeForLastOnAClosedRingFailsTheHeadToo() throws Exception {
