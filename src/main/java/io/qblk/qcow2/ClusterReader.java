@@ -88,7 +88,7 @@ final class ClusterReader {
         long g = offset >>> clusterBits;
         int in = (int) (offset & (cs - 1));
         int stripe = IoEpochs.stripe();
-        int slot = epochs.enter();
+        int slot = epochs.enter(stripe);
         boolean planned = false;
         try {
             long e = map.lookup(g);
@@ -102,7 +102,7 @@ final class ClusterReader {
             planned = true;
             return token;
         } finally {
-            if (!planned) epochs.exit(slot);
+            if (!planned) epochs.exit(slot, stripe);
         }
     }
 

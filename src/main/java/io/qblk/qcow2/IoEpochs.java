@@ -30,7 +30,11 @@ final class IoEpochs {
     }
 
     int enter() {
-        int s = stripe();
+        return enter(stripe());
+    }
+
+    /** {@link #enter()} for a caller that already holds this thread's {@link #stripe()}. */
+    int enter(int s) {
         while (true) {
             long e = epoch.get();
             int slot = (int) (e & 1);
@@ -42,7 +46,7 @@ final class IoEpochs {
 
     /** Leaves the section entered with {@link #enter()} on this same thread. */
     void exit(int slot) {
-        active[slot].getAndDecrement(stripe());
+        exit(slot, stripe());
     }
 
     /**

@@ -33,11 +33,7 @@ final class SharedExclusiveLock {
 
     void lockShared() {
         if (owner == Thread.currentThread()) return;
-        int s = stripe();
-        while (true) {
-            shared.getAndIncrement(s);
-            if (!wanted) return;
-            shared.getAndDecrement(s);
+        while (tryLockShared() < 0) {
             gate.lock(); // parks until the exclusive holder is done
             gate.unlock();
         }
@@ -64,7 +60,7 @@ final class SharedExclusiveLock {
 
     void unlockShared() {
         if (owner == Thread.currentThread()) return;
-        shared.getAndDecrement(stripe());
+        unlockShared(stripe());
     }
 
     void lockExclusive() {

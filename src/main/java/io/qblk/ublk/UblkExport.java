@@ -96,9 +96,9 @@ public final class UblkExport {
             } catch (IOException e) {
                 System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
             }
-            long[] linked = server.linkedReads();
+            UblkServer.LinkedReadCounts linked = server.linkedReads();
             System.err.println("qblk: ublk device " + server.devId() + " served " + perQueue(server.servedRequestsPerQueue())
-                    + "; reads linked to their commit: " + linked[0] + " (commits sent again: " + linked[1] + ")");
+                    + "; reads linked to their commit: " + linked.linked() + " (commits sent again: " + linked.commitsResent() + ")");
             try {
                 target.flush();
             } catch (IOException e) {

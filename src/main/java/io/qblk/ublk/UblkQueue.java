@@ -219,15 +219,19 @@ final class UblkQueue {
             counted = true;
             int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
             LinkedRead linked = LINKED_READS ? new LinkedRead(request) : null;
+            long base = (long) tag * IOD_BYTES;
             while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
-                if (linked != null) {
-                    int next = serveLinkedRead(tag, buf, cmd, linked);
+                int opFlags = iods.get(ValueLayout.JAVA_INT, base);
+                long length = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4)) << 9;
+                long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
+                if (linked != null && (opFlags & 0xff) == OP_READ) {
+                    int next = serveLinkedRead(tag, offset, length, buf, cmd, linked);
                     if (next != NOT_LINKED) {
                         res = next;
                         continue;
                     }
                 }
-                int result = serve(tag, buf);
+                int result = serve(tag, opFlags, offset, length, buf);
                 served.increment();
                 cmd.set(ValueLayout.JAVA_INT, 4, result);
                 res = ring.execute(request.prepUringCmd(cdevFd, commitOp, cmd));
@@ -289,8 +293,9 @@ final class UblkQueue {
     }
 
     /**
-     * A READ that the target can serve with one plain file read ({@link BlockTarget#planRead}) goes out
-     * linked to its COMMIT_AND_FETCH: one submission, and the tag sleeps until the next request
+     * A READ (decoded from iod[tag] by the tag loop) that the target can serve with one plain file
+     * read ({@link BlockTarget#planRead}) goes out linked to its COMMIT_AND_FETCH: one submission,
+     * and the tag sleeps until the next request
      * instead of waking once for the read and once more for the commit (the read's completion runs on
      * the ring thread and only releases the plan). Returns the commit's result (0: the next request
      * is in iod[tag]), or {@link #NOT_LINKED} when the request must be served the ordinary way: not a
@@ -302,12 +307,8 @@ final class UblkQueue {
      * takes io commands from the queue's task only); that refusal changes nothing, so the commit is
      * sent again, unlinked, from this tag.
      */
-    private int serveLinkedRead(int tag, MemorySegment buf, MemorySegment cmd, LinkedRead l) throws IOException {
-        long base = (long) tag * IOD_BYTES;
-        int opFlags = iods.get(ValueLayout.JAVA_INT, base);
-        if ((opFlags & 0xff) != OP_READ) return NOT_LINKED;
-        long length = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4)) << 9;
-        long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
+    private int serveLinkedRead(int tag, long offset, long length, MemorySegment buf, MemorySegment cmd, LinkedRead l)
+            throws IOException {
         if (length == 0 || length > maxIoBytes || offset < 0 || offset + length > target.size()) return NOT_LINKED;
         MemorySegment dst = buf.asSlice(0, length);
         if (!target.planRead(offset, dst, l.plan)) return NOT_LINKED;
@@ -337,13 +338,8 @@ final class UblkQueue {
         return -Errno.EIO;
     }
 
-    /** Executes the request in iod[tag] against the target; returns bytes done or -errno. */
-    private int serve(int tag, MemorySegment tagBuf) {
-        long base = (long) tag * IOD_BYTES;
-        int opFlags = iods.get(ValueLayout.JAVA_INT, base);
-        long sectors = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4));
-        long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
-        long length = sectors << 9;
+    /** Executes the request of iod[tag] (decoded by the tag loop) against the target; returns bytes done or -errno. */
+    private int serve(int tag, int opFlags, long offset, long length, MemorySegment tagBuf) {
         int op = opFlags & 0xff;
         if (TRACE) trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
         try {

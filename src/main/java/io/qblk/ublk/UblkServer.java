@@ -42,7 +42,8 @@ public final class UblkServer {
     private final List<UblkQueue> queues = new ArrayList<>();
     private int cdevFd = -1;
     private boolean stopped;
-    private long[] servedAtClose = new long[0], linkedAtClose = new long[2];
+    private long[] servedAtClose = new long[0];
+    private LinkedReadCounts linkedAtClose = new LinkedReadCounts(0, 0);
 
     private UblkServer(UblkControl control, BlockTarget target, int devId) {
         this.control = control;
@@ -281,15 +282,18 @@ public final class UblkServer {
      * Reads served as one file read linked to their commit, and linked commits the kernel refused
      * and the queue sent again, summed over the queues (after {@link #stop()}: at the time they closed).
      */
-    public synchronized long[] linkedReads() {
-        if (queues.isEmpty()) return linkedAtClose.clone();
-        long[] r = new long[2];
+    public synchronized LinkedReadCounts linkedReads() {
+        if (queues.isEmpty()) return linkedAtClose;
+        long linked = 0, resent = 0;
         for (UblkQueue q : queues) {
-            r[0] += q.linkedReads();
-            r[1] += q.linkRetries();
+            linked += q.linkedReads();
+            resent += q.linkRetries();
         }
-        return r;
+        return new LinkedReadCounts(linked, resent);
     }
+
+    /** {@link #linkedReads()}: reads linked to their commit, and linked commits sent again after the kernel refused them. */
+    public record LinkedReadCounts(long linked, long commitsResent) {}
 
     /** Whether the device speaks the ioctl-encoded opcodes (UBLK_F_CMD_IOCTL_ENCODE; 6.1 knows only the legacy ones). */
     public boolean ioctlEncoding() {

@@ -154,10 +154,16 @@ public final class UringFileBackend implements FdBackend {
         return ring != null ? fixedRoute : CallerRing.current();
     }
 
-    /** The descriptor, for a read this backend would send to a ring too (native, not below the threshold, at most 1 GiB). */
+    /** Whether one ring request carries {@code buf} whole: native, not empty, not below the threshold, at most 1 GiB. */
+    private boolean oneRingRequest(MemorySegment buf) {
+        long n = buf.byteSize();
+        return buf.isNative() && n > 0 && n >= ringMinBytes && n <= MAX_CHUNK;
+    }
+
+    /** The descriptor, for a read this backend would send to a ring too ({@link #oneRingRequest}). */
     @Override
     public int readFd(long offset, MemorySegment dst) {
-        if (!dst.isNative() || dst.byteSize() == 0 || dst.byteSize() < ringMinBytes || dst.byteSize() > MAX_CHUNK) return -1;
+        if (!oneRingRequest(dst)) return -1;
         ringOps.increment();
         return fd;
     }
@@ -209,7 +215,7 @@ public final class UringFileBackend implements FdBackend {
         try {
             for (Write w : writes) {
                 MemorySegment src = w.src();
-                if (!src.isNative() || src.byteSize() < ringMinBytes || src.byteSize() > MAX_CHUNK || src.byteSize() == 0) {
+                if (!oneRingRequest(src)) {
                     try {
                         write(w.offset(), src);
                     } catch (IOException e) {
