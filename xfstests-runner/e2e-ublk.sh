@@ -74,9 +74,9 @@ queues_served() {
 }
 
 # linked_reads LOG: the server's exit line counts reads sent as one file read linked to their
-# commit (UblkQueue.serveLinkedRead; fio's verify passes above checked what they returned): some on
-# a kernel where the export's start line says reads are linked (6.1), none where it says they are
-# committed separately (6.12's io_uring reads a linked command's SQE late: io.qblk.ublk.LinkedReads)
+# commit (UblkQueue.serveLinkedRead; fio's verify passes above checked what they returned): some
+# where the export's start line says reads are linked (the default, on 6.1 and 6.12), none where it
+# says they are committed separately (QBLK_UBLK_LINKED_READS=0)
 linked_reads() {
   local line n
   line=$(grep -m1 'reads linked to their commit:' "$1.err") || { echo "no linked-reads count in $1.err"; return 1; }

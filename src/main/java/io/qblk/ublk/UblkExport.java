@@ -45,7 +45,7 @@ public final class UblkExport {
         System.err.println("qblk: " + server.blockDevice() + ": " + (server.unprivileged() ? "unprivileged device, " : "")
                 + (server.ioctlEncoding() ? "ioctl-encoded" : "legacy") + " ublk opcodes; tag threads " + (server.carried() ? "carried by their queue's ring thread"
                 : "on the default scheduler" + (io.qblk.uring.VirtualCarrier.available() ? "" : " (" + io.qblk.uring.VirtualCarrier.unavailableReason() + ")"))
-                + "; reads " + (UblkQueue.LINKED_READS ? "linked to their commit" : "committed separately") + " (" + LinkedReads.reason() + ")");
+                + "; reads " + (UblkQueue.LINKED_READS ? "linked to their commit" : "committed separately (QBLK_UBLK_LINKED_READS=0)"));
         AtomicBoolean shuttingDown = new AtomicBoolean();
         CountDownLatch cleaned = new CountDownLatch(1);
         Thread hook = new Thread(() -> {

@@ -62,8 +62,12 @@ final class UblkQueue {
     /** QBLK_UBLK_FIXED_BUFFERS=0 keeps the tag buffers unregistered (plain READ/WRITE; for comparison; {@link DebugSwitches}). */
     private static final boolean FIXED_BUFFERS = DebugSwitches.process().fixedBuffers();
 
-    /** Reads linked to their commit: by kernel version, or QBLK_UBLK_LINKED_READS ({@link LinkedReads}). */
-    static final boolean LINKED_READS = LinkedReads.enabled();
+    /**
+     * Reads linked to their commit ({@link #serveLinkedRead}); QBLK_UBLK_LINKED_READS=0 turns it off. Safe
+     * on 6.12 too because the ring keeps a linked commit's SQE untouched until the commit completes
+     * ({@link io.qblk.uring.IoUring#holdLast}).
+     */
+    static final boolean LINKED_READS = DebugSwitches.process().linkedReads();
 
     private static void trace(String s) {
         if (TRACE) System.err.println("ublk-trace " + s);

@@ -16,23 +16,17 @@ import java.util.Properties;
  *                     threads stay on the default scheduler instead of their queue's ring thread
  * @param nbdRingRecv  {@code QBLK_NBD_RING_RECV=0} turns it off: an NBD connection on a carrier reads its
  *                     socket through the JDK (which parks on the JDK's poller) instead of io_uring RECV
- * @param linkedReads  {@code QBLK_UBLK_LINKED_READS=0} or {@code =1}: a ublk read that is one plain file read is
- *                     (not) linked to its commit whatever the kernel; null (unset): decided by kernel version
- *                     ({@code io.qblk.ublk.LinkedReads})
+ * @param linkedReads  {@code QBLK_UBLK_LINKED_READS=0} turns it off: a ublk read that is one plain file read
+ *                     is served by the tag and committed on its own instead of going out linked to its commit
  */
-public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv, Boolean linkedReads) {
+public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv, boolean linkedReads) {
     private static final DebugSwitches PROCESS = from(System.getenv(), System.getProperties());
 
     /** The switches from an environment and system properties. */
     public static DebugSwitches from(Map<String, String> env, Properties props) {
         return new DebugSwitches("1".equals(env.get("QBLK_UBLK_TRACE")), !"0".equals(env.get("QBLK_UBLK_FIXED_BUFFERS")),
                 !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")),
-                !"0".equals(env.get("QBLK_NBD_RING_RECV")), onOff(env.get("QBLK_UBLK_LINKED_READS")));
-    }
-
-    /** "1" → true, "0" → false, anything else → null (the default decides). */
-    private static Boolean onOff(String v) {
-        return "1".equals(v) ? Boolean.TRUE : "0".equals(v) ? Boolean.FALSE : null;
+                !"0".equals(env.get("QBLK_NBD_RING_RECV")), !"0".equals(env.get("QBLK_UBLK_LINKED_READS")));
     }
 
     /** This process's switches, read once. */
