@@ -73,21 +73,27 @@ queues_served() {
   done
 }
 
-# linked_reads LOG: the server's exit line counts reads sent as one file read linked to their
-# commit (UblkQueue.serveLinkedRead; fio's verify passes above checked what they returned): some
-# where the export's start line says reads are linked (the default, on 6.1 and 6.12), none where it
-# says they are committed separately (QBLK_UBLK_LINKED_READS=0)
-linked_reads() {
-  local line n
-  line=$(grep -m1 'reads linked to their commit:' "$1.err") || { echo "no linked-reads count in $1.err"; return 1; }
+# linked_io LOG KINDS: the server's exit line counts reads and writes sent as one file read or write
+# linked to their commit (UblkQueue.serveLinked; fio's verify passes above checked the data): for
+# each of KINDS ("reads", "writes"), some where the export's start line says they are linked (the
+# default), none where it says they are committed separately (QBLK_UBLK_LINKED_READS=0 /
+# QBLK_UBLK_LINKED_WRITES=0)
+linked_io() {
+  local line n k
+  line=$(grep -m1 'reads linked to their commit:' "$1.err") || { echo "no linked count in $1.err"; return 1; }
   echo "$line"
-  n=$(echo "$line" | sed -n 's/.*reads linked to their commit: \([0-9]*\).*/\1/p')
-  [ -n "$n" ] || { echo "no count"; return 1; }
-  if grep -q 'reads committed separately' "$1.err"; then
-    [ "$n" -eq 0 ] || { echo "$n reads linked although the start line says they are not"; return 1; }
-  else
-    [ "$n" -gt 0 ] || { echo "no read was linked to its commit"; return 1; }
-  fi
+  for k in $2; do
+    case $k in
+      reads) n=$(echo "$line" | sed -n 's/.*reads linked to their commit: \([0-9]*\).*/\1/p') ;;
+      writes) n=$(echo "$line" | sed -n 's/.*reads linked to their commit: [0-9]*, writes: \([0-9]*\).*/\1/p') ;;
+    esac
+    [ -n "$n" ] || { echo "no count of linked $k"; return 1; }
+    if grep -q "$k committed separately" "$1.err"; then
+      [ "$n" -eq 0 ] || { echo "$n $k linked although the start line says they are not"; return 1; }
+    else
+      [ "$n" -gt 0 ] || { echo "no $k linked to their commit"; return 1; }
+    fi
+  done
 }
 
 # one fio job per CPU (2 in the default guest), each on its own region: with -q 2 each CPU's
@@ -222,7 +228,12 @@ run_target() {
     *) stop_export "$log" ;;
   esac
   [ "$q" -gt 1 ] && check "$label: all $q hardware queues served requests" queues_served "$log" "$q"
-  [ "$kind" != null ] && check "$label: reads linked to their commit where the kernel allows it" linked_reads "$log"
+  # writes: raw and the preallocated image take in-place writes (the empty image's first writes allocate)
+  case $kind in
+    null) ;;
+    raw|qcow2-prealloc) check "$label: reads and writes linked to their commit" linked_io "$log" "reads writes" ;;
+    *) check "$label: reads linked to their commit" linked_io "$log" reads ;;
+  esac
   case $kind in qcow2*) check "$label: qemu-img check clean (rc 0) after SIGTERM" qemu-img check -q "$img" ;; esac
 }
 

@@ -93,17 +93,18 @@ public final class DirectIoBackend implements IoBackend {
     }
 
     /**
-     * The direct descriptor for an aligned read, the buffered one otherwise (as {@link #read} picks).
-     * A direct read that fails with EINVAL makes its caller take {@link #read}, which retries buffered.
+     * The direct descriptor for aligned I/O, the buffered one otherwise (as {@link #read} and
+     * {@link #write} pick). A direct read or write that fails with EINVAL makes its caller take
+     * {@link #read} or {@link #write}, which retry buffered.
      */
     @Override
-    public int readFd(long offset, MemorySegment dst) {
+    public int plainFd(long offset, MemorySegment dst) {
         if (aligned(offset, dst)) {
-            int fd = direct.readFd(offset, dst);
+            int fd = direct.plainFd(offset, dst);
             if (fd >= 0) directOps.increment();
             return fd;
         }
-        int fd = buffered.readFd(offset, dst);
+        int fd = buffered.plainFd(offset, dst);
         if (fd >= 0) bufferedOps.increment();
         return fd;
     }

@@ -15,7 +15,7 @@ public interface FdBackend extends IoBackend {
     String name();
 
     @Override
-    default int readFd(long offset, java.lang.foreign.MemorySegment dst) {
+    default int plainFd(long offset, java.lang.foreign.MemorySegment dst) {
         return dst.isNative() && dst.byteSize() > 0 ? fd() : -1;
     }
 

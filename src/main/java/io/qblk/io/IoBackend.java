@@ -80,11 +80,12 @@ public interface IoBackend extends Closeable {
     }
 
     /**
-     * The descriptor that {@link #read}{@code (offset, dst)} would read from with one plain read of the
-     * same bytes at the same offset, for a caller that submits that read itself ({@link ReadPlan});
-     * -1 when this backend reads some other way (or transforms the data): then call {@link #read}.
+     * The descriptor that {@link #read}{@code (offset, buf)} or {@link #write}{@code (offset, buf)} would
+     * use for one plain read or write of the same bytes at the same offset, for a caller that submits
+     * that I/O itself ({@link FilePlan}); -1 when this backend transfers them some other way (or
+     * transforms the data): then call {@link #read} or {@link #write}.
      */
-    default int readFd(long offset, java.lang.foreign.MemorySegment dst) {
+    default int plainFd(long offset, java.lang.foreign.MemorySegment buf) {
         return -1;
     }
 

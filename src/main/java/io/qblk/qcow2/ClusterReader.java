@@ -77,12 +77,12 @@ final class ClusterReader {
     /**
      * Fills {@code plan} when the read of {@code dst} at guest {@code offset} is one plain read of the
      * file: standard L2, a run of contiguous host clusters mapped NORMAL covering the whole request,
-     * and a backend that reads it through a descriptor ({@link IoBackend#readFd}). The lookup happens
+     * and a backend that reads it through a descriptor ({@link IoBackend#plainFd}). The lookup happens
      * inside an {@link IoEpochs} section that stays entered until the plan is released (R5 as in
      * {@link #read}): the returned token holds the epoch slot and stripe in its low 16 bits.
      * Returns -1 (nothing held) when the request needs {@link #read}.
      */
-    long planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan, io.qblk.io.ReadPlan.Holder holder, long heldToken) throws IOException {
+    long planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan, io.qblk.io.FilePlan.Holder holder, long heldToken) throws IOException {
         if (geo.extendedL2) return -1;
         long len = dst.byteSize();
         long g = offset >>> clusterBits;
@@ -95,10 +95,10 @@ final class ClusterReader {
             if (geo.typeOf(e) != L2Entry.NORMAL) return -1;
             long host = geo.hostOf(e, g);
             if (map.contiguousRun(g, host, Math.min(cs - in, len), len, false) != len) return -1;
-            int fd = file.readFd(host + in, dst);
+            int fd = file.plainFd(host + in, dst);
             if (fd < 0) return -1;
             long token = heldToken << 16 | (long) stripe << 1 | slot;
-            plan.set(fd, host + in, holder, token);
+            plan.set(file, fd, host + in, holder, token);
             planned = true;
             return token;
         } finally {

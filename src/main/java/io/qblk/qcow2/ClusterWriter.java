@@ -117,6 +117,52 @@ final class ClusterWriter {
         writeBack.afterRequest(mapped, inPlace);
     }
 
+    /**
+     * Fills {@code plan} when writing {@code src} at guest {@code offset} is one plain write of the
+     * file into clusters that need nothing else: standard L2, a run of contiguous host clusters mapped
+     * NORMAL and COPIED covering the whole request, their mapping already in the file when metadata
+     * is written through (W1 holds without waiting), and a backend that writes through a descriptor.
+     * The lookup's {@link IoEpochs} section stays entered until the plan is released (R5), and the
+     * write counts as in flight from now until then (W2: a flush meanwhile syncs). The returned token
+     * holds the epoch slot and stripe in its low 16 bits; -1 (nothing held) when the request needs
+     * {@link #write}.
+     */
+    long planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan, io.qblk.io.FilePlan.Holder holder, long heldToken)
+            throws IOException {
+        if (geo.extendedL2) return -1;
+        guard.checkWritable();
+        guard.beforeChange();
+        long len = src.byteSize();
+        long g = offset >>> clusterBits;
+        int in = (int) (offset & (cs - 1));
+        int stripe = IoEpochs.stripe();
+        int slot = epochs.enter(stripe);
+        boolean planned = false;
+        try {
+            long e = map.lookup(g);
+            if (geo.typeOf(e) != L2Entry.NORMAL || (e & L2Entry.COPIED) == 0) return -1;
+            long host = geo.hostOf(e, g);
+            if (map.contiguousRun(g, host, Math.min(cs - in, len), len, true) != len) return -1;
+            if (overlap.dataOverlap(host, in + len) != null) return -1; // write() reports it
+            if (writeBack.writeThrough() && !writeBack.mappingsCommitted()) return -1; // W1 would wait: write() does
+            int fd = file.plainFd(host + in, src);
+            if (fd < 0) return -1;
+            writeBack.plannedWriteStarted(); // W2: before the write is submitted
+            long token = heldToken << 16 | (long) stripe << 1 | slot;
+            plan.set(file, fd, host + in, holder, token);
+            planned = true;
+            return token;
+        } finally {
+            if (!planned) epochs.exit(slot, stripe);
+        }
+    }
+
+    /** Ends a planned write: counted as completed (W2), then its epoch section (token as in {@link #planWrite}). */
+    void releasePlan(long token) {
+        writeBack.plannedWriteDone();
+        epochs.exit((int) (token & 1), (int) (token & 0xffff) >>> 1);
+    }
+
     /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */
     private record Claim(CachedTable table, long old, long host, boolean fresh, boolean tail, InFlight mine) {}
 

@@ -15,6 +15,8 @@ public final class EngineStats {
     final LongAdder holesPunched = new LongAdder();
     /** Write-through commits that wrote only R17 tail mappings, without a sync before their L2 writes. */
     final LongAdder tailCommits = new LongAdder();
+    /** Writes handed to the frontend as a plan ({@link Qcow2Image#planWrite}, docs/ordering.md W2). */
+    final LongAdder plannedWrites = new LongAdder();
     /** Allocating writes that could have mapped an R17 tail cluster but found none ready (they took the ordered path). */
     final LongAdder tailMisses = new LongAdder();
     /** Clusters the R17 reserve is topped up to (it grows after misses). */
@@ -37,6 +39,7 @@ public final class EngineStats {
     /** fdatasync calls issued by the engine. */
     public long datasyncs() { return datasyncs.sum(); }
     public long tailCommits() { return tailCommits.sum(); }
+    public long plannedWrites() { return plannedWrites.sum(); }
 
     /** Allocating writes that found the R17 reserve empty and paid an ordered commit's sync instead. */
     public long tailMisses() { return tailMisses.sum(); }

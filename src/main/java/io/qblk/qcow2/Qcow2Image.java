@@ -261,12 +261,12 @@ public final class Qcow2Image implements Closeable {
 
     /**
      * Fills {@code plan} when reading {@code dst} at guest {@code offset} is one plain read of the image
-     * file that the caller may submit itself ({@link io.qblk.io.ReadPlan}); the image's shared lock
+     * file that the caller may submit itself ({@link io.qblk.io.FilePlan}); the image's shared lock
      * and the lookup's I/O epoch stay held until {@code plan.release()}. False (nothing held) when the
      * request needs {@link #read}: not one contiguous run of allocated clusters, extended L2, an
      * exclusive locker waiting, a lookup that failed (read reports it), anything unusual.
      */
-    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) {
+    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan) {
         long len = dst.byteSize();
         if (ioRefusal != null || len <= 0 || offset < 0 || offset > geo.virtualSize - len || guard.closed()) return false;
         int lock = exclusive.tryLockShared();
@@ -288,7 +288,41 @@ public final class Qcow2Image implements Closeable {
         exclusive.unlockShared((int) (token >>> 16));
     }
 
-    private final io.qblk.io.ReadPlan.Holder planHolder = this::releasePlan;
+    private final io.qblk.io.FilePlan.Holder planHolder = this::releasePlan;
+
+    /**
+     * Fills {@code plan} when writing {@code src} at guest {@code offset} is one plain write of the
+     * image file into allocated clusters that need no metadata change and no wait
+     * ({@link io.qblk.io.FilePlan}, docs/ordering.md W2); the image's shared lock, the lookup's I/O
+     * epoch and the write's place among the planned writes in flight stay held until
+     * {@code plan.release()}. False (nothing held) when the request needs {@link #write}: not one
+     * contiguous run of allocated COPIED clusters, extended L2, a mapping change not yet committed
+     * (write-through), an exclusive locker waiting, a read-only or failed image, anything unusual.
+     */
+    public boolean planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan) {
+        long len = src.byteSize();
+        if (ioRefusal != null || len <= 0 || offset < 0 || offset > geo.virtualSize - len || guard.closed()) return false;
+        int lock = exclusive.tryLockShared();
+        if (lock < 0) return false;
+        boolean planned = false;
+        try {
+            bitmaps.markDirty(offset, len); // B rules: the bits before the write runs
+            planned = writer.planWrite(offset, src, plan, writePlanHolder, lock) >= 0;
+            return planned;
+        } catch (IOException | RuntimeException e) {
+            return false; // write() takes the same path again and reports it
+        } finally {
+            if (!planned) exclusive.unlockShared(lock);
+        }
+    }
+
+    /** Ends a planned write's holds: counted done (W2), its epoch section, then the shared lock. */
+    private void releaseWritePlan(long token) {
+        writer.releasePlan(token);
+        exclusive.unlockShared((int) (token >>> 16));
+    }
+
+    private final io.qblk.io.FilePlan.Holder writePlanHolder = this::releaseWritePlan;
 
     public void write(long offset, MemorySegment src) throws IOException {
         checkRange(offset, src.byteSize());

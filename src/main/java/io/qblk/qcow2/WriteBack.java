@@ -104,6 +104,47 @@ final class WriteBack {
         this.discard = discard;
     }
 
+    /**
+     * W2: writes the frontend submits itself ({@link ClusterWriter#planWrite}) that were planned and
+     * whose completion has not been reported yet ({@link #plannedWriteDone}). The kernel may complete
+     * such a write, and the request it belongs to, before its completion reaches us: while any is
+     * counted, a flush syncs ({@link #dataUnsynced}).
+     */
+    private final java.util.concurrent.atomic.AtomicInteger plannedWrites = new java.util.concurrent.atomic.AtomicInteger();
+
+    /** W2: before a planned write is submitted. */
+    void plannedWriteStarted() {
+        plannedWrites.incrementAndGet();
+        stats.plannedWrites.increment();
+    }
+
+    /** W2: after a planned write completed (or failed). */
+    void plannedWriteDone() {
+        // The order does matter: the flag first, then the count. A flush reads them the other way
+        // round (dataUnsynced), so one that finds the count already down finds the flag set, or a
+        // sync that began after this write completed
+        dataWritten();
+        plannedWrites.decrementAndGet();
+    }
+
+    /**
+     * Whether a flush owes data writes a sync: completed writes not covered by a sync yet, or planned
+     * writes in flight (W2: the count read first, see {@link #plannedWriteDone}).
+     */
+    private boolean dataUnsynced() {
+        return plannedWrites.get() > 0 || unsyncedWrites;
+    }
+
+    /**
+     * W1 at planning time, after the lookups: whether every mapping change so far is in the file, so
+     * an in-place write through the entries just looked up need not wait (see {@link #afterInPlaceWrite}).
+     */
+    boolean mappingsCommitted() {
+        VarHandle.loadLoadFence();
+        long want = mappingChanges;
+        return committedChanges >= want;
+    }
+
     /** After a data write completed (never before: a flush that starts later must sync it, R1). */
     void dataWritten() {
         // read first: a volatile store on every write costs a full fence, a volatile read does not. Seeing
@@ -294,7 +335,7 @@ final class WriteBack {
         guard.checkNotPoisoned();
         if (guard.metadataFrozen()) {
             // Corrupt: write no metadata at all, only make completed data writes durable.
-            if (unsyncedWrites) sync();
+            if (dataUnsynced()) sync();
             return;
         }
         // Frees a previous commit left waiting: their L2/L1 writes become durable with this flush's phase-A sync.
@@ -330,7 +371,7 @@ final class WriteBack {
                 // waiting for a sync) writes its L2 tables without phase A's sync; unsyncedWrites stays set,
                 // so the next full flush still syncs the data
                 boolean tailOnly = !syncMappings && s.a0.isEmpty() && s.a.isEmpty() && !s.ordered && !s.reserving && s.frees.isEmpty() && ready.isEmpty();
-                if (!tailOnly && (!s.a.isEmpty() || !s.b.isEmpty() || unsyncedWrites || s.reserving)) {
+                if (!tailOnly && (!s.a.isEmpty() || !s.b.isEmpty() || dataUnsynced() || s.reserving)) {
                     // R1 + R2: data and refcounts synced before any L2/L1 entry (phase B) references them;
                     // R3: new L2 tables synced before their L1 entries; R17: a tail reserve's refcounts and extent
                     writeAll(s.a);

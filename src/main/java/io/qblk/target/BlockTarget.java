@@ -24,11 +24,24 @@ public interface BlockTarget extends Closeable {
     /**
      * Fills {@code plan} when reading {@code dst} at {@code offset} is one plain read of a file
      * descriptor that the caller may submit itself (a ublk tag links it to its commit, see
-     * {@link io.qblk.io.ReadPlan}); the caller then must {@code plan.release()} once that read has
+     * {@link io.qblk.io.FilePlan}); the caller then must {@code plan.release()} once that read has
      * completed or failed, and calls {@link #read} if it failed or came back short. False (nothing
      * held) when only {@link #read} can serve the request. The default: always false.
      */
-    default boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) {
+    default boolean planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan) {
+        return false;
+    }
+
+    /**
+     * Fills {@code plan} when writing {@code src} at {@code offset} (without FUA) is one plain write of
+     * a file descriptor that the caller may submit itself and complete the request once it has
+     * succeeded (a ublk tag links it to its commit); the caller then must {@code plan.release()} once
+     * that write has completed or failed, and calls {@link #write} if it failed or came back short.
+     * A {@link #flush} that starts after the write completed, even before the release, makes it
+     * durable (docs/ordering.md, W2). False (nothing held) when only {@link #write} can serve the
+     * request. The default: always false.
+     */
+    default boolean planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan) {
         return false;
     }
 

@@ -32,7 +32,8 @@ public final class Qcow2Target implements BlockTarget {
     @Override public String writeRefusal() { return image.writeRefusal(); }
     @Override public boolean readOnly() { return image.readOnly(); }
     @Override public void read(long offset, MemorySegment dst) throws IOException { image.read(offset, dst); }
-    @Override public boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) { return image.planRead(offset, dst, plan); }
+    @Override public boolean planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan) { return image.planRead(offset, dst, plan); }
+    @Override public boolean planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan) { return image.planWrite(offset, src, plan); }
 
     @Override
     public void write(long offset, MemorySegment src, boolean fua) throws IOException {

@@ -54,11 +54,21 @@ public final class RawTarget implements BlockTarget {
 
     /** One read of the file at the same offset (nothing to hold: a raw file has no mapping). */
     @Override
-    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.ReadPlan plan) {
+    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan) {
         if (offset < 0 || dst.byteSize() <= 0 || offset > size - dst.byteSize()) return false;
-        int fd = file.readFd(offset, dst);
+        int fd = file.plainFd(offset, dst);
         if (fd < 0) return false;
-        plan.set(fd, offset, null, 0);
+        plan.set(file, fd, offset, null, 0);
+        return true;
+    }
+
+    /** One write of the file at the same offset (nothing to hold; {@link #flush} always syncs, so W2 holds as is). */
+    @Override
+    public boolean planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan) {
+        if (file.readOnly() || offset < 0 || src.byteSize() <= 0 || offset > size - src.byteSize()) return false;
+        int fd = file.plainFd(offset, src);
+        if (fd < 0) return false;
+        plan.set(file, fd, offset, null, 0);
         return true;
     }
 

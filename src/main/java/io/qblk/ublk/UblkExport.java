@@ -45,7 +45,8 @@ public final class UblkExport {
         System.err.println("qblk: " + server.blockDevice() + ": " + (server.unprivileged() ? "unprivileged device, " : "")
                 + (server.ioctlEncoding() ? "ioctl-encoded" : "legacy") + " ublk opcodes; tag threads " + (server.carried() ? "carried by their queue's ring thread"
                 : "on the default scheduler" + (io.qblk.uring.VirtualCarrier.available() ? "" : " (" + io.qblk.uring.VirtualCarrier.unavailableReason() + ")"))
-                + "; reads " + (UblkQueue.LINKED_READS ? "linked to their commit" : "committed separately (QBLK_UBLK_LINKED_READS=0)"));
+                + "; reads " + (UblkQueue.LINKED_READS ? "linked to their commit" : "committed separately (QBLK_UBLK_LINKED_READS=0)")
+                + ", writes " + (UblkQueue.LINKED_WRITES ? "linked to their commit" : "committed separately (QBLK_UBLK_LINKED_WRITES=0)"));
         AtomicBoolean shuttingDown = new AtomicBoolean();
         CountDownLatch cleaned = new CountDownLatch(1);
         Thread hook = new Thread(() -> {
@@ -96,9 +97,10 @@ public final class UblkExport {
             } catch (IOException e) {
                 System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
             }
-            UblkServer.LinkedReadCounts linked = server.linkedReads();
+            UblkServer.LinkedCounts linked = server.linkedIo();
             System.err.println("qblk: ublk device " + server.devId() + " served " + perQueue(server.servedRequestsPerQueue())
-                    + "; reads linked to their commit: " + linked.linked() + " (commits sent again: " + linked.commitsResent() + ")");
+                    + "; reads linked to their commit: " + linked.reads() + ", writes: " + linked.writes()
+                    + " (commits sent again: " + linked.commitsResent() + ")");
             try {
                 target.flush();
             } catch (IOException e) {

@@ -4,7 +4,7 @@ import io.qblk.util.DebugSwitches;
 import io.qblk.io.Errno;
 import io.qblk.io.ErrnoException;
 import io.qblk.target.BlockTarget;
-import io.qblk.io.ReadPlan;
+import io.qblk.io.FilePlan;
 import io.qblk.uring.CallerRing;
 import io.qblk.uring.LinkedRequests;
 import io.qblk.uring.RingClosedException;
@@ -63,11 +63,14 @@ final class UblkQueue {
     private static final boolean FIXED_BUFFERS = DebugSwitches.process().fixedBuffers();
 
     /**
-     * Reads linked to their commit ({@link #serveLinkedRead}); QBLK_UBLK_LINKED_READS=0 turns it off. Safe
+     * Reads linked to their commit ({@link #serveLinked}); QBLK_UBLK_LINKED_READS=0 turns it off. Safe
      * on 6.12 too because the ring keeps a linked commit's SQE untouched until the commit completes
      * ({@link io.qblk.uring.IoUring#holdLast}).
      */
     static final boolean LINKED_READS = DebugSwitches.process().linkedReads();
+
+    /** Writes without FUA linked to their commit ({@link #serveLinked}, docs/ordering.md W2); QBLK_UBLK_LINKED_WRITES=0 turns it off. */
+    static final boolean LINKED_WRITES = DebugSwitches.process().linkedWrites();
 
     private static void trace(String s) {
         if (TRACE) System.err.println("ublk-trace " + s);
@@ -82,7 +85,8 @@ final class UblkQueue {
     private final CountDownLatch fetchesQueued;
     private RingThread ring;
     private boolean buffersRegistered;
-    private final LongAdder served = new LongAdder(), linkedReads = new LongAdder(), linkRetries = new LongAdder();
+    private final LongAdder served = new LongAdder(), linkedReads = new LongAdder(), linkedWrites = new LongAdder(),
+            linkRetries = new LongAdder();
     private volatile Throwable failure;
     private volatile boolean stopping;
 
@@ -156,9 +160,14 @@ final class UblkQueue {
         return served.sum();
     }
 
-    /** Reads served by one file read linked to their commit ({@link #serveLinkedRead}). */
+    /** Reads served by one file read linked to their commit ({@link #serveLinked}). */
     long linkedReads() {
         return linkedReads.sum();
+    }
+
+    /** Writes served by one file write linked to their commit ({@link #serveLinked}). */
+    long linkedWrites() {
+        return linkedWrites.sum();
     }
 
     /** Linked commits the kernel refused (issued off the queue's task) and this queue sent again. */
@@ -222,14 +231,15 @@ final class UblkQueue {
             fetchesQueued.countDown(); // START_DEV (another thread) waits in the kernel for the FETCH itself
             counted = true;
             int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
-            LinkedRead linked = LINKED_READS ? new LinkedRead(request) : null;
+            LinkedIo linked = LINKED_READS || LINKED_WRITES ? new LinkedIo(request) : null;
             long base = (long) tag * IOD_BYTES;
             while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
                 int opFlags = iods.get(ValueLayout.JAVA_INT, base);
                 long length = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4)) << 9;
                 long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
-                if (linked != null && (opFlags & 0xff) == OP_READ) {
-                    int next = serveLinkedRead(tag, offset, length, buf, cmd, linked);
+                int op = opFlags & 0xff;
+                if (linked != null && (op == OP_READ ? LINKED_READS : op == OP_WRITE && LINKED_WRITES && (opFlags & F_FUA) == 0)) {
+                    int next = serveLinked(tag, op == OP_WRITE, offset, length, buf, cmd, linked);
                     if (next != NOT_LINKED) {
                         res = next;
                         continue;
@@ -255,31 +265,31 @@ final class UblkQueue {
         }
     }
 
-    /** {@link #serveLinkedRead}: the request was not answered, serve it the ordinary way. */
+    /** {@link #serveLinked}: the request was not answered, serve it the ordinary way. */
     private static final int NOT_LINKED = Integer.MIN_VALUE;
 
     /**
-     * A tag's reusable pieces for a read linked to its commit: the target's {@link ReadPlan}, the file
-     * read (which releases the plan when it completes, on the ring thread, waking nobody) and the
-     * chain READ → COMMIT_AND_FETCH.
+     * A tag's reusable pieces for file I/O linked to its commit: the target's {@link FilePlan}, the
+     * file read or write (which releases the plan when it completes, on the ring thread, waking
+     * nobody) and the chain READ/WRITE → COMMIT_AND_FETCH.
      */
-    private static final class LinkedRead {
-        final ReadPlan plan = new ReadPlan();
-        final PlannedRead read = new PlannedRead(plan);
+    private static final class LinkedIo {
+        final FilePlan plan = new FilePlan();
+        final PlannedIo io = new PlannedIo(plan);
         final UringRequest commit;
         final LinkedRequests chain;
 
-        LinkedRead(UringRequest commit) {
+        LinkedIo(UringRequest commit) {
             this.commit = commit;
-            this.chain = LinkedRequests.chain(read, commit);
+            this.chain = LinkedRequests.chain(io, commit);
         }
     }
 
-    /** A file read that releases its plan's holds when it completes or fails. */
-    private static final class PlannedRead extends UringRequest {
-        private final ReadPlan plan;
+    /** A file read or write that releases its plan's holds when it completes or fails. */
+    private static final class PlannedIo extends UringRequest {
+        private final FilePlan plan;
 
-        PlannedRead(ReadPlan plan) {
+        PlannedIo(FilePlan plan) {
             this.plan = plan;
         }
 
@@ -297,42 +307,48 @@ final class UblkQueue {
     }
 
     /**
-     * A READ (decoded from iod[tag] by the tag loop) that the target can serve with one plain file
-     * read ({@link BlockTarget#planRead}) goes out linked to its COMMIT_AND_FETCH: one submission,
-     * and the tag sleeps until the next request
-     * instead of waking once for the read and once more for the commit (the read's completion runs on
-     * the ring thread and only releases the plan). Returns the commit's result (0: the next request
-     * is in iod[tag]), or {@link #NOT_LINKED} when the request must be served the ordinary way: not a
-     * plain read, or the read failed or came back short, which breaks the link so the kernel cancels
-     * the commit and nothing was answered.
+     * A READ, or a WRITE without FUA (decoded from iod[tag] by the tag loop), that the target can
+     * serve with one plain file read or write ({@link BlockTarget#planRead}, {@link BlockTarget#planWrite})
+     * goes out linked to its COMMIT_AND_FETCH: one submission, and the tag sleeps until the next
+     * request instead of waking once for the file I/O and once more for the commit (the I/O's
+     * completion runs on the ring thread and only releases the plan). Returns the commit's result
+     * (0: the next request is in iod[tag]), or {@link #NOT_LINKED} when the request must be served
+     * the ordinary way: no plan, or the file I/O failed or came back short, which breaks the link so
+     * the kernel cancels the commit and nothing was answered (a short write is simply written again).
      *
-     * <p>A commit refused with EINVAL after a complete read was issued by an io-wq worker rather than
-     * the queue's own task (6.1 runs a link's next request on the worker that did the read, and ublk
-     * takes io commands from the queue's task only); that refusal changes nothing, so the commit is
-     * sent again, unlinked, from this tag.
+     * <p>A commit refused with EINVAL after complete file I/O was issued by an io-wq worker rather
+     * than the queue's own task (6.1 runs a link's next request on the worker that did the I/O, and
+     * ublk takes io commands from the queue's task only); that refusal changes nothing, so the commit
+     * is sent again, unlinked, from this tag.
      */
-    private int serveLinkedRead(int tag, long offset, long length, MemorySegment buf, MemorySegment cmd, LinkedRead l)
+    private int serveLinked(int tag, boolean write, long offset, long length, MemorySegment buf, MemorySegment cmd, LinkedIo l)
             throws IOException {
         if (length == 0 || length > maxIoBytes || offset < 0 || offset + length > target.size()) return NOT_LINKED;
-        MemorySegment dst = buf.asSlice(0, length);
-        if (!target.planRead(offset, dst, l.plan)) return NOT_LINKED;
-        if (TRACE) trace("q" + qid + " tag " + tag + " linked read off " + offset + " len " + length + " file " + l.plan.fileOffset());
-        if (buffersRegistered) l.read.prepReadFixed(l.plan.fd(), dst, l.plan.fileOffset(), tag);
-        else l.read.prepRead(l.plan.fd(), dst, l.plan.fileOffset());
+        MemorySegment data = buf.asSlice(0, length);
+        if (!(write ? target.planWrite(offset, data, l.plan) : target.planRead(offset, data, l.plan))) return NOT_LINKED;
+        if (TRACE) trace("q" + qid + " tag " + tag + " linked " + (write ? "write" : "read") + " off " + offset + " len " + length
+                + " file " + l.plan.fileOffset());
+        if (write) {
+            if (buffersRegistered) l.io.prepWriteFixed(l.plan.fd(), data, l.plan.fileOffset(), tag);
+            else l.io.prepWrite(l.plan.fd(), data, l.plan.fileOffset());
+        } else {
+            if (buffersRegistered) l.io.prepReadFixed(l.plan.fd(), data, l.plan.fileOffset(), tag);
+            else l.io.prepRead(l.plan.fd(), data, l.plan.fileOffset());
+        }
         cmd.set(ValueLayout.JAVA_INT, 4, (int) length);
         l.commit.prepUringCmd(cdevFd, commitOp, cmd);
         int res = ring.executeForLast(l.chain);
-        if (l.read.failure() == null && l.read.result() == length) {
+        if (l.io.failure() == null && l.io.result() == length) {
             served.increment();
-            linkedReads.increment();
+            (write ? linkedWrites : linkedReads).increment();
             if (res != -Errno.EINVAL) return res;
             linkRetries.increment();
             return ring.execute(l.commit.prepUringCmd(cdevFd, commitOp, cmd));
         }
-        if (res != -Errno.ECANCELED) { // the kernel answered a read whose data did not arrive: must not happen
-            LOG.severe("ublk queue " + qid + " tag " + tag + ": the commit of a failed linked read (" + l.read.result()
-                    + ") was not cancelled (" + res + ")");
-            throw new IOException("linked read: commit not cancelled after a failed read");
+        if (res != -Errno.ECANCELED) { // the kernel answered a request whose file I/O did not complete: must not happen
+            LOG.severe("ublk queue " + qid + " tag " + tag + ": the commit of a failed linked " + (write ? "write" : "read")
+                    + " (" + l.io.result() + ") was not cancelled (" + res + ")");
+            throw new IOException("linked " + (write ? "write" : "read") + ": commit not cancelled after failed file I/O");
         }
         return NOT_LINKED;
     }

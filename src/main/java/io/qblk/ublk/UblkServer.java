@@ -43,7 +43,7 @@ public final class UblkServer {
     private int cdevFd = -1;
     private boolean stopped;
     private long[] servedAtClose = new long[0];
-    private LinkedReadCounts linkedAtClose = new LinkedReadCounts(0, 0);
+    private LinkedCounts linkedAtClose = new LinkedCounts(0, 0, 0);
 
     private UblkServer(UblkControl control, BlockTarget target, int devId) {
         this.control = control;
@@ -282,18 +282,19 @@ public final class UblkServer {
      * Reads served as one file read linked to their commit, and linked commits the kernel refused
      * and the queue sent again, summed over the queues (after {@link #stop()}: at the time they closed).
      */
-    public synchronized LinkedReadCounts linkedReads() {
+    public synchronized LinkedCounts linkedIo() {
         if (queues.isEmpty()) return linkedAtClose;
-        long linked = 0, resent = 0;
+        long reads = 0, writes = 0, resent = 0;
         for (UblkQueue q : queues) {
-            linked += q.linkedReads();
+            reads += q.linkedReads();
+            writes += q.linkedWrites();
             resent += q.linkRetries();
         }
-        return new LinkedReadCounts(linked, resent);
+        return new LinkedCounts(reads, writes, resent);
     }
 
-    /** {@link #linkedReads()}: reads linked to their commit, and linked commits sent again after the kernel refused them. */
-    public record LinkedReadCounts(long linked, long commitsResent) {}
+    /** {@link #linkedIo()}: reads and writes linked to their commit, and linked commits sent again after the kernel refused them. */
+    public record LinkedCounts(long reads, long writes, long commitsResent) {}
 
     /** Whether the device speaks the ioctl-encoded opcodes (UBLK_F_CMD_IOCTL_ENCODE; 6.1 knows only the legacy ones). */
     public boolean ioctlEncoding() {
@@ -323,7 +324,7 @@ public final class UblkServer {
         if (!queues.isEmpty()) {
             servedAtClose = new long[queues.size()];
             for (UblkQueue q : queues) servedAtClose[q.id()] = q.servedRequests();
-            linkedAtClose = linkedReads();
+            linkedAtClose = linkedIo();
         }
         for (UblkQueue q : queues) {
             try {

@@ -162,7 +162,7 @@ public final class UringFileBackend implements FdBackend {
 
     /** The descriptor, for a read this backend would send to a ring too ({@link #oneRingRequest}). */
     @Override
-    public int readFd(long offset, MemorySegment dst) {
+    public int plainFd(long offset, MemorySegment dst) {
         if (!oneRingRequest(dst)) return -1;
         ringOps.increment();
         return fd;

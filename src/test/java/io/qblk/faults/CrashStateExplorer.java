@@ -155,6 +155,7 @@ final class CrashStateExplorer {
         byte[] base = w.baseImage();
         MemoryBackend mem = new MemoryBackend(base);
         RecordingBackend rec = new RecordingBackend(mem);
+        if (w.kind().equals("planned")) rec.offerPlainFd(); // W2: planned writes, transferred through the plan's backend
         Qcow2Image img = Qcow2Image.open(rec, w.openOptions());
         List<GuestOp> ops = new ArrayList<>(w.run(img, rec::clock, false, null));
         for (GuestOp op : ops) if (!op.ok()) throw new IOException("workload " + w.name() + ": " + op + " failed on a healthy backend");
@@ -286,7 +287,9 @@ final class CrashStateExplorer {
                 IoEvent e = log.get(i);
                 if (!e.isSync() && e.submit() < crashTick) inflight.add(e);
             }
-            int flush = prev == null ? -1 : exp.lastCompletedFlush(prev.complete());
+            // every guest flush that had returned before the crash: its writes must be there, whether or not
+            // it issued a barrier of its own (a flush that skipped its sync wrongly, W2, shows up here)
+            int flush = exp.lastReturnedFlush(crashTick);
             points.add(new CrashPoint(k, prefix, List.copyOf(inflight), crashTick, flush));
         }
         return points;

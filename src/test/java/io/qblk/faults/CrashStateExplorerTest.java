@@ -148,6 +148,24 @@ class CrashStateExplorerTest {
         exploreClean("tail", Long.getLong("qblk.tailCrashStates", 1_500), 50);
     }
 
+    /**
+     * docs/ordering.md W2: planned writes whose completion reaches the engine only after the next
+     * operation (often a FLUSH) has run; a FLUSH after their acknowledgement must make them durable.
+     */
+    @Test
+    void plannedWritesCompletedLateSurviveTheFlushAfterThem() throws Exception {
+        for (Workload w : CrashStateExplorer.workloads("planned", seed())) {
+            io.qblk.testing.RecordingBackend rec = new io.qblk.testing.RecordingBackend(new io.qblk.testing.MemoryBackend(w.baseImage())).offerPlainFd();
+            try (io.qblk.qcow2.Qcow2Image img = io.qblk.qcow2.Qcow2Image.open(rec, w.openOptions())) {
+                for (GuestOp op : w.run(img, rec::clock, true, null)) assertTrue(op.ok(), w.name() + ": " + op);
+                long planned = img.stats().plannedWrites(), writes = w.ops().stream().filter(p -> p.type() == GuestOp.Type.WRITE).count();
+                System.out.println(w.name() + ": " + planned + " of " + writes + " writes planned");
+                assertTrue(planned >= Math.max(3, writes / 5), w.name() + ": only " + planned + " of " + writes + " writes were planned");
+            }
+        }
+        exploreClean("planned", Long.getLong("qblk.plannedCrashStates", 1_500), 50);
+    }
+
     /** Explores one kind's workloads (output kept for the failure message) and requires no failure at all. */
     private static CrashStateExplorer exploreClean(String kind, long budget, int qemuEvery) throws Exception {
         long seed = seed();

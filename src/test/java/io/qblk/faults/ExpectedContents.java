@@ -40,11 +40,11 @@ final class ExpectedContents {
         for (GuestOp op : ops) if (op.changesSectors()) for (long s = op.firstSector(); s < op.endSector(); s++) sectorOps[(int) s][fill[(int) s]++] = op.id();
     }
 
-    /** The last guest flush that had returned successfully when the barrier {@code lastBarrierComplete} completed. */
-    int lastCompletedFlush(long lastBarrierComplete) {
+    /** The last guest flush that had returned successfully by {@code crashTick} (-1: none). */
+    int lastReturnedFlush(long crashTick) {
         int f = -1;
         for (GuestOp op : ops)
-            if (op.barrier() && op.ok() && op.endTick() <= lastBarrierComplete + 1) f = op.id();
+            if (op.barrier() && op.ok() && op.endTick() <= crashTick) f = op.id();
         return f;
     }
 

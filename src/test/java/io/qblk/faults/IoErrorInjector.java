@@ -97,7 +97,10 @@ final class IoErrorInjector {
         } catch (IOException e) {
             closed = false;
         }
-        ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, closed, start, rec.clock()));
+        // close flushes; after a failed datasync the image is poisoned (docs/ordering.md, "Failures"): its
+        // close writes nothing and promises nothing (the guest saw the error), so it is no flush to check
+        boolean poisoned = t == Target.DATASYNC && fb.injected() > 0;
+        ops.add(new GuestOp(ops.size(), GuestOp.Type.FLUSH, 0, 0, closed && !poisoned, start, rec.clock()));
         if (fb.injected() == 0) return fb.count();
         injected++;
         // 1. every failed call surfaced as an error of the guest operation that made it

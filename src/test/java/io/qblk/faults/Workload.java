@@ -43,8 +43,13 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
      * spans several 4 KiB pages: writes scattered over the disk (every other one of 1 MiB, so that
      * the file outgrows a refcount block's first page), some discards, a few flushes; tables are
      * written in part, page by page, many times.
+     * "planned" (docs/ordering.md W2) is write-through writes on a preallocated (metadata) image,
+     * each sent as a planned write ({@link Qcow2Image#planWrite}) when the engine offers one: the run
+     * writes the file itself, acknowledges the write, and reports its completion only after the
+     * next operation (a FLUSH a third of the time) has run, as a ublk tag's linked write may complete
+     * to the guest before the ring thread reports it; otherwise an ordinary write.
      */
-    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "tail", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing", "pages");
+    static final List<String> KINDS = List.of("alloc", "rewrite", "zero", "discard", "mixed", "writethrough", "lazy", "tail", "snapshot", "snapshot-resize", "bitmaps", "subcluster", "subcluster-backing", "pages", "planned");
     /** The enabled bitmaps of a "bitmaps" workload's image (a disabled one, "off", is never tracked). */
     static final List<String> BITMAPS = List.of("b0", "b1");
     /**
@@ -115,7 +120,8 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
     /** How the engine opens the image for this workload. */
     io.qblk.qcow2.OpenOptions openOptions() {
         io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults();
-        boolean through = kind.equals("writethrough") || kind.equals("tail") || lazyRefcounts() || (kind.equals("pages") && clusterSize == 8192);
+        boolean through = kind.equals("writethrough") || kind.equals("tail") || kind.equals("planned") || lazyRefcounts()
+                || (kind.equals("pages") && clusterSize == 8192);
         return through ? o.withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH) : o;
     }
 
@@ -171,7 +177,7 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
             GuestOp.Type t = switch (kind) {
                 case "alloc", "tail" -> GuestOp.Type.WRITE;
                 case "pages" -> i % 5 == 2 ? (r.nextBoolean() ? GuestOp.Type.DISCARD : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
-                case "rewrite" -> GuestOp.Type.WRITE;
+                case "rewrite", "planned" -> GuestOp.Type.WRITE;
                 case "zero" -> i % 3 == 1 ? (r.nextBoolean() ? GuestOp.Type.WRITE_ZEROES : GuestOp.Type.ZERO_UNMAP) : GuestOp.Type.WRITE;
                 case "discard" -> i % 3 == 1 ? GuestOp.Type.DISCARD : GuestOp.Type.WRITE;
                 case "mixed", "writethrough", "lazy", "snapshot", "snapshot-resize", "rebuild", "refcount-width", "bitmaps", "subcluster", "subcluster-backing" -> switch (r.nextInt(8)) {
@@ -185,8 +191,9 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
             long len = align(4096 + (long) (Math.pow(r.nextDouble(), 3) * (maxLen - 4096)), 512);
             if (pages && t == GuestOp.Type.WRITE) len = i % 2 == 0 ? 1L << 20 : 512 * (1 + r.nextInt(16)); // 1 MiB, or a few sectors
             if (kind.equals("tail") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, Math.min(clusterSize, 65536) / 512))); // often partial clusters
+            if (kind.equals("planned") && r.nextInt(4) > 0) len = 512 * (1 + r.nextInt(32)); // mostly block-sized, as a filesystem writes
             if (kind.startsWith("subcluster") && r.nextBoolean()) len = 512 * (1 + r.nextInt(Math.max(1, clusterSize / 512 / 8))); // within a few subclusters
-            boolean nearHot = !kind.equals("alloc") && !kind.equals("tail") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || r.nextInt(3) == 0);
+            boolean nearHot = !kind.equals("alloc") && !kind.equals("tail") && (t != GuestOp.Type.WRITE || kind.equals("rewrite") || kind.equals("planned") || r.nextInt(3) == 0);
             long off = nearHot ? hot + align(r.nextLong(maxLen), 512) - maxLen / 2 : align(r.nextLong(vsize), 512);
             off = Math.max(0, Math.min(off, vsize - len));
             if (r.nextInt(4) == 0) off = align(off, clusterSize); // sometimes cluster aligned, to hit the full-cluster paths
@@ -239,6 +246,8 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         if (!kind.equals("bitmaps")) {
             CreateOptions co = CreateOptions.defaults(virtualSize).withClusterSize(clusterSize).withRefcountBits(refcountBits).withExtendedL2(extendedL2())
                     .withLazyRefcounts(lazyRefcounts());
+            // "planned": every cluster mapped from the start (in order: host-contiguous), so most writes can be planned
+            if (kind.equals("planned")) co = co.withPreallocation(io.qblk.qcow2.Preallocation.METADATA);
             if (backed()) co = co.withBacking(CrashStateExplorer.backingFile(virtualSize).toString(), "raw");
             Qcow2Image.create(template, co);
             return template.snapshot();
@@ -333,17 +342,22 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
         List<GuestOp> done = new ArrayList<>();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(1L << 20, 4096);
+            io.qblk.io.FilePlan plan = new io.qblk.io.FilePlan();
+            boolean pending = false; // "planned": a write acknowledged whose completion is reported after the next op
             for (Planned p : ops) {
                 int id = done.size();
                 long start = clock.getAsLong();
-                boolean ok = true;
+                boolean ok = true, planned = false;
                 long[] applied = null;
                 try {
                     switch (p.type()) {
                         case WRITE -> {
                             MemorySegment s = buf.asSlice(0, p.length());
                             SectorTags.fill(s, id, p.offset() / 512);
-                            img.write(p.offset(), s);
+                            if (kind.equals("planned") && !pending && img.planWrite(p.offset(), s, plan)) {
+                                planned = true;
+                                plan.file().write(plan.fileOffset(), s); // what the ring would submit
+                            } else img.write(p.offset(), s);
                         }
                         case WRITE_ZEROES -> img.writeZeroes(p.offset(), p.length(), false);
                         case ZERO_UNMAP -> img.writeZeroes(p.offset(), p.length(), true);
@@ -362,8 +376,14 @@ record Workload(String kind, int clusterSize, int refcountBits, long virtualSize
                     if (errors != null) errors.add(e);
                 }
                 done.add(new GuestOp(id, p.type(), p.offset(), p.length(), ok, start, clock.getAsLong(), applied));
+                if (pending && !planned) { // the previous op's planned write: its completion reaches the engine only now (W2)
+                    plan.release();
+                    pending = false;
+                }
+                if (planned) pending = true;
                 if (!ok && stopOnError) break;
             }
+            if (pending) plan.release();
         }
         return done;
     }

@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import io.qblk.io.CacheMode;
 import io.qblk.io.LibC;
-import io.qblk.io.ReadPlan;
+import io.qblk.io.FilePlan;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
@@ -56,7 +56,7 @@ class PlannedReadTest {
                     }
                 }
                 int planned = 0, notPlanned = 0;
-                ReadPlan plan = new ReadPlan();
+                FilePlan plan = new FilePlan();
                 for (int i = 0; i < 3000; i++) {
                     long len = 4096L * (1 + rnd.nextInt(32));
                     long off = 4096L * rnd.nextLong(SIZE / 4096 - len / 4096);
@@ -95,7 +95,7 @@ class PlannedReadTest {
         try (Arena arena = Arena.ofShared()) {
             Qcow2Image img = Qcow2Image.open(p, OpenOptions.defaults().withCacheMode(CacheMode.NONE));
             img.write(0, TestImages.pattern(CS, 7));
-            ReadPlan plan = new ReadPlan();
+            FilePlan plan = new FilePlan();
             MemorySegment dst = arena.allocate(4096, 4096);
             assertTrue(img.planRead(4096, dst, plan));
             assertFalse(img.planRead(-4096, dst, plan), "out of range");

@@ -22,6 +22,22 @@ public final class RecordingBackend implements IoBackend {
     private final List<Long> failures = new ArrayList<>();
     private long clock;
     private boolean recording = true;
+    private volatile boolean offerPlainFd;
+
+    /**
+     * From now on {@link #plainFd} answers 0 instead of -1, so the engine plans reads and writes
+     * ({@link io.qblk.io.FilePlan}); there is no descriptor: the caller transfers through
+     * {@link io.qblk.io.FilePlan#file()}, which is this backend, so the transfer is recorded.
+     */
+    public RecordingBackend offerPlainFd() {
+        offerPlainFd = true;
+        return this;
+    }
+
+    @Override
+    public int plainFd(long offset, MemorySegment buf) {
+        return offerPlainFd ? 0 : -1;
+    }
 
     /** Records into {@link #log()}. */
     public RecordingBackend(IoBackend inner) {

@@ -9,16 +9,17 @@ import org.junit.jupiter.api.Test;
 class DebugSwitchesTest {
     @Test
     void defaultsAreTraceOffFixedBuffersAndCarrierOn() {
-        assertEquals(new DebugSwitches(false, true, true, true, true), DebugSwitches.from(Map.of(), new Properties()));
+        assertEquals(new DebugSwitches(false, true, true, true, true, true), DebugSwitches.from(Map.of(), new Properties()));
     }
 
     @Test
     void eachSwitchHasItsVariable() {
-        assertEquals(new DebugSwitches(true, false, false, false, false),
-                DebugSwitches.from(Map.of("QBLK_UBLK_TRACE", "1", "QBLK_UBLK_FIXED_BUFFERS", "0", "QBLK_CARRIER", "0", "QBLK_NBD_RING_RECV", "0", "QBLK_UBLK_LINKED_READS", "0"), new Properties()));
+        assertEquals(new DebugSwitches(true, false, false, false, false, false),
+                DebugSwitches.from(Map.of("QBLK_UBLK_TRACE", "1", "QBLK_UBLK_FIXED_BUFFERS", "0", "QBLK_CARRIER", "0", "QBLK_NBD_RING_RECV", "0",
+                        "QBLK_UBLK_LINKED_READS", "0", "QBLK_UBLK_LINKED_WRITES", "0"), new Properties()));
         Properties p = new Properties();
         p.setProperty("qblk.carrier", "off");
-        assertEquals(new DebugSwitches(false, true, false, true, true), DebugSwitches.from(Map.of(), p));
-        assertEquals(new DebugSwitches(false, true, true, true, true), DebugSwitches.from(Map.of("QBLK_UBLK_TRACE", "yes", "QBLK_CARRIER", "1"), new Properties()));
+        assertEquals(new DebugSwitches(false, true, false, true, true, true), DebugSwitches.from(Map.of(), p));
+        assertEquals(new DebugSwitches(false, true, true, true, true, true), DebugSwitches.from(Map.of("QBLK_UBLK_TRACE", "yes", "QBLK_CARRIER", "1"), new Properties()));
     }
 }
