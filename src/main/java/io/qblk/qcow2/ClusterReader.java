@@ -97,7 +97,7 @@ final class ClusterReader {
             if (map.contiguousRun(g, host, Math.min(cs - in, len), len, false) != len) return -1;
             int fd = file.plainFd(host + in, dst);
             if (fd < 0) return -1;
-            long token = heldToken << 16 | (long) stripe << 1 | slot;
+            long token = IoEpochs.plannedToken(heldToken, stripe, slot);
             plan.set(file, fd, host + in, holder, token);
             planned = true;
             return token;
@@ -108,7 +108,7 @@ final class ClusterReader {
 
     /** Leaves the epoch section of a plan's token (low 16 bits; see {@link #planRead}). */
     void releasePlan(long token) {
-        epochs.exit((int) (token & 1), (int) (token & 0xffff) >>> 1);
+        epochs.exitPlanned(token);
     }
 
     /**

@@ -148,7 +148,7 @@ final class ClusterWriter {
             int fd = file.plainFd(host + in, src);
             if (fd < 0) return -1;
             writeBack.plannedWriteStarted(); // W2: before the write is submitted
-            long token = heldToken << 16 | (long) stripe << 1 | slot;
+            long token = IoEpochs.plannedToken(heldToken, stripe, slot);
             plan.set(file, fd, host + in, holder, token);
             planned = true;
             return token;
@@ -160,7 +160,7 @@ final class ClusterWriter {
     /** Ends a planned write: counted as completed (W2), then its epoch section (token as in {@link #planWrite}). */
     void releasePlan(long token) {
         writeBack.plannedWriteDone();
-        epochs.exit((int) (token & 1), (int) (token & 0xffff) >>> 1);
+        epochs.exitPlanned(token);
     }
 
     /** A guest cluster claimed for an allocating write: its L2 table (pinned), old entry and new host cluster. */

@@ -58,6 +58,19 @@ final class IoEpochs {
         active[slot].getAndDecrement(stripe);
     }
 
+    /**
+     * A planned I/O's token: {@code held} (the caller's own bits) above 16 bits, then the section's
+     * stripe and slot, so that {@link #exitPlanned} can leave it from any thread.
+     */
+    static long plannedToken(long held, int stripe, int slot) {
+        return held << 16 | (long) stripe << 1 | slot;
+    }
+
+    /** Leaves the section of a {@link #plannedToken}, from any thread. */
+    void exitPlanned(long token) {
+        exit((int) (token & 1), (int) (token & 0xffff) >>> 1);
+    }
+
     void synchronize() {
         long e = epoch.getAndIncrement();
         AtomicLongArray old = active[(int) (e & 1)];

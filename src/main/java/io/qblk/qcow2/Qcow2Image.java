@@ -267,16 +267,25 @@ public final class Qcow2Image implements Closeable {
      * exclusive locker waiting, a lookup that failed (read reports it), anything unusual.
      */
     public boolean planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan) {
-        long len = dst.byteSize();
+        return plan(offset, dst.byteSize(), lock -> reader.planRead(offset, dst, plan, planHolder, lock));
+    }
+
+    /** What {@link #planRead} and {@link #planWrite} hand the reader or writer: returns its token, or -1. */
+    private interface Planner {
+        long plan(int lockStripe) throws IOException;
+    }
+
+    /** The part of {@link #planRead} and {@link #planWrite} around the lookup: range, shared lock, failures. */
+    private boolean plan(long offset, long len, Planner planner) {
         if (ioRefusal != null || len <= 0 || offset < 0 || offset > geo.virtualSize - len || guard.closed()) return false;
         int lock = exclusive.tryLockShared();
         if (lock < 0) return false;
         boolean planned = false;
         try {
-            planned = reader.planRead(offset, dst, plan, planHolder, lock) >= 0;
+            planned = planner.plan(lock) >= 0;
             return planned;
         } catch (IOException | RuntimeException e) {
-            return false; // read() takes the same path again and reports it
+            return false; // read() or write() takes the same path again and reports it
         } finally {
             if (!planned) exclusive.unlockShared(lock);
         }
@@ -300,20 +309,10 @@ public final class Qcow2Image implements Closeable {
      * (write-through), an exclusive locker waiting, a read-only or failed image, anything unusual.
      */
     public boolean planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan) {
-        long len = src.byteSize();
-        if (ioRefusal != null || len <= 0 || offset < 0 || offset > geo.virtualSize - len || guard.closed()) return false;
-        int lock = exclusive.tryLockShared();
-        if (lock < 0) return false;
-        boolean planned = false;
-        try {
-            bitmaps.markDirty(offset, len); // B rules: the bits before the write runs
-            planned = writer.planWrite(offset, src, plan, writePlanHolder, lock) >= 0;
-            return planned;
-        } catch (IOException | RuntimeException e) {
-            return false; // write() takes the same path again and reports it
-        } finally {
-            if (!planned) exclusive.unlockShared(lock);
-        }
+        return plan(offset, src.byteSize(), lock -> {
+            bitmaps.markDirty(offset, src.byteSize()); // B rules: the bits before the write runs
+            return writer.planWrite(offset, src, plan, writePlanHolder, lock);
+        });
     }
 
     /** Ends a planned write's holds: counted done (W2), its epoch section, then the shared lock. */
