@@ -69,7 +69,12 @@ final class UblkQueue {
      */
     static final boolean LINKED_READS = DebugSwitches.process().linkedReads();
 
-    /** Writes without FUA linked to their commit ({@link #serveLinked}, docs/ordering.md W2); QBLK_UBLK_LINKED_WRITES=0 turns it off. */
+    /**
+     * Writes without FUA linked to their commit ({@link #serveLinked}, docs/ordering.md W2): off unless
+     * QBLK_UBLK_LINKED_WRITES=1. Measured slower in the VM so far (a falloc-preallocated image on ext4:
+     * a direct write into an unwritten extent cannot go out without blocking, so io_uring hands it to
+     * an io-wq worker, where the ordinary path writes it on the tag's own thread).
+     */
     static final boolean LINKED_WRITES = DebugSwitches.process().linkedWrites();
 
     private static void trace(String s) {

@@ -18,8 +18,8 @@ import java.util.Properties;
  *                     socket through the JDK (which parks on the JDK's poller) instead of io_uring RECV
  * @param linkedReads  {@code QBLK_UBLK_LINKED_READS=0} turns it off: a ublk read that is one plain file read
  *                     is served by the tag and committed on its own instead of going out linked to its commit
- * @param linkedWrites {@code QBLK_UBLK_LINKED_WRITES=0} turns it off: the same for a ublk write that is one plain
- *                     file write (docs/ordering.md W2)
+ * @param linkedWrites {@code QBLK_UBLK_LINKED_WRITES=1} turns it on: the same for a ublk write that is one plain
+ *                     file write (docs/ordering.md W2); off by default, as measured slower so far (docs/performance.md)
  */
 public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv, boolean linkedReads,
                             boolean linkedWrites) {
@@ -30,7 +30,7 @@ public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean car
         return new DebugSwitches("1".equals(env.get("QBLK_UBLK_TRACE")), !"0".equals(env.get("QBLK_UBLK_FIXED_BUFFERS")),
                 !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")),
                 !"0".equals(env.get("QBLK_NBD_RING_RECV")), !"0".equals(env.get("QBLK_UBLK_LINKED_READS")),
-                !"0".equals(env.get("QBLK_UBLK_LINKED_WRITES")));
+                "1".equals(env.get("QBLK_UBLK_LINKED_WRITES")));
     }
 
     /** This process's switches, read once. */

@@ -9,7 +9,13 @@ import org.junit.jupiter.api.Test;
 class DebugSwitchesTest {
     @Test
     void defaultsAreTraceOffFixedBuffersAndCarrierOn() {
-        assertEquals(new DebugSwitches(false, true, true, true, true, true), DebugSwitches.from(Map.of(), new Properties()));
+        assertEquals(new DebugSwitches(false, true, true, true, true, false), DebugSwitches.from(Map.of(), new Properties()));
+    }
+
+    @Test
+    void linkedWritesAreOnlyOnWhenAskedFor() {
+        assertEquals(true, DebugSwitches.from(Map.of("QBLK_UBLK_LINKED_WRITES", "1"), new Properties()).linkedWrites());
+        assertEquals(false, DebugSwitches.from(Map.of("QBLK_UBLK_LINKED_WRITES", "yes"), new Properties()).linkedWrites());
     }
 
     @Test
@@ -19,7 +25,7 @@ class DebugSwitchesTest {
                         "QBLK_UBLK_LINKED_READS", "0", "QBLK_UBLK_LINKED_WRITES", "0"), new Properties()));
         Properties p = new Properties();
         p.setProperty("qblk.carrier", "off");
-        assertEquals(new DebugSwitches(false, true, false, true, true, true), DebugSwitches.from(Map.of(), p));
-        assertEquals(new DebugSwitches(false, true, true, true, true, true), DebugSwitches.from(Map.of("QBLK_UBLK_TRACE", "yes", "QBLK_CARRIER", "1"), new Properties()));
+        assertEquals(new DebugSwitches(false, true, false, true, true, false), DebugSwitches.from(Map.of(), p));
+        assertEquals(new DebugSwitches(false, true, true, true, true, false), DebugSwitches.from(Map.of("QBLK_UBLK_TRACE", "yes", "QBLK_CARRIER", "1"), new Properties()));
     }
 }
