@@ -279,8 +279,9 @@ public final class UblkServer {
     }
 
     /**
-     * Reads served as one file read linked to their commit, and linked commits the kernel refused
-     * and the queue sent again, summed over the queues (after {@link #stop()}: at the time they closed).
+     * Reads and writes served as one file read or write linked to their commit, and linked commits
+     * the kernel refused and the queue sent again, summed over the queues (after {@link #stop()}: at
+     * the time they closed).
      */
     public synchronized LinkedCounts linkedIo() {
         if (queues.isEmpty()) return linkedAtClose;
