@@ -9,11 +9,17 @@
   junit STATE OUT.xml          one JUnit file with the latest fstests testcase of every test
   summary STATE LOOP_STATE BASELINE_FILE   prints the summary line (and the failure lists before it)
   baseline LOOP_STATE [FILE]   prints the baseline file FILE updated with the failures of a loop run
+  to-ledger STATE LEDGER_DIR   saves what a run's verdict rests on (settings, tests, results.tsv and
+                               the image checks of every boot, as images.tsv) to LEDGER_DIR
+  from-ledger LEDGER_DIR STATE starts STATE from a ledger entry (each boot's image checks go back to
+                               STATE/boots/<boot>/images; the boots' logs are not in a ledger)
 
 results.tsv: TEST<TAB>pass|fail|notrun<TAB>SECONDS<TAB>BOOT<TAB>MESSAGE (later lines win).
+images.tsv (ledger): BOOT<TAB>a line of that boot's images file (IMAGE clean|dirty|no-check ...).
 """
 import os
 import re
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 
@@ -93,12 +99,18 @@ def junit(state, out):
         fails += tc.find('failure') is not None
         skips += tc.find('skipped') is not None
         suite.append(tc)
-    # tests recorded as failed without a report (the guest died) get a testcase too
+    # tests without a report of their own get a testcase from results.tsv: a failure recorded when
+    # the guest died, and every result of a run started from a ledger (whose boots' reports stayed on
+    # the machine that ran them)
     for name, (st, t, boot, msg) in sorted(load(state).items()):
-        if name not in latest and st == 'fail':
+        if name not in latest:
             tc = ET.SubElement(suite, 'testcase', classname='xfstests.global', name=name, time=t or '0')
-            ET.SubElement(tc, 'failure', message=msg, type='TestFail')
-            fails += 1
+            if st == 'fail':
+                ET.SubElement(tc, 'failure', message=msg, type='TestFail')
+                fails += 1
+            elif st == 'notrun':
+                ET.SubElement(tc, 'skipped', message=msg)
+                skips += 1
     suite.set('tests', str(len(suite)))
     suite.set('failures', str(fails))
     suite.set('skipped', str(skips))
@@ -162,6 +174,53 @@ def summary(state, loop_state, baseline_file):
     return 0 if not new and not unjudged and clean != 'no' else 1
 
 
+LEDGER_FILES = ('settings', 'tests', 'results.tsv')
+
+
+def write_atomically(path, text):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def to_ledger(state, ledger):
+    os.makedirs(ledger, exist_ok=True)
+    for name in LEDGER_FILES:
+        src = os.path.join(state, name)
+        if os.path.exists(src):
+            with open(src) as f:
+                write_atomically(os.path.join(ledger, name), f.read())
+    lines = []
+    boots = os.path.join(state, 'boots')
+    for b in sorted(os.listdir(boots), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s)) \
+            if os.path.isdir(boots) else []:
+        p = os.path.join(boots, b, 'images')
+        if os.path.exists(p):
+            with open(p) as f:
+                lines += [f'{b}\t{l.rstrip()}\n' for l in f if l.strip()]
+    write_atomically(os.path.join(ledger, 'images.tsv'), ''.join(lines))
+
+
+def from_ledger(ledger, state):
+    if os.path.exists(os.path.join(state, 'settings')):
+        sys.exit(f'xfstests: {state} already has a run; not overwriting it from {ledger}')
+    os.makedirs(os.path.join(state, 'boots'), exist_ok=True)
+    for name in LEDGER_FILES:
+        src = os.path.join(ledger, name)
+        if os.path.exists(src):
+            shutil.copyfile(src, os.path.join(state, name))
+    imgs = os.path.join(ledger, 'images.tsv')
+    if os.path.exists(imgs):
+        with open(imgs) as f:
+            for line in f:
+                boot, _, rest = line.rstrip('\n').partition('\t')
+                if boot and rest:
+                    os.makedirs(os.path.join(state, 'boots', boot), exist_ok=True)
+                    with open(os.path.join(state, 'boots', boot, 'images'), 'a') as g:
+                        g.write(rest + '\n')
+
+
 EVIDENCE_RE = re.compile(r'BAD DATA|\*\*\*[A-Z]+\*\*\*|[Cc]orrupt|BUG:|WARNING:|Oops|failed:|Input/output error')
 
 
@@ -206,6 +265,10 @@ def main(argv):
         junit(argv[2], argv[3])
     elif cmd == 'summary':
         return summary(argv[2], argv[3], argv[4])
+    elif cmd == 'to-ledger':
+        to_ledger(argv[2], argv[3])
+    elif cmd == 'from-ledger':
+        from_ledger(argv[2], argv[3])
     elif cmd == 'baseline':
         baseline(argv[2], argv[3] if len(argv) > 3 else None)
     else:
