@@ -22,8 +22,8 @@ public final class FilePlan {
     private IoBackend file;
     private int fd = -1;
     private long fileOffset;
-    private Holder holder;
-    private long token;
+    private Holder holder, outer;
+    private long token, outerToken;
 
     /**
      * Fills the plan: read or write {@code fd} (the descriptor {@code file} gave: {@link IoBackend#plainFd})
@@ -35,6 +35,16 @@ public final class FilePlan {
         this.fileOffset = fileOffset;
         this.holder = holder;
         this.token = token;
+    }
+
+    /**
+     * Adds a second hold to a filled plan, ended after the first one by {@link #release()}: a
+     * decorator of the target that filled it (the service's metering) counts the request as in
+     * progress until the I/O is done.
+     */
+    public void holdAlso(Holder outer, long outerToken) {
+        this.outer = outer;
+        this.outerToken = outerToken;
     }
 
     public int fd() {
@@ -53,12 +63,17 @@ public final class FilePlan {
         return fileOffset;
     }
 
-    /** Ends the plan's holds; a second call does nothing. */
+    /** Ends the plan's holds, the filler's first; a second call does nothing. */
     public void release() {
-        Holder h = holder;
+        Holder h = holder, o = outer;
         holder = null;
+        outer = null;
         file = null;
         fd = -1;
-        if (h != null) h.release(token);
+        try {
+            if (h != null) h.release(token);
+        } finally {
+            if (o != null) o.release(outerToken);
+        }
     }
 }

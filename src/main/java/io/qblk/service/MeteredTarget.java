@@ -123,6 +123,56 @@ public final class MeteredTarget implements BlockTarget {
         measure(Op.READ, dst.byteSize(), () -> { inner.read(offset, dst); return null; });
     }
 
+    /**
+     * A planned read or write (a ublk tag links it to its commit) is counted from the plan until its
+     * release on the ring thread: in progress for {@link #drain}, then one request with its latency.
+     * Should the planned I/O fail, the tag serves the request again through {@link #read}/{@link #write},
+     * which counts it once more (a rare error path).
+     */
+    @Override
+    public boolean planRead(long offset, MemorySegment dst, io.qblk.io.FilePlan plan) {
+        long start = System.nanoTime();
+        if (!enterPlan()) return false;
+        return planned(Op.READ, inner.planRead(offset, dst, plan), dst.byteSize(), plan, start);
+    }
+
+    @Override
+    public boolean planWrite(long offset, MemorySegment src, io.qblk.io.FilePlan plan) {
+        long start = System.nanoTime();
+        if (!enterPlan()) return false;
+        return planned(Op.WRITE, inner.planWrite(offset, src, plan), src.byteSize(), plan, start);
+    }
+
+    /** A planned request's release: its latency, and no longer in progress. */
+    private final io.qblk.io.FilePlan.Holder readDone = start -> planDone(Op.READ, start),
+            writeDone = start -> planDone(Op.WRITE, start);
+
+    // in progress before the target is asked (as measure() does), so a drain() that follows
+    // refuseNew() waits for a plan that got past the check
+    private boolean enterPlan() {
+        if (refusing) return false; // the ordinary call refuses it, counted as an error
+        inflight.incrementAndGet();
+        return true;
+    }
+
+    private boolean planned(Op op, boolean planned, long length, io.qblk.io.FilePlan plan, long start) {
+        if (!planned) {
+            inflight.decrementAndGet();
+            return false;
+        }
+        // bytes are counted at the plan (the ordinary path counts them on success; a planned I/O that
+        // fails is served again through read/write and counted there too); the hold's token is the
+        // start time
+        bytes[op.ordinal()].increment(length);
+        plan.holdAlso(op == Op.READ ? readDone : writeDone, start);
+        return true;
+    }
+
+    private void planDone(Op op, long start) {
+        timers[op.ordinal()].record(System.nanoTime() - start, java.util.concurrent.TimeUnit.NANOSECONDS);
+        inflight.decrementAndGet();
+    }
+
     @Override
     public void write(long offset, MemorySegment src, boolean fua) throws IOException {
         measure(Op.WRITE, src.byteSize(), () -> { inner.write(offset, src, fua); return null; });

@@ -52,4 +52,61 @@ class MeteredTargetTest {
             assertTrue(reg.getMeters().isEmpty());
         }
     }
+
+    /** The linked path of a ublk tag: a plan is metered from the plan to its release, after the target's own holds end. */
+    @Test
+    void plannedRequestsAreInProgressUntilReleasedAndThenCounted() throws Exception {
+        SimpleMeterRegistry reg = new SimpleMeterRegistry();
+        java.util.List<String> events = new java.util.ArrayList<>();
+        int[] asked = new int[1];
+        MeteredTarget t = new MeteredTarget("d", new io.qblk.target.BlockTarget() {
+            public long size() { return 1 << 20; }
+            public boolean readOnly() { return false; }
+            public void read(long o, MemorySegment d) {}
+            @Override public boolean planRead(long o, MemorySegment d, io.qblk.io.FilePlan plan) {
+                asked[0]++;
+                plan.set(null, 7, o + 65536, token -> events.add("target released " + token), 42);
+                return true;
+            }
+            @Override public boolean planWrite(long o, MemorySegment s, io.qblk.io.FilePlan plan) {
+                asked[0]++;
+                return false; // e.g. an unallocated cluster: only write() serves it
+            }
+            public void write(long o, MemorySegment s, boolean fua) {}
+            public void flush() {}
+            public void discard(long o, long l) {}
+            public void writeZeroes(long o, long l, boolean u) {}
+            public java.util.List<Extent> blockStatus(long o, long l) { return java.util.List.of(); }
+            public void close() {}
+        }, reg);
+        try (Arena a = Arena.ofShared()) {
+            MemorySegment buf = a.allocate(4096);
+            io.qblk.io.FilePlan plan = new io.qblk.io.FilePlan();
+            assertTrue(t.planRead(4096, buf, plan));
+            assertEquals(7, plan.fd());
+            assertEquals(4096 + 65536, plan.fileOffset());
+            assertEquals(1, t.inflight(), "in progress until the linked read completes");
+            assertFalse(t.drain(20));
+            assertEquals(0, reg.get("qblk.io").tags("device", "d", "op", "read").timer().count());
+            plan.release();
+            assertEquals(java.util.List.of("target released 42"), events, "the target's holds end too");
+            assertEquals(0, t.inflight());
+            assertTrue(t.drain(20));
+            assertEquals(1, reg.get("qblk.io").tags("device", "d", "op", "read").timer().count());
+            assertEquals(4096, reg.get("qblk.io.bytes").tags("device", "d", "op", "read").counter().count());
+            plan.release();
+            assertEquals(1, events.size(), "a second release does nothing");
+            assertEquals(1, reg.get("qblk.io").tags("device", "d", "op", "read").timer().count());
+
+            assertFalse(t.planWrite(0, buf, plan), "the target did not plan it");
+            assertEquals(0, t.inflight());
+            assertEquals(0, reg.get("qblk.io.bytes").tags("device", "d", "op", "write").counter().count());
+
+            t.refuseNew();
+            int before = asked[0];
+            assertFalse(t.planRead(0, buf, plan), "a device shutting down plans nothing");
+            assertEquals(before, asked[0], "the target is not asked");
+            assertEquals(0, t.inflight());
+        }
+    }
 }
