@@ -238,19 +238,21 @@ final class UblkQueue {
             int res = ring.execute(request.prepUringCmd(cdevFd, fetchOp, cmd));
             LinkedIo linked = LINKED_READS || LINKED_WRITES ? new LinkedIo(request) : null;
             long base = (long) tag * IOD_BYTES;
+            MemorySegment data = null; // buf's first `length` bytes, kept while requests keep that length (no slice per request)
             while (res == 0) { // UBLK_IO_RES_OK: iod[tag] holds a request
                 int opFlags = iods.get(ValueLayout.JAVA_INT, base);
                 long length = Integer.toUnsignedLong(iods.get(ValueLayout.JAVA_INT, base + 4)) << 9;
                 long offset = iods.get(ValueLayout.JAVA_LONG, base + 8) << 9;
                 int op = opFlags & 0xff;
+                if (length <= maxIoBytes && (data == null || data.byteSize() != length)) data = buf.asSlice(0, length);
                 if (linked != null && (op == OP_READ ? LINKED_READS : op == OP_WRITE && LINKED_WRITES && (opFlags & F_FUA) == 0)) {
-                    int next = serveLinked(tag, op == OP_WRITE, offset, length, buf, cmd, linked);
+                    int next = serveLinked(tag, op == OP_WRITE, offset, length, data, cmd, linked);
                     if (next != NOT_LINKED) {
                         res = next;
                         continue;
                     }
                 }
-                int result = serve(tag, opFlags, offset, length, buf);
+                int result = serve(tag, opFlags, offset, length, data);
                 served.increment();
                 cmd.set(ValueLayout.JAVA_INT, 4, result);
                 res = ring.execute(request.prepUringCmd(cdevFd, commitOp, cmd));
@@ -326,10 +328,9 @@ final class UblkQueue {
      * ublk takes io commands from the queue's task only); that refusal changes nothing, so the commit
      * is sent again, unlinked, from this tag.
      */
-    private int serveLinked(int tag, boolean write, long offset, long length, MemorySegment buf, MemorySegment cmd, LinkedIo l)
+    private int serveLinked(int tag, boolean write, long offset, long length, MemorySegment data, MemorySegment cmd, LinkedIo l)
             throws IOException {
         if (length == 0 || length > maxIoBytes || offset < 0 || offset + length > target.size()) return NOT_LINKED;
-        MemorySegment data = buf.asSlice(0, length);
         if (!(write ? target.planWrite(offset, data, l.plan) : target.planRead(offset, data, l.plan))) return NOT_LINKED;
         if (TRACE) trace("q" + qid + " tag " + tag + " linked " + (write ? "write" : "read") + " off " + offset + " len " + length
                 + " file " + l.plan.fileOffset());
@@ -363,8 +364,12 @@ final class UblkQueue {
         return -Errno.EIO;
     }
 
-    /** Executes the request of iod[tag] (decoded by the tag loop) against the target; returns bytes done or -errno. */
-    private int serve(int tag, int opFlags, long offset, long length, MemorySegment tagBuf) {
+    /**
+     * Executes the request of iod[tag] (decoded by the tag loop) against the target; {@code data} is the
+     * tag buffer's first {@code length} bytes (any segment when the length exceeds the buffer: refused
+     * before use). Returns bytes done or -errno.
+     */
+    private int serve(int tag, int opFlags, long offset, long length, MemorySegment data) {
         int op = opFlags & 0xff;
         if (TRACE) trace("q" + qid + " tag " + tag + " op " + op + " off " + offset + " len " + length);
         try {
@@ -375,12 +380,12 @@ final class UblkQueue {
             switch (op) {
                 case OP_READ -> {
                     if (length > maxIoBytes) return tooLarge(op, length);
-                    target.read(offset, tagBuf.asSlice(0, length));
+                    target.read(offset, data);
                     return (int) length;
                 }
                 case OP_WRITE -> {
                     if (length > maxIoBytes) return tooLarge(op, length);
-                    target.write(offset, tagBuf.asSlice(0, length), (opFlags & F_FUA) != 0);
+                    target.write(offset, data, (opFlags & F_FUA) != 0);
                     return (int) length;
                 }
                 case OP_FLUSH -> {

@@ -100,7 +100,12 @@ public final class Sqe {
 
     /** Copies {@code payload} to the start of the command area (at most {@link #cmdCapacity()} bytes). */
     public Sqe cmd(MemorySegment payload) {
-        MemorySegment.copy(payload, 0, sqes, cmdAt(0, payload.byteSize()), payload.byteSize());
+        return cmd(payload, payload.byteSize());
+    }
+
+    /** The first {@code length} bytes of {@code payload} as the command (no slice: nothing allocated per command). */
+    public Sqe cmd(MemorySegment payload, long length) {
+        MemorySegment.copy(payload, 0, sqes, cmdAt(0, length), length);
         return this;
     }
 

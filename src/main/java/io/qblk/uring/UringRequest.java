@@ -164,7 +164,7 @@ public class UringRequest extends UringOp {
                     throw new IllegalArgumentException("URING_CMD payload of " + cmdLength
                             + " bytes needs an SQE128 ring (this ring carries " + sqe.cmdCapacity() + ")");
                 }
-                sqe.cmd(cmd.asSlice(0, cmdLength));
+                sqe.cmd(cmd, cmdLength);
             }
         }
     }
