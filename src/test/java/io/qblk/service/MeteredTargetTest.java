@@ -12,23 +12,29 @@ import org.junit.jupiter.api.Test;
 /** Counting, draining and refusing I/O around a target. */
 class MeteredTargetTest {
 
+    /** A 1 MiB target that does nothing; each test overrides what it watches. */
+    private abstract static class StubTarget implements io.qblk.target.BlockTarget {
+        public long size() { return 1 << 20; }
+        public boolean readOnly() { return false; }
+        public void read(long o, MemorySegment d) throws IOException {}
+        public void write(long o, MemorySegment s, boolean fua) throws IOException {}
+        public void flush() {}
+        public void discard(long o, long l) {}
+        public void writeZeroes(long o, long l, boolean u) {}
+        public java.util.List<Extent> blockStatus(long o, long l) { return java.util.List.of(); }
+        public void close() {}
+    }
+
     @Test
     void countsBytesErrorsAndDrains() throws Exception {
         SimpleMeterRegistry reg = new SimpleMeterRegistry();
         CountDownLatch entered = new CountDownLatch(1), release = new CountDownLatch(1);
-        MeteredTarget t = new MeteredTarget("d", new io.qblk.target.BlockTarget() {
-            public long size() { return 1 << 20; }
-            public boolean readOnly() { return false; }
-            public void read(long o, MemorySegment d) throws IOException {
+        MeteredTarget t = new MeteredTarget("d", new StubTarget() {
+            @Override public void read(long o, MemorySegment d) throws IOException {
                 entered.countDown();
                 try { release.await(); } catch (InterruptedException e) { throw new IOException(e); }
             }
-            public void write(long o, MemorySegment s, boolean fua) throws IOException { throw new IOException("EIO"); }
-            public void flush() {}
-            public void discard(long o, long l) {}
-            public void writeZeroes(long o, long l, boolean u) {}
-            public java.util.List<Extent> blockStatus(long o, long l) { return java.util.List.of(); }
-            public void close() {}
+            @Override public void write(long o, MemorySegment s, boolean fua) throws IOException { throw new IOException("EIO"); }
         }, reg);
         try (Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(4096);
@@ -59,10 +65,7 @@ class MeteredTargetTest {
         SimpleMeterRegistry reg = new SimpleMeterRegistry();
         java.util.List<String> events = new java.util.ArrayList<>();
         int[] asked = new int[1];
-        MeteredTarget t = new MeteredTarget("d", new io.qblk.target.BlockTarget() {
-            public long size() { return 1 << 20; }
-            public boolean readOnly() { return false; }
-            public void read(long o, MemorySegment d) {}
+        MeteredTarget t = new MeteredTarget("d", new StubTarget() {
             @Override public boolean planRead(long o, MemorySegment d, io.qblk.io.FilePlan plan) {
                 asked[0]++;
                 plan.set(null, 7, o + 65536, token -> events.add("target released " + token), 42);
@@ -72,12 +75,6 @@ class MeteredTargetTest {
                 asked[0]++;
                 return false; // e.g. an unallocated cluster: only write() serves it
             }
-            public void write(long o, MemorySegment s, boolean fua) {}
-            public void flush() {}
-            public void discard(long o, long l) {}
-            public void writeZeroes(long o, long l, boolean u) {}
-            public java.util.List<Extent> blockStatus(long o, long l) { return java.util.List.of(); }
-            public void close() {}
         }, reg);
         try (Arena a = Arena.ofShared()) {
             MemorySegment buf = a.allocate(4096);
