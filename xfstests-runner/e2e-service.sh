@@ -132,6 +132,12 @@ if start_service "$WORK/serve1.log"; then
     if [ -e "$dev" ] || [ -e "/dev/ublkc$id" ]; then fail "$dev / ublkc$id still exist after DELETE"; else pass "$dev and /dev/ublkc$id gone after DELETE"; fi
     code=$(curl -sS -o /dev/null -w '%{http_code}' "$URL/devices/api")
     [ "$code" = 404 ] && pass "GET /devices/api: 404 after DELETE" || fail "GET /devices/api after DELETE: $code"
+    # fio's verify reads hit allocated clusters: the service's devices link reads to their commit too
+    # (MeteredTarget forwards the plans)
+    served=$(grep -o "device api: ublk device $id served .*" "$WORK/serve1.log" | tail -1)
+    say "log: ${served:-no served line for api}"
+    [[ "$served" =~ reads\ linked\ to\ their\ commit:\ [1-9] ]] && pass "api's reads went out linked to their commit" \
+      || fail "api: no linked reads (${served:-no served line in the log})"
     check "api.qcow2 passes qemu-img check, dirty flag clear" clean_image "$WORK/data/api.qcow2"
     check "data written through ublk is in api.qcow2" sh -c "qemu-img convert -O raw $WORK/data/api.qcow2 $WORK/api.raw && cmp -i 0:536870912 -n 1048576 $WORK/pattern $WORK/api.raw"
     rm -f "$WORK/api.raw"

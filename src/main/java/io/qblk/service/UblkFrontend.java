@@ -15,6 +15,7 @@ import java.util.Optional;
  */
 @ApplicationScoped
 public class UblkFrontend implements Frontend {
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(UblkFrontend.class);
     static final Path CONTROL = Path.of("/dev/ublk-control");
 
     @Override
@@ -39,7 +40,13 @@ public class UblkFrontend implements Frontend {
             public boolean alive() { return Files.exists(server.blockDevice()); }
 
             @Override
-            public void detach() throws IOException { server.stop(); }
+            public void detach() throws IOException {
+                try {
+                    server.stop();
+                } finally {
+                    LOG.infof("device %s: ublk device %d %s", spec.name(), server.devId(), server.servedSummary());
+                }
+            }
         };
     }
 }

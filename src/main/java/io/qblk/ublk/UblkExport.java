@@ -78,16 +78,6 @@ public final class UblkExport {
         return 0;
     }
 
-    /** "queue 0: 123 requests, queue 1: 45 requests". */
-    static String perQueue(long[] served) {
-        StringBuilder b = new StringBuilder();
-        for (int q = 0; q < served.length; q++) {
-            if (q > 0) b.append(", ");
-            b.append("queue ").append(q).append(": ").append(served[q]).append(" requests");
-        }
-        return b.length() == 0 ? "no queues" : b.toString();
-    }
-
     private static final Object SHUTDOWN_LOCK = new Object();
 
     private static void shutdown(UblkServer server, BlockTarget target) {
@@ -97,10 +87,7 @@ public final class UblkExport {
             } catch (IOException e) {
                 System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
             }
-            UblkServer.LinkedCounts linked = server.linkedIo();
-            System.err.println("qblk: ublk device " + server.devId() + " served " + perQueue(server.servedRequestsPerQueue())
-                    + "; reads linked to their commit: " + linked.reads() + ", writes: " + linked.writes()
-                    + " (commits sent again: " + linked.commitsResent() + ")");
+            System.err.println("qblk: ublk device " + server.devId() + " " + server.servedSummary());
             try {
                 target.flush();
             } catch (IOException e) {

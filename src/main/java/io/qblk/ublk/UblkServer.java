@@ -294,6 +294,24 @@ public final class UblkServer {
         return new LinkedCounts(reads, writes, resent);
     }
 
+    /**
+     * What the device served, for the line printed or logged when it stops: "served queue 0: 123
+     * requests, queue 1: 45 requests; reads linked to their commit: 100, writes: 0 (commits sent
+     * again: 0)".
+     */
+    public String servedSummary() {
+        long[] served = servedRequestsPerQueue();
+        StringBuilder b = new StringBuilder("served ");
+        for (int q = 0; q < served.length; q++) {
+            if (q > 0) b.append(", ");
+            b.append("queue ").append(q).append(": ").append(served[q]).append(" requests");
+        }
+        if (served.length == 0) b.append("no queues");
+        LinkedCounts linked = linkedIo();
+        return b.append("; reads linked to their commit: ").append(linked.reads()).append(", writes: ").append(linked.writes())
+                .append(" (commits sent again: ").append(linked.commitsResent()).append(')').toString();
+    }
+
     /** {@link #linkedIo()}: reads and writes linked to their commit, and linked commits sent again after the kernel refused them. */
     public record LinkedCounts(long reads, long writes, long commitsResent) {}
 
