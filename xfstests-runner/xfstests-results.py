@@ -129,6 +129,19 @@ def read_baseline(path):
     return b
 
 
+def boot_images(state):
+    """(boot, line) for every line of every boot's image checks (STATE/boots/<boot>/images), boots in order."""
+    boots = os.path.join(state, 'boots')
+    out = []
+    for b in sorted(os.listdir(boots), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s)) \
+            if os.path.isdir(boots) else []:
+        p = os.path.join(boots, b, 'images')
+        if os.path.exists(p):
+            with open(p) as f:
+                out += [(b, l.rstrip()) for l in f if l.strip()]
+    return out
+
+
 def summary(state, loop_state, baseline_file):
     with open(os.path.join(state, 'settings')) as f:
         s = dict(l.rstrip('\n').split('=', 1) for l in f if '=' in l)
@@ -149,14 +162,7 @@ def summary(state, loop_state, baseline_file):
         else:
             unjudged.append(t)  # no loop result to compare with: counted as new, listed apart
     clean = 'n/a'
-    imgs = []
-    boots = os.path.join(state, 'boots')
-    if os.path.isdir(boots):
-        for b in os.listdir(boots):
-            p = os.path.join(boots, b, 'images')
-            if os.path.exists(p):
-                with open(p) as f:
-                    imgs += [l.split()[1] for l in f if len(l.split()) > 1]
+    imgs = [l.split()[1] for _, l in boot_images(state) if len(l.split()) > 1]
     if any(x == 'dirty' for x in imgs):
         clean = 'no'
     elif any(x == 'clean' for x in imgs):
@@ -191,15 +197,7 @@ def to_ledger(state, ledger):
         if os.path.exists(src):
             with open(src) as f:
                 write_atomically(os.path.join(ledger, name), f.read())
-    lines = []
-    boots = os.path.join(state, 'boots')
-    for b in sorted(os.listdir(boots), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s)) \
-            if os.path.isdir(boots) else []:
-        p = os.path.join(boots, b, 'images')
-        if os.path.exists(p):
-            with open(p) as f:
-                lines += [f'{b}\t{l.rstrip()}\n' for l in f if l.strip()]
-    write_atomically(os.path.join(ledger, 'images.tsv'), ''.join(lines))
+    write_atomically(os.path.join(ledger, 'images.tsv'), ''.join(f'{b}\t{l}\n' for b, l in boot_images(state)))
 
 
 def from_ledger(ledger, state):
