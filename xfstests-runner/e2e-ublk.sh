@@ -191,7 +191,8 @@ mq_suite() {
 
 # frontend_line LOG LABEL: the export's stderr line names the opcode encoding and where the tag
 # threads run: ioctl-encoded on kernels with GET_FEATURES (6.12), legacy on 6.1; carried by the
-# queue's ring thread (the JVM opens java.lang through the launcher).
+# queue's ring thread (the JVM opens java.lang through the launcher); the rings in the task-run mode
+# asked for (QBLK_RING_TASKRUN, default coop), which both guest kernels accept.
 frontend_line() {
   local line i want
   for ((i = 0; i < 50; i++)); do line=$(grep -m1 'ublk opcodes' "$1.err" 2>/dev/null) && break; sleep 0.1; done
@@ -199,6 +200,8 @@ frontend_line() {
   case $(uname -r) in 6.1.*) want=legacy ;; *) want=ioctl-encoded ;; esac
   if [[ "$line" == *"$want ublk opcodes"* ]]; then pass "$2: $want opcodes on $(uname -r)"; else fail "$2: expected $want opcodes on $(uname -r)"; fi
   if [[ "$line" == *"carried by their queue's ring thread"* ]]; then pass "$2: tag threads carried by the ring thread"; else fail "$2: tag threads not carried"; fi
+  want=${QBLK_RING_TASKRUN:-coop}
+  if [[ "$line" == *"ring task-run ${want,,}"* ]]; then pass "$2: rings in task-run mode ${want,,}"; else fail "$2: expected ring task-run ${want,,}"; fi
 }
 
 run_target() {

@@ -46,7 +46,8 @@ public final class UblkExport {
                 + (server.ioctlEncoding() ? "ioctl-encoded" : "legacy") + " ublk opcodes; tag threads " + (server.carried() ? "carried by their queue's ring thread"
                 : "on the default scheduler" + (io.qblk.uring.VirtualCarrier.available() ? "" : " (" + io.qblk.uring.VirtualCarrier.unavailableReason() + ")"))
                 + "; reads " + (UblkQueue.LINKED_READS ? "linked to their commit" : "committed separately (QBLK_UBLK_LINKED_READS=0)")
-                + ", writes " + (UblkQueue.LINKED_WRITES ? "linked to their commit (QBLK_UBLK_LINKED_WRITES=1)" : "committed separately"));
+                + ", writes " + (UblkQueue.LINKED_WRITES ? "linked to their commit (QBLK_UBLK_LINKED_WRITES=1)" : "committed separately")
+                + "; ring task-run " + String.valueOf(server.taskRun()).toLowerCase(java.util.Locale.ROOT));
         AtomicBoolean shuttingDown = new AtomicBoolean();
         CountDownLatch cleaned = new CountDownLatch(1);
         Thread hook = new Thread(() -> {

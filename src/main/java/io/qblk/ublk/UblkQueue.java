@@ -185,6 +185,11 @@ final class UblkQueue {
         return ring != null && ring.carriesVirtualThreads();
     }
 
+    /** How the kernel runs the ring's completion work, or null before the ring exists. */
+    io.qblk.uring.TaskRun taskRun() {
+        return ring == null ? null : ring.taskRun();
+    }
+
     /** Whether the tag buffers are registered with the ring (backend I/O into them uses READ_FIXED / WRITE_FIXED). */
     boolean fixedBuffers() {
         return buffersRegistered;

@@ -332,6 +332,16 @@ public final class UblkServer {
         return true;
     }
 
+    /** How the kernel runs the completion work of the queues' rings (the weakest of them), or null with no queue. */
+    public synchronized io.qblk.uring.TaskRun taskRun() {
+        io.qblk.uring.TaskRun weakest = null;
+        for (UblkQueue q : queues) {
+            io.qblk.uring.TaskRun t = q.taskRun();
+            if (t != null && (weakest == null || t.ordinal() < weakest.ordinal())) weakest = t;
+        }
+        return weakest;
+    }
+
     /** Whether the tag buffers are registered with every queue's ring (fixed-buffer backend I/O). */
     public synchronized boolean fixedBuffers() {
         if (queues.isEmpty()) return false;

@@ -22,8 +22,10 @@ import java.lang.invoke.VarHandle;
 public final class IoUring implements AutoCloseable {
     /** io_uring_setup flags (IORING_SETUP_*). */
     public static final int SETUP_IOPOLL = 1, SETUP_SQPOLL = 1 << 1, SETUP_CQSIZE = 1 << 3, SETUP_CLAMP = 1 << 4,
-            SETUP_SUBMIT_ALL = 1 << 7, SETUP_COOP_TASKRUN = 1 << 8, SETUP_SQE128 = 1 << 10,
-            SETUP_CQE32 = 1 << 11, SETUP_SINGLE_ISSUER = 1 << 12;
+            SETUP_SUBMIT_ALL = 1 << 7, SETUP_COOP_TASKRUN = 1 << 8, SETUP_TASKRUN_FLAG = 1 << 9, SETUP_SQE128 = 1 << 10,
+            SETUP_CQE32 = 1 << 11, SETUP_SINGLE_ISSUER = 1 << 12, SETUP_DEFER_TASKRUN = 1 << 13;
+    /** sq_ring->flags bits: completion work waits for the owner to enter (with {@link #SETUP_TASKRUN_FLAG}). */
+    static final int SQ_TASKRUN = 1 << 2;
     /** io_uring_enter flags. */
     public static final int ENTER_GETEVENTS = 1;
     /** io_uring_params.features bits. */
@@ -51,7 +53,9 @@ public final class IoUring implements AutoCloseable {
     private final int sqEntries, cqEntries;
     private final int sqeSize, cqeSize;
     private final MemorySegment sqRing, cqRing, sqes;
-    private final long sqHeadOff, sqTailOff, sqDroppedOff;
+    private final long sqHeadOff, sqTailOff, sqDroppedOff, sqFlagsOff;
+    /** Set up with {@link #SETUP_TASKRUN_FLAG}: the kernel flags pending completion work in the SQ flags. */
+    private final boolean taskrunFlag;
     private final int sqMask;
     private final long cqHeadOff, cqTailOff, cqOverflowOff, cqesOff;
     private final int cqMask;
@@ -110,6 +114,8 @@ public final class IoUring implements AutoCloseable {
         this.sqHeadOff = Integer.toUnsignedLong((int) P_SQ_HEAD.get(params, 0L));
         this.sqTailOff = Integer.toUnsignedLong((int) P_SQ_TAIL.get(params, 0L));
         this.sqDroppedOff = Integer.toUnsignedLong((int) P_SQ_DROPPED.get(params, 0L));
+        this.sqFlagsOff = Integer.toUnsignedLong((int) P_SQ_FLAGS.get(params, 0L));
+        this.taskrunFlag = (setupFlags & SETUP_TASKRUN_FLAG) != 0;
         this.sqMask = sqRing.get(ValueLayout.JAVA_INT, Integer.toUnsignedLong((int) P_SQ_RING_MASK.get(params, 0L)));
         this.cqHeadOff = Integer.toUnsignedLong((int) P_CQ_HEAD.get(params, 0L));
         this.cqTailOff = Integer.toUnsignedLong((int) P_CQ_TAIL.get(params, 0L));
@@ -154,6 +160,21 @@ public final class IoUring implements AutoCloseable {
         }
     }
 
+    /**
+     * {@link #create(int, int)} with {@code taskRun}'s bits added; a kernel that refuses them (EINVAL:
+     * older than the mode) gets the next weaker mode, down to {@link TaskRun#OFF}. {@link #taskRun()}
+     * says which one the ring got.
+     */
+    public static IoUring create(int entries, int flags, TaskRun taskRun) throws ErrnoException {
+        for (TaskRun t = taskRun; ; t = t.weaker()) {
+            try {
+                return create(entries, flags | t.setupFlags());
+            } catch (ErrnoException e) {
+                if (t == TaskRun.OFF || e.errno() != Errno.EINVAL) throw e;
+            }
+        }
+    }
+
     public int fd() { return fd; }
     public int sqEntries() { return sqEntries; }
     public int cqEntries() { return cqEntries; }
@@ -161,6 +182,8 @@ public final class IoUring implements AutoCloseable {
     public int setupFlags() { return setupFlags; }
     public boolean sqe128() { return sqeSize == 128; }
     public boolean cqe32() { return cqeSize == 32; }
+    /** How the kernel runs this ring's completion work (from its setup flags). */
+    public TaskRun taskRun() { return TaskRun.of(setupFlags); }
 
     /** Free SQ slots the owner may still fill before the next submit (SQEs held back count as used). */
     public int sqSpace() {
@@ -269,8 +292,11 @@ public final class IoUring implements AutoCloseable {
             sqPublishedTail = sqLocalTail;
         }
         int toSubmit = sqPending();
-        if (toSubmit == 0 && minComplete == 0) return 0;
-        int flags = minComplete > 0 ? ENTER_GETEVENTS : 0;
+        // COOP/DEFER_TASKRUN: completions the kernel holds for us are posted only when we enter
+        // (DEFER: only with GETEVENTS); the kernel's SQ flag says some are waiting.
+        boolean workWaiting = taskrunFlag && ((int) INT.getAcquire(sqRing, sqFlagsOff) & SQ_TASKRUN) != 0;
+        if (toSubmit == 0 && minComplete == 0 && !workWaiting) return 0;
+        int flags = minComplete > 0 || workWaiting ? ENTER_GETEVENTS : 0;
         int r = UringSyscalls.enter(fd, toSubmit, minComplete, flags);
         if (r < 0) {
             int e = UringSyscalls.errno();

@@ -1,5 +1,6 @@
 package io.qblk.uring;
 
+import io.qblk.util.DebugSwitches;
 import java.time.Duration;
 
 /**
@@ -11,14 +12,21 @@ import java.time.Duration;
  * @param carrier      whether the owner thread also carries the virtual threads made by
  *                     {@link RingThread#newThread} (when {@link VirtualCarrier#available()}; otherwise
  *                     they run on the default scheduler)
+ * @param taskRun      how the kernel runs the ring's completion work (weaker where the kernel refuses it);
+ *                     {@link DebugSwitches#taskRun()} (QBLK_RING_TASKRUN) unless given
  */
-public record RingOptions(int entries, int setupFlags, Duration closeTimeout, boolean carrier) {
+public record RingOptions(int entries, int setupFlags, Duration closeTimeout, boolean carrier, TaskRun taskRun) {
     public RingOptions {
         if (entries < 1 || entries > 32768) throw new IllegalArgumentException("ring entries " + entries);
+        if (taskRun == null) throw new IllegalArgumentException("taskRun");
     }
 
     public RingOptions(int entries, int setupFlags, Duration closeTimeout) {
         this(entries, setupFlags, closeTimeout, false);
+    }
+
+    public RingOptions(int entries, int setupFlags, Duration closeTimeout, boolean carrier) {
+        this(entries, setupFlags, closeTimeout, carrier, DebugSwitches.process().taskRun());
     }
 
     /** 128 entries, 64-byte SQEs and 16-byte CQEs, 5 s close timeout. */
@@ -32,19 +40,23 @@ public record RingOptions(int entries, int setupFlags, Duration closeTimeout, bo
     }
 
     public RingOptions withEntries(int n) {
-        return new RingOptions(n, setupFlags, closeTimeout, carrier);
+        return new RingOptions(n, setupFlags, closeTimeout, carrier, taskRun);
     }
 
     public RingOptions withSetupFlags(int flags) {
-        return new RingOptions(entries, flags, closeTimeout, carrier);
+        return new RingOptions(entries, flags, closeTimeout, carrier, taskRun);
     }
 
     public RingOptions withCloseTimeout(Duration d) {
-        return new RingOptions(entries, setupFlags, d, carrier);
+        return new RingOptions(entries, setupFlags, d, carrier, taskRun);
     }
 
     /** Whether the owner thread carries the ring's virtual threads (see {@link RingThread#newThread}). */
     public RingOptions withCarrier(boolean on) {
-        return new RingOptions(entries, setupFlags, closeTimeout, on);
+        return new RingOptions(entries, setupFlags, closeTimeout, on, taskRun);
+    }
+
+    public RingOptions withTaskRun(TaskRun t) {
+        return new RingOptions(entries, setupFlags, closeTimeout, carrier, t);
     }
 }

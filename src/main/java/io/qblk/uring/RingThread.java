@@ -107,6 +107,8 @@ public final class RingThread implements AutoCloseable {
     private int eventFd = -1; // published by the start handshake
     /** Most SQEs one operation of {@link #executeAll} takes: what the ring can hold at once (start handshake). */
     private int batchLimit = 1;
+    /** The task-run mode the kernel gave the ring (start handshake). */
+    private TaskRun taskRun = TaskRun.OFF;
 
     // ---- owner-only state
     private IoUring ring;
@@ -191,6 +193,11 @@ public final class RingThread implements AutoCloseable {
 
     public boolean isClosed() {
         return closing;
+    }
+
+    /** How the kernel runs this ring's completion work: the options' mode, or weaker where the kernel refused it. */
+    public TaskRun taskRun() {
+        return taskRun;
     }
 
     /** Whether this ring's owner thread carries the virtual threads made by {@link #newThread}. */
@@ -571,7 +578,7 @@ public final class RingThread implements AutoCloseable {
 
     private void run() {
         try {
-            ring = IoUring.create(options.entries(), options.setupFlags());
+            ring = IoUring.create(options.entries(), options.setupFlags(), options.taskRun());
             int efd = UringSyscalls.eventfd(0, UringSyscalls.EFD_CLOEXEC);
             if (efd < 0) throw new ErrnoException("eventfd", UringSyscalls.errno());
             eventFd = efd;
@@ -585,6 +592,7 @@ public final class RingThread implements AutoCloseable {
             for (int i = 0; i < slots; i++) freeSlots[i] = slots - 1 - i;
             freeTop = slots;
             batchLimit = Math.max(1, Math.min(BATCH_SQES, Math.min(ring.sqEntries(), slots) / 2));
+            taskRun = ring.taskRun();
         } catch (Throwable t) {
             if (ring != null) ring.close();
             started.completeExceptionally(t);

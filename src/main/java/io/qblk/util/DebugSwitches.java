@@ -1,5 +1,6 @@
 package io.qblk.util;
 
+import io.qblk.uring.TaskRun;
 import java.util.Map;
 import java.util.Properties;
 
@@ -20,9 +21,13 @@ import java.util.Properties;
  *                     is served by the tag and committed on its own instead of going out linked to its commit
  * @param linkedWrites {@code QBLK_UBLK_LINKED_WRITES=1} turns it on: the same for a ublk write that is one plain
  *                     file write (docs/ordering.md W2); off by default, as measured slower so far (docs/performance.md)
+ * @param taskRun      {@code QBLK_RING_TASKRUN=off|coop|defer}: how the kernel runs the completion work of
+ *                     every io_uring qblk sets up ({@link TaskRun}; default {@link #DEFAULT_TASK_RUN})
  */
 public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv, boolean linkedReads,
-                            boolean linkedWrites) {
+                            boolean linkedWrites, TaskRun taskRun) {
+    /** The task-run mode of qblk's rings unless QBLK_RING_TASKRUN says otherwise (docs/performance.md). */
+    public static final TaskRun DEFAULT_TASK_RUN = TaskRun.COOP;
     private static final DebugSwitches PROCESS = from(System.getenv(), System.getProperties());
 
     /** The switches from an environment and system properties. */
@@ -30,7 +35,16 @@ public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean car
         return new DebugSwitches("1".equals(env.get("QBLK_UBLK_TRACE")), !"0".equals(env.get("QBLK_UBLK_FIXED_BUFFERS")),
                 !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")),
                 !"0".equals(env.get("QBLK_NBD_RING_RECV")), !"0".equals(env.get("QBLK_UBLK_LINKED_READS")),
-                "1".equals(env.get("QBLK_UBLK_LINKED_WRITES")));
+                "1".equals(env.get("QBLK_UBLK_LINKED_WRITES")), taskRun(env.get("QBLK_RING_TASKRUN")));
+    }
+
+    private static TaskRun taskRun(String value) {
+        if (value == null || value.isBlank()) return DEFAULT_TASK_RUN;
+        TaskRun t = TaskRun.parse(value);
+        if (t != null) return t;
+        System.err.println("qblk: QBLK_RING_TASKRUN=" + value + " is not off, coop or defer; using "
+                + DEFAULT_TASK_RUN.name().toLowerCase(java.util.Locale.ROOT));
+        return DEFAULT_TASK_RUN;
     }
 
     /** This process's switches, read once. */

@@ -197,4 +197,51 @@ class IoUringTest {
                     "another thread entering a SINGLE_ISSUER ring gets EEXIST, got " + other.get());
         }
     }
+
+    @Test
+    void deferredCompletionWorkIsFetchedWithoutASubmissionOrAWait() throws Exception {
+        int efd = UringSyscalls.eventfd(0, UringSyscalls.EFD_CLOEXEC);
+        assertTrue(efd >= 0);
+        try (IoUring ring = IoUring.create(8, 0, TaskRun.DEFER); Arena a = Arena.ofConfined()) {
+            assertEquals(TaskRun.DEFER, ring.taskRun());
+            MemorySegment buf = a.allocate(8), one = a.allocate(ValueLayout.JAVA_LONG);
+            ring.nextSqe().prepRead(efd, buf.address(), 8, 0).userData(7);
+            assertEquals(1, ring.submit()); // the read waits on the empty eventfd (poll armed)
+            one.set(ValueLayout.JAVA_LONG, 0, 1L);
+            assertEquals(8, UringSyscalls.write(efd, one, 8)); // the wake-up queues the work for this thread
+            assertEquals(0, ring.cqReady(), "deferred: no CQE until the owner asks for completions");
+            ring.submitAndWait(0); // nothing to submit, no wait: enters only because the kernel flagged work
+            List<Cqe> done = reapAll(ring);
+            assertEquals(1, done.size(), "the flagged work was run by the enter");
+            assertEquals(7L, done.get(0).userData());
+            assertEquals(8, done.get(0).res());
+        } finally {
+            UringSyscalls.close(efd);
+        }
+    }
+
+    @Test
+    void taskRunModesWeakenToOffAndAreReadBackFromTheFlags() throws Exception {
+        assertEquals(TaskRun.COOP, TaskRun.DEFER.weaker());
+        assertEquals(TaskRun.OFF, TaskRun.COOP.weaker());
+        assertEquals(TaskRun.OFF, TaskRun.OFF.weaker());
+        for (TaskRun t : TaskRun.values()) {
+            assertEquals(t, TaskRun.of(t.setupFlags() | IoUring.SETUP_SQE128));
+            try (IoUring ring = IoUring.create(4, IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32, t)) {
+                assertEquals(t, ring.taskRun());
+                assertTrue(ring.sqe128() && ring.cqe32());
+                ring.nextSqe().prepNop().userData(1);
+                assertEquals(1, ring.submitAndWait(1));
+                assertEquals(1, reapAll(ring).size());
+            }
+        }
+        // SQPOLL refuses both COOP and DEFER (EINVAL): the ring is made without them.
+        try (IoUring ring = IoUring.create(4, IoUring.SETUP_SQPOLL, TaskRun.DEFER)) {
+            assertEquals(TaskRun.OFF, ring.taskRun());
+            assertTrue((ring.setupFlags() & IoUring.SETUP_SQPOLL) != 0);
+        }
+        // A flag no kernel knows fails in every mode, with the kernel's errno.
+        var e = assertThrows(io.qblk.io.ErrnoException.class, () -> IoUring.create(8, 1 << 30, TaskRun.DEFER));
+        assertEquals(Errno.EINVAL, e.errno());
+    }
 }

@@ -30,7 +30,7 @@ import org.junit.jupiter.api.io.TempDir;
  * JVM without the opening the probe falls back with one log line.
  */
 @Timeout(60)
-public class RingCarrierTest {
+public class RingCarrierTest implements RingModeSuite {
     private static final MethodHandle GETTID = Linker.nativeLinker().downcallHandle(
             Linker.nativeLinker().defaultLookup().find("gettid").orElseThrow(), FunctionDescriptor.of(ValueLayout.JAVA_INT));
 
@@ -81,7 +81,7 @@ public class RingCarrierTest {
     @Test
     void carriedThreadsRunOnTheOwnerThreadWithoutWakeUps() throws Exception {
         assertTrue(VirtualCarrier.available(), "surefire passes --add-opens java.base/java.lang: " + VirtualCarrier.unavailableReason());
-        try (RingThread ring = RingThread.start("carrier", RingOptions.defaults().withEntries(64).withCarrier(true));
+        try (RingThread ring = RingThread.start("carrier", defaults().withEntries(64).withCarrier(true));
              PosixFileBackend file = PosixFileBackend.open(dir.resolve("f"), false, true)) {
             assertTrue(ring.carriesVirtualThreads());
             int ownerTid = ring.callOnOwner(RingCarrierTest::tid);
@@ -97,7 +97,7 @@ public class RingCarrierTest {
 
     @Test
     void carrierOffRunsOnTheDefaultScheduler() throws Exception {
-        try (RingThread ring = RingThread.start("no-carrier", RingOptions.defaults().withEntries(64).withCarrier(false));
+        try (RingThread ring = RingThread.start("no-carrier", defaults().withEntries(64).withCarrier(false));
              PosixFileBackend file = PosixFileBackend.open(dir.resolve("f"), false, true)) {
             assertFalse(ring.carriesVirtualThreads());
             int ownerTid = ring.callOnOwner(RingCarrierTest::tid);
@@ -108,7 +108,7 @@ public class RingCarrierTest {
 
     @Test
     void carriedThreadsWakeFromOtherThreadsAndTimedParks() throws Exception {
-        try (RingThread ring = RingThread.start("carrier-remote", RingOptions.defaults().withCarrier(true))) {
+        try (RingThread ring = RingThread.start("carrier-remote", defaults().withCarrier(true))) {
             assertTrue(ring.carriesVirtualThreads());
             int ownerTid = ring.callOnOwner(RingCarrierTest::tid);
             ReentrantLock lock = new ReentrantLock();
@@ -144,7 +144,7 @@ public class RingCarrierTest {
 
     @Test
     void closingEndsCarriedThreadsParkedOnInFlightRequests() throws Throwable {
-        RingThread ring = RingThread.start("carrier-close", RingOptions.defaults().withCarrier(true)
+        RingThread ring = RingThread.start("carrier-close", defaults().withCarrier(true)
                 .withCloseTimeout(java.time.Duration.ofSeconds(2)));
         int[] pipe = new int[2];
         try (Arena arena = Arena.ofShared()) {
@@ -199,7 +199,7 @@ public class RingCarrierTest {
         io.qblk.io.IoBackend file = FileBackends.openOnCallerRing(img, false, 0, io.qblk.io.CacheMode.NONE);
         io.qblk.qcow2.OpenOptions o = io.qblk.qcow2.OpenOptions.defaults()
                 .withMetadataWrite(io.qblk.qcow2.MetadataWrite.WRITETHROUGH).withCacheMode(io.qblk.io.CacheMode.NONE);
-        try (RingThread ring = RingThread.start("carrier-qcow2", RingOptions.forUblk(64));
+        try (RingThread ring = RingThread.start("carrier-qcow2", forUblk(64));
              io.qblk.qcow2.Qcow2Image image = io.qblk.qcow2.Qcow2Image.open(file, o, img);
              Arena arena = Arena.ofShared()) {
             assertTrue(ring.carriesVirtualThreads());

@@ -31,7 +31,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The owner-thread executor: hand-off, batching, back-pressure, owner-side submission, close, errors. */
 @Timeout(60)
-class RingThreadTest {
+class RingThreadTest implements RingModeSuite {
     @TempDir
     Path dir;
     Arena arena;
@@ -41,7 +41,7 @@ class RingThreadTest {
     @BeforeEach
     void setUp() throws IOException {
         arena = Arena.ofShared();
-        ring = RingThread.start("test-ring", RingOptions.defaults().withEntries(32));
+        ring = RingThread.start("test-ring", defaults().withEntries(32));
         file = PosixFileBackend.open(dir.resolve("data"), false, true);
     }
 
@@ -57,6 +57,11 @@ class RingThreadTest {
         SplittableRandom r = new SplittableRandom(seed);
         for (int i = 0; i < size; i += 8) s.set(ValueLayout.JAVA_LONG, i, r.nextLong());
         return s;
+    }
+
+    @Test
+    void theRingRunsInTheModeAskedFor() {
+        assertEquals(taskRun(), ring.taskRun(), "this kernel (>= 6.1) accepts every mode");
     }
 
     @Test
@@ -194,7 +199,7 @@ class RingThreadTest {
         MemorySegment src = pattern(4096, 11);
         file.write(0, src); // the file is 4096 bytes long
         for (boolean carried : new boolean[] {false, true}) {
-            try (RingThread r = RingThread.start("chain", RingOptions.defaults().withEntries(32).withCarrier(carried))) {
+            try (RingThread r = RingThread.start("chain", defaults().withEntries(32).withCarrier(carried))) {
                 List<String> events = java.util.Collections.synchronizedList(new ArrayList<>());
                 MemorySegment dst = arena.allocate(8192, 4096);
                 UringRequest nop = new UringRequest();
@@ -252,7 +257,7 @@ class RingThreadTest {
     void aLinkedUringCmdKeepsItsSqeUntilItCompletes() throws Exception {
         int efd = UringSyscalls.eventfd(0, UringSyscalls.EFD_CLOEXEC);
         assertTrue(efd >= 0);
-        try (RingThread r = RingThread.start("held", RingOptions.defaults().withEntries(8))) {
+        try (RingThread r = RingThread.start("held", defaults().withEntries(8))) {
             MemorySegment buf = arena.allocate(8);
             UringRequest read = new UringRequest().prepRead(efd, buf, 0);
             UringRequest cmd = new UringRequest().prepUringCmd(file.fd(), 0x1234, arena.allocate(16));
@@ -287,7 +292,7 @@ class RingThreadTest {
     /** A chain submitted to a closed ring fails every request, so a head that holds something releases it. */
     @Test
     void executeForLastOnAClosedRingFailsTheHeadToo() throws Exception {
-        RingThread r = RingThread.start("closed", RingOptions.defaults().withEntries(32));
+        RingThread r = RingThread.start("closed", defaults().withEntries(32));
         r.close();
         UringRequest nop = new UringRequest().prepNop();
         Head head = new Head(new ArrayList<>(), nop);
@@ -375,7 +380,7 @@ class RingThreadTest {
 
     @Test
     void tinyRingAppliesBackPressureAndLosesNothing() throws Exception {
-        try (RingThread small = RingThread.start("small-ring", RingOptions.defaults().withEntries(8))) {
+        try (RingThread small = RingThread.start("small-ring", defaults().withEntries(8))) {
             assertEquals(8, small.callOnOwner(() -> small.ring().sqEntries()));
             file.truncate(200 * 4096);
             AtomicInteger ok = new AtomicInteger();
@@ -462,7 +467,7 @@ class RingThreadTest {
 
     @Test
     void closeFailsPendingAndLaterSubmissionsCleanly() throws Exception {
-        RingThread r2 = RingThread.start("closing-ring", RingOptions.defaults().withEntries(8)
+        RingThread r2 = RingThread.start("closing-ring", defaults().withEntries(8)
                 .withCloseTimeout(Duration.ofSeconds(2)));
         // A READ on an empty eventfd never completes by itself: it is in flight when we close.
         int efd = UringSyscalls.eventfd(0, UringSyscalls.EFD_CLOEXEC);
@@ -504,7 +509,7 @@ class RingThreadTest {
     void ublkStyleRingCarriesFileIoAndCommandsAndOnlyTheOwnerEnters() throws Exception {
         // SINGLE_ISSUER makes the kernel refuse io_uring_enter from any task but the creator (EEXIST),
         // so this proves that neither submitters nor close ever enter the ring themselves.
-        RingOptions opts = RingOptions.forUblk(16).withSetupFlags(
+        RingOptions opts = forUblk(16).withSetupFlags(
                 IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32 | IoUring.SETUP_SINGLE_ISSUER);
         try (RingThread q = RingThread.start("ublk-style", opts);
              UringFileBackend data = UringFileBackend.open(q, dir.resolve("img"), false, true)) {
@@ -565,7 +570,7 @@ class RingThreadTest {
 
     @Test
     void closeUnderLoadEndsEverySubmitter() throws Exception {
-        RingThread r2 = RingThread.start("busy-ring", RingOptions.defaults().withEntries(8));
+        RingThread r2 = RingThread.start("busy-ring", defaults().withEntries(8));
         AtomicInteger completed = new AtomicInteger(), refused = new AtomicInteger();
         ConcurrentLinkedQueue<Throwable> unexpected = new ConcurrentLinkedQueue<>();
         try (ExecutorService vts = Executors.newVirtualThreadPerTaskExecutor()) {
