@@ -1,6 +1,5 @@
 package io.qblk.uring;
 
-import io.qblk.util.DebugSwitches;
 import java.time.Duration;
 
 /**
@@ -13,7 +12,7 @@ import java.time.Duration;
  *                     {@link RingThread#newThread} (when {@link VirtualCarrier#available()}; otherwise
  *                     they run on the default scheduler)
  * @param taskRun      how the kernel runs the ring's completion work (weaker where the kernel refuses it);
- *                     {@link DebugSwitches#taskRun()} (QBLK_RING_TASKRUN) unless given
+ *                     {@link TaskRun#configured()} (QBLK_RING_TASKRUN) unless given
  */
 public record RingOptions(int entries, int setupFlags, Duration closeTimeout, boolean carrier, TaskRun taskRun) {
     public RingOptions {
@@ -26,7 +25,7 @@ public record RingOptions(int entries, int setupFlags, Duration closeTimeout, bo
     }
 
     public RingOptions(int entries, int setupFlags, Duration closeTimeout, boolean carrier) {
-        this(entries, setupFlags, closeTimeout, carrier, DebugSwitches.process().taskRun());
+        this(entries, setupFlags, closeTimeout, carrier, TaskRun.configured());
     }
 
     /** 128 entries, 64-byte SQEs and 16-byte CQEs, 5 s close timeout. */

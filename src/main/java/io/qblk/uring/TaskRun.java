@@ -47,6 +47,11 @@ public enum TaskRun {
         return OFF;
     }
 
+    /** The mode of this process's rings: {@code QBLK_RING_TASKRUN} ({@link io.qblk.util.DebugSwitches#taskRun()}). */
+    public static TaskRun configured() {
+        return parse(io.qblk.util.DebugSwitches.process().taskRun());
+    }
+
     /** {@code off}, {@code coop} or {@code defer} (any case); null for anything else. */
     public static TaskRun parse(String s) {
         if (s == null) return null;

@@ -1,6 +1,5 @@
 package io.qblk.util;
 
-import io.qblk.uring.TaskRun;
 import java.util.Map;
 import java.util.Properties;
 
@@ -22,12 +21,13 @@ import java.util.Properties;
  * @param linkedWrites {@code QBLK_UBLK_LINKED_WRITES=1} turns it on: the same for a ublk write that is one plain
  *                     file write (docs/ordering.md W2); off by default, as measured slower so far (docs/performance.md)
  * @param taskRun      {@code QBLK_RING_TASKRUN=off|coop|defer}: how the kernel runs the completion work of
- *                     every io_uring qblk sets up ({@link TaskRun}; default {@link #DEFAULT_TASK_RUN})
+ *                     every io_uring qblk sets up ({@code io.qblk.uring.TaskRun}; default {@link #DEFAULT_TASK_RUN})
  */
 public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv, boolean linkedReads,
-                            boolean linkedWrites, TaskRun taskRun) {
+                            boolean linkedWrites, String taskRun) {
     /** The task-run mode of qblk's rings unless QBLK_RING_TASKRUN says otherwise (docs/performance.md). */
-    public static final TaskRun DEFAULT_TASK_RUN = TaskRun.COOP;
+    public static final String DEFAULT_TASK_RUN = "coop";
+    private static final java.util.Set<String> TASK_RUN_MODES = java.util.Set.of("off", "coop", "defer");
     private static final DebugSwitches PROCESS = from(System.getenv(), System.getProperties());
 
     /** The switches from an environment and system properties. */
@@ -38,12 +38,11 @@ public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean car
                 "1".equals(env.get("QBLK_UBLK_LINKED_WRITES")), taskRun(env.get("QBLK_RING_TASKRUN")));
     }
 
-    private static TaskRun taskRun(String value) {
+    private static String taskRun(String value) {
         if (value == null || value.isBlank()) return DEFAULT_TASK_RUN;
-        TaskRun t = TaskRun.parse(value);
-        if (t != null) return t;
-        System.err.println("qblk: QBLK_RING_TASKRUN=" + value + " is not off, coop or defer; using "
-                + DEFAULT_TASK_RUN.name().toLowerCase(java.util.Locale.ROOT));
+        String t = value.trim().toLowerCase(java.util.Locale.ROOT);
+        if (TASK_RUN_MODES.contains(t)) return t;
+        System.err.println("qblk: QBLK_RING_TASKRUN=" + value + " is not off, coop or defer; using " + DEFAULT_TASK_RUN);
         return DEFAULT_TASK_RUN;
     }
 

@@ -225,6 +225,9 @@ class IoUringTest {
         assertEquals(TaskRun.COOP, TaskRun.DEFER.weaker());
         assertEquals(TaskRun.OFF, TaskRun.COOP.weaker());
         assertEquals(TaskRun.OFF, TaskRun.OFF.weaker());
+        assertEquals(TaskRun.COOP, TaskRun.parse(io.qblk.util.DebugSwitches.DEFAULT_TASK_RUN));
+        assertEquals(TaskRun.DEFER, TaskRun.parse(" Defer "));
+        assertNull(TaskRun.parse("sometimes"));
         for (TaskRun t : TaskRun.values()) {
             assertEquals(t, TaskRun.of(t.setupFlags() | IoUring.SETUP_SQE128));
             try (IoUring ring = IoUring.create(4, IoUring.SETUP_SQE128 | IoUring.SETUP_CQE32, t)) {

@@ -1,7 +1,5 @@
 package io.qblk.uring;
 
-import io.qblk.util.DebugSwitches;
-
 /**
  * A ring test suite that runs in one {@link TaskRun} mode: the suite makes its rings from these
  * options, the default mode's suite is the class itself, a subclass per other mode overrides
@@ -10,7 +8,7 @@ import io.qblk.util.DebugSwitches;
 interface RingModeSuite {
     /** The task-run mode of this suite's rings. */
     default TaskRun taskRun() {
-        return DebugSwitches.DEFAULT_TASK_RUN;
+        return TaskRun.configured();
     }
 
     default RingOptions defaults() {
