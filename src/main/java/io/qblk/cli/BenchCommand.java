@@ -121,10 +121,7 @@ public class BenchCommand implements Callable<Integer> {
             out.println(String.format(Locale.ROOT, "IOPS: %.0f, bandwidth: %.2f MiB/s", count / secs,
                     count * (double) size / secs / (1 << 20)));
             if (!quiet && img instanceof io.qblk.target.Qcow2Target q) {
-                io.qblk.qcow2.EngineStats st = q.image().stats();
-                out.println(String.format(Locale.ROOT, "qcow2: %d allocations, %d flushes/commits, %d datasyncs, %d commits without a sync (R17), "
-                        + "%d allocations past an empty R17 reserve (reserve now %d clusters), %d bytes of metadata written", st.allocations(), st.flushes(),
-                        st.datasyncs(), st.tailCommits(), st.tailMisses(), st.tailTarget(), st.metadataBytesWritten()));
+                out.println("qcow2: " + q.image().stats().summary());
             }
         }
         return 0;

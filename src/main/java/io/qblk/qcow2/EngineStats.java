@@ -51,4 +51,11 @@ public final class EngineStats {
 
     /** Freed host clusters punched out of the image file ({@link DiscardMode#UNMAP}). */
     public long holesPunched() { return holesPunched.sum(); }
+
+    /** One line of the counters that explain write cost, as {@code qblk bench} and a ublk export's exit print them. */
+    public String summary() {
+        return String.format(java.util.Locale.ROOT, "%d allocations, %d flushes/commits, %d datasyncs, %d commits without a sync (R17), "
+                + "%d allocations past an empty R17 reserve (reserve now %d clusters), %d bytes of metadata written",
+                allocations(), flushes(), datasyncs(), tailCommits(), tailMisses(), tailTarget(), metadataBytesWritten());
+    }
 }

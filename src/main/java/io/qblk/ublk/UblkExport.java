@@ -89,6 +89,7 @@ public final class UblkExport {
                 System.err.println("qblk: stopping ublk device " + server.devId() + ": " + e.getMessage());
             }
             System.err.println("qblk: ublk device " + server.devId() + " " + server.servedSummary());
+            if (target instanceof io.qblk.target.Qcow2Target q) System.err.println("qblk: qcow2: " + q.image().stats().summary());
             try {
                 target.flush();
             } catch (IOException e) {
