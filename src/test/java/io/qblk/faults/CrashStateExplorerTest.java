@@ -182,20 +182,26 @@ class CrashStateExplorerTest {
         return x;
     }
 
+    /** The seed whose "pages" workloads the partial-write coverage is checked on (16 and 21 partial table writes at 8 and 16 KiB clusters today). */
+    private static final long PAGES_COVERAGE_SEED = 1;
+
     /**
      * docs/ordering.md R18: the "pages" workloads write L2 tables and refcount blocks of several
      * pages in part, many times; every crash state must be clean (the default run covers them too).
      */
     @Test
     void partialTableWritesAreCrashSafe() throws Exception {
-        for (Workload w : CrashStateExplorer.workloads("pages", seed())) {
+        // The coverage check runs the workloads of one fixed seed: how many partial writes a random
+        // seed's 14-19 operations cause varies (6 to 20+ at 16 KiB clusters over 150 seeds); the
+        // crash states below are explored with the run's random seed as everywhere else.
+        for (Workload w : CrashStateExplorer.workloads("pages", PAGES_COVERAGE_SEED)) {
             CrashStateExplorer.Recorded r = CrashStateExplorer.record(w);
             java.util.Set<Long> tables = tableClusters(r);
             int cs = w.clusterSize();
             long partial = r.log().stream().filter(e -> e.kind() == IoEvent.Kind.WRITE && tables.contains(e.offset() - e.offset() % cs) && e.length() < cs).count();
             long pastFirstPage = r.log().stream().filter(e -> e.kind() == IoEvent.Kind.WRITE && tables.contains(e.offset() - e.offset() % cs) && e.offset() % cs != 0).count();
             System.out.println(w.name() + ": " + partial + " partial table writes, " + pastFirstPage + " of them past a table's first page");
-            assertTrue(partial >= 10 && pastFirstPage > 0, w.name() + ": tables were not written in part, page by page");
+            assertTrue(partial >= 10 && pastFirstPage > 0, w.name() + " (seed " + PAGES_COVERAGE_SEED + "): tables were not written in part, page by page");
         }
         exploreClean("pages", Long.getLong("qblk.pagesCrashStates", 1_000), 50);
     }
