@@ -102,5 +102,37 @@ class LedgerTest(unittest.TestCase):
             xr.from_ledger(os.path.join(self.d, 'ledger', 'none'), self.state)
 
 
+class RecordTest(unittest.TestCase):
+    """How a boot's end decides what it recorded: a stop, an operator's signal, a guest that died."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.state = os.path.join(self.tmp.name, 'xfs-qcow2-6.1-quick')
+        write(os.path.join(self.state, 'settings'), 'fs=xfs\ntarget=qcow2\nkernel=6.1\nname=quick\n')
+        self.boot = os.path.join(self.state, 'boots', '1')
+        # ./check reported 001-003 (its xunit file is rewritten after every test) and had started 003
+        write(os.path.join(self.boot, 'results', 'result.xml'), REPORT)
+        write(os.path.join(self.boot, 'check.out'), 'generic/001  5s\ngeneric/002  - output mismatch\ngeneric/003\n')
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def recorded(self, vmrc):
+        with contextlib.redirect_stdout(io.StringIO()):
+            xr.record(self.state, self.boot, vmrc)
+        with open(os.path.join(self.state, 'results.tsv')) as f:
+            return {l.split('\t')[0]: l.split('\t')[1] for l in f}
+
+    def test_a_stopped_boot_keeps_its_results_but_the_test_it_may_have_cut_short(self):
+        self.assertEqual({'generic/001': 'pass', 'generic/002': 'fail'}, self.recorded('stopped'))
+
+    def test_an_interrupted_boot_keeps_what_check_reported(self):
+        self.assertEqual({'generic/001': 'pass', 'generic/002': 'fail', 'generic/003': 'notrun'}, self.recorded('interrupted'))
+
+    def test_a_guest_that_died_fails_the_test_it_was_running(self):
+        write(os.path.join(self.boot, 'check.out'), 'generic/001  5s\ngeneric/002  - output mismatch\ngeneric/003  0s\ngeneric/004\n')
+        self.assertEqual('fail', self.recorded('125')['generic/004'])
+
+
 if __name__ == '__main__':
     unittest.main()

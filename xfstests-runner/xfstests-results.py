@@ -49,6 +49,18 @@ def one_line(s, n=200):
     return s[:n]
 
 
+def last_started(check_out):
+    """The last test ./check's console (check.out) names, or None."""
+    last = None
+    if os.path.exists(check_out):
+        with open(check_out, errors='replace') as f:
+            for line in f:
+                m = TEST_RE.match(line)
+                if m:
+                    last = m.group(1)
+    return last
+
+
 def record(state, boot, vmrc):
     xml = os.path.join(boot, 'results', 'result.xml')
     rows = []
@@ -67,15 +79,14 @@ def record(state, boot, vmrc):
     # as failed so that a resumed run does not hang on it again. vm-run exits 125 when the guest
     # ended without an exit status (panic, timeout). A run stopped by its operator (vmrc
     # 'interrupted') keeps the reported results only.
-    if vmrc != 'interrupted' and (vmrc == '125' or not os.path.exists(xml)):
-        last = None
-        out = os.path.join(boot, 'check.out')
-        if os.path.exists(out):
-            with open(out, errors='replace') as f:
-                for line in f:
-                    m = TEST_RE.match(line)
-                    if m:
-                        last = m.group(1)
+    # A boot stopped on request ('stopped': run --stop) ended ./check early and checked its images:
+    # its results stand, except the last test ./check started, which may have been cut short (it
+    # runs again on resume, even if it had just finished).
+    if vmrc == 'stopped':
+        last = last_started(os.path.join(boot, 'check.out'))
+        rows = [r for r in rows if r[0] != last]
+    elif vmrc != 'interrupted' and (vmrc == '125' or not os.path.exists(xml)):
+        last = last_started(os.path.join(boot, 'check.out'))
         if last and last not in {r[0] for r in rows}:
             rows.append((last, 'fail', '', f'guest died or timed out while this test ran (vm-run exit {vmrc})'))
     with open(os.path.join(state, 'results.tsv'), 'a') as f:
