@@ -47,9 +47,25 @@ public enum TaskRun {
         return OFF;
     }
 
-    /** The mode of this process's rings: {@code QBLK_RING_TASKRUN} ({@link io.qblk.util.DebugSwitches#taskRun()}). */
+    /** The mode of qblk's rings unless QBLK_RING_TASKRUN says otherwise (measured: docs/performance.md). */
+    public static final TaskRun DEFAULT = COOP;
+    private static final TaskRun CONFIGURED = resolve(io.qblk.util.DebugSwitches.process().taskRun(), System.err);
+
+    /** The mode of this process's rings: {@code QBLK_RING_TASKRUN} ({@link io.qblk.util.DebugSwitches#taskRun()}), read once. */
     public static TaskRun configured() {
-        return parse(io.qblk.util.DebugSwitches.process().taskRun());
+        return CONFIGURED;
+    }
+
+    /**
+     * The mode a QBLK_RING_TASKRUN value names: {@link #DEFAULT} when unset or blank; a value that
+     * names no mode also gets the default, with one line on {@code warnings} saying so.
+     */
+    public static TaskRun resolve(String value, java.io.PrintStream warnings) {
+        if (value == null || value.isBlank()) return DEFAULT;
+        TaskRun t = parse(value);
+        if (t != null) return t;
+        warnings.println("qblk: QBLK_RING_TASKRUN=" + value + " is not off, coop or defer; using " + DEFAULT.name().toLowerCase(java.util.Locale.ROOT));
+        return DEFAULT;
     }
 
     /** {@code off}, {@code coop} or {@code defer} (any case); null for anything else. */

@@ -20,14 +20,12 @@ import java.util.Properties;
  *                     is served by the tag and committed on its own instead of going out linked to its commit
  * @param linkedWrites {@code QBLK_UBLK_LINKED_WRITES=1} turns it on: the same for a ublk write that is one plain
  *                     file write (docs/ordering.md W2); off by default, as measured slower so far (docs/performance.md)
- * @param taskRun      {@code QBLK_RING_TASKRUN=off|coop|defer}: how the kernel runs the completion work of
- *                     every io_uring qblk sets up ({@code io.qblk.uring.TaskRun}; default {@link #DEFAULT_TASK_RUN})
+ * @param taskRun      {@code QBLK_RING_TASKRUN=off|coop|defer} as given (null when unset): how the kernel runs
+ *                     the completion work of every io_uring qblk sets up; {@code io.qblk.uring.TaskRun} names
+ *                     the modes, its default and what a bad value does
  */
 public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean carrier, boolean nbdRingRecv, boolean linkedReads,
                             boolean linkedWrites, String taskRun) {
-    /** The task-run mode of qblk's rings unless QBLK_RING_TASKRUN says otherwise (docs/performance.md). */
-    public static final String DEFAULT_TASK_RUN = "coop";
-    private static final java.util.Set<String> TASK_RUN_MODES = java.util.Set.of("off", "coop", "defer");
     private static final DebugSwitches PROCESS = from(System.getenv(), System.getProperties());
 
     /** The switches from an environment and system properties. */
@@ -35,15 +33,7 @@ public record DebugSwitches(boolean ublkTrace, boolean fixedBuffers, boolean car
         return new DebugSwitches("1".equals(env.get("QBLK_UBLK_TRACE")), !"0".equals(env.get("QBLK_UBLK_FIXED_BUFFERS")),
                 !"0".equals(env.get("QBLK_CARRIER")) && !"off".equals(props.getProperty("qblk.carrier")),
                 !"0".equals(env.get("QBLK_NBD_RING_RECV")), !"0".equals(env.get("QBLK_UBLK_LINKED_READS")),
-                "1".equals(env.get("QBLK_UBLK_LINKED_WRITES")), taskRun(env.get("QBLK_RING_TASKRUN")));
-    }
-
-    private static String taskRun(String value) {
-        if (value == null || value.isBlank()) return DEFAULT_TASK_RUN;
-        String t = value.trim().toLowerCase(java.util.Locale.ROOT);
-        if (TASK_RUN_MODES.contains(t)) return t;
-        System.err.println("qblk: QBLK_RING_TASKRUN=" + value + " is not off, coop or defer; using " + DEFAULT_TASK_RUN);
-        return DEFAULT_TASK_RUN;
+                "1".equals(env.get("QBLK_UBLK_LINKED_WRITES")), env.get("QBLK_RING_TASKRUN"));
     }
 
     /** This process's switches, read once. */

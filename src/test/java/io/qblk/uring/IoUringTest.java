@@ -221,11 +221,24 @@ class IoUringTest {
     }
 
     @Test
+    void qblkRingTaskRunNamesAModeAndABadValueKeepsTheDefaultWithAWarning() {
+        var err = new java.io.ByteArrayOutputStream();
+        var warn = new java.io.PrintStream(err, true, java.nio.charset.StandardCharsets.UTF_8);
+        assertEquals(TaskRun.COOP, TaskRun.DEFAULT);
+        assertEquals(TaskRun.DEFAULT, TaskRun.resolve(null, warn));
+        assertEquals(TaskRun.DEFAULT, TaskRun.resolve(" ", warn));
+        assertEquals(TaskRun.OFF, TaskRun.resolve("OFF", warn));
+        assertEquals(TaskRun.DEFER, TaskRun.resolve("defer", warn));
+        assertEquals("", err.toString(java.nio.charset.StandardCharsets.UTF_8));
+        assertEquals(TaskRun.DEFAULT, TaskRun.resolve("sometimes", warn));
+        assertEquals("qblk: QBLK_RING_TASKRUN=sometimes is not off, coop or defer; using coop\n", err.toString(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    @Test
     void taskRunModesWeakenToOffAndAreReadBackFromTheFlags() throws Exception {
         assertEquals(TaskRun.COOP, TaskRun.DEFER.weaker());
         assertEquals(TaskRun.OFF, TaskRun.COOP.weaker());
         assertEquals(TaskRun.OFF, TaskRun.OFF.weaker());
-        assertEquals(TaskRun.COOP, TaskRun.parse(io.qblk.util.DebugSwitches.DEFAULT_TASK_RUN));
         assertEquals(TaskRun.DEFER, TaskRun.parse(" Defer "));
         assertNull(TaskRun.parse("sometimes"));
         for (TaskRun t : TaskRun.values()) {
