@@ -33,6 +33,8 @@ final class CachedTable {
     static final int PAGE = 4096;
 
     private final long[] entries;   // L2: the table's 8-byte words as on disk
+    /** L2: {@link #entries} as a segment, for bulk copies (null for a refcount block). */
+    private final MemorySegment entrySegment;
     /** Words per L2 entry: 1, or 2 with extended L2 (entry at 2i, subcluster bitmap at 2i+1). */
     final int stride;
     /** Extended L2: odd while a writer changes an entry/bitmap pair (a seqlock for lock-free pair reads). */
@@ -52,6 +54,7 @@ final class CachedTable {
         this.offset = offset;
         this.kind = kind;
         this.entries = entries;
+        this.entrySegment = entries != null ? MemorySegment.ofArray(entries) : null;
         this.stride = stride;
         this.raw = raw;
         int bytes = entries != null ? entries.length * 8 : raw.length;
@@ -135,11 +138,15 @@ final class CachedTable {
         serializePages(0, pageGen.length, dst);
     }
 
-    /** Copies the on-disk form of pages [from, to) into {@code dst} (page {@code from} at byte 0). */
+    /**
+     * Under the metadata lock: copies the on-disk form of pages [from, to) into {@code dst} (page
+     * {@code from} at byte 0). Every change of an entry is made under that lock too, so a plain bulk
+     * copy (byte-swapped to big-endian in one pass) sees them all: no per-word acquire is needed.
+     */
     void serializePages(int from, int to, MemorySegment dst) {
         int start = from << pageShift, end = to << pageShift;
         if (kind == Kind.L2) {
-            for (int i = start / 8; i < end / 8; i++) dst.set(BE_LONG, i * 8L - start, (long) LONGS.getAcquire(entries, i));
+            MemorySegment.copy(entrySegment, ValueLayout.JAVA_LONG, start, dst, BE_LONG, 0, (end - start) / 8);
         } else {
             MemorySegment.copy(raw, start, dst, ValueLayout.JAVA_BYTE, 0, end - start);
         }
